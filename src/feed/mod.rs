@@ -1,0 +1,1 @@
+//! Lease sources other than the 4o6 authority.
