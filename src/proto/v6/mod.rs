@@ -77,11 +77,7 @@ impl<'a> RawOption<'a> {
             v6opt::CLIENT_DATA | v6opt::S46_CONT_LW => 0,
             v6opt::S46_V4V6BIND => {
                 let rest = self.data.get(4..).unwrap_or_default();
-                let (_, _, after) =
-                    option::take_prefix(code, rest).map_err(|_| DecodeError::BadOptionLength {
-                        code,
-                        len: self.data.len(),
-                    })?;
+                let (_, _, after) = option::take_prefix(code, rest, self.data.len())?;
                 self.data.len() - after.len()
             }
             _ => return Err(DecodeError::BadOptionValue { code }),

@@ -435,7 +435,7 @@ impl V6Option {
             )),
             v6opt::S46_V4V6BIND => {
                 let (v4, rest) = data.split_first_chunk::<4>().ok_or(bad_len)?;
-                let (prefix_len, prefix, rest) = take_prefix(code, rest)?;
+                let (prefix_len, prefix, rest) = take_prefix(code, rest, data.len())?;
                 S46V4V6Bind {
                     ipv4: Ipv4Addr::from(*v4),
                     prefix_len,
@@ -451,7 +451,7 @@ impl V6Option {
                 )
             }
             v6opt::S46_BIND_IPV6_PREFIX => {
-                let (prefix_len, prefix, rest) = take_prefix(code, data)?;
+                let (prefix_len, prefix, rest) = take_prefix(code, data, data.len())?;
                 if !rest.is_empty() {
                     return Err(bad_len);
                 }
@@ -508,10 +508,15 @@ fn mask(addr: Ipv6Addr, prefix_len: u8) -> Ipv6Addr {
 }
 
 /// Reads prefix-length, then `ceil(len/8)` prefix octets (bits past the length zeroed).
-pub(super) fn take_prefix(code: u16, data: &[u8]) -> Result<(u8, Ipv6Addr, &[u8]), DecodeError> {
+/// `option_len` is the whole option's payload length, for the error.
+pub(super) fn take_prefix(
+    code: u16,
+    data: &[u8],
+    option_len: usize,
+) -> Result<(u8, Ipv6Addr, &[u8]), DecodeError> {
     let bad_len = DecodeError::BadOptionLength {
         code,
-        len: data.len(),
+        len: option_len,
     };
     let (&prefix_len, rest) = data.split_first().ok_or(bad_len)?;
     if prefix_len > 128 {
