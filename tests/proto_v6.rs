@@ -1037,6 +1037,24 @@ proptest! {
         }
     }
 
+    /// A valid message cut anywhere is an error, or (cut on an option boundary) the shorter
+    /// message it still is; never a panic.
+    #[test]
+    fn truncated_messages(msg in message(true), at in any::<prop::sample::Index>()) {
+        let mut out = Vec::new();
+        msg.encode(&mut out).unwrap();
+        let cut = &out[..at.index(out.len())];
+        match Message::decode(cut) {
+            Ok(m) => {
+                let mut again = Vec::new();
+                m.encode(&mut again).unwrap();
+                prop_assert_eq!(again.as_slice(), cut);
+                prop_assert!(msg.options.starts_with(&m.options));
+            }
+            Err(e) => prop_assert!(matches!(e, DecodeError::Truncated { .. }), "{:?}", e),
+        }
+    }
+
     /// Corrupting one octet of a valid message never panics.
     #[test]
     fn mutated_messages_never_panic(msg in message(true), at in any::<prop::sample::Index>(), v in any::<u8>()) {

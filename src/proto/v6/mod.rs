@@ -37,14 +37,18 @@ fn is_relay(msg_type: u8) -> bool {
 /// One option as it sits in the buffer: its code and its payload (without the 4-octet header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawOption<'a> {
+    /// The option code.
     pub code: u16,
+    /// The payload, without the code and length octets.
     pub data: &'a [u8],
 }
 
 /// The parts of OPTION_LQ_QUERY (RFC 5007 §4.1.2.1), borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LqQueryView<'a> {
+    /// QUERY_BY_ADDRESS (1) ... QUERY_BY_REMOTE_ID (5), see [`crate::proto::codes::query_type`].
     pub query_type: u8,
+    /// The link to search, `::` for all links.
     pub link_address: Ipv6Addr,
     /// The query-options (for example OPTION_IAADDR, OPTION_RELAY_ID, an ORO).
     pub options: OptionsView<'a>,
@@ -227,6 +231,7 @@ impl<'a> OptionsView<'a> {
 /// A client/server message (RFC 8415 §8), borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageView<'a> {
+    /// The msg-type octet.
     pub msg_type: u8,
     /// The 24-bit transaction-id (for DHCPV4-QUERY/RESPONSE: the RFC 7341 flags field).
     pub xid: u32,
@@ -264,9 +269,13 @@ impl<'a> MessageView<'a> {
 /// A Relay-Forward or Relay-Reply message (RFC 8415 §9), borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayView<'a> {
+    /// RELAY-FORW (12) or RELAY-REPL (13).
     pub msg_type: u8,
+    /// Relays the message passed through before this one.
     pub hop_count: u8,
+    /// The link of the client (RFC 8415 §9), or `::`.
     pub link_address: Ipv6Addr,
+    /// The address of the client or relay the message came from or goes to.
     pub peer_address: Ipv6Addr,
     options: OptionsView<'a>,
 }
@@ -316,7 +325,9 @@ impl<'a> RelayView<'a> {
 /// Any DHCPv6 message, its format chosen by msg-type (12 and 13 are relay format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnyView<'a> {
+    /// A client/server message (any type other than 12 and 13).
     Message(MessageView<'a>),
+    /// A Relay-Forward or Relay-Reply message.
     Relay(RelayView<'a>),
 }
 
@@ -369,9 +380,11 @@ fn decode_options(view: OptionsView<'_>) -> Result<Vec<V6Option>, DecodeError> {
 /// A client/server message (RFC 8415 §8), owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The msg-type octet; not 12 or 13.
     pub msg_type: u8,
     /// 24-bit transaction-id; a wider value cannot be encoded.
     pub xid: u32,
+    /// Options in wire order, repeats kept.
     pub options: Vec<V6Option>,
 }
 
@@ -414,10 +427,15 @@ impl Message {
 /// A Relay-Forward or Relay-Reply message (RFC 8415 §9), owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayMessage {
+    /// RELAY-FORW (12) or RELAY-REPL (13).
     pub msg_type: u8,
+    /// Relays the message passed through before this one.
     pub hop_count: u8,
+    /// The link of the client (RFC 8415 §9), or `::`.
     pub link_address: Ipv6Addr,
+    /// The address of the client or relay the message came from or goes to.
     pub peer_address: Ipv6Addr,
+    /// Options in wire order, repeats kept; OPTION_RELAY_MSG holds the raw inner message.
     pub options: Vec<V6Option>,
 }
 
