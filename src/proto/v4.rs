@@ -36,20 +36,7 @@ const CHADDR_AT: usize = 28;
 const SNAME_AT: usize = 44;
 const FILE_AT: usize = 108;
 
-fn u16_at(buf: &[u8], at: usize) -> u16 {
-    match buf.get(at..at + 2) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
-
-fn u32_at(buf: &[u8], at: usize) -> u32 {
-    match buf.get(at..at + 4) {
-        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
+/// `N` octets of `buf` at `at` (zeros if out of range; callers have checked the length).
 fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     let mut out = [0; N];
     if let Some(src) = buf.get(at..at + N) {
@@ -106,7 +93,7 @@ impl<'a> MessageView<'a> {
                 needed: MIN_LEN.saturating_sub(buf.len()),
             });
         };
-        let hlen = array::<1>(header, 2)[0];
+        let [op, htype, hlen, hops] = array::<4>(header, 0);
         if hlen > 16 {
             return Err(DecodeError::BadHlen(hlen));
         }
@@ -114,19 +101,18 @@ impl<'a> MessageView<'a> {
             return Err(DecodeError::BadMagicCookie);
         }
         let opts = scan_options(rest)?;
-        let [op, htype, _, hops] = array::<4>(header, 0);
         let view = MessageView {
             op,
             htype,
             hlen,
             hops,
-            xid: u32_at(header, 4),
-            secs: u16_at(header, 8),
-            flags: u16_at(header, 10),
-            ciaddr: Ipv4Addr::from(u32_at(header, 12)),
-            yiaddr: Ipv4Addr::from(u32_at(header, 16)),
-            siaddr: Ipv4Addr::from(u32_at(header, 20)),
-            giaddr: Ipv4Addr::from(u32_at(header, 24)),
+            xid: u32::from_be_bytes(array(header, 4)),
+            secs: u16::from_be_bytes(array(header, 8)),
+            flags: u16::from_be_bytes(array(header, 10)),
+            ciaddr: Ipv4Addr::from(u32::from_be_bytes(array(header, 12))),
+            yiaddr: Ipv4Addr::from(u32::from_be_bytes(array(header, 16))),
+            siaddr: Ipv4Addr::from(u32::from_be_bytes(array(header, 20))),
+            giaddr: Ipv4Addr::from(u32::from_be_bytes(array(header, 24))),
             chaddr: header
                 .get(CHADDR_AT..CHADDR_AT + hlen as usize)
                 .unwrap_or_default(),
@@ -672,11 +658,21 @@ impl V4Option {
         }
         let mut value = Vec::with_capacity(len);
         self.write_value(&mut value);
-        for chunk in value.chunks(255) {
-            out.extend_from_slice(&[code, chunk.len() as u8]);
-            out.extend_from_slice(chunk);
-        }
+        put_option(out, code, &value);
         Ok(())
+    }
+}
+
+/// Append option `code` with a raw `value`, split into consecutive instances of at most 255
+/// octets when longer (RFC 3396 §6); an empty value is one instance of length 0. For encoders
+/// that write borrowed data without building a [`V4Option`]. `code` must not be PAD or END.
+pub fn put_option(out: &mut Vec<u8>, code: u8, value: &[u8]) {
+    if value.is_empty() {
+        out.extend_from_slice(&[code, 0]);
+    }
+    for chunk in value.chunks(255) {
+        out.extend_from_slice(&[code, chunk.len() as u8]);
+        out.extend_from_slice(chunk);
     }
 }
 
@@ -860,5 +856,64 @@ impl Message {
         }
         out.push(v4opt::END);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_reports_where_the_input_ran_out() {
+        assert_eq!(scan_options(&[0, 0, 255, 9]), Ok(&[0u8, 0][..]));
+        assert_eq!(scan_options(&[53, 1, 1, 255]), Ok(&[53u8, 1, 1][..]));
+        assert_eq!(scan_options(&[0, 0]), Err(DecodeError::MissingEnd));
+        assert_eq!(
+            scan_options(&[53]),
+            Err(DecodeError::Truncated {
+                at: MIN_LEN + 1,
+                needed: 1
+            })
+        );
+        assert_eq!(
+            scan_options(&[53, 4, 1]),
+            Err(DecodeError::Truncated {
+                at: MIN_LEN + 3,
+                needed: 3
+            })
+        );
+    }
+
+    #[test]
+    fn options_skip_pad_and_stop_at_the_area_end() {
+        let area = [0, 53, 1, 13, 0, 0, 61, 0, 0];
+        let got: Vec<(u8, &[u8])> = Options { rest: &area }.collect();
+        assert_eq!(got, [(53, &[13u8][..]), (61, &[][..])]);
+    }
+
+    #[test]
+    fn put_option_splits_at_255() {
+        let mut out = Vec::new();
+        put_option(&mut out, 200, &[]);
+        assert_eq!(out, [200, 0]);
+        for (len, instances) in [(255, vec![255]), (256, vec![255, 1]), (510, vec![255, 255])] {
+            let mut out = Vec::new();
+            put_option(&mut out, 200, &vec![7; len]);
+            let view = Options { rest: &out };
+            assert_eq!(
+                view.map(|(_, v)| v.len()).collect::<Vec<_>>(),
+                instances,
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn sub_options_report_a_short_tail() {
+        let bad = Err(DecodeError::BadOptionValue { code: 82 });
+        assert_eq!(RelayAgentInfo::find(&[1, 1, 9, 2, 0], 2), Ok(Some(&[][..])));
+        assert_eq!(RelayAgentInfo::find(&[1, 1, 9, 2], 2), bad);
+        assert_eq!(RelayAgentInfo::find(&[1, 2, 9], 1), bad);
+        assert_eq!(RelayAgentInfo::find(&[], 1), Ok(None));
     }
 }
