@@ -922,15 +922,16 @@ fn dhcproto_decodes_the_v6_and_v4_messages() {
     assert_eq!(o.get(v4::OptionCode::AssociatedIp), None);
 }
 
-fn arb_v6() -> impl Strategy<
-    Value = (
-        Vec<u8>,
-        Vec<(u128, u32, u32)>,
-        Vec<(u128, u8, u32, u32)>,
-        u32,
-        Option<Vec<u8>>,
-    ),
-> {
+/// duid, (addr, preferred, valid)*, (prefix, len, preferred, valid)*, cltt, relay-id.
+type ArbV6 = (
+    Vec<u8>,
+    Vec<(u128, u32, u32)>,
+    Vec<(u128, u8, u32, u32)>,
+    u32,
+    Option<Vec<u8>>,
+);
+
+fn arb_v6() -> impl Strategy<Value = ArbV6> {
     (
         proptest::collection::vec(any::<u8>(), 1..40),
         proptest::collection::vec((any::<u128>(), any::<u32>(), any::<u32>()), 0..4),
