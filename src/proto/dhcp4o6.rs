@@ -114,7 +114,9 @@ pub struct V6Side<'a> {
 /// OPTION_LQ_QUERY (RFC 5007 §4.1.2.1) as far as the pairing needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LqQuery<'a> {
+    /// query-type ([`query_type`]).
     pub query_type: u8,
+    /// link-address (`::` = all links).
     pub link_address: Ipv6Addr,
     /// OPTION_CLIENTID (1) payload in the query options (a DUID).
     pub client_id: Option<&'a [u8]>,
@@ -133,11 +135,15 @@ pub struct LqQuery<'a> {
 pub struct V4Side<'a> {
     /// Length of the whole DHCPv4 message.
     pub len: usize,
+    /// BOOTP `op`.
     pub op: u8,
     /// Option 53, if present.
     pub msg_type: Option<u8>,
+    /// `ciaddr` (must be zero in a bulk/active query).
     pub ciaddr: Ipv4Addr,
+    /// `yiaddr` (must be zero).
     pub yiaddr: Ipv4Addr,
+    /// `siaddr` (must be zero).
     pub siaddr: Ipv4Addr,
     /// `hlen`: non-zero means a query by MAC address (RFC 6926 §4).
     pub hlen: u8,
@@ -171,6 +177,7 @@ pub enum Dhcp4o6Select<'a> {
 /// MalformedQuery in both layers (v6 8, v4 3). `reason` is for the status text and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MalformedQuery {
+    /// Which rule the query broke.
     pub reason: &'static str,
 }
 

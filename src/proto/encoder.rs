@@ -99,7 +99,9 @@ impl PrlSet {
 /// A DHCPv6 status (OPTION_STATUS_CODE, RFC 8415 §21.13): code and UTF-8 text (may be empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct V6Status<'a> {
+    /// The status code ([`codes::v6status`]).
     pub code: u16,
+    /// A message for humans; empty for none.
     pub text: &'a str,
 }
 
@@ -107,7 +109,9 @@ pub struct V6Status<'a> {
 /// must not contain NUL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct V4Status<'a> {
+    /// The status code ([`codes::v4status`]).
     pub code: u8,
+    /// A message for humans; empty for none.
     pub text: &'a str,
 }
 
@@ -159,7 +163,9 @@ pub struct V4ReplyParams {
 /// configuration returned inside OPTION_CLIENT_DATA (DESIGN.md section 4).
 #[derive(Debug, Clone)]
 pub struct Dhcp4o6ReplyParams<'a> {
+    /// The DHCPv6 layer (xid, DUIDs, ORO, base-time).
     pub v6: V6ReplyParams<'a>,
+    /// The DHCPv4 layer inside OPTION_DHCPV4_MSG (xid, server id, PRL).
     pub v4: V4ReplyParams,
     /// The BR address for OPTION_S46_BR (90) inside OPTION_S46_CONT_LW (96), RFC 7598 §4.2.
     pub br: Option<Ipv6Addr>,
@@ -387,22 +393,22 @@ impl<'b> StreamWriter<'b> {
             return Err(EncodeError::BufferFull { needed, available });
         }
         let start = self.buf.len();
-        let mut sink = VecSink(self.buf);
-        match reply.encode(&mut sink) {
-            Ok(x) if self.buf.len() - start == needed => Ok(EncodedAt {
-                start,
-                len: needed,
-                v6_xid_at: x.v6,
-                v4_xid_at: x.v4,
-            }),
-            // Both passes run the same code, so this cannot happen; never leave half a frame.
-            Ok(_) => {
-                self.buf.truncate(start);
-                Err(EncodeError::Invalid(
-                    "encoded length differs from computed length",
-                ))
+        match reply.encode(&mut VecSink(self.buf)) {
+            Ok(x) => {
+                debug_assert_eq!(
+                    self.buf.len() - start,
+                    needed,
+                    "both passes run the same code"
+                );
+                Ok(EncodedAt {
+                    start,
+                    len: needed,
+                    v6_xid_at: x.v6,
+                    v4_xid_at: x.v4,
+                })
             }
             Err(e) => {
+                // Unreachable after the counting pass succeeded; never leave half a frame.
                 self.buf.truncate(start);
                 Err(e)
             }
