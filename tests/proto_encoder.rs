@@ -1014,3 +1014,52 @@ proptest! {
         prop_assert_eq!(o.get(v4::OptionCode::ClientIdentifier), cid.as_ref());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any DHCP4o6 binding: v6 options nest cleanly, the inner v4 message is the plain v4
+    /// encoding, 92 appears exactly when asked and a softwire source is known, and patching
+    /// the xids equals encoding with them.
+    #[test]
+    fn dhcp4o6_binding_roundtrips(
+        src in proptest::option::of(any::<u128>()),
+        psid in proptest::option::of((0u8..=15, 0u8..=16, any::<u16>())),
+        oro in proptest::collection::vec(prop_oneof![Just(92u16), Just(96), Just(137), Just(47), Just(100)], 0..5),
+        plen in 0u8..=128,
+        first in any::<bool>(),
+        xids in (any::<u32>(), any::<u32>()),
+    ) {
+        let mut rec = v4rec();
+        rec.softwire_src = src.map(Ipv6Addr::from);
+        rec.port_params = psid.map(|(offset, psid_len, v)| PortParams {
+            offset,
+            psid_len,
+            psid: if psid_len == 0 { 0 } else { v >> (16 - psid_len) },
+        });
+        let mut p = o6p(&oro, &[159, 109]);
+        p.bind_prefix = Some((plen, Ipv6Addr::from(u128::MAX)));
+        let frame = enc(&Reply::O6Binding { p: &p, rec: &rec, first });
+        let (t, _, o) = v6_parts(&frame);
+        prop_assert_eq!(t, if first { 15 } else { 17 });
+        let v4 = enc(&Reply::V4Binding { p: &p.v4, rec: &rec, first });
+        prop_assert_eq!(find(&o, 87), &v4[2..]);
+        let cd = opts(find(&o, 45));
+        prop_assert_eq!(cd.iter().any(|x| x.0 == 92), src.is_some() && oro.contains(&92));
+        prop_assert_eq!(cd.iter().any(|x| x.0 == 96), src.is_some() && oro.contains(&96));
+        if oro.contains(&137) {
+            prop_assert_eq!(find(&cd, 137).len(), 1 + usize::from(plen).div_ceil(8));
+        }
+        if let Some(b) = cd.iter().find(|x| x.0 == 92) {
+            let sub = opts(&b.1[21..]);
+            prop_assert_eq!(sub.len(), usize::from(psid.is_some()));
+        }
+        let mut buf = Vec::with_capacity(frame.len());
+        let at = StreamWriter::new(&mut buf).write(&Reply::O6Binding { p: &p, rec: &rec, first }).unwrap();
+        patch_xids(&mut buf, &at, xids.0, xids.1);
+        let mut q = p.clone();
+        q.v6.xid = xids.0 & 0xff_ffff;
+        q.v4.xid = xids.1;
+        prop_assert_eq!(buf, enc(&Reply::O6Binding { p: &q, rec: &rec, first }));
+    }
+}
