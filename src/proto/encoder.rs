@@ -175,6 +175,8 @@ pub struct Dhcp4o6ReplyParams<'a> {
 
 /// One message of a reply stream. `first` marks the first message of the stream: for v6 it
 /// makes a binding a LEASEQUERY-REPLY (else LEASEQUERY-DATA), for v4 it adds option 54.
+/// In every variant `p` is the query's parameters, `rec` the binding and `status` the status
+/// the message carries (for DHCP4o6 the v6 one; the v4 twin is derived).
 #[derive(Debug, Clone, Copy)]
 pub enum Reply<'a> {
     /// A plain DHCPv6 binding: REPLY{CLIENTID, SERVERID, [STATUS], [BASE_TIME], CLIENT_DATA} when
