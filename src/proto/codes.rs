@@ -230,15 +230,30 @@ mod tests {
     /// The pairs from RFC 6926/7724 vs RFC 5460/7653 (codepoints-and-scenarios.md §7 fact 4).
     #[test]
     fn status_pairs_match_the_rfcs() {
-        let pairs: &[(u16, u8)] = &[(0, 0), (1, 1), (11, 2), (8, 3), (10, 4), (12, 5), (13, 7), (15, 8)];
+        let pairs: &[(u16, u8)] = &[
+            (0, 0),
+            (1, 1),
+            (11, 2),
+            (8, 3),
+            (10, 4),
+            (12, 5),
+            (13, 7),
+            (15, 8),
+        ];
         for &(v6, v4) in pairs {
             assert_eq!(v4_status_for_v6(v6), Some(v4), "v6 {v6}");
             assert_eq!(v6_status_for_v4(v4), Some(v6), "v4 {v4}");
         }
         assert_eq!(v6_status_for_v4(v4status::CONNECTION_ACTIVE), None);
         assert_eq!(v4_status_for_v6(v6status::NOT_SUPPORTED), None);
-        assert_eq!(v4_status_for_v6_lossy(v6status::UNKNOWN_QUERY_TYPE), v4status::MALFORMED_QUERY);
-        assert_eq!(v4_status_for_v6_lossy(v6status::NOT_CONFIGURED), v4status::NOT_ALLOWED);
+        assert_eq!(
+            v4_status_for_v6_lossy(v6status::UNKNOWN_QUERY_TYPE),
+            v4status::MALFORMED_QUERY
+        );
+        assert_eq!(
+            v4_status_for_v6_lossy(v6status::NOT_CONFIGURED),
+            v4status::NOT_ALLOWED
+        );
         assert_eq!(v4_status_for_v6_lossy(999), v4status::UNSPEC_FAIL);
     }
 

@@ -42,14 +42,22 @@ impl PortParams {
             return None;
         }
         if psid_len == 0 {
-            return (field == 0).then_some(PortParams { offset, psid_len, psid: 0 });
+            return (field == 0).then_some(PortParams {
+                offset,
+                psid_len,
+                psid: 0,
+            });
         }
         let shift = 16 - psid_len as u32;
         let low_mask = if shift == 0 { 0 } else { (1u32 << shift) - 1 };
         if (field as u32) & low_mask != 0 {
             return None;
         }
-        Some(PortParams { offset, psid_len, psid: ((field as u32) >> shift) as u16 })
+        Some(PortParams {
+            offset,
+            psid_len,
+            psid: ((field as u32) >> shift) as u16,
+        })
     }
 }
 
@@ -171,14 +179,22 @@ mod tests {
 
     #[test]
     fn psid_is_left_aligned_on_the_wire() {
-        let p = PortParams { offset: 0, psid_len: 4, psid: 3 };
+        let p = PortParams {
+            offset: 0,
+            psid_len: 4,
+            psid: 3,
+        };
         assert_eq!(p.wire_psid(), 0x3000);
         assert_eq!(PortParams::from_wire(0, 4, 0x3000), Some(p));
         // A bit below the PSID is set: not a valid field.
         assert_eq!(PortParams::from_wire(0, 4, 0x3001), None);
         assert_eq!(PortParams::from_wire(16, 4, 0), None);
         assert_eq!(PortParams::from_wire(6, 16, 0), None);
-        let full = PortParams { offset: 0, psid_len: 16, psid: 0xbeef };
+        let full = PortParams {
+            offset: 0,
+            psid_len: 16,
+            psid: 0xbeef,
+        };
         assert_eq!(full.wire_psid(), 0xbeef);
         assert_eq!(PortParams::from_wire(0, 16, 0xbeef), Some(full));
         assert_eq!(PortParams::from_wire(0, 0, 0), Some(PortParams::default()));
