@@ -17,6 +17,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod config;
 pub mod feed;
 pub mod lease;
 pub mod proto;
+pub mod session;
+pub mod shard;

@@ -1,1 +1,2 @@
-//! Lease sources other than the 4o6 authority.
+//! Lease sources other than the 4o6 authority: the JSON-lines import file.
+pub mod import;

@@ -1,0 +1,335 @@
+//! Bulk streaming benchmark (issue: "Stream every binding of 1 million 4o6 bindings to one
+//! requestor"), with the loopback ceiling measured in the same run.
+//!
+//! `cargo bench --bench bulk_stream` (env: `BULK_N` bindings, default 1000000; `BULK_RUNS`
+//! runs per case, default 5; `BULK_SHARDS` "1,2"; `BULK_CONCURRENT` requestors for the
+//! concurrent case, default 8). Prints one line per run and the medians; quote ratios, not
+//! absolute figures (the machine is shared and noisy).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHUNK: usize = 256 * 1024;
+
+fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        if TcpListener::bind(("::1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn write_import(n: usize, path: &std::path::Path) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        // 16 PSIDs per address: n/16 addresses from 10.0.0.0 on (benchmark data, never sent
+        // anywhere: the server only listens on loopback).
+        let a = (i / 16) as u32 + (10u32 << 24);
+        let psid = i % 16;
+        let ip = std::net::Ipv4Addr::from(a);
+        writeln!(
+            f,
+            r#"{{"ipv4":"{ip}","psid":{{"offset":0,"len":4,"id":{psid}}},"chaddr":"02:00:{:02x}:{:02x}:{:02x}:{:02x}","client_id":"ff{:08x}00030001020000{:06x}","state":"active","cltt":1700000000,"expires":2000000000,"relay_id":"000300010200000000{:02x}","remote_id":"{:016x}","link":"2001:db8:1::","softwire_src":"2001:db8:1::{:x}:{:x}"}}"#,
+            (i >> 24) & 255,
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            i,
+            i & 0xffffff,
+            i % 7,
+            i,
+            i >> 16,
+            i & 0xffff
+        )
+        .unwrap();
+    }
+}
+
+struct Srv {
+    child: Child,
+    lq6: SocketAddr,
+    lq4: SocketAddr,
+}
+
+impl Drop for Srv {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(import: &std::path::Path, shards: usize) -> Srv {
+    let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
+    let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+        .args([
+            "--shards",
+            &shards.to_string(),
+            "--lq6-listen",
+            &lq6.to_string(),
+            "--lq4-listen",
+            &lq4.to_string(),
+        ])
+        .arg("--import")
+        .arg(import)
+        .args(["--max-connections", "64", "--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if TcpStream::connect(lq4).is_ok() && TcpStream::connect(lq6).is_ok() {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            panic!("server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Srv { child, lq6, lq4 }
+}
+
+/// DHCP4o6 bulk query: LEASEQUERY(q=4 link 2001:db8:1::, ORO[92]) + OPTION_DHCPV4_MSG(DHCPBULKLEASEQUERY).
+fn query_4o6(xid: u32) -> Vec<u8> {
+    let mut m = vec![14, (xid >> 16) as u8, (xid >> 8) as u8, xid as u8];
+    m.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+    m.extend_from_slice(&[0, 44, 0, 23, 4]);
+    m.extend_from_slice(
+        &"2001:db8:1::"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    m.extend_from_slice(&[0, 6, 0, 2, 0, 92]);
+    let v4 = bulk_v4(0x11223344);
+    m.extend_from_slice(&[0, 87]);
+    m.extend_from_slice(&(v4.len() as u16).to_be_bytes());
+    m.extend_from_slice(&v4);
+    m
+}
+
+/// DHCPv4 DHCPBULKLEASEQUERY with no primary selector (all configured addresses).
+fn bulk_v4(xid: u32) -> Vec<u8> {
+    let mut m = vec![0u8; 236];
+    m[0] = 1;
+    m[4..8].copy_from_slice(&xid.to_be_bytes());
+    m.extend_from_slice(&[99, 130, 83, 99, 53, 1, 14, 55, 4, 51, 91, 152, 159, 255]);
+    m
+}
+
+struct Run {
+    first: Duration,
+    total: Duration,
+    bytes: u64,
+    messages: u64,
+}
+
+/// Sends one framed query and reads until the stream's end: DONE (v6 16) or a lone REPLY (15
+/// without data) for v6, DHCPLEASEQUERYDONE for v4.
+fn run_query(addr: SocketAddr, query: &[u8], v4: bool) -> Run {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    let mut f = (query.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(query);
+    let t0 = Instant::now();
+    s.write_all(&f).unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    let (mut have, mut pos) = (0usize, 0usize);
+    let mut first = None;
+    let mut bytes = 0u64;
+    let mut messages = 0u64;
+    loop {
+        // Parse complete frames.
+        while have - pos >= 2 {
+            let n = u16::from_be_bytes([buf[pos], buf[pos + 1]]) as usize;
+            if have - pos < 2 + n {
+                break;
+            }
+            let msg = &buf[pos + 2..pos + 2 + n];
+            messages += 1;
+            if first.is_none() {
+                first = Some(t0.elapsed());
+            }
+            let end = if v4 {
+                msg.len() > 242 && find_v4_type(msg) == Some(15)
+            } else {
+                msg[0] == 16 || (msg[0] == 15 && messages == 1 && n < 64)
+            };
+            pos += 2 + n;
+            if end {
+                return Run {
+                    first: first.unwrap(),
+                    total: t0.elapsed(),
+                    bytes: bytes + pos as u64,
+                    messages,
+                };
+            }
+        }
+        if pos > 0 {
+            buf.copy_within(pos..have, 0);
+            bytes += pos as u64;
+            have -= pos;
+            pos = 0;
+        }
+        let r = s.read(&mut buf[have..]).unwrap();
+        assert!(r > 0, "server closed before the end of the stream");
+        have += r;
+    }
+}
+
+fn find_v4_type(m: &[u8]) -> Option<u8> {
+    let mut i = 240;
+    while i + 1 < m.len() {
+        match m[i] {
+            0 => i += 1,
+            255 => return None,
+            53 => return m.get(i + 2).copied(),
+            _ => i += 2 + m[i + 1] as usize,
+        }
+    }
+    None
+}
+
+/// The loopback ceiling: a plain sender of pre-filled CHUNK-sized buffers, `bytes` in all.
+fn ceiling(bytes: u64) -> Duration {
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sender = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let buf = vec![0x5au8; CHUNK];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            s.write_all(&buf[..n]).unwrap();
+            left -= n as u64;
+        }
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    while got < bytes {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n as u64;
+    }
+    let d = t0.elapsed();
+    sender.join().unwrap();
+    d
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("BULK_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = std::env::var("BULK_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let conc: usize = std::env::var("BULK_CONCURRENT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let shard_list: Vec<usize> = std::env::var("BULK_SHARDS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("lq-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let import = dir.join("leases.jsonl");
+    write_import(n, &import);
+    println!("bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {CHUNK} octets");
+    for &shards in &shard_list {
+        let srv = start(&import, shards);
+        for (name, addr, q, v4) in [
+            ("4o6 by-link (TCP 547)", srv.lq6, query_4o6(0xabcdef), false),
+            ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true),
+        ] {
+            let (mut rates, mut bps, mut firsts, mut ratios) = (vec![], vec![], vec![], vec![]);
+            for _ in 0..runs {
+                let r = run_query(addr, &q, v4);
+                assert_eq!(
+                    r.messages as usize,
+                    n + 1,
+                    "{name}: every binding once plus the end"
+                );
+                let c = ceiling(r.bytes);
+                let secs = r.total.as_secs_f64();
+                rates.push(n as f64 / secs);
+                bps.push(r.bytes as f64 / secs);
+                firsts.push(r.first.as_secs_f64() * 1e3);
+                ratios.push(c.as_secs_f64() / secs);
+                println!(
+                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}",
+                    n as f64 / secs,
+                    r.bytes as f64 / secs / 1e6,
+                    r.first.as_secs_f64() * 1e3,
+                    r.bytes,
+                    r.bytes as f64 / c.as_secs_f64() / 1e6,
+                    c.as_secs_f64() / secs
+                );
+            }
+            println!(
+                "MEDIAN shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first binding {:.2} ms, ratio to ceiling {:.2}",
+                median(rates),
+                median(bps) / 1e6,
+                median(firsts),
+                median(ratios)
+            );
+        }
+        // Concurrent requestors, each streaming everything.
+        let mut totals = vec![];
+        for _ in 0..runs.min(3) {
+            let t0 = Instant::now();
+            let hs: Vec<_> = (0..conc)
+                .map(|i| {
+                    let addr = srv.lq6;
+                    std::thread::spawn(move || run_query(addr, &query_4o6(0x100 + i as u32), false))
+                })
+                .collect();
+            let mut bytes = 0;
+            for h in hs {
+                let r = h.join().unwrap();
+                assert_eq!(r.messages as usize, n + 1);
+                bytes += r.bytes;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            totals.push((conc * n) as f64 / secs);
+            println!("  shards={shards} {conc} concurrent 4o6 requestors: {:.0} bindings/s total, {:.1} MB/s", (conc * n) as f64 / secs, bytes as f64 / secs / 1e6);
+        }
+        println!(
+            "MEDIAN shards={shards} {conc} concurrent: {:.0} bindings/s total",
+            median(totals)
+        );
+        drop(srv);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

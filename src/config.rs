@@ -1,0 +1,429 @@
+//! Configuration: a TOML file (`--config FILE`) holds every setting, command-line flags override
+//! it, and running with neither works: the defaults listen on loopback only.
+//!
+//! Every key is documented in the README ("Configuration"); unknown keys are an error, so a typo
+//! in a file is caught at start instead of silently ignored.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// RFC 5460 §5.6 / RFC 6926 §6.3 BULK_LQ_DATA_TIMEOUT.
+pub const BULK_LQ_DATA_TIMEOUT_SECS: u64 = 300;
+/// RFC 5460 §5.6 / RFC 6926 §6.3 BULK_LQ_MAX_CONNS.
+pub const BULK_LQ_MAX_CONNS: usize = 10;
+
+/// A CIDR block of the requestor allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// True when `ip` is inside the block. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
+    /// matched as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - self.prefix_len as u32)
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - self.prefix_len as u32)
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?}: not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match l {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix_len })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The settings of a running server. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Executor shards (one pinned glommio executor each); 0 = one per online CPU.
+    pub shards: usize,
+    /// Where DHCPv6 (and DHCP4o6) bulk/active leasequery listens, TCP.
+    pub lq6_listen: SocketAddr,
+    /// Where DHCPv4 bulk/active leasequery listens, TCP.
+    pub lq4_listen: SocketAddr,
+    /// A JSON-lines lease file loaded at start (README "Import file format").
+    pub import: Option<PathBuf>,
+    /// Most requestor connections at once, over all shards and both listeners (RFC 5460 §7.1).
+    pub max_connections: usize,
+    /// Most queries one connection runs at once; further queries wait in the socket (RFC 5460 §7.3).
+    pub max_queries_per_connection: usize,
+    /// Seconds a connection may be idle (no query running) or blocked on send before it is closed
+    /// (BULK_LQ_DATA_TIMEOUT, RFC 5460 §5.6).
+    pub bulk_lq_data_timeout: u64,
+    /// Requestors allowed to connect (CIDR blocks); others are closed at once.
+    pub allow: Vec<Cidr>,
+    /// Seconds a shutdown (SIGTERM/SIGINT) may take before the process exits anyway.
+    pub shutdown_deadline: u64,
+    /// Microseconds an idle executor spins before parking (0 = park at once). Spinning trades CPU
+    /// for cross-core wake-up latency.
+    pub spin_before_park_us: u64,
+    /// Size of one reply chunk (one socket write), octets.
+    pub chunk_size: usize,
+    /// Chunks a shard may have in flight per bulk query before it waits for the connection's shard.
+    pub credits_per_shard: usize,
+    /// This server's DUID (hex) for OPTION_SERVERID; default: derived from /etc/machine-id.
+    pub server_duid: Option<String>,
+    /// The DHCPv4 server identifier (option 54) sent in v4 replies.
+    pub server_id: std::net::Ipv4Addr,
+    /// Serve active leasequery (RFC 7653, RFC 7724). Off by default (RFC 7653 §9.1).
+    pub active: bool,
+    /// Serve active leasequery without TLS: a second, separate switch (RFC 7653 §9.1).
+    pub allow_insecure_active: bool,
+    /// tracing filter (e.g. "info", "leasequery=debug").
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: 0,
+            lq6_listen: "[::1]:547".parse().expect("literal"),
+            lq4_listen: "127.0.0.1:67".parse().expect("literal"),
+            import: None,
+            max_connections: BULK_LQ_MAX_CONNS,
+            max_queries_per_connection: 4,
+            bulk_lq_data_timeout: BULK_LQ_DATA_TIMEOUT_SECS,
+            allow: vec![
+                "127.0.0.0/8".parse().expect("literal"),
+                "::1/128".parse().expect("literal"),
+            ],
+            shutdown_deadline: 5,
+            spin_before_park_us: 0,
+            chunk_size: 256 * 1024,
+            credits_per_shard: 2,
+            server_duid: None,
+            server_id: std::net::Ipv4Addr::LOCALHOST,
+            active: false,
+            allow_insecure_active: false,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Command-line flags. Each overrides the config key of the same name (dashes for underscores).
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "leasequeryd",
+    version,
+    about = "DHCP bulk and active leasequery server (DHCPv6, DHCPv4, DHCPv4-over-DHCPv6)"
+)]
+pub struct Flags {
+    /// TOML config file; without one the embedded defaults apply (loopback only).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Executor shards, one pinned per core (default: every online CPU).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// DHCPv6 / DHCP4o6 leasequery TCP listen address (default [::1]:547).
+    #[arg(long, value_name = "ADDR")]
+    pub lq6_listen: Option<SocketAddr>,
+    /// DHCPv4 leasequery TCP listen address (default 127.0.0.1:67).
+    #[arg(long, value_name = "ADDR")]
+    pub lq4_listen: Option<SocketAddr>,
+    /// JSON-lines lease file to load at start.
+    #[arg(long, value_name = "FILE")]
+    pub import: Option<PathBuf>,
+    /// Most requestor connections at once (default 10).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Most parallel queries per connection (default 4).
+    #[arg(long)]
+    pub max_queries_per_connection: Option<usize>,
+    /// Idle / blocked-send timeout in seconds (default 300).
+    #[arg(long, value_name = "SECS")]
+    pub bulk_lq_data_timeout: Option<u64>,
+    /// Allowed requestor CIDR (repeatable; replaces the configured list).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+    /// Shutdown deadline in seconds (default 5).
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_deadline: Option<u64>,
+    /// Spin before park, microseconds (default 0).
+    #[arg(long, value_name = "US")]
+    pub spin_before_park_us: Option<u64>,
+    /// Serve active leasequery (off by default).
+    #[arg(long)]
+    pub active: bool,
+    /// Serve active leasequery without TLS (needs --active too).
+    #[arg(long)]
+    pub allow_insecure_active: bool,
+    /// tracing filter (default "info").
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses TOML text (used by [`Config::from_file`] and tests).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The file named by `--config` (if any), then the flags on top, then [`Config::validate`].
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut c = match &flags.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        c.apply(flags);
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply(&mut self, f: &Flags) {
+        macro_rules! over {
+            ($($field:ident),*) => { $( if let Some(v) = f.$field.clone() { self.$field = v; } )* };
+        }
+        over!(
+            shards,
+            lq6_listen,
+            lq4_listen,
+            max_connections,
+            max_queries_per_connection,
+            bulk_lq_data_timeout
+        );
+        over!(shutdown_deadline, spin_before_park_us, log);
+        if let Some(p) = &f.import {
+            self.import = Some(p.clone());
+        }
+        if !f.allow.is_empty() {
+            self.allow = f.allow.clone();
+        }
+        self.active |= f.active;
+        self.allow_insecure_active |= f.allow_insecure_active;
+    }
+
+    /// Checks limits and combinations; every error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        if self.max_queries_per_connection == 0 || self.max_queries_per_connection > 64 {
+            return bad("max_queries_per_connection must be 1..=64".into());
+        }
+        if self.bulk_lq_data_timeout == 0 {
+            return bad("bulk_lq_data_timeout must be at least 1 second".into());
+        }
+        if !(65537..=16 * 1024 * 1024).contains(&self.chunk_size) {
+            return bad("chunk_size must be 65537..=16777216 octets (a chunk must hold the largest framed message)".into());
+        }
+        if self.credits_per_shard == 0 || self.credits_per_shard > 64 {
+            return bad("credits_per_shard must be 1..=64".into());
+        }
+        if self.shards > 1024 {
+            return bad("shards must be at most 1024".into());
+        }
+        if self.spin_before_park_us > 1_000_000 {
+            return bad("spin_before_park_us must be at most 1000000".into());
+        }
+        if self.allow.is_empty() {
+            return bad("allow is empty: no requestor could connect".into());
+        }
+        if let Some(d) = &self.server_duid {
+            match hex_decode(d) {
+                Some(b) if (2..=130).contains(&b.len()) => {}
+                _ => return bad(format!("server_duid {d:?}: must be 2..130 octets of hex")),
+            }
+        }
+        if self.allow_insecure_active && !self.active {
+            return bad("allow_insecure_active is set but active is not: set both to serve active leasequery without TLS".into());
+        }
+        Ok(())
+    }
+
+    /// The shard count in effect (0 resolves to the number of online CPUs).
+    pub fn shard_count(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            self.shards
+        }
+    }
+
+    /// The idle / blocked-send timeout.
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.bulk_lq_data_timeout)
+    }
+
+    /// True when `ip` may connect.
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Decodes an even-length hex string (colons allowed between octets).
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|&c| c != ':').collect();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_rfc_limits() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.lq6_listen, "[::1]:547".parse().unwrap());
+        assert_eq!(c.lq4_listen, "127.0.0.1:67".parse().unwrap());
+        assert_eq!(c.max_connections, 10);
+        assert_eq!(c.bulk_lq_data_timeout, 300);
+        assert!(!c.active && !c.allow_insecure_active);
+        assert!(c.allowed("127.0.0.1".parse().unwrap()));
+        assert!(c.allowed("::1".parse().unwrap()));
+        assert!(c.allowed("::ffff:127.0.0.9".parse().unwrap()));
+        assert!(!c.allowed("192.0.2.1".parse().unwrap()));
+        assert!(!c.allowed("::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn toml_keys_and_errors() {
+        let c = Config::from_toml(
+            "shards = 2\nlq6_listen = \"[::1]:10547\"\nallow = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.lq6_listen.port(), 10547);
+        assert!(c.allowed("10.1.2.3".parse().unwrap()));
+        assert!(!c.allowed("11.0.0.1".parse().unwrap()));
+        let e = Config::from_toml("shardz = 2").unwrap_err();
+        assert!(e.contains("shardz"), "{e}");
+        let e = Config::from_toml("allow = [\"10.0.0.0/33\"]").unwrap_err();
+        assert!(e.contains("bad prefix length"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_validation_names_the_key() {
+        let flags = Flags {
+            shards: Some(3),
+            active: true,
+            ..Default::default()
+        };
+        let mut c = Config::from_toml("shards = 2").unwrap();
+        c.apply(&flags);
+        assert_eq!(c.shards, 3);
+        assert!(c.active);
+        let c = Config {
+            allow_insecure_active: true,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("allow_insecure_active"), "{e}");
+        let c = Config {
+            max_connections: 0,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_connections"));
+        let c = Config {
+            server_duid: Some("zz".into()),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server_duid"));
+    }
+
+    #[test]
+    fn cidr_edges() {
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        assert!(!all.contains("2001:db8::1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!("1.2.3.4/x".parse::<Cidr>().is_err());
+        assert_eq!(hex_decode("00:01:0a"), Some(vec![0, 1, 10]));
+        assert_eq!(hex_decode("0"), None);
+    }
+}

@@ -1,0 +1,85 @@
+//! Per-message decisions of a requestor connection (sans-io): what a received leasequery message
+//! asks for, whether it is allowed, and which reply or scan it turns into.
+//!
+//! [`on_message`] takes one complete message (the TCP framing already removed) and returns an
+//! [`Action`]; the glommio shell carries it out. A [`ScanPlan`] is what a bulk query becomes:
+//! which bindings to scan on every shard ([`ScanTarget`]), and how to encode them (first
+//! message, the rest, the end of the stream).
+
+mod plan;
+mod v4;
+mod v6;
+
+use std::net::Ipv4Addr;
+
+pub use plan::{Encoded, Form, PlanEncoder, Record, ScanPlan, ScanTarget, V4Form, V6Form};
+
+use crate::config::Config;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// TCP 547: DHCPv6 and DHCP4o6 leasequery (RFC 5460, RFC 7653, the draft).
+    V6,
+    /// TCP 67: DHCPv4 leasequery (RFC 6926, RFC 7724).
+    V4,
+}
+
+/// Who this server is on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// OPTION_SERVERID payload (a DUID).
+    pub server_duid: Vec<u8>,
+    /// DHCPv4 server identifier (option 54).
+    pub server_id: Ipv4Addr,
+}
+
+/// What the connection does with one received message.
+#[derive(Debug)]
+pub enum Action {
+    /// A protocol violation (garbage, a message type not allowed on the connection): close
+    /// without a reply (RFC 7724 §8.1.1; Kea does the same for v6).
+    Close,
+    /// Discard silently and keep the connection (RFC 5007 §4.2.1: no Client-ID, no
+    /// OPTION_LQ_QUERY, or a Server-ID that is not ours).
+    Drop,
+    /// Send this complete, framed reply; the query is over. Close afterwards when `close`.
+    Reply { bytes: Vec<u8>, close: bool },
+    /// Run a bulk query.
+    Scan(Box<ScanPlan>),
+}
+
+/// Decides what to do with one message received on a `family` connection at Unix time `now`.
+pub fn on_message(
+    family: Family,
+    msg: &[u8],
+    id: &Identity,
+    config: &Config,
+    links: &LinkSet,
+    now: u32,
+) -> Action {
+    match family {
+        Family::V6 => v6::on_message(msg, id, config, links, now),
+        Family::V4 => v4::on_message(msg, id, config, now),
+    }
+}
+
+/// The links this server has bindings or subnets on, as /64 prefixes: a link-address query on
+/// any other link is NotConfigured (RFC 5460 §5.3). Built at start, read-only afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkSet(hashbrown::HashSet<u64>);
+
+impl LinkSet {
+    /// Adds the /64 of `link`.
+    pub fn insert(&mut self, link: std::net::Ipv6Addr) {
+        self.0.insert(prefix64(link));
+    }
+    /// True when a link with the same /64 as `addr` is known.
+    pub fn contains(&self, addr: std::net::Ipv6Addr) -> bool {
+        self.0.contains(&prefix64(addr))
+    }
+}
+
+fn prefix64(a: std::net::Ipv6Addr) -> u64 {
+    (u128::from(a) >> 64) as u64
+}

@@ -1,0 +1,182 @@
+//! DHCPv4 (TCP 67) messages: DHCPBULKLEASEQUERY (RFC 6926), DHCPACTIVELEASEQUERY and DHCPTLS
+//! (RFC 7724); every other message type closes the connection (RFC 7724 §8.1.1).
+
+use std::net::Ipv4Addr;
+
+use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
+use super::{Action, Identity};
+use crate::config::Config;
+use crate::lease::{V4Query, V4Select};
+use crate::proto::codes::{v4msg, v4opt, v4relay, v4status};
+use crate::proto::encoder::{PrlSet, Reply, StreamWriter, V4Status};
+use crate::proto::v4::{MessageView, RelayAgentInfo};
+
+pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -> Action {
+    let _ = config;
+    let Ok(view) = MessageView::parse(msg) else {
+        return Action::Close;
+    };
+    match view.message_type() {
+        Some(v4msg::BULKLEASEQUERY) => bulk(&view, id, now),
+        Some(v4msg::TLS) => {
+            // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
+            let form = form_of(&view, id);
+            let mut buf = Vec::with_capacity(300);
+            let p = form.params(now);
+            let st = V4Status {
+                code: v4status::TLS_CONNECTION_REFUSED,
+                text: "TLS is not available",
+            };
+            let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Status {
+                p: &p,
+                status: st,
+                first: true,
+            });
+            // The answer is a DHCPTLS message carrying the status (RFC 7724 §6.2): retype it.
+            set_message_type(&mut buf, v4msg::TLS);
+            Action::Reply {
+                bytes: buf,
+                close: false,
+            }
+        }
+        // Scenario 37: anything else (including DHCPACTIVELEASEQUERY while active leasequery is
+        // not served: RFC 7724 §9, a bulk-only server closes) closes the connection.
+        _ => Action::Close,
+    }
+}
+
+/// Rewrites option 53 of a framed DHCPv4 message written by the encoder (53 is its first option).
+fn set_message_type(frame: &mut [u8], t: u8) {
+    if frame.get(2 + 240) == Some(&v4opt::MESSAGE_TYPE) {
+        if let Some(b) = frame.get_mut(2 + 242) {
+            *b = t;
+        }
+    }
+}
+
+/// The v4 reply parameters of a query: its xid, our server id, its PRL.
+pub(super) fn form_of(view: &MessageView<'_>, id: &Identity) -> V4Form {
+    let prl = view
+        .option(v4opt::PARAMETER_REQUEST_LIST)
+        .map(|p| PrlSet::from_prl(&p))
+        .unwrap_or_default();
+    V4Form {
+        xid: view.xid,
+        server_id: id.server_id,
+        prl,
+    }
+}
+
+/// query-start-time (154) and query-end-time (155) as Unix seconds; MalformedQuery when a
+/// length is wrong or start is after end (scenario 34).
+pub(super) fn time_window(
+    view: &MessageView<'_>,
+) -> Result<(Option<u32>, Option<u32>), &'static str> {
+    let get = |code| -> Result<Option<u32>, &'static str> {
+        match view.option(code) {
+            None => Ok(None),
+            Some(b) => <[u8; 4]>::try_from(&b[..])
+                .map(|b| Some(u32::from_be_bytes(b)))
+                .map_err(|_| "bad query time option"),
+        }
+    };
+    let (s, e) = (get(v4opt::QUERY_START_TIME)?, get(v4opt::QUERY_END_TIME)?);
+    if let (Some(s), Some(e)) = (s, e) {
+        if s > e {
+            return Err("query-start-time after query-end-time");
+        }
+    }
+    Ok((s, e))
+}
+
+/// DHCPLEASEQUERYDONE with an error status, option 54 included: it is the only message.
+fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
+    let mut buf = Vec::with_capacity(300);
+    let p = form.params(now);
+    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Done {
+        p: &p,
+        status: Some(V4Status { code, text }),
+        first: true,
+    });
+    Action::Reply {
+        bytes: buf,
+        close: false,
+    }
+}
+
+fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
+    let form = form_of(view, id);
+    // RFC 6926 §8.2: a non-zero ciaddr, yiaddr or siaddr is MalformedQuery (scenario 30).
+    if [view.ciaddr, view.yiaddr, view.siaddr]
+        .iter()
+        .any(|a| *a != Ipv4Addr::UNSPECIFIED)
+    {
+        return done_error(
+            &form,
+            v4status::MALFORMED_QUERY,
+            "ciaddr, yiaddr and siaddr must be zero",
+            now,
+        );
+    }
+    // RFC 6926 §8.2: VPN queries are not supported (scenario 36).
+    if view.has_option(v4opt::VSS) {
+        return done_error(
+            &form,
+            v4status::NOT_ALLOWED,
+            "VPN queries are not supported",
+            now,
+        );
+    }
+    let (start, end) = match time_window(view) {
+        Ok(w) => w,
+        Err(text) => return done_error(&form, v4status::MALFORMED_QUERY, text, now),
+    };
+    let mut primaries = Vec::with_capacity(2);
+    if view.hlen > 0 {
+        primaries.push(V4Select::Chaddr {
+            htype: view.htype,
+            chaddr: view.chaddr.to_vec(),
+        });
+    }
+    if let Some(c) = view.option(v4opt::CLIENT_ID) {
+        primaries.push(V4Select::ClientId(c.to_vec()));
+    }
+    if let Some(rai) = view.option(v4opt::RELAY_AGENT_INFO) {
+        let sub = |code| RelayAgentInfo::find(&rai, code);
+        match (sub(v4relay::REMOTE_ID), sub(v4relay::RELAY_ID)) {
+            (Ok(remote), Ok(relay)) => {
+                if let Some(r) = remote {
+                    primaries.push(V4Select::RemoteId(r.to_vec()));
+                }
+                if let Some(r) = relay {
+                    primaries.push(V4Select::RelayId(r.to_vec()));
+                }
+            }
+            _ => return done_error(&form, v4status::MALFORMED_QUERY, "malformed option 82", now),
+        }
+    }
+    // RFC 6926 §8.2: more than one primary query is NotAllowed (scenarios 31, 32).
+    let select = match primaries.len() {
+        0 => V4Select::All,
+        1 => primaries.pop().expect("one"),
+        _ => {
+            return done_error(
+                &form,
+                v4status::NOT_ALLOWED,
+                "more than one primary query",
+                now,
+            )
+        }
+    };
+    let query = V4Query {
+        select,
+        changed_since: start,
+        changed_until: end,
+        only_4o6: false,
+    };
+    Action::Scan(Box::new(ScanPlan {
+        xid: form.xid,
+        target: ScanTarget::V4(query),
+        form: Form::V4(form),
+    }))
+}

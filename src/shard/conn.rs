@@ -1,0 +1,446 @@
+//! Requestor connections: accept (limits, allow-list), read frames one at a time, hand each
+//! message to the sans-io session, run bulk queries (the origin side of the scatter-gather), and
+//! write replies through one writer task per connection.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Semaphore;
+use hashbrown::HashSet;
+use tracing::debug;
+
+use super::mail::{Mail, QueryKey};
+use super::{unix_now, ShardCtx};
+use crate::proto::framing::{decode_frame, Frame};
+use crate::session::{self, Action, ScanPlan};
+
+pub use crate::session::Family;
+
+/// Read buffer size per connection; a frame larger than this grows it up to 65537 octets.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Accepts connections on one listener until the task is cancelled.
+pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family: Family) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(shard = ctx.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let shared = &ctx.shared;
+        if !shared.config.allowed(peer.ip()) {
+            ctx.stats()
+                .refused_not_allowed
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "requestor not in the allow-list: closed");
+            drop(stream);
+            continue;
+        }
+        // RFC 6926 §8.1: accept connections over the limit, then close them at once.
+        let open = shared.connections.fetch_add(1, Ordering::AcqRel);
+        if open >= shared.config.max_connections {
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+            ctx.stats()
+                .refused_over_limit
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "over max_connections: closed");
+            drop(stream);
+            continue;
+        }
+        ctx.stats()
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        ctx.stats().connections_open.fetch_add(1, Ordering::Relaxed);
+        let ctx2 = ctx.clone();
+        glommio::spawn_local(async move {
+            let _ = stream.set_nodelay(true);
+            Connection::serve(ctx2.clone(), stream, peer, family).await;
+            ctx2.stats()
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            ctx2.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        })
+        .detach();
+    }
+}
+
+/// One buffer for the writer task: `buf[skip..]` is written, then the buffer goes back to the
+/// scanner it came from as a credit (when `credit` is set).
+struct Out {
+    buf: Vec<u8>,
+    skip: usize,
+    credit: Option<(usize, QueryKey)>,
+}
+
+/// The state of one requestor connection, shared by its reader, writer and query tasks.
+struct Connection {
+    ctx: Rc<ShardCtx>,
+    family: Family,
+    out: LocalSender<Out>,
+    /// Transaction ids of queries running now (duplicates are dropped).
+    running: RefCell<HashSet<u32>>,
+    /// Permits for parallel queries: the reader takes one before reading a frame.
+    permits: Semaphore,
+    /// Shared with the writer: set when a write failed or timed out.
+    signals: Rc<Signals>,
+}
+
+/// How the writer tells the rest of the connection that the socket is gone.
+struct Signals {
+    broken: Cell<bool>,
+    /// Closed (every waiter wakes) when `broken` is set.
+    dead: Semaphore,
+}
+
+impl Signals {
+    fn break_now(&self) {
+        self.broken.set(true);
+        self.dead.close();
+    }
+}
+
+impl Connection {
+    async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, family: Family) {
+        let (reader, writer) = futures_lite::io::split(stream);
+        let (out_tx, out_rx) = local_channel::new_unbounded::<Out>();
+        let conn = Rc::new(Connection {
+            permits: Semaphore::new(ctx.shared.config.max_queries_per_connection as u64),
+            ctx: ctx.clone(),
+            family,
+
+            out: out_tx,
+            running: RefCell::new(HashSet::new()),
+            signals: Rc::new(Signals {
+                broken: Cell::new(false),
+                dead: Semaphore::new(0),
+            }),
+        });
+        let writer_task = glommio::spawn_local(writer_loop(
+            ctx.clone(),
+            conn.signals.clone(),
+            peer,
+            writer,
+            out_rx,
+        ));
+        conn.clone().read_loop(reader).await;
+        // Wait for running queries to finish (RFC 5460 §7.4: finish outstanding requests
+        // after the peer closed), then let the writer drain and stop.
+        let max = ctx.shared.config.max_queries_per_connection as u64;
+        let _ = conn.permits.acquire(max).await;
+        conn.permits.close();
+        drop(conn);
+        writer_task.await;
+        debug!(%peer, "connection closed");
+    }
+
+    async fn read_loop(self: Rc<Self>, mut reader: ReadHalf<TcpStream>) {
+        let ctx = &self.ctx;
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            // Never read more queries than we can run at once (RFC 5460 §7.3, RFC 6926 §8.4).
+            if self.permits.acquire(1).await.is_err() {
+                return;
+            }
+            // From here one permit is held: every path gives it back or hands it to a query.
+            let Some(msg) = self.next_message(&mut reader, &mut rbuf).await else {
+                self.permits.signal(1);
+                return;
+            };
+            ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
+            let action = session::on_message(
+                self.family,
+                &msg,
+                &ctx.shared.identity,
+                &ctx.shared.config,
+                &ctx.shared.links,
+                unix_now(),
+            );
+            match action {
+                Action::Close => {
+                    ctx.stats()
+                        .closed_protocol_error
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.permits.signal(1);
+                    return;
+                }
+                Action::Drop => {
+                    ctx.stats().queries_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.permits.signal(1);
+                }
+                Action::Reply { bytes, close } => {
+                    ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
+                    self.send(bytes);
+                    self.permits.signal(1);
+                    if close {
+                        return;
+                    }
+                }
+                Action::Scan(plan) => {
+                    if !self.running.borrow_mut().insert(plan.xid) {
+                        // Scenario 23: a second query with a running transaction id is
+                        // dropped (any answer would carry the same xid as the running stream).
+                        ctx.stats()
+                            .queries_duplicate_xid
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.permits.signal(1);
+                        continue;
+                    }
+                    let conn = self.clone();
+                    glommio::spawn_local(async move {
+                        let xid = plan.xid;
+                        conn.run_bulk(Arc::from(plan)).await;
+                        conn.running.borrow_mut().remove(&xid);
+                        conn.permits.signal(1);
+                    })
+                    .detach();
+                }
+            }
+        }
+    }
+
+    /// The next complete message, or `None` when the connection is to close: the peer closed
+    /// (a partial frame is discarded, scenario 2), a zero-length frame (scenario 1), idle
+    /// timeout, shutdown, or the writer failed.
+    async fn next_message(
+        &self,
+        reader: &mut ReadHalf<TcpStream>,
+        rbuf: &mut BytesMut,
+    ) -> Option<Vec<u8>> {
+        let idle = self.ctx.shared.config.data_timeout();
+        loop {
+            if self.signals.broken.get() {
+                return None;
+            }
+            match decode_frame(rbuf) {
+                Ok(Frame::Complete { msg, consumed }) => {
+                    let msg = msg.to_vec();
+                    rbuf.advance(consumed);
+                    return Some(msg);
+                }
+                Ok(Frame::NeedMore) => {}
+                Err(_) => {
+                    self.ctx
+                        .stats()
+                        .closed_protocol_error
+                        .fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
+            match self.read_some(reader, rbuf, idle).await {
+                ReadOutcome::Data(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads more bytes, waiting at most the idle timeout while no query runs.
+    async fn read_some(
+        &self,
+        reader: &mut ReadHalf<TcpStream>,
+        rbuf: &mut BytesMut,
+        idle: Duration,
+    ) -> ReadOutcome {
+        let ctx = &self.ctx;
+        let mut tmp = [0u8; READ_CHUNK];
+        loop {
+            let read = reader.read(&mut tmp);
+            let stop = ctx.shutdown.acquire(1);
+            let timed = glommio::timer::timeout(idle, async {
+                futures_lite::future::or(async { Ok(Some(read.await)) }, async {
+                    let _ = stop.await;
+                    Ok(None)
+                })
+                .await
+            });
+            match timed.await {
+                Ok(Some(Ok(n))) => {
+                    rbuf.extend_from_slice(&tmp[..n]);
+                    return ReadOutcome::Data(n);
+                }
+                Ok(Some(Err(_))) => return ReadOutcome::Closed,
+                Ok(None) => return ReadOutcome::Stop,
+                Err(_) => {
+                    if self.running.borrow().is_empty() {
+                        ctx.stats().closed_idle.fetch_add(1, Ordering::Relaxed);
+                        return ReadOutcome::Closed;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues bytes for the writer.
+    fn send(&self, bytes: Vec<u8>) {
+        let _ = self.out.try_send(Out {
+            buf: bytes,
+            skip: 0,
+            credit: None,
+        });
+    }
+
+    /// The origin side of a bulk query: scatter the scan, gather chunks, promote the first
+    /// record, end the stream the way the RFC says.
+    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>) {
+        let ctx = &self.ctx;
+        let shards = ctx.shared.shards;
+        let key = ctx.new_query_key();
+        let (tx, rx): (LocalSender<Mail>, LocalReceiver<Mail>) = local_channel::new_unbounded();
+        ctx.routes.borrow_mut().insert(key, tx);
+        let credits = ctx.shared.config.credits_per_shard;
+        let chunk = ctx.shared.config.chunk_size;
+        for s in 0..shards {
+            ctx.post(
+                s,
+                Mail::Scan {
+                    key,
+                    plan: plan.clone(),
+                },
+            )
+            .await;
+            for _ in 0..credits {
+                ctx.post(
+                    s,
+                    Mail::Credit {
+                        key,
+                        buf: Vec::with_capacity(chunk),
+                    },
+                )
+                .await;
+            }
+        }
+        let mut finished = 0usize;
+        let mut total: u64 = 0;
+        let mut first_sent = false;
+        let outcome = loop {
+            if finished == shards {
+                break Ok(());
+            }
+            let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
+                let stop = ctx.shutdown.acquire(1);
+                let dead = self.signals.dead.acquire(1);
+                futures_lite::future::or(async { stop.await.is_ok() }, async {
+                    dead.await.is_ok()
+                })
+                .await;
+                None
+            })
+            .await;
+            let Some(Some(Mail::Chunk {
+                buf,
+                records,
+                done,
+                from,
+                ..
+            })) = next
+            else {
+                break Err(());
+            };
+            if self.signals.broken.get() {
+                break Err(());
+            }
+            let mut skip = 0;
+            if records > 0 && !first_sent {
+                match plan.promote_first(&buf) {
+                    Some((first, consumed)) => {
+                        self.send(first);
+                        skip = consumed;
+                        first_sent = true;
+                    }
+                    None => break Err(()),
+                }
+            }
+            total += records as u64;
+            let credit = if done {
+                None
+            } else {
+                Some((from as usize, key))
+            };
+            if done {
+                finished += 1;
+            }
+            if skip < buf.len() || credit.is_some() {
+                let _ = self.out.try_send(Out { buf, skip, credit });
+            }
+        };
+        ctx.routes.borrow_mut().remove(&key);
+        ctx.stats().records_sent.fetch_add(total, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                ctx.stats().bulk_completed.fetch_add(1, Ordering::Relaxed);
+                self.send(plan.finish(total, unix_now()));
+            }
+            Err(()) => {
+                for s in 0..shards {
+                    ctx.post(s, Mail::Cancel { key }).await;
+                }
+                ctx.stats().bulk_terminated.fetch_add(1, Ordering::Relaxed);
+                if !self.signals.broken.get() {
+                    self.send(plan.terminated(first_sent, unix_now()));
+                }
+            }
+        }
+    }
+}
+
+enum ReadOutcome {
+    Data(usize),
+    Closed,
+    Stop,
+}
+
+/// Writes queued buffers in order; returns each scanner buffer as a credit once written. A
+/// write blocked for BULK_LQ_DATA_TIMEOUT breaks the connection.
+async fn writer_loop(
+    ctx: Rc<ShardCtx>,
+    signals: Rc<Signals>,
+    peer: SocketAddr,
+    mut writer: WriteHalf<TcpStream>,
+    rx: LocalReceiver<Out>,
+) {
+    let timeout = ctx.shared.config.data_timeout();
+    while let Some(out) = rx.recv().await {
+        if signals.broken.get() {
+            // The socket is gone: drop what is queued (queries stop on `dead`).
+            continue;
+        }
+        let data = &out.buf[out.skip.min(out.buf.len())..];
+        let res = glommio::timer::timeout(timeout, async {
+            writer.write_all(data).await.map_err(Into::into)
+        })
+        .await;
+        if let Err(e) = res {
+            debug!(%peer, "write failed: {e}");
+            if matches!(e, glommio::GlommioError::TimedOut(_)) {
+                ctx.stats()
+                    .closed_send_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            signals.break_now();
+            continue;
+        }
+        ctx.stats()
+            .bytes_sent
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some((shard, key)) = out.credit {
+            let mut buf = out.buf;
+            buf.clear();
+            ctx.post(shard, Mail::Credit { key, buf }).await;
+        }
+    }
+    let _ = writer.close().await;
+}

@@ -1,0 +1,44 @@
+//! The messages that cross shards for a bulk query (DESIGN.md §3 rule 4: scatter-gather with
+//! credits). Each is owned and `Send`; buffers travel back and forth so a query allocates its
+//! chunk buffers once.
+
+use std::sync::Arc;
+
+use crate::session::ScanPlan;
+
+/// Names one bulk query in the whole process: the shard whose connection runs it, and a number
+/// unique on that shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueryKey {
+    pub origin: u32,
+    pub id: u64,
+}
+
+#[derive(Debug)]
+pub enum Mail {
+    /// Origin -> every shard: start scanning for this query.
+    Scan { key: QueryKey, plan: Arc<ScanPlan> },
+    /// Origin -> scanner: an empty buffer to fill (one credit).
+    Credit { key: QueryKey, buf: Vec<u8> },
+    /// Scanner -> origin: a buffer of encoded records; `done` on the scanner's last chunk.
+    Chunk {
+        key: QueryKey,
+        from: u32,
+        buf: Vec<u8>,
+        records: u32,
+        done: bool,
+    },
+    /// Origin -> scanner: stop (the requestor went away or the server is stopping).
+    Cancel { key: QueryKey },
+}
+
+impl Mail {
+    pub fn key(&self) -> QueryKey {
+        match self {
+            Mail::Scan { key, .. }
+            | Mail::Credit { key, .. }
+            | Mail::Chunk { key, .. }
+            | Mail::Cancel { key } => *key,
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The glommio shell: one pinned executor per shard, the TCP listeners, connections, the
+//! cross-shard mailboxes of the bulk scatter-gather, and shutdown.
+//!
+//! Ownership (DESIGN.md §3): each shard owns its slice of the lease table (`Rc<RefCell<LeaseShard>>`,
+//! never borrowed across an `.await`) and the connections it accepted; only owned `Send`
+//! messages ([`mail::Mail`]) cross shards, through a bounded glommio channel mesh.
+
+mod conn;
+mod mail;
+mod scan;
+pub mod stats;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::local_channel::LocalSender;
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::feed::import::{self, ShardImport};
+use crate::lease::LeaseShard;
+use crate::session::{Identity, LinkSet};
+use mail::{Mail, QueryKey};
+use stats::Stats;
+
+/// The wall clock as Unix seconds: the one clock read the sans-io parts are handed.
+pub(crate) fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// This server's identity: the configured DUID, or a DUID-UUID (RFC 6355, type 4) derived from
+/// /etc/machine-id (stable across restarts), or from the host name when that file is missing.
+fn identity(config: &Config) -> Identity {
+    let server_duid = match config
+        .server_duid
+        .as_deref()
+        .and_then(crate::config::hex_decode)
+    {
+        Some(d) => d,
+        None => {
+            let seed = std::fs::read_to_string("/etc/machine-id")
+                .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+                .unwrap_or_else(|_| "leasequeryd".into());
+            let a = crate::lease::stable_hash(seed.trim().as_bytes());
+            let b = crate::lease::stable_hash(format!("{}/leasequeryd", seed.trim()).as_bytes());
+            let mut d = vec![0, 4];
+            d.extend_from_slice(&a.to_be_bytes());
+            d.extend_from_slice(&b.to_be_bytes());
+            d
+        }
+    };
+    Identity {
+        server_duid,
+        server_id: config.server_id,
+    }
+}
+
+/// What stops the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Import(#[from] import::ImportError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard}: {message}")]
+    Executor { shard: usize, message: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Capacity of each cross-shard channel of the mesh (messages).
+const MESH_CAPACITY: usize = 1024;
+
+/// State every shard shares (read-only after start, or atomics).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub identity: Identity,
+    pub shards: usize,
+    /// Connections open now, over every shard and listener.
+    pub connections: AtomicUsize,
+    pub stopping: AtomicBool,
+    pub stats: Vec<Stats>,
+    /// Every link a binding was imported on (for NotConfigured).
+    pub links: LinkSet,
+}
+
+/// One shard's executor-local state.
+pub(crate) struct ShardCtx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub table: RefCell<LeaseShard>,
+    senders: Senders<Mail>,
+    /// Scans this shard runs for queries of any shard: where their credits go.
+    scans: RefCell<HashMap<QueryKey, LocalSender<Mail>>>,
+    /// Queries whose connection lives here: where their chunks go.
+    routes: RefCell<HashMap<QueryKey, LocalSender<Mail>>>,
+    next_query: std::cell::Cell<u64>,
+    /// Closed when the server stops: every waiter on it wakes at once.
+    pub shutdown: Semaphore,
+}
+
+impl std::fmt::Debug for ShardCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCtx")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardCtx {
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats[self.id]
+    }
+
+    /// A query id unique in the process.
+    pub fn new_query_key(&self) -> QueryKey {
+        let n = self.next_query.get();
+        self.next_query.set(n + 1);
+        QueryKey {
+            origin: self.id as u32,
+            id: n,
+        }
+    }
+
+    /// Sends `mail` to shard `to`: a direct call for this shard, the mesh for the others.
+    pub async fn post(self: &Rc<Self>, to: usize, mail: Mail) {
+        if to == self.id {
+            self.deliver(mail);
+        } else if self.senders.send_to(to, mail).await.is_err() {
+            // The peer has stopped: only happens during shutdown.
+            self.stats()
+                .mesh_send_failed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Handles one mail addressed to this shard.
+    fn deliver(self: &Rc<Self>, mail: Mail) {
+        match mail {
+            Mail::Scan { key, plan } => scan::start(self.clone(), key, plan),
+            Mail::Credit { key, .. } | Mail::Cancel { key }
+                if !self.scans.borrow().contains_key(&key) =>
+            {
+                // The scan has finished or was cancelled: the credit (and its buffer) is dropped.
+            }
+            m @ (Mail::Credit { .. } | Mail::Cancel { .. }) => {
+                let key = m.key();
+                let scans = self.scans.borrow();
+                if let Some(tx) = scans.get(&key) {
+                    let _ = tx.try_send(m);
+                }
+            }
+            m @ Mail::Chunk { .. } => {
+                let key = m.key();
+                let routes = self.routes.borrow();
+                if let Some(tx) = routes.get(&key) {
+                    let _ = tx.try_send(m);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT; returns once every shard has stopped (or the shutdown
+/// deadline has passed).
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let shards = config.shard_count();
+    let identity = identity(&config);
+    let started = Instant::now();
+    let imported = match &config.import {
+        Some(path) => import::load_file(path, shards)?,
+        None => import::ImportedShards::empty(shards),
+    };
+    let links = imported.links();
+    let (v4, v6) = imported.counts();
+    if config.import.is_some() {
+        info!(
+            v4,
+            v6,
+            ms = started.elapsed().as_millis() as u64,
+            "imported bindings"
+        );
+    }
+    let shared = Arc::new(Shared {
+        stats: (0..shards).map(|_| Stats::default()).collect(),
+        connections: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+        identity,
+        shards,
+        links,
+        config,
+    });
+    // Bind once here so a bad address is reported before any executor starts; every shard
+    // then binds its own SO_REUSEPORT socket on the same address.
+    for addr in [shared.config.lq6_listen, shared.config.lq4_listen] {
+        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(ServerError::Signals)?;
+    }
+
+    let mesh = MeshBuilder::full(shards, MESH_CAPACITY);
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), ServerError>>();
+    let mut handles = Vec::with_capacity(shards);
+    for (id, part) in imported.into_shards().into_iter().enumerate() {
+        let placement = match cpus.get(id % cpus.len().max(1)) {
+            Some(&cpu) if !cpus.is_empty() => Placement::Fixed(cpu),
+            _ => Placement::Unbound,
+        };
+        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard{id}"));
+        if shared.config.spin_before_park_us > 0 {
+            builder =
+                builder.spin_before_park(Duration::from_micros(shared.config.spin_before_park_us));
+        }
+        let shared = shared.clone();
+        let mesh = mesh.clone();
+        let stop = stop.clone();
+        let ready = ready_tx.clone();
+        let h = builder
+            .spawn(move || async move { shard_main(id, shared, mesh, part, stop, ready).await })
+            .map_err(|e| ServerError::Executor {
+                shard: id,
+                message: e.to_string(),
+            })?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+            Err(_) => break,
+        }
+    }
+    info!(
+        shards,
+        lq6 = %shared.config.lq6_listen,
+        lq4 = %shared.config.lq4_listen,
+        "leasequeryd serving"
+    );
+
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!("shutting down");
+    shared.stopping.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+        let _ = done_tx.send(());
+    });
+    if done_rx
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .is_err()
+    {
+        warn!("shutdown deadline passed; exiting with shards still running");
+    }
+    for (i, s) in shared.stats.iter().enumerate() {
+        info!(shard = i, "{}", s.summary());
+    }
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    shared: Arc<Shared>,
+    mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
+    part: ShardImport,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<(), ServerError>>,
+) {
+    let mut table = LeaseShard::new();
+    part.load_into(&mut table);
+    let listeners = [shared.config.lq6_listen, shared.config.lq4_listen].map(|addr| {
+        TcpListener::bind(addr).map_err(|e| ServerError::Listen {
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })
+    });
+    let [l6, l4] = listeners;
+    let (l6, l4) = match (l6, l4) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(ServerError::Executor {
+                shard: id,
+                message: format!("mesh join failed: {e}"),
+            }));
+            return;
+        }
+    };
+    let ctx = Rc::new(ShardCtx {
+        id,
+        shared: shared.clone(),
+        table: RefCell::new(table),
+        senders,
+        scans: RefCell::new(HashMap::new()),
+        routes: RefCell::new(HashMap::new()),
+        next_query: std::cell::Cell::new(0),
+        shutdown: Semaphore::new(0),
+    });
+    // One task per peer drains that peer's channel into `deliver`.
+    let mut inbound = Vec::new();
+    for (_peer, rx) in receivers.streams() {
+        let ctx = ctx.clone();
+        inbound.push(glommio::spawn_local(async move {
+            while let Some(m) = rx.recv().await {
+                ctx.deliver(m);
+            }
+        }));
+    }
+    let _ = ready.send(Ok(()));
+
+    let acceptors = [(l6, conn::Family::V6), (l4, conn::Family::V4)].map(|(l, fam)| {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move { conn::accept_loop(ctx, l, fam).await })
+    });
+
+    // Shutdown watcher: the signal thread only sets an atomic; poll it.
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    ctx.shutdown.close();
+    for a in acceptors {
+        a.cancel().await;
+    }
+    // Wait (bounded by the process-wide deadline) for connections of this shard to finish
+    // their QueryTerminated messages.
+    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    while ctx.stats().connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    ctx.senders.close();
+    for t in inbound {
+        t.cancel().await;
+    }
+}

@@ -1,0 +1,60 @@
+//! Per-shard counters. Plain relaxed atomics: each shard writes its own, anyone may read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
+        /// Counters of one shard.
+        #[derive(Debug, Default)]
+        pub struct Stats { $( $(#[$m])* pub $name: AtomicU64, )* }
+        impl Stats {
+            /// `name=value` pairs of every non-zero counter, for the log.
+            pub fn summary(&self) -> String {
+                let mut s = String::new();
+                $( let v = self.$name.load(Ordering::Relaxed); if v != 0 { s.push_str(&format!("{}={} ", stringify!($name), v)); } )*
+                s
+            }
+            /// Every counter as (name, value).
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name.load(Ordering::Relaxed)), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted and kept.
+    connections_accepted,
+    /// Connections open now on this shard.
+    connections_open,
+    /// Connections closed at once: over max_connections.
+    refused_over_limit,
+    /// Connections closed at once: source not in the allow-list.
+    refused_not_allowed,
+    /// Connections closed for a zero-length frame, garbage or a message type not allowed there.
+    closed_protocol_error,
+    /// Connections closed after BULK_LQ_DATA_TIMEOUT of idleness.
+    closed_idle,
+    /// Connections closed because a send stayed blocked for BULK_LQ_DATA_TIMEOUT.
+    closed_send_timeout,
+    /// Queries received (all kinds).
+    queries,
+    /// Queries dropped: no OPTION_CLIENTID / OPTION_LQ_QUERY, or a foreign server id.
+    queries_dropped,
+    /// Queries dropped: transaction id already running on the connection.
+    queries_duplicate_xid,
+    /// Queries answered with an error status.
+    queries_error,
+    /// Bulk queries run to completion.
+    bulk_completed,
+    /// Bulk queries ended with QueryTerminated (shutdown or peer gone).
+    bulk_terminated,
+    /// Records (bindings) sent.
+    records_sent,
+    /// Octets written to requestors.
+    bytes_sent,
+    /// Records skipped because they could not be encoded in 65535 octets.
+    records_too_long,
+    /// Mailbox sends that failed (a peer shard stopped).
+    mesh_send_failed,
+}

@@ -1,0 +1,215 @@
+//! Shared test support: runs `leasequeryd` as a child process on free loopback ports and stops
+//! it (SIGTERM, then SIGKILL) when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (IPv4 and IPv6 both checked), found by binding port 0.
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        if TcpListener::bind(("::1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    pub lq6: SocketAddr,
+    pub lq4: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    _dir: Option<TempDir>,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("lqd-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct ServerBuilder {
+    args: Vec<String>,
+    import: Option<String>,
+    shards: usize,
+}
+
+impl ServerBuilder {
+    pub fn new() -> Self {
+        ServerBuilder { args: Vec::new(), import: None, shards: 2 }
+    }
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+    /// JSON-lines import content.
+    pub fn import(mut self, jsonl: impl Into<String>) -> Self {
+        self.import = Some(jsonl.into());
+        self
+    }
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn start(self) -> Server {
+        let dir = TempDir::new("srv");
+        let p6 = free_port();
+        let p4 = free_port();
+        let lq6: SocketAddr = format!("[::1]:{p6}").parse().unwrap();
+        let lq4: SocketAddr = format!("127.0.0.1:{p4}").parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
+        cmd.arg("--shards").arg(self.shards.to_string());
+        cmd.arg("--lq6-listen").arg(lq6.to_string()).arg("--lq4-listen").arg(lq4.to_string());
+        if let Some(j) = &self.import {
+            let f = dir.path().join("leases.jsonl");
+            std::fs::write(&f, j).unwrap();
+            cmd.arg("--import").arg(f);
+        }
+        cmd.args(&self.args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn leasequeryd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if line.contains("leasequeryd serving") {
+                    let _ = tx.send(());
+                }
+                log2.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut server = Server { child: Some(child), lq6, lq4, log, _dir: Some(dir) };
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let log = server.log.lock().unwrap().clone();
+            server.kill();
+            panic!("leasequeryd did not start within 30 s; log:\n{log}");
+        }
+        server
+    }
+}
+
+impl Server {
+    pub fn start_default() -> Server {
+        ServerBuilder::new().start()
+    }
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        unsafe_free_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+    pub fn connect6(&self) -> Conn {
+        Conn::connect(self.lq6)
+    }
+    pub fn connect4(&self) -> Conn {
+        Conn::connect(self.lq4)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+    }
+}
+
+/// Sends a signal with the `kill` command (the tests keep `unsafe` out, like the crate).
+fn unsafe_free_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// A blocking requestor connection with the 2-octet framing.
+pub struct Conn {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn { s, buf: Vec::new() }
+    }
+    /// Writes one framed message.
+    pub fn send(&mut self, msg: &[u8]) {
+        let mut f = (msg.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(msg);
+        self.s.write_all(&f).unwrap();
+    }
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+    /// Reads one framed message; `None` when the server closed the connection.
+    pub fn recv(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self.buf.len() >= 2 {
+                let n = u16::from_be_bytes([self.buf[0], self.buf[1]]) as usize;
+                if self.buf.len() >= 2 + n {
+                    let m = self.buf[2..2 + n].to_vec();
+                    self.buf.drain(..2 + n);
+                    return Some(m);
+                }
+            }
+            let mut tmp = [0u8; 65536];
+            match self.s.read(&mut tmp) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    panic!("no reply within the read timeout")
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+    /// True when the server closes the connection within `within` without sending anything.
+    pub fn closed_silently(&mut self, within: Duration) -> bool {
+        self.s.set_read_timeout(Some(within)).unwrap();
+        let mut tmp = [0u8; 16];
+        matches!(self.s.read(&mut tmp), Ok(0)) || matches!(self.s.read(&mut tmp), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+}

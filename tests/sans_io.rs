@@ -1,0 +1,76 @@
+//! DESIGN.md §2: `proto/`, `session/`, `lease/` and `authority/` are sans-io. This test reads
+//! their sources and fails on anything that does I/O, reads a clock or awaits.
+
+use std::path::Path;
+
+const FORBIDDEN: &[&str] = &[
+    "glommio",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "SystemTime",
+    "Instant::now",
+    ".await",
+    "async fn",
+    "std::fs",
+    "tokio",
+];
+
+fn scan(dir: &Path, hits: &mut Vec<String>, files: &mut usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            scan(&p, hits, files);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            *files += 1;
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for f in FORBIDDEN {
+                    if code.contains(f) {
+                        hits.push(format!("{}:{}: {f}: {}", p.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sans_io_modules_do_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut hits = Vec::new();
+    let mut files = 0;
+    for m in ["proto", "session", "lease", "authority"] {
+        scan(&root.join(m), &mut hits, &mut files);
+    }
+    assert!(
+        files >= 5,
+        "expected the sans-io sources, found {files} files"
+    );
+    assert!(
+        hits.is_empty(),
+        "I/O in sans-io modules:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_catches_a_violation() {
+    let dir = std::env::temp_dir().join(format!("sansio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.rs"),
+        "fn f() { let t = std::time::SystemTime::now(); }\n",
+    )
+    .unwrap();
+    let mut hits = Vec::new();
+    let mut files = 0;
+    scan(&dir, &mut hits, &mut files);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(files, 1);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+}
