@@ -1,54 +1,82 @@
-//! The JSON-lines import file (`--import FILE`): one binding per line, loaded into the right
-//! shards at start. The whole file is parsed and checked before any shard sees a binding, so
-//! a bad line stops the start with `FILE:LINE: reason` and nothing is half-loaded.
+//! The JSON-lines import file (`--import FILE`): one binding per line, loaded at start.
 //!
-//! Format (README "Import file format"):
-//! - v4 / DHCP4o6 line: `{"ipv4":"192.0.2.10","psid":{"offset":0,"len":4,"id":3},
-//!   "chaddr":"02:00:00:00:00:01","client_id":"<hex>","state":"active","cltt":<unix s>,
-//!   "expires":<unix s>,"relay_id":"<hex>","remote_id":"<hex>","link":"2001:db8:1::",
-//!   "softwire_src":"2001:db8:1::10"}`; psid, client_id, relay_id, remote_id, link and
-//!   softwire_src are optional. A line with `link` or `softwire_src` is a DHCP4o6 binding.
-//! - v6 line: `{"duid":"<hex>","link":"2001:db8:1::","iana":[{"addr":..,"preferred":<s>,
-//!   "valid":<s>}],"iapd":[{"prefix":"2001:db8:100::/56","preferred":<s>,"valid":<s>}],
-//!   "cltt":<unix s>,"relay_id":"<hex>","remote_id":"<hex>"}`; lifetimes count from cltt.
-//! - Empty lines and lines starting with `#` are skipped; unknown fields are errors.
+//! Empty lines and lines whose first non-blank character is `#` are skipped. Every other line
+//! is one JSON object; a line with `"ipv4"` is a DHCPv4 / DHCP4o6 binding, a line with `"duid"`
+//! a plain DHCPv6 binding. Unknown fields are errors. The whole file is checked before anything
+//! is returned: one bad line fails the load and nothing is half-loaded.
+//!
+//! v4 / 4o6 (`psid`, `client_id`, `relay_id`, `remote_id`, `link`, `softwire_src` optional):
+//! `{"ipv4":"192.0.2.10","psid":{"offset":0,"len":4,"id":3},"chaddr":"02:00:00:00:00:01",
+//! "client_id":"<hex>","state":"active","cltt":<unix s>,"expires":<unix s>,"relay_id":"<hex>",
+//! "remote_id":"<hex>","link":"2001:db8:1::","softwire_src":"2001:db8:1::10"}`
+//!
+//! v6 (`iana`, `iapd`, `relay_id`, `remote_id` optional):
+//! `{"duid":"<hex>","link":"2001:db8:1::","iana":[{"addr":"2001:db8:1::5","preferred":<s>,
+//! "valid":<s>}],"iapd":[{"prefix":"2001:db8:100::/56","preferred":<s>,"valid":<s>}],
+//! "cltt":<unix s>,"relay_id":"<hex>","remote_id":"<hex>"}`
+//!
+//! See [`load_str`] for the meaning of each field.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::BufRead;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::hex_decode;
-use crate::lease::{
-    shard_of_addr, shard_of_duid, LeaseShard, V4Binding, V6Binding, V6ContextBinding,
-};
+use crate::lease::{shard_of_addr, shard_of_duid, V4Binding, V6Binding, V6ContextBinding};
 use crate::proto::codes::dhcp_state;
 use crate::proto::record::{PortParams, V6Addr, V6Prefix};
-use crate::session::LinkSet;
 
-/// A line that cannot be imported: `FILE:LINE: reason`.
+/// A failed import: the file, the 1-based line (0 when the file could not be read) and why.
+/// Displays as `FILE:LINE: reason` (or `FILE: reason` for a read failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportError {
-    pub file: PathBuf,
-    /// 1-based; 0 when the file itself could not be read.
+    /// The file name as given.
+    pub file: String,
+    /// The 1-based line number; 0 when the file could not be read.
     pub line: usize,
+    /// What is wrong.
     pub reason: String,
 }
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
     }
 }
 
 impl std::error::Error for ImportError {}
 
+/// An import file's bindings, partitioned by owning shard ([`shard_of_addr`] for v4/4o6,
+/// [`shard_of_duid`] for v6), in file order within each shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedShards {
+    /// `v4[shard]`: the v4/4o6 bindings that shard owns.
+    pub v4: Vec<Vec<V4Binding>>,
+    /// `v6[shard]`: the plain v6 bindings that shard owns.
+    pub v6: Vec<Vec<V6Binding>>,
+}
+
+impl ImportedShards {
+    /// The number of v4/4o6 bindings over all shards.
+    pub fn v4_count(&self) -> usize {
+        self.v4.iter().map(Vec::len).sum()
+    }
+
+    /// The number of plain v6 bindings over all shards.
+    pub fn v6_count(&self) -> usize {
+        self.v6.iter().map(Vec::len).sum()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Psid {
+struct PsidLine {
     offset: u8,
     len: u8,
     id: u16,
@@ -57,8 +85,8 @@ struct Psid {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct V4Line {
-    ipv4: Ipv4Addr,
-    psid: Option<Psid>,
+    ipv4: String,
+    psid: Option<PsidLine>,
     chaddr: String,
     client_id: Option<String>,
     state: String,
@@ -66,21 +94,21 @@ struct V4Line {
     expires: u32,
     relay_id: Option<String>,
     remote_id: Option<String>,
-    link: Option<Ipv6Addr>,
-    softwire_src: Option<Ipv6Addr>,
+    link: Option<String>,
+    softwire_src: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Lifetime6 {
-    addr: Ipv6Addr,
+struct IaNaLine {
+    addr: String,
     preferred: u32,
     valid: u32,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Prefix6 {
+struct IaPdLine {
     prefix: String,
     preferred: u32,
     valid: u32,
@@ -90,81 +118,167 @@ struct Prefix6 {
 #[serde(deny_unknown_fields)]
 struct V6Line {
     duid: String,
-    link: Ipv6Addr,
+    link: String,
     #[serde(default)]
-    iana: Vec<Lifetime6>,
+    iana: Vec<IaNaLine>,
     #[serde(default)]
-    iapd: Vec<Prefix6>,
+    iapd: Vec<IaPdLine>,
     cltt: u32,
     relay_id: Option<String>,
     remote_id: Option<String>,
 }
 
-/// One parsed line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportedBinding {
-    V4(V4Binding),
-    V6(V6Binding),
+/// Reads and checks an import file; see [`load_str`].
+pub fn load_file(path: &Path, shards: usize) -> Result<ImportedShards, ImportError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ImportError {
+        file: name.clone(),
+        line: 0,
+        reason: format!("cannot read: {e}"),
+    })?;
+    load_str(&name, &text, shards)
 }
 
-/// The bindings of one shard.
-#[derive(Debug, Default)]
-pub struct ShardImport {
-    pub v4: Vec<V4Binding>,
-    pub v6: Vec<V6Binding>,
-}
-
-impl ShardImport {
-    /// Inserts every binding (they were checked when parsed, so none is refused).
-    pub fn load_into(self, table: &mut LeaseShard) {
-        for b in self.v4 {
-            let _ = table.upsert_v4(b);
+/// Checks the import text `text` (named `file` in errors) and partitions it into `shards`
+/// shards (0 is taken as 1).
+///
+/// Field meanings:
+/// - `ipv4`: the address; `psid`: RFC 7618 port set, `offset` 0..=15, `len` 1..=16 with
+///   `offset + len <= 16`, `id < 2^len`. All bindings of one address must agree on full address
+///   vs. port set and on offset/len.
+/// - `chaddr`: hardware address, hex (`02:00:00:00:00:01` or `020000000001`), at most 16 octets;
+///   htype is 1 (Ethernet) for 6 octets, else 0.
+/// - `client_id`: option 61 payload, hex (RFC 4361 form `ff` + IAID + DUID allowed).
+/// - `state`: RFC 6926 dhcp-state name in lower case: available, active, expired, released,
+///   abandoned, reset, remote, transitioning. Its start time is taken as `cltt`.
+/// - `cltt`, `expires`: absolute Unix seconds.
+/// - `relay_id`, `remote_id` (v4): option 82 sub-option 12 / 2 payloads, hex, 1..=255 octets.
+/// - `link`, `softwire_src`: a line with either is a DHCP4o6 binding; its DHCPv6 context has
+///   `link` (`::` when absent) and client source `softwire_src` (the link when absent), no
+///   relay chain.
+/// - v6 `duid` (hex, 1..=130 octets) and `link` key the binding; `iana` addresses and `iapd`
+///   prefixes (`addr/len`, no bits set past `len`) carry `preferred` and `valid` lifetimes in
+///   seconds counted from `cltt` (`preferred <= valid`; 4294967295 = infinity; a sum past
+///   2^32-1 saturates to infinity). `relay_id` is an OPTION_RELAY_ID payload (a DUID),
+///   `remote_id` an OPTION_REMOTE_ID payload (4-octet enterprise number + id, at least 5 octets).
+/// - Duplicates (same `ipv4` + `psid`, or same `duid` + `link`) are errors naming both lines.
+pub fn load_str(file: &str, text: &str, shards: usize) -> Result<ImportedShards, ImportError> {
+    let shards = shards.max(1);
+    let mut out = ImportedShards {
+        v4: vec![Vec::new(); shards],
+        v6: vec![Vec::new(); shards],
+    };
+    let mut v4_seen: HashMap<(Ipv4Addr, Option<PortParams>), usize> = HashMap::new();
+    let mut v4_shape: HashMap<Ipv4Addr, (Option<(u8, u8)>, usize)> = HashMap::new();
+    let mut v6_seen: HashMap<(Vec<u8>, Ipv6Addr), usize> = HashMap::new();
+    for (n, raw) in (1usize..).zip(text.lines()) {
+        let err = |reason: String| ImportError {
+            file: file.to_string(),
+            line: n,
+            reason,
+        };
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-        for b in self.v6 {
-            let _ = table.upsert_v6(b);
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| err(format!("bad JSON: {e}")))?;
+        let Some(obj) = value.as_object() else {
+            return Err(err("not a JSON object".into()));
+        };
+        if obj.contains_key("ipv4") {
+            let parsed: V4Line = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
+            let b = v4_binding(parsed).map_err(err)?;
+            let shape = b.port_params.map(|p| (p.offset, p.psid_len));
+            if let Some(&(first_shape, first)) = v4_shape.get(&b.addr) {
+                if first_shape != shape {
+                    return Err(err(format!(
+                        "{} conflicts with line {first}: full address vs. port set, or another PSID offset/length",
+                        b.addr
+                    )));
+                }
+            }
+            if let Some(first) = v4_seen.insert((b.addr, b.port_params), n) {
+                return Err(err(format!(
+                    "duplicate binding {} (first on line {first})",
+                    key4(&b)
+                )));
+            }
+            v4_shape.entry(b.addr).or_insert((shape, n));
+            if let Some(s) = out.v4.get_mut(shard_of_addr(b.addr, shards)) {
+                s.push(b);
+            }
+        } else if obj.contains_key("duid") {
+            let parsed: V6Line = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
+            let b = v6_binding(parsed).map_err(err)?;
+            if let Some(first) = v6_seen.insert((b.duid.clone(), b.link), n) {
+                return Err(err(format!(
+                    "duplicate binding for this duid on link {} (first on line {first})",
+                    b.link
+                )));
+            }
+            if let Some(s) = out.v6.get_mut(shard_of_duid(&b.duid, shards)) {
+                s.push(b);
+            }
+        } else {
+            return Err(err("neither \"ipv4\" nor \"duid\": not a binding".into()));
         }
     }
+    Ok(out)
 }
 
-/// The whole file, partitioned by shard.
-#[derive(Debug)]
-pub struct ImportedShards {
-    shards: Vec<ShardImport>,
-    links: LinkSet,
-}
-
-impl ImportedShards {
-    /// Nothing to load.
-    pub fn empty(shards: usize) -> ImportedShards {
-        ImportedShards {
-            shards: (0..shards).map(|_| ShardImport::default()).collect(),
-            links: LinkSet::default(),
-        }
-    }
-    /// Every link a binding is on.
-    pub fn links(&self) -> LinkSet {
-        self.links.clone()
-    }
-    /// (v4 and 4o6 bindings, v6 bindings).
-    pub fn counts(&self) -> (usize, usize) {
-        self.shards
-            .iter()
-            .fold((0, 0), |(a, b), s| (a + s.v4.len(), b + s.v6.len()))
-    }
-    pub fn into_shards(self) -> Vec<ShardImport> {
-        self.shards
+fn key4(b: &V4Binding) -> String {
+    match b.port_params {
+        Some(p) => format!("{} psid {}", b.addr, p.psid),
+        None => b.addr.to_string(),
     }
 }
 
-fn hex_field(name: &str, s: &str) -> Result<Vec<u8>, String> {
-    match hex_decode(s) {
-        Some(b) if !b.is_empty() => Ok(b),
-        _ => Err(format!("{name}: {s:?} is not hex")),
+fn hex(field: &str, s: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("{field}: invalid hex {s:?}");
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let pair = |p: &[u8]| match p {
+        [h, l] => Some(digit(*h)? << 4 | digit(*l)?),
+        _ => None,
+    };
+    if s.contains(':') {
+        s.split(':')
+            .map(|p| pair(p.as_bytes()).ok_or_else(bad))
+            .collect()
+    } else if s.len() % 2 == 0 {
+        s.as_bytes()
+            .chunks(2)
+            .map(|p| pair(p).ok_or_else(bad))
+            .collect()
+    } else {
+        Err(bad())
     }
 }
 
-fn state_of(name: &str) -> Result<u8, String> {
-    Ok(match name {
+fn hex_opt(
+    field: &str,
+    s: Option<String>,
+    min: usize,
+    max: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(s) = s else { return Ok(None) };
+    let b = hex(field, &s)?;
+    if b.len() < min || b.len() > max {
+        return Err(format!(
+            "{field}: {} octets, expected {min} to {max}",
+            b.len()
+        ));
+    }
+    Ok(Some(b))
+}
+
+fn ipv6(field: &str, s: &str) -> Result<Ipv6Addr, String> {
+    s.parse()
+        .map_err(|_| format!("{field}: invalid IPv6 address {s:?}"))
+}
+
+fn state(s: &str) -> Result<u8, String> {
+    Ok(match s {
         "available" => dhcp_state::AVAILABLE,
         "active" => dhcp_state::ACTIVE,
         "expired" => dhcp_state::EXPIRED,
@@ -173,176 +287,132 @@ fn state_of(name: &str) -> Result<u8, String> {
         "reset" => dhcp_state::RESET,
         "remote" => dhcp_state::REMOTE,
         "transitioning" => dhcp_state::TRANSITIONING,
-        _ => return Err(format!("state: unknown state {name:?}")),
+        _ => return Err(format!("state: unknown dhcp-state {s:?}")),
     })
 }
 
-/// Parses one line (not empty, not a comment).
-pub fn parse_line(line: &str) -> Result<ImportedBinding, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
-    let is_v6 = value.get("duid").is_some();
-    if is_v6 {
-        let l: V6Line = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        let duid = hex_field("duid", &l.duid)?;
-        if duid.len() < 2 || duid.len() > 130 {
-            return Err("duid: must be 2..130 octets".into());
-        }
-        let add = |s: u32| l.cltt.saturating_add(s);
-        let iana = l
-            .iana
-            .iter()
-            .map(|a| V6Addr {
-                addr: a.addr,
-                preferred_until: add(a.preferred),
-                valid_until: add(a.valid),
-            })
-            .collect();
-        let mut iapd = Vec::with_capacity(l.iapd.len());
-        for p in &l.iapd {
-            let (addr, len) = p
-                .prefix
-                .split_once('/')
-                .ok_or_else(|| format!("iapd: {:?} is not PREFIX/LEN", p.prefix))?;
-            let prefix: Ipv6Addr = addr
-                .parse()
-                .map_err(|_| format!("iapd: {addr:?} is not an IPv6 address"))?;
-            let prefix_len: u8 = len
-                .parse()
-                .ok()
-                .filter(|&l| l <= 128)
-                .ok_or_else(|| format!("iapd: bad prefix length {len:?}"))?;
-            iapd.push(V6Prefix {
-                prefix,
-                prefix_len,
-                preferred_until: add(p.preferred),
-                valid_until: add(p.valid),
-            });
-        }
-        if l.iana.iter().any(|a| a.preferred > a.valid)
-            || l.iapd.iter().any(|p| p.preferred > p.valid)
-        {
-            return Err("preferred lifetime longer than valid lifetime".into());
-        }
-        return Ok(ImportedBinding::V6(V6Binding {
-            duid,
-            link: l.link,
-            iana,
-            iapd,
-            cltt: l.cltt,
-            relay_id: l.relay_id.map(|s| hex_field("relay_id", &s)).transpose()?,
-            remote_id: l
-                .remote_id
-                .map(|s| hex_field("remote_id", &s))
-                .transpose()?,
-        }));
-    }
-    let l: V4Line = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    let chaddr =
-        hex_decode(&l.chaddr).ok_or_else(|| format!("chaddr: {:?} is not hex", l.chaddr))?;
-    if chaddr.len() > 16 {
-        return Err("chaddr: longer than 16 octets".into());
-    }
+fn v4_binding(l: V4Line) -> Result<V4Binding, String> {
+    let addr: Ipv4Addr = l
+        .ipv4
+        .parse()
+        .map_err(|_| format!("ipv4: invalid IPv4 address {:?}", l.ipv4))?;
     let port_params = match l.psid {
         None => None,
         Some(p) => {
-            let pp = PortParams {
-                offset: p.offset,
-                psid_len: p.len,
-                psid: p.id,
-            };
             let ok = p.offset <= 15
-                && p.len <= 16
-                && p.offset as u32 + p.len as u32 <= 16
-                && (p.id as u32) < (1u32 << p.len);
+                && (1..=16).contains(&p.len)
+                && u32::from(p.offset) + u32::from(p.len) <= 16
+                && u32::from(p.id) < 1u32 << p.len;
             if !ok {
                 return Err(format!(
-                    "psid: offset {} len {} id {} out of range (RFC 7597 §5.1)",
+                    "psid: out of range (offset {}, len {}, id {}): need offset <= 15, len 1..=16, offset + len <= 16, id < 2^len",
                     p.offset, p.len, p.id
                 ));
             }
-            Some(pp)
+            Some(PortParams {
+                offset: p.offset,
+                psid_len: p.len,
+                psid: p.id,
+            })
         }
     };
-    let state = state_of(&l.state)?;
-    let v6 = if l.link.is_some() || l.softwire_src.is_some() {
-        Some(V6ContextBinding {
-            client_src: l.softwire_src.or(l.link).unwrap_or(Ipv6Addr::UNSPECIFIED),
-            link: l.link.unwrap_or(Ipv6Addr::UNSPECIFIED),
-            relay: None,
-        })
-    } else {
-        None
-    };
-    Ok(ImportedBinding::V4(V4Binding {
-        addr: l.ipv4,
+    let chaddr = hex("chaddr", &l.chaddr)?;
+    if chaddr.len() > 16 {
+        return Err(format!("chaddr: {} octets, at most 16", chaddr.len()));
+    }
+    let link = l.link.as_deref().map(|s| ipv6("link", s)).transpose()?;
+    let softwire_src = l
+        .softwire_src
+        .as_deref()
+        .map(|s| ipv6("softwire_src", s))
+        .transpose()?;
+    let v6 = (link.is_some() || softwire_src.is_some()).then(|| V6ContextBinding {
+        client_src: softwire_src.or(link).unwrap_or(Ipv6Addr::UNSPECIFIED),
+        link: link.unwrap_or(Ipv6Addr::UNSPECIFIED),
+        relay: None,
+    });
+    Ok(V4Binding {
+        addr,
         port_params,
-        htype: if chaddr.is_empty() { 0 } else { 1 },
+        htype: if chaddr.len() == 6 { 1 } else { 0 },
         chaddr,
-        client_id: l
-            .client_id
-            .map(|s| hex_field("client_id", &s))
-            .transpose()?,
-        state,
+        client_id: hex_opt("client_id", l.client_id, 1, 255)?,
+        state: state(&l.state)?,
         cltt: l.cltt,
         state_start: l.cltt,
         expires: l.expires,
         circuit_id: None,
-        remote_id: l
-            .remote_id
-            .map(|s| hex_field("remote_id", &s))
-            .transpose()?,
-        relay_id: l.relay_id.map(|s| hex_field("relay_id", &s)).transpose()?,
-        softwire_src: l.softwire_src,
+        remote_id: hex_opt("remote_id", l.remote_id, 1, 255)?,
+        relay_id: hex_opt("relay_id", l.relay_id, 1, 255)?,
+        softwire_src,
         v6,
         data_source: 0,
-    }))
+    })
 }
 
-/// Reads `path`, checks every line, and partitions the bindings over `shards` shards with the
-/// routing functions of [`crate::lease`].
-pub fn load_file(path: &Path, shards: usize) -> Result<ImportedShards, ImportError> {
-    let err = |line: usize, reason: String| ImportError {
-        file: path.to_path_buf(),
-        line,
-        reason,
-    };
-    let f = std::fs::File::open(path).map_err(|e| err(0, e.to_string()))?;
-    let mut out = ImportedShards::empty(shards.max(1));
-    let mut seen4: HashMap<(Ipv4Addr, Option<u16>), usize> = HashMap::new();
-    let mut seen6: HashMap<(Vec<u8>, Ipv6Addr), usize> = HashMap::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let n = i + 1;
-        let line = line.map_err(|e| err(n, e.to_string()))?;
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        match parse_line(t).map_err(|r| err(n, r))? {
-            ImportedBinding::V4(b) => {
-                let key = (b.addr, b.port_params.map(|p| p.psid));
-                if let Some(prev) = seen4.insert(key, n) {
-                    return Err(err(
-                        n,
-                        format!("duplicate binding {} (also on line {prev})", b.addr),
-                    ));
-                }
-                if let Some(v6) = &b.v6 {
-                    out.links.insert(v6.link);
-                }
-                out.shards[shard_of_addr(b.addr, shards.max(1))].v4.push(b);
-            }
-            ImportedBinding::V6(b) => {
-                if let Some(prev) = seen6.insert((b.duid.clone(), b.link), n) {
-                    return Err(err(
-                        n,
-                        format!("duplicate binding for this duid and link (also on line {prev})"),
-                    ));
-                }
-                out.links.insert(b.link);
-                out.shards[shard_of_duid(&b.duid, shards.max(1))].v6.push(b);
-            }
-        }
+/// `(preferred_until, valid_until)` from lifetimes counted from `cltt`.
+fn lifetimes(field: &str, cltt: u32, preferred: u32, valid: u32) -> Result<(u32, u32), String> {
+    if preferred > valid {
+        return Err(format!(
+            "{field}: preferred {preferred} exceeds valid {valid}"
+        ));
     }
-    Ok(out)
+    let until = |l: u32| {
+        if l == u32::MAX {
+            u32::MAX
+        } else {
+            cltt.saturating_add(l)
+        }
+    };
+    Ok((until(preferred), until(valid)))
+}
+
+fn v6_binding(l: V6Line) -> Result<V6Binding, String> {
+    let duid = hex("duid", &l.duid)?;
+    if duid.is_empty() || duid.len() > 130 {
+        return Err(format!("duid: {} octets, expected 1 to 130", duid.len()));
+    }
+    let link = ipv6("link", &l.link)?;
+    let mut iana = Vec::with_capacity(l.iana.len());
+    for a in l.iana {
+        let (preferred_until, valid_until) = lifetimes("iana", l.cltt, a.preferred, a.valid)?;
+        iana.push(V6Addr {
+            addr: ipv6("iana addr", &a.addr)?,
+            preferred_until,
+            valid_until,
+        });
+    }
+    let mut iapd = Vec::with_capacity(l.iapd.len());
+    for p in l.iapd {
+        let (preferred_until, valid_until) = lifetimes("iapd", l.cltt, p.preferred, p.valid)?;
+        let bad = || format!("iapd prefix: invalid prefix {:?} (want addr/len)", p.prefix);
+        let (a, len) = p.prefix.split_once('/').ok_or_else(bad)?;
+        let prefix = ipv6("iapd prefix", a)?;
+        let prefix_len: u8 = len.parse().ok().filter(|&n| n <= 128).ok_or_else(bad)?;
+        let host_bits = match prefix_len {
+            0 => u128::MAX,
+            n => u128::MAX.checked_shr(u32::from(n)).unwrap_or(0),
+        };
+        if u128::from(prefix) & host_bits != 0 {
+            return Err(format!(
+                "iapd prefix: {:?} has bits set past /{prefix_len}",
+                p.prefix
+            ));
+        }
+        iapd.push(V6Prefix {
+            prefix,
+            prefix_len,
+            preferred_until,
+            valid_until,
+        });
+    }
+    Ok(V6Binding {
+        duid,
+        link,
+        iana,
+        iapd,
+        cltt: l.cltt,
+        relay_id: hex_opt("relay_id", l.relay_id, 1, 130)?,
+        remote_id: hex_opt("remote_id", l.remote_id, 5, 65535)?,
+    })
 }

@@ -382,13 +382,11 @@ fn drive<R>(
     mut emit: impl FnMut(R) -> bool,
 ) -> ScanStep {
     let budget = budget.max(1);
-    let mut spent = 0usize;
-    for s in cands {
+    for (spent, s) in cands.enumerate() {
         if spent >= budget {
             cur.next = s;
             return ScanStep::More;
         }
-        spent += 1;
         if let Some(r) = visit(s) {
             if !emit(r) {
                 cur.next = s;

@@ -25,7 +25,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::feed::import::{self, ShardImport};
+use crate::feed::import::{self, ImportedShards};
+use crate::lease::{V4Binding, V6Binding};
 use crate::lease::LeaseShard;
 use crate::session::{Identity, LinkSet};
 use mail::{Mail, QueryKey};
@@ -184,10 +185,18 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let started = Instant::now();
     let imported = match &config.import {
         Some(path) => import::load_file(path, shards)?,
-        None => import::ImportedShards::empty(shards),
+        None => ImportedShards { v4: vec![Vec::new(); shards], v6: vec![Vec::new(); shards] },
     };
-    let links = imported.links();
-    let (v4, v6) = imported.counts();
+    let mut links = LinkSet::default();
+    for b in imported.v4.iter().flatten() {
+        if let Some(ctx) = &b.v6 {
+            links.insert(ctx.link);
+        }
+    }
+    for b in imported.v6.iter().flatten() {
+        links.insert(b.link);
+    }
+    let (v4, v6) = (imported.v4_count(), imported.v6_count());
     if config.import.is_some() {
         info!(
             v4,
@@ -224,7 +233,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         .collect();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), ServerError>>();
     let mut handles = Vec::with_capacity(shards);
-    for (id, part) in imported.into_shards().into_iter().enumerate() {
+    for (id, part) in imported.v4.into_iter().zip(imported.v6).enumerate() {
         let placement = match cpus.get(id % cpus.len().max(1)) {
             Some(&cpu) if !cpus.is_empty() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -293,12 +302,24 @@ async fn shard_main(
     id: usize,
     shared: Arc<Shared>,
     mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
-    part: ShardImport,
+    part: (Vec<V4Binding>, Vec<V6Binding>),
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), ServerError>>,
 ) {
     let mut table = LeaseShard::new();
-    part.load_into(&mut table);
+    // Bindings were checked when the file was read; a refusal here (a shard over 2^32 slots)
+    // is logged, not fatal.
+    let (v4, v6) = part;
+    for b in v4 {
+        if let Err(e) = table.upsert_v4(b) {
+            warn!(shard = id, "import: {e}");
+        }
+    }
+    for b in v6 {
+        if let Err(e) = table.upsert_v6(b) {
+            warn!(shard = id, "import: {e}");
+        }
+    }
     let listeners = [shared.config.lq6_listen, shared.config.lq4_listen].map(|addr| {
         TcpListener::bind(addr).map_err(|e| ServerError::Listen {
             addr,
