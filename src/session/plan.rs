@@ -308,3 +308,210 @@ fn insert_server_id(msg: &[u8], sid: Ipv4Addr) -> Option<Vec<u8>> {
     out.extend_from_slice(&msg[at..]);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::codes::dhcp_state;
+    use crate::proto::record::{PortParams, V6Addr, V6Context};
+
+    fn v4rec() -> V4Record<'static> {
+        V4Record {
+            addr: Ipv4Addr::new(192, 0, 2, 10),
+            port_params: Some(PortParams {
+                offset: 0,
+                psid_len: 4,
+                psid: 3,
+            }),
+            htype: 1,
+            chaddr: &[2, 0, 0, 0, 0, 1],
+            client_id: Some(&[255, 0, 0, 0, 1, 0, 3, 0, 1, 2, 0, 0, 0, 0, 1]),
+            state: dhcp_state::ACTIVE,
+            cltt: 1_700_000_000,
+            state_start: 1_700_000_000,
+            expires: 1_700_003_600,
+            circuit_id: None,
+            remote_id: Some(b"line-1"),
+            relay_id: Some(&[0, 3, 0, 1, 2, 0, 0, 0, 0, 9]),
+            softwire_src: Some("2001:db8:1::10".parse().unwrap()),
+            v6: Some(V6Context {
+                client_src: "2001:db8:1::10".parse().unwrap(),
+                link: "2001:db8:1::".parse().unwrap(),
+                relay: None,
+            }),
+            data_source: 0,
+        }
+    }
+
+    fn v6form() -> V6Form {
+        V6Form {
+            xid: 0xabcdef,
+            requestor_duid: vec![0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+            server_duid: vec![0, 4, 1, 2, 3, 4],
+            oro: OroSet::from_codes([v6opt::S46_V4V6BIND]),
+            base_time: true,
+        }
+    }
+
+    fn v4form() -> V4Form {
+        V4Form {
+            xid: 0x11223344,
+            server_id: Ipv4Addr::new(127, 0, 0, 1),
+            prl: PrlSet::from_prl(&[51, 91, 109, 159]),
+        }
+    }
+
+    /// Promoting a non-first message must give exactly what the encoder writes for a first one.
+    fn check(plan: &ScanPlan, rec: Record<'_>, first: impl Fn(&PlanEncoder<'_>, &mut Vec<u8>)) {
+        let now = 1_700_000_100;
+        let enc = plan.encoder(now);
+        let mut chunk = Vec::with_capacity(70_000);
+        assert_eq!(enc.encode(rec, &mut chunk, 70_000), Encoded::Written);
+        let data_len = chunk.len();
+        assert_eq!(enc.encode(rec, &mut chunk, 70_000), Encoded::Written);
+        let (promoted, consumed) = plan.promote_first(&chunk).expect("promotable");
+        assert_eq!(consumed, data_len);
+        let mut direct = Vec::with_capacity(70_000);
+        first(&enc, &mut direct);
+        assert_eq!(promoted, direct);
+    }
+
+    #[test]
+    fn promoted_first_equals_the_encoders_first_message() {
+        let rec = v4rec();
+        let v4 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::V4(v4form()),
+        };
+        check(&v4, Record::V4(rec), |e, b| {
+            let PlanEncoder::V4(p) = e else { panic!() };
+            StreamWriter::new(b)
+                .write(&Reply::V4Binding {
+                    p,
+                    rec: &rec,
+                    first: true,
+                })
+                .unwrap();
+        });
+        let o6 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::Dhcp4o6 {
+                v6: v6form(),
+                v4: v4form(),
+                br: None,
+                bind_prefix: None,
+            },
+        };
+        check(&o6, Record::V4(rec), |e, b| {
+            let PlanEncoder::Dhcp4o6(p) = e else { panic!() };
+            StreamWriter::new(b)
+                .write(&Reply::O6Binding {
+                    p,
+                    rec: &rec,
+                    first: true,
+                })
+                .unwrap();
+        });
+        let addrs = [V6Addr {
+            addr: "2001:db8:2::5".parse().unwrap(),
+            preferred_until: 1_700_003_600,
+            valid_until: 1_700_007_200,
+        }];
+        let r6 = V6Record {
+            duid: &[0, 3, 0, 1, 2, 0, 0, 0, 0, 5],
+            link: "2001:db8:2::".parse().unwrap(),
+            iana: &addrs,
+            iapd: &[],
+            cltt: 1_700_000_000,
+            relay_id: None,
+            remote_id: None,
+        };
+        let v6 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V6(V6Query {
+                select: crate::lease::V6Select::Link(r6.link),
+                link_filter: None,
+                changed_since: None,
+                changed_until: None,
+            }),
+            form: Form::V6(v6form()),
+        };
+        check(&v6, Record::V6(r6), |e, b| {
+            let PlanEncoder::V6(p) = e else { panic!() };
+            StreamWriter::new(b)
+                .write(&Reply::V6Binding {
+                    p,
+                    rec: &r6,
+                    first: true,
+                })
+                .unwrap();
+        });
+    }
+
+    fn all() -> V4Query {
+        V4Query {
+            select: crate::lease::V4Select::All,
+            changed_since: None,
+            changed_until: None,
+            only_4o6: false,
+        }
+    }
+
+    #[test]
+    fn stream_ends_follow_the_rfcs() {
+        let now = 1_700_000_100;
+        let v6 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::V6(v6form()),
+        };
+        // No match: a lone LEASEQUERY-REPLY; matches: LEASEQUERY-DONE (RFC 5460 §7.2).
+        assert_eq!(v6.finish(0, now)[2], v6msg::LEASEQUERY_REPLY);
+        assert_eq!(v6.finish(3, now)[2], v6msg::LEASEQUERY_DONE);
+        assert_eq!(v6.terminated(true, now)[2], v6msg::LEASEQUERY_DONE);
+        assert_eq!(v6.terminated(false, now)[2], v6msg::LEASEQUERY_REPLY);
+        let v4 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::V4(v4form()),
+        };
+        for (msg, has54) in [(v4.finish(0, now), true), (v4.finish(2, now), false)] {
+            let view = crate::proto::v4::MessageView::parse(&msg[2..]).unwrap();
+            assert_eq!(view.message_type(), Some(v4msg::LEASEQUERYDONE));
+            assert_eq!(view.has_option(v4opt::SERVER_ID), has54);
+        }
+        let t = v4.terminated(true, now);
+        let view = crate::proto::v4::MessageView::parse(&t[2..]).unwrap();
+        assert_eq!(
+            view.option(crate::proto::codes::v4opt::STATUS_CODE)
+                .unwrap()[0],
+            crate::proto::codes::v4status::QUERY_TERMINATED
+        );
+    }
+
+    #[test]
+    fn promote_rejects_foreign_frames() {
+        let v6 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::V6(v6form()),
+        };
+        assert!(v6.promote_first(&[]).is_none());
+        assert!(
+            v6.promote_first(&[0, 4, 15, 0, 0, 1]).is_none(),
+            "a REPLY is not a DATA"
+        );
+        assert!(
+            v6.promote_first(&[0, 9, 17, 0, 0, 1]).is_none(),
+            "truncated frame"
+        );
+        let v4 = ScanPlan {
+            xid: 1,
+            target: ScanTarget::V4(all()),
+            form: Form::V4(v4form()),
+        };
+        assert!(v4.promote_first(&[0, 4, 1, 2, 3, 4]).is_none());
+    }
+}

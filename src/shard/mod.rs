@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::feed::import::{self, ImportedShards};
-use crate::lease::{V4Binding, V6Binding};
 use crate::lease::LeaseShard;
+use crate::lease::{V4Binding, V6Binding};
 use crate::session::{Identity, LinkSet};
 use mail::{Mail, QueryKey};
 use stats::Stats;
@@ -185,7 +185,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let started = Instant::now();
     let imported = match &config.import {
         Some(path) => import::load_file(path, shards)?,
-        None => ImportedShards { v4: vec![Vec::new(); shards], v6: vec![Vec::new(); shards] },
+        None => ImportedShards {
+            v4: vec![Vec::new(); shards],
+            v6: vec![Vec::new(); shards],
+        },
     };
     let mut links = LinkSet::default();
     for b in imported.v4.iter().flatten() {
