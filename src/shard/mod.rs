@@ -296,7 +296,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         warn!("shutdown deadline passed; exiting with shards still running");
     }
     for (i, s) in shared.stats.iter().enumerate() {
-        info!(shard = i, "{}", s.summary());
+        let summary = s.summary();
+        if !summary.is_empty() {
+            info!(shard = i, "counters: {summary}");
+        }
     }
     Ok(())
 }
