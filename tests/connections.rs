@@ -9,10 +9,17 @@ use common::ServerBuilder;
 /// A requestor outside the allow-list is closed at once, without a reply.
 #[test]
 fn requestor_outside_the_allow_list_is_closed_at_once() {
-    let srv = ServerBuilder::new().shards(1).arg("--allow").arg("192.0.2.0/24").start();
+    let srv = ServerBuilder::new()
+        .shards(1)
+        .arg("--allow")
+        .arg("192.0.2.0/24")
+        .start();
     for addr in [srv.lq6, srv.lq4] {
         let mut c = common::Conn::connect(addr);
-        assert!(c.closed_silently(Duration::from_secs(5)), "{addr}: not closed");
+        assert!(
+            c.closed_silently(Duration::from_secs(5)),
+            "{addr}: not closed"
+        );
     }
 }
 
@@ -21,5 +28,8 @@ fn requestor_outside_the_allow_list_is_closed_at_once() {
 fn requestor_inside_the_allow_list_stays_connected() {
     let srv = ServerBuilder::new().shards(1).start();
     let mut c = srv.connect6();
-    assert!(!c.closed_silently(Duration::from_millis(500)), "closed although allowed");
+    assert!(
+        !c.closed_silently(Duration::from_millis(500)),
+        "closed although allowed"
+    );
 }
