@@ -55,6 +55,15 @@ pub struct LqQueryView<'a> {
 }
 
 impl<'a> RawOption<'a> {
+    /// The borrowed view of the DHCPv4 message inside an OPTION_DHCPV4_MSG (87, RFC 7341 §7.1);
+    /// `BadOptionValue` for any other option.
+    pub fn dhcpv4_view(&self) -> Result<crate::proto::v4::MessageView<'a>, DecodeError> {
+        if self.code != crate::proto::codes::v6opt::DHCPV4_MSG {
+            return Err(DecodeError::BadOptionValue { code: self.code });
+        }
+        crate::proto::v4::MessageView::parse(self.data)
+    }
+
     /// The owned, typed option, with every length rule of its code checked (nested options
     /// included).
     pub fn typed(&self) -> Result<V6Option, DecodeError> {

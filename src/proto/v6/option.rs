@@ -123,6 +123,16 @@ pub enum V6Option {
 }
 
 impl V6Option {
+    /// The nested DHCPv4 message of an OPTION_DHCPV4_MSG, decoded with [`crate::proto::v4`]
+    /// (`None` for any other option). The bytes are kept as received so that a message the v4
+    /// decoder refuses still round-trips at the v6 layer.
+    pub fn dhcpv4_message(&self) -> Option<Result<crate::proto::v4::Message, DecodeError>> {
+        match self {
+            V6Option::Dhcpv4Msg(b) => Some(crate::proto::v4::Message::decode(b)),
+            _ => None,
+        }
+    }
+
     /// The option code.
     pub fn code(&self) -> u16 {
         use V6Option::*;
