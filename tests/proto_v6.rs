@@ -1076,18 +1076,28 @@ fn dhcpv4_msg_nests_a_typed_dhcpv4_message() {
     use leasequery::proto::codes::{v4msg, v6opt};
     use leasequery::proto::v4;
     let mut inner = v4::Message::new(1, v4msg::BULKLEASEQUERY, 0x1122_3344);
-    inner.options.push(v4::V4Option::ParameterRequestList(vec![91, 159]));
+    inner
+        .options
+        .push(v4::V4Option::ParameterRequestList(vec![91, 159]));
     let mut bytes = Vec::new();
     inner.encode(&mut bytes).unwrap();
     let opt = leasequery::proto::v6::V6Option::Dhcpv4Msg(bytes.clone());
     assert_eq!(opt.dhcpv4_message(), Some(Ok(inner.clone())));
-    assert_eq!(leasequery::proto::v6::V6Option::CltTime(5).dhcpv4_message(), None);
+    assert_eq!(
+        leasequery::proto::v6::V6Option::CltTime(5).dhcpv4_message(),
+        None
+    );
     let mut msg = vec![14, 0, 0, 1];
     msg.extend_from_slice(&v6opt::DHCPV4_MSG.to_be_bytes());
     msg.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     msg.extend_from_slice(&bytes);
     let view = leasequery::proto::v6::MessageView::parse(&msg).unwrap();
-    let v4view = view.options().get(v6opt::DHCPV4_MSG).unwrap().dhcpv4_view().unwrap();
+    let v4view = view
+        .options()
+        .get(v6opt::DHCPV4_MSG)
+        .unwrap()
+        .dhcpv4_view()
+        .unwrap();
     assert_eq!(v4view.xid, 0x1122_3344);
     assert_eq!(v4view.message_type(), Some(v4msg::BULKLEASEQUERY));
     // A truncated nested message is an error, not a panic.
