@@ -1106,6 +1106,9 @@ fn o6_requestor(c: &mut Conn, r: u32, n: u32) {
                 assert_eq!(v.message_type(), Some(v4msg::LEASEACTIVE));
                 let i = u32::from(v.ciaddr).wrapping_sub(0x0a00_0000);
                 assert_eq!(i % LINKS, *l, "binding from another link");
+                let cd = m.options().get(v6opt::CLIENT_DATA).expect("CLIENT_DATA");
+                let cd = cd.nested().expect("CLIENT_DATA options");
+                assert!(cd.get(v6opt::S46_V4V6BIND).is_some(), "no S46_V4V6BIND");
                 s.binding(v.ciaddr, n);
             }
             None => {
