@@ -15,9 +15,7 @@ pub fn free_port() -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
         drop(l);
-        if TcpListener::bind(("::1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
+        if TcpListener::bind(("::1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
@@ -36,8 +34,7 @@ pub struct Server {
 pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("lqd-{tag}-{}-{}", std::process::id(), free_port()));
+        let p = std::env::temp_dir().join(format!("lqd-{tag}-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -59,11 +56,7 @@ pub struct ServerBuilder {
 
 impl ServerBuilder {
     pub fn new() -> Self {
-        ServerBuilder {
-            args: Vec::new(),
-            import: None,
-            shards: 2,
-        }
+        ServerBuilder { args: Vec::new(), import: None, shards: 2 }
     }
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
@@ -86,19 +79,14 @@ impl ServerBuilder {
         let lq4: SocketAddr = format!("127.0.0.1:{p4}").parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
         cmd.arg("--shards").arg(self.shards.to_string());
-        cmd.arg("--lq6-listen")
-            .arg(lq6.to_string())
-            .arg("--lq4-listen")
-            .arg(lq4.to_string());
+        cmd.arg("--lq6-listen").arg(lq6.to_string()).arg("--lq4-listen").arg(lq4.to_string());
         if let Some(j) = &self.import {
             let f = dir.path().join("leases.jsonl");
             std::fs::write(&f, j).unwrap();
             cmd.arg("--import").arg(f);
         }
         cmd.args(&self.args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn leasequeryd");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
@@ -115,13 +103,7 @@ impl ServerBuilder {
                 line.clear();
             }
         });
-        let mut server = Server {
-            child: Some(child),
-            lq6,
-            lq4,
-            log,
-            _dir: Some(dir),
-        };
+        let mut server = Server { child: Some(child), lq6, lq4, log, _dir: Some(dir) };
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
             let log = server.log.lock().unwrap().clone();
             server.kill();
@@ -177,10 +159,7 @@ impl Drop for Server {
 
 /// Sends a signal with the `kill` command (the tests keep `unsafe` out, like the crate).
 fn unsafe_free_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 /// A blocking requestor connection with the 2-octet framing.
@@ -220,10 +199,7 @@ impl Conn {
             match self.s.read(&mut tmp) {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                     panic!("no reply within the read timeout")
                 }
                 Err(_) => return None,
