@@ -15,21 +15,47 @@ use leasequery::proto::record::PortParams;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("statm");
     pages * 4096
 }
 
 fn binding(i: u32) -> V4Binding {
-    let mac = [2, 0, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    let mac = [
+        2,
+        0,
+        (i >> 24) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+        i as u8,
+    ];
     let mut client_id = vec![0xff, 0, 0, 0, 1, 0, 3, 0, 1];
     client_id.extend_from_slice(&mac);
     let group = i / 1000;
-    let relay = [0, 3, 0, 1, 0x0a, 0, (group >> 16) as u8, (group >> 8) as u8, group as u8, 1];
+    let relay = [
+        0,
+        3,
+        0,
+        1,
+        0x0a,
+        0,
+        (group >> 16) as u8,
+        (group >> 8) as u8,
+        group as u8,
+        1,
+    ];
     let softwire = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1);
     let link = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(group) << 80));
     V4Binding {
         addr: Ipv4Addr::from(0x0a00_0000 + i / 16),
-        port_params: Some(PortParams { offset: 6, psid_len: 4, psid: (i % 16) as u16 }),
+        port_params: Some(PortParams {
+            offset: 6,
+            psid_len: 4,
+            psid: (i % 16) as u16,
+        }),
         htype: 1,
         chaddr: mac.to_vec(),
         client_id: Some(client_id),
@@ -41,13 +67,20 @@ fn binding(i: u32) -> V4Binding {
         remote_id: Some(u64::from(i).to_be_bytes().to_vec()),
         relay_id: Some(relay.to_vec()),
         softwire_src: Some(softwire),
-        v6: Some(V6ContextBinding { client_src: softwire, link, relay: None }),
+        v6: Some(V6ContextBinding {
+            client_src: softwire,
+            link,
+            relay: None,
+        }),
         data_source: 0,
     }
 }
 
 fn main() {
-    let n: u32 = std::env::var("LEASE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u32 = std::env::var("LEASE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let before = rss_bytes();
     let started = Instant::now();
     let mut shard = LeaseShard::new();
