@@ -13,7 +13,7 @@ use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V
 use crate::proto::encoder::{Dhcp4o6ReplyParams, OroSet, Reply, StreamWriter, V6Status};
 use crate::proto::time;
 use crate::proto::v4::MessageView as V4View;
-use crate::proto::v6::{LqQueryView, MessageView, OptionsView};
+use crate::proto::v6::{LqQueryView, MessageView, OptionsView, V6Option};
 
 pub(super) fn on_message(
     msg: &[u8],
@@ -46,31 +46,28 @@ pub(super) fn on_message(
         v6msg::STARTTLS => {
             // RFC 7653 §6.2.2, §9.1: without TLS (insecure mode), STARTTLS gets a REPLY with
             // TLSConnectionRefused; the requestor then closes.
-            let mut buf = Vec::with_capacity(64);
-            let form = V6Form {
-                xid: view.xid,
-                requestor_duid: view
-                    .options()
-                    .get(v6opt::CLIENTID)
-                    .map(|o| o.data.to_vec())
-                    .unwrap_or_default(),
-                server_duid: id.server_duid.clone(),
-                oro: OroSet::default(),
-                base_time: false,
-            };
-            let p = form.params(now);
-            let st = V6Status {
-                code: v6status::TLS_CONNECTION_REFUSED,
-                text: "TLS is not available",
-            };
-            let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V6Reply {
-                p: &p,
-                status: Some(st),
-            });
-            // The REPLY to STARTTLS is an RFC 8415 REPLY (7), not a LEASEQUERY-REPLY.
-            if let Some(t) = buf.get_mut(2) {
-                *t = v6msg::REPLY;
+            // The answer is an RFC 8415 REPLY (7) with the STARTTLS xid, our Server-ID, the
+            // requestor's Client-ID when it sent one (STARTTLS SHOULD carry no options), and
+            // the status.
+            let mut msg = vec![v6msg::REPLY];
+            msg.extend_from_slice(&view.xid.to_be_bytes()[1..]);
+            let mut opts = vec![V6Option::ServerId(id.server_duid.clone())];
+            if let Some(c) = view
+                .options()
+                .get(v6opt::CLIENTID)
+                .filter(|c| c.data.len() >= 2)
+            {
+                opts.insert(0, V6Option::ClientId(c.data.to_vec()));
             }
+            opts.push(V6Option::StatusCode {
+                code: v6status::TLS_CONNECTION_REFUSED,
+                message: "TLS is not available".into(),
+            });
+            for o in &opts {
+                let _ = o.encode(&mut msg);
+            }
+            let mut buf = Vec::with_capacity(msg.len() + 2);
+            let _ = crate::proto::framing::encode_frame(&msg, &mut buf);
             Action::Reply {
                 bytes: buf,
                 close: false,
