@@ -75,12 +75,14 @@ fn stream(c: &mut Conn) -> Vec<Message> {
     assert_eq!(first.msg_type, v6msg::LEASEQUERY_REPLY);
     let data = has(&first, v6opt::CLIENT_DATA);
     let mut out = vec![first];
-    while data {
-        let m = recv(c);
-        let done = m.msg_type == v6msg::LEASEQUERY_DONE;
-        out.push(m);
-        if done {
-            break;
+    if data {
+        loop {
+            let m = recv(c);
+            let done = m.msg_type == v6msg::LEASEQUERY_DONE;
+            out.push(m);
+            if done {
+                break;
+            }
         }
     }
     out
