@@ -288,3 +288,120 @@ fn s45_rfc7653_6_2_2_starttls_is_refused() {
         (v6msg::REPLY, 45, Some(v6status::TLS_CONNECTION_REFUSED))
     );
 }
+
+#[test]
+fn s7_rfc5460_7_1_connection_over_the_limit_is_closed() {
+    let srv = ServerBuilder::new()
+        .arg("--max-connections")
+        .arg("2")
+        .start();
+    let mut a = srv.connect6();
+    let mut b = srv.connect4();
+    // Make sure both are accepted before the third arrives.
+    assert!(!a.closed_silently(Duration::from_millis(300)));
+    assert!(!b.closed_silently(Duration::from_millis(300)));
+    let mut c = srv.connect6();
+    assert!(
+        c.closed_silently(Duration::from_secs(5)),
+        "third connection kept"
+    );
+    drop(a);
+    // A slot is free again once the first connection is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut d = srv.connect6();
+    assert!(!d.closed_silently(Duration::from_millis(500)));
+}
+
+#[test]
+fn s8_rfc5460_7_4_idle_connection_is_closed_after_the_data_timeout() {
+    let srv = ServerBuilder::new()
+        .arg("--bulk-lq-data-timeout")
+        .arg("1")
+        .start();
+    let mut c = srv.connect6();
+    assert!(
+        !c.closed_silently(Duration::from_millis(400)),
+        "closed too early"
+    );
+    assert!(
+        c.closed_silently(Duration::from_secs(5)),
+        "idle connection kept"
+    );
+}
+
+#[test]
+fn s12_rfc5460_7_2_one_match_reply_then_done() {
+    let srv = ServerBuilder::new().import(import()).start();
+    let mut c = srv.connect6();
+    c.send(&lq(
+        12,
+        query_type::BY_RELAY_ID,
+        "::",
+        vec![V6Option::RelayId(
+            hex::decode("000300010a00000000ff").unwrap(),
+        )],
+    ));
+    let types: Vec<u8> = stream(&mut c).iter().map(|m| m.msg_type).collect();
+    assert_eq!(types, [v6msg::LEASEQUERY_REPLY, v6msg::LEASEQUERY_DONE]);
+}
+
+#[test]
+fn s20_rfc5007_4_2_1_foreign_server_id_gets_no_reply() {
+    let srv = ServerBuilder::new().import(import()).start();
+    let mut c = srv.connect6();
+    let m = Message {
+        msg_type: v6msg::LEASEQUERY,
+        xid: 20,
+        options: vec![
+            V6Option::ClientId(REQUESTOR.to_vec()),
+            V6Option::ServerId(vec![0, 4, 0xde, 0xad, 0xbe, 0xef]),
+            V6Option::LqQuery {
+                query_type: 4,
+                link_address: "2001:db8:2::".parse().unwrap(),
+                options: vec![],
+            },
+        ],
+    };
+    let mut b = Vec::new();
+    m.encode(&mut b).unwrap();
+    c.send(&b);
+    c.send(&relay_q(21));
+    assert_eq!(
+        recv(&mut c).xid,
+        21,
+        "the foreign-server query was answered"
+    );
+}
+
+#[test]
+fn s28_rfc5007_4_1_2_1_oro_options_go_inside_client_data() {
+    let srv = ServerBuilder::new().import(import()).start();
+    let mut c = srv.connect6();
+    c.send(&lq(
+        28,
+        query_type::BY_LINK_ADDRESS,
+        "2001:db8:2::",
+        vec![V6Option::Oro(vec![v6opt::RELAY_ID, v6opt::REMOTE_ID])],
+    ));
+    let s = stream(&mut c);
+    assert_eq!(s.len(), 4);
+    for m in &s[..3] {
+        assert!(
+            !has(m, v6opt::RELAY_ID) && !has(m, v6opt::REMOTE_ID),
+            "not at message level"
+        );
+        let cd = m
+            .options
+            .iter()
+            .find_map(|o| {
+                if let V6Option::ClientData(d) = o {
+                    Some(d.clone())
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        assert!(cd.contains(&V6Option::RelayId(hex::decode(RELAY).unwrap())));
+        assert!(cd.iter().any(|o| o.code() == v6opt::REMOTE_ID));
+    }
+}
