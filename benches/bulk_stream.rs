@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench bulk_stream` (env: `BULK_N` bindings, default 1000000; `BULK_RUNS`
 //! runs per case, default 5; `BULK_SHARDS` "1,2"; `BULK_CONCURRENT` requestors for the
-//! concurrent case, default 8). Prints one line per run and the medians; quote ratios, not
+//! concurrent case, default 8; `BULK_CHUNK` the server's chunk_size). Prints one line per run and the medians; quote ratios, not
 //! absolute figures (the machine is shared and noisy).
 
 use std::io::{Read, Write};
@@ -77,7 +77,14 @@ impl Drop for Srv {
 fn start(import: &std::path::Path, shards: usize) -> Srv {
     let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
     let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
+    // BULK_CHUNK: the server's chunk_size (octets per socket write), through a config file.
+    if let Ok(chunk) = std::env::var("BULK_CHUNK") {
+        let cfg = import.with_extension(format!("{shards}.toml"));
+        std::fs::write(&cfg, format!("chunk_size = {chunk}\n")).unwrap();
+        cmd.arg("--config").arg(cfg);
+    }
+    let mut child = cmd
         .args([
             "--shards",
             &shards.to_string(),
