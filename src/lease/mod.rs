@@ -1,6 +1,7 @@
 //! The binding model, the per-shard lease table with its indexes, and shard routing (sans-io).
 //!
 //! - [`binding`]: owned bindings ([`V4Binding`], [`V6Binding`]), the input of the table.
+//! - [`change`]: change events ([`Change`]) for the journal, the history ring and active leasequery.
 //! - [`table`]: [`LeaseShard`], one shard's bindings, indexes for every query type and the
 //!   resumable scans the bulk/active shell drives ([`V4Query`], [`V6Query`], [`ScanCursor`]).
 //! - routing ([`shard_of_addr`], [`shard_of_client`], [`shard_of_duid`]): which shard owns what
@@ -15,12 +16,14 @@
 //! of `h`. A shard is `hash mod shards`.
 
 pub mod binding;
+pub mod change;
 mod intern;
 pub mod table;
 
 use std::net::Ipv4Addr;
 
 pub use binding::{RelayBinding, V4Binding, V6Binding, V6ContextBinding};
+pub use change::{Change, ChangeKind, V4Key, V6Key};
 pub use table::{
     LeaseError, LeaseShard, ScanCursor, ScanStep, V4Query, V4Select, V6Query, V6Select,
 };
