@@ -208,8 +208,18 @@ fn v6_with(field: &str, value: &str) -> String {
 
 #[test]
 fn every_kind_of_bad_line_is_reported_with_file_line_and_reason() {
+    let many: String = (0..1001)
+        .map(|i| format!(r#"{{"addr":"2001:db8:1::{i:x}","preferred":1,"valid":2}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let long_remote = format!("\"{}\"", "ab".repeat(1025));
     let cases: Vec<(String, &str)> = vec![
         (r#"{"ipv4":"192.0.2.1","#.into(), "bad JSON: "),
+        (
+            v6_with("iana", &format!("[{many}]")),
+            "iana + iapd: 1001 entries, at most 1000",
+        ),
+        (v6_with("remote_id", &long_remote), "remote_id: 1025 octets"),
         ("[1,2]".into(), "not a JSON object"),
         (
             r#"{"addr":"192.0.2.1"}"#.into(),

@@ -160,7 +160,8 @@ pub fn load_file(path: &Path, shards: usize) -> Result<ImportedShards, ImportErr
 ///   prefixes (`addr/len`, no bits set past `len`) carry `preferred` and `valid` lifetimes in
 ///   seconds counted from `cltt` (`preferred <= valid`; 4294967295 = infinity; a sum past
 ///   2^32-1 saturates to infinity). `relay_id` is an OPTION_RELAY_ID payload (a DUID),
-///   `remote_id` an OPTION_REMOTE_ID payload (4-octet enterprise number + id, at least 5 octets).
+///   `remote_id` an OPTION_REMOTE_ID payload (4-octet enterprise number + id, 5 to 1024 octets).
+///   At most [`MAX_V6_LEASES`] (1000) `iana` + `iapd` entries per line.
 /// - Duplicates (same `ipv4` + `psid`, or same `duid` + `link`) are errors naming both lines.
 pub fn load_str(file: &str, text: &str, shards: usize) -> Result<ImportedShards, ImportError> {
     let shards = shards.max(1);
@@ -367,12 +368,23 @@ fn lifetimes(field: &str, cltt: u32, preferred: u32, valid: u32) -> Result<(u32,
     Ok((until(preferred), until(valid)))
 }
 
+/// The most addresses + prefixes one v6 binding may hold: with the other limits of a line
+/// (DUID 130, relay-id 130, remote-id 1024 octets) its bulk reply stays well under the
+/// 65535-octet message limit (1000 x 29 octets of IAADDR/IAPREFIX).
+pub const MAX_V6_LEASES: usize = 1000;
+
 fn v6_binding(l: V6Line) -> Result<V6Binding, String> {
     let duid = hex("duid", &l.duid)?;
     if duid.is_empty() || duid.len() > 130 {
         return Err(format!("duid: {} octets, expected 1 to 130", duid.len()));
     }
     let link = ipv6("link", &l.link)?;
+    if l.iana.len() + l.iapd.len() > MAX_V6_LEASES {
+        return Err(format!(
+            "iana + iapd: {} entries, at most {MAX_V6_LEASES} (one binding must fit in one message)",
+            l.iana.len() + l.iapd.len()
+        ));
+    }
     let mut iana = Vec::with_capacity(l.iana.len());
     for a in l.iana {
         let (preferred_until, valid_until) = lifetimes("iana", l.cltt, a.preferred, a.valid)?;
@@ -413,6 +425,6 @@ fn v6_binding(l: V6Line) -> Result<V6Binding, String> {
         iapd,
         cltt: l.cltt,
         relay_id: hex_opt("relay_id", l.relay_id, 1, 130)?,
-        remote_id: hex_opt("remote_id", l.remote_id, 5, 65535)?,
+        remote_id: hex_opt("remote_id", l.remote_id, 5, 1024)?,
     })
 }

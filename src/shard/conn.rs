@@ -345,11 +345,15 @@ impl Connection {
                 records,
                 done,
                 from,
+                failed,
                 ..
             })) = next
             else {
                 break Err(());
             };
+            if failed {
+                break Err(());
+            }
             if self.signals.broken.get() {
                 break Err(());
             }

@@ -20,13 +20,16 @@ pub enum Mail {
     Scan { key: QueryKey, plan: Arc<ScanPlan> },
     /// Origin -> scanner: an empty buffer to fill (one credit).
     Credit { key: QueryKey, buf: Vec<u8> },
-    /// Scanner -> origin: a buffer of encoded records; `done` on the scanner's last chunk.
+    /// Scanner -> origin: a buffer of encoded records; `done` on the scanner's last chunk;
+    /// `failed` when the scanner met a binding it cannot encode in one message (the query then
+    /// ends with QueryTerminated rather than silently missing a binding).
     Chunk {
         key: QueryKey,
         from: u32,
         buf: Vec<u8>,
         records: u32,
         done: bool,
+        failed: bool,
     },
     /// Origin -> scanner: stop (the requestor went away or the server is stopping).
     Cancel { key: QueryKey },

@@ -52,6 +52,7 @@ async fn run(
         buf.clear();
         let limit = buf.capacity();
         let mut records = 0u32;
+        let mut failed = false;
         let done = loop {
             let mut full = false;
             let mut too_long = 0u64;
@@ -69,7 +70,7 @@ async fn run(
                     }
                     Encoded::TooLong => {
                         too_long += 1;
-                        true
+                        false
                     }
                 };
                 let step = match (&plan.target, &mut cursor) {
@@ -87,6 +88,11 @@ async fn run(
                 ctx.stats()
                     .records_too_long
                     .fetch_add(too_long, Ordering::Relaxed);
+            }
+            if too_long > 0 {
+                // Stop here: the origin ends the query with QueryTerminated.
+                failed = true;
+                break true;
             }
             if finished {
                 break true;
@@ -107,6 +113,7 @@ async fn run(
                 buf,
                 records,
                 done,
+                failed,
             },
         )
         .await;

@@ -47,13 +47,13 @@ counters! {
     queries_error,
     /// Bulk queries run to completion.
     bulk_completed,
-    /// Bulk queries ended with QueryTerminated (shutdown or peer gone).
+    /// Bulk queries ended with QueryTerminated (shutdown, peer gone, or a record too long).
     bulk_terminated,
     /// Records (bindings) sent.
     records_sent,
     /// Octets written to requestors.
     bytes_sent,
-    /// Records skipped because they could not be encoded in 65535 octets.
+    /// Records that could not be encoded in 65535 octets (the query ended with QueryTerminated).
     records_too_long,
     /// Mailbox sends that failed (a peer shard stopped).
     mesh_send_failed,
