@@ -121,6 +121,15 @@ fn bench(c: &mut Criterion) {
         g.bench_function("records", |b| b.iter(|| fill(&mut buf, &reply)));
         g.throughput(Throughput::Bytes(RECORDS * per));
         g.bench_function("bytes", |b| b.iter(|| fill(&mut buf, &reply)));
+        // The sizing pass alone (what a count-then-write encoder spends on top of writing).
+        g.throughput(Throughput::Elements(RECORDS));
+        g.bench_function("frame_len_only", |b| {
+            b.iter(|| {
+                for _ in 0..RECORDS {
+                    black_box(black_box(&reply).frame_len().unwrap());
+                }
+            })
+        });
         g.finish();
     }
 }

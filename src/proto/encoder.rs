@@ -35,17 +35,23 @@ const EPOCH_2000: u32 = 946_684_800;
 const MAX_LEN: usize = u16::MAX as usize;
 
 /// The option codes a DHCPv6 requestor listed in the ORO inside OPTION_LQ_QUERY (RFC 5007
-/// §4.1.2.1). Up to 16 codes live inline; more spill to the heap once, when the query is parsed.
+/// §4.1.2.1): a bit set for codes below 256 (every option the encoder looks up) and the rest
+/// in a list, inline up to 8 codes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OroSet(SmallVec<[u16; 16]>);
+pub struct OroSet {
+    low: [u64; 4],
+    high: SmallVec<[u16; 8]>,
+}
 
 impl OroSet {
     /// The set of the given codes (duplicates are kept once).
     pub fn from_codes(codes: impl IntoIterator<Item = u16>) -> OroSet {
         let mut set = OroSet::default();
         for c in codes {
-            if !set.contains(c) {
-                set.0.push(c);
+            if c < 256 {
+                set.low[usize::from(c >> 6)] |= 1 << (c & 63);
+            } else if !set.high.contains(&c) {
+                set.high.push(c);
             }
         }
         set
@@ -61,8 +67,13 @@ impl OroSet {
     }
 
     /// Whether `code` was asked for.
+    #[inline]
     pub fn contains(&self, code: u16) -> bool {
-        self.0.contains(&code)
+        if code < 256 {
+            self.low[usize::from(code >> 6)] & (1 << (code & 63)) != 0
+        } else {
+            self.high.contains(&code)
+        }
     }
 }
 
@@ -389,28 +400,34 @@ impl<'b> StreamWriter<'b> {
     /// Appends one framed message. `Err(BufferFull)` or `Err(TooLong)`/`Err(Invalid)` leave
     /// the buffer unchanged.
     pub fn write(&mut self, reply: &Reply<'_>) -> Result<EncodedAt, EncodeError> {
-        let needed = reply.frame_len()?;
-        let available = self.remaining();
-        if needed > available {
-            return Err(EncodeError::BufferFull { needed, available });
-        }
+        // One pass: octets go straight into the buffer while they fit under the limit; past
+        // it the sink only counts, so a message that does not fit is rolled back and reported
+        // with its exact size. Lengths are back-patched as each option closes.
         let start = self.buf.len();
-        match reply.encode(&mut VecSink(self.buf)) {
-            Ok(x) => {
-                debug_assert_eq!(
-                    self.buf.len() - start,
-                    needed,
-                    "both passes run the same code"
-                );
-                Ok(EncodedAt {
-                    start,
-                    len: needed,
-                    v6_xid_at: x.v6,
-                    v4_xid_at: x.v4,
+        let available = self.remaining();
+        let mut sink = LimitSink {
+            buf: self.buf,
+            limit: self.limit,
+            virt: start,
+        };
+        let res = reply.encode(&mut sink);
+        let end = sink.virt;
+        match res {
+            Ok(_) if end > self.limit => {
+                self.buf.truncate(start);
+                Err(EncodeError::BufferFull {
+                    needed: end - start,
+                    available,
                 })
             }
+            Ok(x) => Ok(EncodedAt {
+                start,
+                len: end - start,
+                v6_xid_at: x.v6,
+                v4_xid_at: x.v4,
+            }),
             Err(e) => {
-                // Unreachable after the counting pass succeeded; never leave half a frame.
+                // Never leave half a frame.
                 self.buf.truncate(start);
                 Err(e)
             }
@@ -431,6 +448,8 @@ trait Sink {
     fn pos(&self) -> usize;
     /// Overwrites two octets already put at `at` (a length field).
     fn set_u16(&mut self, at: usize, v: u16);
+    /// Overwrites octets already put at `at` (fields of a template).
+    fn patch(&mut self, at: usize, b: &[u8]);
 
     fn u8(&mut self, v: u8) {
         self.put(&[v]);
@@ -462,25 +481,58 @@ impl Sink for Count {
         self.0
     }
     fn set_u16(&mut self, _: usize, _: u16) {}
+    fn patch(&mut self, _: usize, _: &[u8]) {}
+    fn zeros(&mut self, n: usize) {
+        self.0 = self.0.saturating_add(n);
+    }
 }
 
-struct VecSink<'v>(&'v mut Vec<u8>);
+/// Appends to a vector while the message fits under `limit`; from the first octet past it on,
+/// only counts (`virt` is the message's end as if everything had been written). While nothing
+/// overflowed, `virt == buf.len()`.
+struct LimitSink<'v> {
+    buf: &'v mut Vec<u8>,
+    limit: usize,
+    virt: usize,
+}
 
-impl Sink for VecSink<'_> {
+impl Sink for LimitSink<'_> {
+    #[inline]
     fn put(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(b);
+        let end = self.virt.saturating_add(b.len());
+        if end <= self.limit {
+            self.buf.extend_from_slice(b);
+        }
+        self.virt = end;
     }
+    #[inline]
     fn pos(&self) -> usize {
-        self.0.len()
+        self.virt
     }
+    #[inline]
     fn set_u16(&mut self, at: usize, v: u16) {
-        if let Some(dst) = self.0.get_mut(at..at.saturating_add(2)) {
+        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(2)) {
             dst.copy_from_slice(&v.to_be_bytes());
         }
+    }
+    #[inline]
+    fn patch(&mut self, at: usize, b: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(b.len())) {
+            dst.copy_from_slice(b);
+        }
+    }
+    #[inline]
+    fn zeros(&mut self, n: usize) {
+        let end = self.virt.saturating_add(n);
+        if end <= self.limit {
+            self.buf.resize(end, 0);
+        }
+        self.virt = end;
     }
 }
 
 /// A 16-bit length field at `at` covering everything written after it.
+#[inline]
 fn close_len<S: Sink>(s: &mut S, at: usize) -> Result<(), EncodeError> {
     let len = s.pos() - at - 2;
     let v = u16::try_from(len).map_err(|_| EncodeError::TooLong { len, max: MAX_LEN })?;
@@ -500,6 +552,7 @@ fn framed<S: Sink>(
 }
 
 /// A DHCPv6 option: code, length, payload written by `body`.
+#[inline]
 fn v6_opt<S: Sink>(
     s: &mut S,
     code: u16,
@@ -513,6 +566,7 @@ fn v6_opt<S: Sink>(
 }
 
 /// A DHCPv6 option whose payload is one slice.
+#[inline]
 fn v6_bytes<S: Sink>(s: &mut S, code: u16, payload: &[u8]) -> Result<(), EncodeError> {
     v6_opt(s, code, |s| {
         s.put(payload);
@@ -520,6 +574,7 @@ fn v6_bytes<S: Sink>(s: &mut S, code: u16, payload: &[u8]) -> Result<(), EncodeE
     })
 }
 
+#[inline]
 fn v6_u32<S: Sink>(s: &mut S, code: u16, v: u32) -> Result<(), EncodeError> {
     v6_bytes(s, code, &v.to_be_bytes())
 }
@@ -533,6 +588,7 @@ fn v6_status<S: Sink>(s: &mut S, st: V6Status<'_>) -> Result<(), EncodeError> {
 }
 
 /// msg-type and the 24-bit transaction id (its offset is recorded).
+#[inline]
 fn v6_header<S: Sink>(s: &mut S, x: &mut Xids, msg_type: u8, xid: u32) {
     s.u8(msg_type);
     x.v6 = Some(s.pos());
@@ -745,10 +801,15 @@ fn o6_client_data<S: Sink>(
 
 /// A DHCPv4 option of any length: split into consecutive 255-octet pieces (RFC 3396) when
 /// longer. `parts` are concatenated into one payload.
+#[inline]
 fn v4_opt<S: Sink>(s: &mut S, code: u8, parts: &[&[u8]]) {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total == 0 {
-        s.put(&[code, 0]);
+    if total <= 255 {
+        // The common case: one piece.
+        s.put(&[code, total as u8]);
+        for part in parts {
+            s.put(part);
+        }
         return;
     }
     let mut left_total = total;
@@ -769,6 +830,7 @@ fn v4_opt<S: Sink>(s: &mut S, code: u8, parts: &[&[u8]]) {
     }
 }
 
+#[inline]
 fn v4_u32<S: Sink>(s: &mut S, code: u8, v: u32) {
     v4_opt(s, code, &[&v.to_be_bytes()]);
 }
@@ -780,6 +842,17 @@ fn v4_status<S: Sink>(s: &mut S, st: V4Status<'_>) -> Result<(), EncodeError> {
     v4_opt(s, v4opt::STATUS_CODE, &[&[st.code], st.text.as_bytes()]);
     Ok(())
 }
+
+/// A BOOTREPLY's fixed header (op 2, everything else zero) and the magic cookie: 240 octets.
+const V4_FIXED: [u8; 240] = {
+    let mut t = [0u8; 240];
+    t[0] = codes::BOOTREPLY;
+    t[236] = codes::MAGIC_COOKIE[0];
+    t[237] = codes::MAGIC_COOKIE[1];
+    t[238] = codes::MAGIC_COOKIE[2];
+    t[239] = codes::MAGIC_COOKIE[3];
+    t
+};
 
 /// The fixed BOOTREPLY header, magic cookie, option 53 and (first message) option 54.
 #[allow(clippy::too_many_arguments)]
@@ -797,15 +870,14 @@ fn v4_header<S: Sink>(
         .ok()
         .filter(|&l| l <= 16)
         .ok_or(EncodeError::Invalid("chaddr longer than 16 octets"))?;
-    s.put(&[codes::BOOTREPLY, htype, hlen, 0]);
-    x.v4 = Some(s.pos());
-    s.u32(p.xid);
-    s.zeros(4); // secs, flags
-    s.put(&ciaddr.octets());
-    s.zeros(12); // yiaddr, siaddr, giaddr
-    s.put(chaddr);
-    s.zeros(16 - chaddr.len() + 64 + 128); // chaddr padding, sname, file
-    s.put(&codes::MAGIC_COOKIE);
+    // The fixed part is one copy of a template; its variable fields are patched in place.
+    let at = s.pos();
+    s.put(&V4_FIXED);
+    s.patch(at + 1, &[htype, hlen]);
+    x.v4 = Some(at + 4);
+    s.patch(at + 4, &p.xid.to_be_bytes());
+    s.patch(at + 12, &ciaddr.octets());
+    s.patch(at + 28, chaddr);
     s.put(&[v4opt::MESSAGE_TYPE, 1, msg_type]);
     if first {
         v4_opt(s, v4opt::SERVER_ID, &[&p.server_id.octets()]);
