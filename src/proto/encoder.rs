@@ -2,17 +2,19 @@
 //! §7.3, RFC 7724 §7.4, and DHCP4o6 leasequery, DESIGN.md section 4).
 //!
 //! A [`Reply`] names one message to send (a binding record, or a REPLY / DONE / STATUS / keepalive
-//! message) together with the per-query parameters. [`StreamWriter::write`] computes its exact
-//! encoded length first, checks it against the room left in the caller's pre-sized buffer, and
-//! only then writes the 2-octet TCP length prefix (RFC 5460 §5.1, RFC 6926 §6.1), the header and
-//! the options with direct big-endian puts. Nothing is allocated per message and the buffer never
-//! reallocates. A message that does not fit leaves the buffer untouched
-//! ([`EncodeError::BufferFull`]); the caller flushes and writes the same message again. A
-//! message that could never be framed (over 65535 octets, or an option over its length field) is
-//! [`EncodeError::TooLong`].
+//! message) together with the per-query parameters. [`StreamWriter::write`] writes the 2-octet
+//! TCP length prefix (RFC 5460 §5.1, RFC 6926 §6.1), the header and the options with direct
+//! big-endian puts straight into the caller's pre-sized buffer, back-patching each length as its
+//! option closes; the BOOTP header is one copy of a template. Nothing is allocated per message
+//! and the buffer never reallocates: past the writer's limit the sink stops writing and only
+//! counts, so a message that does not fit is rolled back, leaving the buffer as it was, and
+//! reported with its exact size ([`EncodeError::BufferFull`]); the caller flushes and writes the
+//! same message again. A message that could never be framed (over 65535 octets, or an option
+//! over its length field) is [`EncodeError::TooLong`].
 //!
-//! Both passes run the same generic code over a [`Sink`]-like writer: one that only counts and
-//! one that writes, so the length computed is the length written.
+//! [`Reply::frame_len`] runs the same generic code over a sink that only counts, so the length
+//! it computes is the length written. (A count-then-write encoder measured no faster: the
+//! counting pass costs about an eighth of a write; `cargo bench --bench encoder`.)
 //!
 //! Stream shapes (which message is first) are the caller's; the encoder applies the per-message
 //! rules: LEASEQUERY-REPLY carries Client-ID (the requestor's) and Server-ID, LEASEQUERY-DATA and
@@ -460,15 +462,6 @@ trait Sink {
     fn u32(&mut self, v: u32) {
         self.put(&v.to_be_bytes());
     }
-    fn zeros(&mut self, n: usize) {
-        const Z: [u8; 64] = [0; 64];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(Z.len());
-            self.put(&Z[..k]);
-            left -= k;
-        }
-    }
 }
 
 struct Count(usize);
@@ -482,9 +475,6 @@ impl Sink for Count {
     }
     fn set_u16(&mut self, _: usize, _: u16) {}
     fn patch(&mut self, _: usize, _: &[u8]) {}
-    fn zeros(&mut self, n: usize) {
-        self.0 = self.0.saturating_add(n);
-    }
 }
 
 /// Appends to a vector while the message fits under `limit`; from the first octet past it on,
@@ -520,14 +510,6 @@ impl Sink for LimitSink<'_> {
         if let Some(dst) = self.buf.get_mut(at..at.saturating_add(b.len())) {
             dst.copy_from_slice(b);
         }
-    }
-    #[inline]
-    fn zeros(&mut self, n: usize) {
-        let end = self.virt.saturating_add(n);
-        if end <= self.limit {
-            self.buf.resize(end, 0);
-        }
-        self.virt = end;
     }
 }
 
