@@ -128,7 +128,11 @@ fn read_streams(c: &mut Conn, xids: &[u32]) -> (HashMap<u32, Vec<u8>>, usize) {
         assert!(xids.contains(&m.xid), "unexpected xid {}", m.xid);
         let types = seen.entry(m.xid).or_default();
         if types.is_empty() {
-            assert_eq!(m.msg_type, v6msg::LEASEQUERY_REPLY, "a stream starts with REPLY");
+            assert_eq!(
+                m.msg_type,
+                v6msg::LEASEQUERY_REPLY,
+                "a stream starts with REPLY"
+            );
             open += 1;
             max_open = max_open.max(open);
         }
@@ -205,7 +209,12 @@ fn s5_rfc5460_5_1_garbage_closes_the_connection_and_the_server_survives() {
     drop(d);
     let mut srv = srv;
     assert!(srv.terminate().expect("exits").success());
-    assert_eq!(counter(&srv.log(), "closed_protocol_error"), 4, "{}", srv.log());
+    assert_eq!(
+        counter(&srv.log(), "closed_protocol_error"),
+        4,
+        "{}",
+        srv.log()
+    );
 }
 
 #[test]
@@ -328,7 +337,8 @@ fn s23_duplicate_xid_while_running_is_dropped_silently() {
     let (streams, _) = read_streams(&mut c, &[0x23]);
     assert_eq!(streams[&0x23].len(), 3001, "one stream, every binding once");
     // Nothing else arrives for the dropped duplicate.
-    c.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    c.s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut tmp = [0u8; 1];
     assert!(std::io::Read::read(&mut c.s, &mut tmp).is_err());
     // The xid is free again once its stream ended.
@@ -338,7 +348,12 @@ fn s23_duplicate_xid_while_running_is_dropped_silently() {
     assert_eq!(again[&0x23].len(), 3001);
     drop(c);
     assert!(srv.terminate().expect("exits").success());
-    assert_eq!(counter(&srv.log(), "queries_duplicate_xid"), 1, "{}", srv.log());
+    assert_eq!(
+        counter(&srv.log(), "queries_duplicate_xid"),
+        1,
+        "{}",
+        srv.log()
+    );
 }
 
 #[test]
@@ -384,5 +399,8 @@ fn s25_rfc5460_7_2_stream_cut_short_after_reply_ends_with_done_query_terminated(
     assert_eq!(last.xid, 0x25);
     assert_eq!(status(&last), Some(v6status::QUERY_TERMINATED));
     assert!(!last.options.iter().any(|o| o.code() == v6opt::CLIENT_DATA));
-    assert!(srv.wait_exit(Duration::from_secs(15)).expect("exits").success());
+    assert!(srv
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits")
+        .success());
 }

@@ -207,7 +207,14 @@ kill -INT $TS; wait $TS
         .arg("-r")
         .arg(dir.path().join("cap.pcapng"))
         .args(["-Y", "dhcpv6.bulk_leasequery", "-T", "fields"])
-        .args(["-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=;"])
+        .args([
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+            "-E",
+            "separator=;",
+        ])
         .args(["-e", "dhcpv6.bulk_leasequery.msgtype"])
         .args(["-e", "dhcpv6.bulk_leasequery.size"])
         .args(["-e", "_ws.malformed"])
@@ -233,14 +240,25 @@ kill -INT $TS; wait $TS
             assert_eq!(sizes.last(), Some(&4), "{line}");
         }
     }
-    assert_eq!(per_type.get(&v6msg::LEASEQUERY), Some(&2), "{per_type:?}\n{text}");
-    assert_eq!(per_type.get(&v6msg::LEASEQUERY_REPLY), Some(&2), "{per_type:?}");
+    assert_eq!(
+        per_type.get(&v6msg::LEASEQUERY),
+        Some(&2),
+        "{per_type:?}\n{text}"
+    );
+    assert_eq!(
+        per_type.get(&v6msg::LEASEQUERY_REPLY),
+        Some(&2),
+        "{per_type:?}"
+    );
     assert_eq!(
         per_type.get(&v6msg::LEASEQUERY_DATA),
         Some(&(299 + 39)),
         "{per_type:?}"
     );
-    assert!(malformed_frames <= 2, "only the two bare DONEs may be marked");
+    assert!(
+        malformed_frames <= 2,
+        "only the two bare DONEs may be marked"
+    );
 
     // The 4o6 stream's options dissect: OPTION_DHCPV4_MSG in the query and in each of the 41
     // answers (tshark 4.0 shows option 87 as opaque octets; tests/scenarios_v4_4o6.rs decodes
@@ -249,7 +267,14 @@ kill -INT $TS; wait $TS
     let o6 = Command::new("tshark")
         .arg("-r")
         .arg(dir.path().join("cap.pcapng"))
-        .args(["-Y", "dhcpv6.bulk_leasequery", "-T", "fields", "-E", "occurrence=a"])
+        .args([
+            "-Y",
+            "dhcpv6.bulk_leasequery",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+        ])
         .args(["-E", "aggregator=,", "-e", "dhcpv6.option.type"])
         .args(["-e", "dhcpv6.s46_v4v6bind.ipv4_address"])
         .output()
@@ -277,7 +302,11 @@ kill -INT $TS; wait $TS
     assert_eq!(v4addrs.len(), 40, "{o6text}");
     v4addrs.sort();
     v4addrs.dedup();
-    assert_eq!(v4addrs.len(), 10, "10 shared addresses, 4 PSIDs each: {v4addrs:?}");
+    assert_eq!(
+        v4addrs.len(),
+        10,
+        "10 shared addresses, 4 PSIDs each: {v4addrs:?}"
+    );
     assert!(v4addrs.iter().all(|a| a.starts_with("198.51.100.")));
 }
 
@@ -301,11 +330,7 @@ timeout 60 ipv6-dhcp-test-leasequery -s ::1 -t -L 2001:db8:7:: link-address > li
             "{file}: {}",
             text.lines().last().unwrap_or("")
         );
-        assert_eq!(
-            text.matches("LeasequeryReplyMessage(").count(),
-            1,
-            "{file}"
-        );
+        assert_eq!(text.matches("LeasequeryReplyMessage(").count(), 1, "{file}");
         assert_eq!(text.matches("LeasequeryDoneMessage(").count(), 1, "{file}");
         assert_eq!(
             text.matches("ClientDataOption(").count(),

@@ -1,0 +1,305 @@
+//! The requestor side of bulk leasequery over TCP, built on the library's codecs: the queries
+//! loadgen sends (`--query` kinds) and a framed reader that tells where each stream ends.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::str::FromStr;
+use std::time::Duration;
+
+use leasequery::proto::codes::{query_type, v4msg, v4opt, v6msg, v6opt};
+use leasequery::proto::v4;
+use leasequery::proto::v6::{Message, V6Option};
+
+/// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
+const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x4c, 0x47];
+
+/// Which port a query goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// TCP 547: DHCPv6 and DHCP4o6 leasequery.
+    V6,
+    /// TCP 67: DHCPv4 leasequery.
+    V4,
+}
+
+/// One kind of bulk query, as given to `--query`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryKind {
+    /// `v6-link:ADDR`: DHCPv6 QUERY_BY_LINK_ADDRESS.
+    V6Link(Ipv6Addr),
+    /// `v6-relay:HEX`: DHCPv6 QUERY_BY_RELAY_ID.
+    V6Relay(Vec<u8>),
+    /// `v6-client:HEX`: DHCPv6 QUERY_BY_CLIENT_ID.
+    V6Client(Vec<u8>),
+    /// `v4-all`: DHCPBULKLEASEQUERY with no primary selector.
+    V4All,
+    /// `v4-relay:HEX`: DHCPBULKLEASEQUERY by option 82 relay-id.
+    V4Relay(Vec<u8>),
+    /// `4o6-link:ADDR`: DHCP4o6 LEASEQUERY by link address + DHCPBULKLEASEQUERY, ORO [92].
+    O6Link(Ipv6Addr),
+    /// `4o6-relay:HEX`: DHCP4o6 by relay-id (v6 q=3 + v4 82/12).
+    O6Relay(Vec<u8>),
+}
+
+impl FromStr for QueryKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<QueryKind, String> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        let hex = |a: &str| {
+            hex_decode(a).ok_or_else(|| format!("{s}: {a:?} is not an even number of hex digits"))
+        };
+        let addr = |a: &str| {
+            a.parse::<Ipv6Addr>()
+                .map_err(|_| format!("{s}: {a:?} is not an IPv6 address"))
+        };
+        Ok(match kind {
+            "v6-link" => QueryKind::V6Link(addr(arg)?),
+            "v6-relay" => QueryKind::V6Relay(hex(arg)?),
+            "v6-client" => QueryKind::V6Client(hex(arg)?),
+            "v4-all" if arg.is_empty() => QueryKind::V4All,
+            "v4-relay" => QueryKind::V4Relay(hex(arg)?),
+            "4o6-link" => QueryKind::O6Link(addr(arg)?),
+            "4o6-relay" => QueryKind::O6Relay(hex(arg)?),
+            _ => {
+                return Err(format!(
+                    "{s}: unknown query kind (v6-link:ADDR, v6-relay:HEX, v6-client:HEX, v4-all, \
+                     v4-relay:HEX, 4o6-link:ADDR, 4o6-relay:HEX)"
+                ))
+            }
+        })
+    }
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl QueryKind {
+    /// The port it goes to.
+    pub fn port(&self) -> Port {
+        match self {
+            QueryKind::V4All | QueryKind::V4Relay(_) => Port::V4,
+            _ => Port::V6,
+        }
+    }
+
+    /// The query message (unframed) with transaction id `xid`.
+    pub fn encode(&self, xid: u32) -> Vec<u8> {
+        let v6 = |qt: u8, link: Ipv6Addr, opts: Vec<V6Option>, v4: Option<Vec<u8>>| {
+            let mut options = vec![
+                V6Option::ClientId(REQUESTOR.to_vec()),
+                V6Option::LqQuery {
+                    query_type: qt,
+                    link_address: link,
+                    options: opts,
+                },
+            ];
+            if let Some(v4) = v4 {
+                options.push(V6Option::Dhcpv4Msg(v4));
+            }
+            let mut out = Vec::new();
+            Message {
+                msg_type: v6msg::LEASEQUERY,
+                xid: xid & 0xff_ffff,
+                options,
+            }
+            .encode(&mut out)
+            .expect("a small query encodes");
+            out
+        };
+        let v4 = |relay: Option<&[u8]>| {
+            let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
+            m.options.push(v4::V4Option::ParameterRequestList(vec![
+                v4opt::LEASE_TIME,
+                v4opt::CLIENT_LAST_TRANSACTION_TIME,
+                v4opt::DHCP_STATE,
+                v4opt::DHCP4O6_S46_SADDR,
+                v4opt::V4_PORTPARAMS,
+            ]));
+            if let Some(r) = relay {
+                let mut sub = vec![12, r.len() as u8];
+                sub.extend_from_slice(r);
+                m.options.push(v4::V4Option::Unknown {
+                    code: v4opt::RELAY_AGENT_INFO,
+                    data: sub,
+                });
+            }
+            let mut out = Vec::new();
+            m.encode(&mut out).expect("a small query encodes");
+            out
+        };
+        let oro = || V6Option::Oro(vec![v6opt::S46_V4V6BIND]);
+        match self {
+            QueryKind::V6Link(l) => v6(query_type::BY_LINK_ADDRESS, *l, vec![], None),
+            QueryKind::V6Relay(id) => v6(
+                query_type::BY_RELAY_ID,
+                Ipv6Addr::UNSPECIFIED,
+                vec![V6Option::RelayId(id.clone())],
+                None,
+            ),
+            QueryKind::V6Client(id) => v6(
+                query_type::BY_CLIENTID,
+                Ipv6Addr::UNSPECIFIED,
+                vec![V6Option::ClientId(id.clone())],
+                None,
+            ),
+            QueryKind::V4All => v4(None),
+            QueryKind::V4Relay(id) => v4(Some(id)),
+            QueryKind::O6Link(l) => {
+                v6(query_type::BY_LINK_ADDRESS, *l, vec![oro()], Some(v4(None)))
+            }
+            QueryKind::O6Relay(id) => v6(
+                query_type::BY_RELAY_ID,
+                Ipv6Addr::UNSPECIFIED,
+                vec![V6Option::RelayId(id.clone()), oro()],
+                Some(v4(Some(id))),
+            ),
+        }
+    }
+}
+
+/// What one message of a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A binding (v6 REPLY/DATA with OPTION_CLIENT_DATA, v4 LEASEACTIVE/LEASEUNASSIGNED).
+    Binding,
+    /// The end of the stream (v6 DONE or a REPLY without bindings, v4 LEASEQUERYDONE).
+    End,
+    /// Anything else (a v6 DATA without client data, a v4 LEASEQUERYSTATUS).
+    Other,
+}
+
+/// Classifies one message of a stream on `port`.
+pub fn classify(port: Port, msg: &[u8]) -> Kind {
+    match port {
+        Port::V6 => match msg.first() {
+            Some(&t) if t == v6msg::LEASEQUERY_DONE => Kind::End,
+            Some(&t) if t == v6msg::LEASEQUERY_REPLY || t == v6msg::LEASEQUERY_DATA => {
+                let has_data = leasequery::proto::v6::MessageView::parse(msg)
+                    .map(|m| m.options().get(v6opt::CLIENT_DATA).is_some())
+                    .unwrap_or(false);
+                match (has_data, t == v6msg::LEASEQUERY_REPLY) {
+                    (true, _) => Kind::Binding,
+                    (false, true) => Kind::End,
+                    (false, false) => Kind::Other,
+                }
+            }
+            _ => Kind::Other,
+        },
+        Port::V4 => match v4::MessageView::parse(msg)
+            .ok()
+            .and_then(|m| m.message_type())
+        {
+            Some(t) if t == v4msg::LEASEQUERYDONE => Kind::End,
+            Some(t) if t == v4msg::LEASEACTIVE || t == v4msg::LEASEUNASSIGNED => Kind::Binding,
+            _ => Kind::Other,
+        },
+    }
+}
+
+/// A framed TCP connection to the server.
+#[derive(Debug)]
+pub struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+    have: usize,
+    pos: usize,
+    /// Octets read so far.
+    pub bytes: u64,
+}
+
+impl Conn {
+    /// Connects with a timeout for the connect and for every read.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        let s = TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            s,
+            buf: vec![0; 1 << 20],
+            have: 0,
+            pos: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Sends one framed message.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let mut f = Vec::with_capacity(msg.len() + 2);
+        f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        f.extend_from_slice(msg);
+        self.s.write_all(&f)
+    }
+
+    /// Calls `each` with every message until it returns false (the stream ended) or the server
+    /// closes the connection (an error).
+    pub fn read_stream(&mut self, mut each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+        loop {
+            while self.have - self.pos >= 2 {
+                let n = u16::from_be_bytes([self.buf[self.pos], self.buf[self.pos + 1]]) as usize;
+                if self.have - self.pos < 2 + n {
+                    break;
+                }
+                let start = self.pos + 2;
+                self.pos = start + n;
+                self.bytes += 2 + n as u64;
+                if !each(&self.buf[start..start + n]) {
+                    return Ok(());
+                }
+            }
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.have, 0);
+                self.have -= self.pos;
+                self.pos = 0;
+            }
+            let r = self.s.read(&mut self.buf[self.have..])?;
+            if r == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection mid-stream",
+                ));
+            }
+            self.have += r;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_kinds_parse_and_encode() {
+        let k: QueryKind = "4o6-link:2001:db8:1::".parse().unwrap();
+        assert_eq!(k, QueryKind::O6Link("2001:db8:1::".parse().unwrap()));
+        assert_eq!(k.port(), Port::V6);
+        let m = Message::decode(&k.encode(0x123456)).unwrap();
+        assert_eq!((m.msg_type, m.xid), (v6msg::LEASEQUERY, 0x123456));
+        assert!(m.options.iter().any(|o| o.code() == v6opt::DHCPV4_MSG));
+        let v4: QueryKind = "v4-relay:000300010a0000000001".parse().unwrap();
+        assert_eq!(v4.port(), Port::V4);
+        let q = v4::Message::decode(&v4.encode(9)).unwrap();
+        assert_eq!(q.message_type(), Some(v4msg::BULKLEASEQUERY));
+        assert!("v6-relay:abc".parse::<QueryKind>().is_err());
+        assert!("v9-all".parse::<QueryKind>().is_err());
+        assert!("v6-link:nope".parse::<QueryKind>().is_err());
+    }
+
+    #[test]
+    fn stream_ends_are_recognised() {
+        assert_eq!(classify(Port::V6, &[16, 0, 0, 1]), Kind::End);
+        assert_eq!(classify(Port::V6, &[15, 0, 0, 1]), Kind::End);
+        assert_eq!(classify(Port::V6, &[17, 0, 0, 1]), Kind::Other);
+        assert_eq!(
+            classify(Port::V6, &[17, 0, 0, 1, 0, 45, 0, 0]),
+            Kind::Binding
+        );
+        assert_eq!(classify(Port::V4, &[1, 2, 3]), Kind::Other);
+    }
+}
