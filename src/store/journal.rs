@@ -295,12 +295,14 @@ impl Journal {
                     }
                     return Err(StoreError::Failed(format!("change {seq} is not pending")));
                 }
+                // Read before spawning: glommio may run the flusher at once.
+                let gen = self.inner.generation.get();
                 if !st.flushing {
                     st.flushing = true;
-                    let inner = self.inner.clone();
-                    glommio::spawn_local(flush_loop(inner)).detach();
+                    drop(st);
+                    glommio::spawn_local(flush_loop(self.inner.clone())).detach();
                 }
-                self.inner.generation.get()
+                gen
             };
             Notified {
                 inner: &self.inner,
