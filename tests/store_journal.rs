@@ -430,15 +430,24 @@ fn shard_count_change_keeps_every_binding_once() {
             Journal::open(&d, 0, 2).unwrap(),
             Journal::open(&d, 1, 2).unwrap(),
         ];
+        let mut shard1 = Model::default();
         for (n, c) in first.iter().enumerate() {
             let s = match c {
                 Change::V4 { binding, .. } => shard_of_addr(binding.addr, 2),
                 Change::V6 { binding, .. } => shard_of_duid(&binding.duid, 2),
             };
             js[s].append(c).unwrap();
+            if s == 1 {
+                shard1.apply(c);
+            }
             if n == 150 {
                 // A snapshot of shard 1 in the middle (its table: the model's part so far).
                 js[0].commit().await.unwrap();
+                let info = js[1]
+                    .snapshot(shard1.v4.values().cloned(), shard1.v6.values().cloned())
+                    .await
+                    .unwrap();
+                assert_eq!(info.bindings as usize, shard1.v4.len() + shard1.v6.len());
             }
         }
         js[0].commit().await.unwrap();
@@ -446,6 +455,7 @@ fn shard_count_change_keeps_every_binding_once() {
     });
     let r = replay(&dir, 2).unwrap();
     assert!(!r.resharded);
+    assert!(r.snapshot_bindings > 0);
     model.check(&r, 2);
 
     // 2 -> 1.
