@@ -3,7 +3,9 @@
 //! that decodes to the same change.
 #![no_main]
 
-use leasequery::store::record::{decode_payload, decode_record, encode_change, FileHeader, Payload};
+use leasequery::store::record::{
+    decode_payload, decode_record, encode_change, FileHeader, Payload,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
