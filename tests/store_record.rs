@@ -351,3 +351,22 @@ fn header_round_trip_and_damage() {
     bad[20] ^= 1;
     assert_eq!(FileHeader::decode(&bad).unwrap_err(), RecordError::BadCrc);
 }
+
+#[test]
+fn record_module_is_sans_io() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/record.rs");
+    let text = std::fs::read_to_string(path).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for f in [
+            "glommio",
+            "std::fs",
+            ".await",
+            "async fn",
+            "SystemTime",
+            "Instant::now",
+        ] {
+            assert!(!code.contains(f), "record.rs:{}: {f}", i + 1);
+        }
+    }
+}

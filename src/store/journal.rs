@@ -44,7 +44,7 @@ pub struct StoreStats {
     pub appends: u64,
     /// Group commits done (one `fdatasync` of the journal each).
     pub commits: u64,
-    /// Record octets appended (frames included, padding not).
+    /// Record octets appended (frames included, headers and padding not).
     pub bytes: u64,
     /// Octets written to journal segments (header and padding included).
     pub written: u64,
@@ -318,8 +318,9 @@ impl Journal {
         self.wait_durable(seq).await
     }
 
-    /// Octets of journal segments since the last snapshot (existing files included): the shell
-    /// snapshots when this exceeds `journal_compact_bytes`
+    /// Octets of journal segments since the last snapshot (existing files, records appended
+    /// and not yet written, headers and commit padding included): the shell snapshots when
+    /// this exceeds `journal_compact_bytes`
     /// ([`DEFAULT_JOURNAL_COMPACT_BYTES`](super::DEFAULT_JOURNAL_COMPACT_BYTES)).
     pub fn journal_bytes(&self) -> u64 {
         self.inner.st.borrow().journal_bytes
@@ -371,16 +372,8 @@ impl Journal {
                 Err(e) => Err(e),
             };
             let _ = file.close_rc().await;
+            // The file stays padded to a block: replay stops at the end record.
             synced?;
-            // The file is padded to a block; cut it to its exact length.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp_path)
-                .and_then(|f| {
-                    f.set_len(bytes.len() as u64)?;
-                    f.sync_all()
-                })
-                .map_err(|e| io_err(&tmp_path, e))?;
             glommio::io::rename(&tmp_path, &final_path)
                 .await
                 .map_err(|e| gerr(&final_path, e))?;
@@ -602,6 +595,16 @@ async fn flush(
         let n = write_padded(&o.file, &path, &data, o.pos, inner.config.write_chunk).await?;
         o.pos += n;
         written += n;
+        {
+            // Count the header and padding too, so that size triggers follow the disk.
+            let extra =
+                n.saturating_sub(data.len() as u64) + if created { BLOCK as u64 } else { 0 };
+            let mut st = inner.st.borrow_mut();
+            if st.segment == segment {
+                st.segment_bytes += n.saturating_sub(data.len() as u64);
+                st.journal_bytes += extra;
+            }
+        }
         o.file.fdatasync().await.map_err(|e| gerr(&path, e))?;
         if created {
             sync_dir_async(&inner.dir).await?;
