@@ -677,3 +677,148 @@ fn server_duid_is_stable() {
         Err(StoreError::BadDuid { .. })
     ));
 }
+
+#[test]
+fn rotated_segments_replay_in_order() {
+    let tmp = TempDir::new("rotate");
+    let dir = tmp.0.clone();
+    let mut changes = Vec::new();
+    for round in 0..6u32 {
+        for i in 0..100 {
+            changes.push(ch4(ChangeKind::Renew, &v4(i, round * 1000 + i)));
+        }
+    }
+    let mut model = Model::default();
+    changes.iter().for_each(|c| model.apply(c));
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open_with(
+            &d,
+            0,
+            1,
+            JournalConfig {
+                segment_bytes: 6 * 1024,
+                ..JournalConfig::default()
+            },
+        )
+        .unwrap();
+        for chunk in changes.chunks(70) {
+            for c in chunk {
+                j.append(c).unwrap();
+            }
+            j.commit().await.unwrap();
+        }
+        let files = journal_files(j.dir()).len();
+        assert!(files > 3, "{files} segments");
+        let on_disk: u64 = journal_files(j.dir())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(j.journal_bytes(), on_disk);
+        assert_eq!(j.stats().written, on_disk);
+    });
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!(r.journal_records, 600);
+    model.check(&r, 1);
+}
+
+#[test]
+fn empty_new_segment_is_cut_and_bad_older_segment_is_refused() {
+    let tmp = TempDir::new("emptyseg");
+    let dir = tmp.0.clone();
+    let m = write_batches(&dir, 2, 10);
+    let sdir = dir.join("shard-0");
+    let seg = journal_files(&sdir).pop().unwrap();
+    // A segment created by a commit whose header never reached the disk.
+    let empty = sdir.join("journal-00000000000000ff.log");
+    std::fs::write(&empty, vec![0u8; BLOCK]).unwrap();
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!(r.torn_tails_cut, 1);
+    assert!(!empty.exists());
+    m.check(&r, 1);
+
+    // A later segment exists: a short older segment is not a torn tail.
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open(&d, 0, 1).unwrap();
+        j.append(&ch4(ChangeKind::New, &v4(777, 1))).unwrap();
+        j.commit().await.unwrap();
+    });
+    let data = std::fs::read(&seg).unwrap();
+    let offs = record_offsets(&data);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(offs[15] as u64 + 3).unwrap();
+    drop(f);
+    match replay(&dir, 1) {
+        Err(StoreError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, seg.display().to_string());
+            assert_eq!(offset, offs[15] as u64);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn interrupted_reshard_is_finished_or_discarded() {
+    let tmp = TempDir::new("reshard-crash");
+    let dir = tmp.0.clone();
+    let mut model = Model::default();
+    let changes: Vec<Change> = (0..120).map(|i| ch4(ChangeKind::New, &v4(i, 5))).collect();
+    changes.iter().for_each(|c| model.apply(c));
+    let d = dir.clone();
+    run(move || async move {
+        let js = [
+            Journal::open(&d, 0, 2).unwrap(),
+            Journal::open(&d, 1, 2).unwrap(),
+        ];
+        for c in &changes {
+            if let Change::V4 { binding, .. } = c {
+                js[shard_of_addr(binding.addr, 2)].append(c).unwrap();
+            }
+        }
+        js[0].commit().await.unwrap();
+        js[1].commit().await.unwrap();
+    });
+    // The new layout for 3 shards, made in a copy.
+    let scratch = TempDir::new("reshard-scratch");
+    copy_dir(&dir, &scratch.0);
+    replay(&scratch.0, 3).unwrap();
+
+    // Crash after the commit point (reshard.new complete), before the old dirs went away.
+    let new = dir.join("reshard.new");
+    copy_dir(&scratch.0, &new);
+    // And a leftover uncommitted attempt.
+    std::fs::create_dir_all(dir.join("reshard.tmp/shard-0")).unwrap();
+    let r = replay(&dir, 3).unwrap();
+    assert!(
+        !r.resharded,
+        "the committed rewrite is finished, not redone"
+    );
+    assert_eq!(r.old_shards, Some(3));
+    model.check(&r, 3);
+    assert!(!new.exists() && !dir.join("reshard.tmp").exists());
+
+    // Crash while moving: old dirs gone (marker written), shard-0 already moved.
+    let tmp2 = TempDir::new("reshard-crash2");
+    let dir2 = tmp2.0.clone();
+    let new2 = dir2.join("reshard.new");
+    copy_dir(&scratch.0, &new2);
+    std::fs::write(new2.join("old-removed"), b"").unwrap();
+    std::fs::rename(new2.join("shard-0"), dir2.join("shard-0")).unwrap();
+    let r = replay(&dir2, 3).unwrap();
+    model.check(&r, 3);
+    assert!(!new2.exists());
+}

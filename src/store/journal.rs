@@ -87,6 +87,8 @@ struct State {
     segment: u64,
     segment_bytes: u64,
     journal_bytes: u64,
+    /// The first segment after the last snapshot cut (older ones are compacted away).
+    base: u64,
     open: Option<OpenSegment>,
     snapshotting: bool,
     stats: StoreStats,
@@ -207,6 +209,7 @@ impl Journal {
                     segment: max_seq + 1,
                     segment_bytes: 0,
                     journal_bytes,
+                    base: last_snap,
                     open: None,
                     snapshotting: false,
                     stats: StoreStats::default(),
@@ -425,6 +428,7 @@ impl Journal {
         };
         let bytes = snapshot_bytes(&header, &v4, &v6)?;
         st.segment = seq;
+        st.base = seq;
         st.segment_bytes = 0;
         st.journal_bytes = 0;
         st.snapshotting = true;
@@ -602,6 +606,8 @@ async fn flush(
             let mut st = inner.st.borrow_mut();
             if st.segment == segment {
                 st.segment_bytes += n.saturating_sub(data.len() as u64);
+            }
+            if segment >= st.base {
                 st.journal_bytes += extra;
             }
         }
