@@ -240,9 +240,14 @@ fn append_commit_replay_round_trip() {
         assert!(j.journal_bytes() > 0);
         j.append(&ch4(ChangeKind::New, &v4(900, 9))).unwrap();
         j.commit().await.unwrap();
+        j.close().await.unwrap();
+        // Still usable after close: a new segment, the closed one is not rewritten.
+        j.append(&ch4(ChangeKind::New, &v4(901, 9))).unwrap();
+        j.close().await.unwrap();
     });
-    assert_eq!(journal_files(&dir.join("shard-0")).len(), 2);
+    assert_eq!(journal_files(&dir.join("shard-0")).len(), 3);
     model.apply(&ch4(ChangeKind::New, &v4(900, 9)));
+    model.apply(&ch4(ChangeKind::New, &v4(901, 9)));
     model.check(&replay(&dir, 1).unwrap(), 1);
 }
 

@@ -229,42 +229,52 @@ impl Journal {
     /// in append order). Nothing is durable until [`wait_durable`](Journal::wait_durable) or
     /// [`commit`](Journal::commit) says so.
     pub fn append(&self, change: &Change) -> Result<u64, StoreError> {
-        let mut rec = Vec::with_capacity(160);
-        record::encode_change(change, &mut rec)?;
-        let mut st = self.inner.st.borrow_mut();
+        let mut guard = self.inner.st.borrow_mut();
+        let st = &mut *guard;
         if let Some(f) = &st.failed {
             return Err(StoreError::Failed(f.clone()));
         }
-        if st.pending + rec.len() > self.inner.config.max_pending_bytes {
+        if st.pending >= self.inner.config.max_pending_bytes {
             return Err(StoreError::Backlog(st.pending));
         }
-        let len = rec.len() as u64;
-        if st.segment_bytes > 0 && st.segment_bytes + len > self.inner.config.segment_bytes {
+        // A segment is full once it reached its size (a record may end slightly past it).
+        if st.segment_bytes >= self.inner.config.segment_bytes {
             st.segment += 1;
             st.segment_bytes = 0;
         }
+        let segment = st.segment;
+        if st.batches.back().is_none_or(|b| b.segment != segment) {
+            st.batches.push_back(Batch {
+                segment,
+                bytes: Vec::with_capacity(4096),
+                last_seq: 0,
+            });
+        }
+        let seq = st.next_seq;
+        let Some(batch) = st.batches.back_mut() else {
+            return Err(StoreError::Failed("no batch".into()));
+        };
+        let before = batch.bytes.len();
+        // Encoded in place; on error the batch is left as it was.
+        let res = record::encode_change(change, &mut batch.bytes);
+        let len = (batch.bytes.len() - before) as u64;
+        let empty = batch.bytes.is_empty();
+        if res.is_ok() {
+            batch.last_seq = seq;
+        }
+        if empty {
+            st.batches.pop_back();
+        }
+        res?;
         if st.segment_bytes == 0 {
             st.segment_bytes = BLOCK as u64;
         }
         st.segment_bytes += len;
         st.journal_bytes += len;
-        st.pending += rec.len();
-        let seq = st.next_seq;
+        st.pending += len as usize;
         st.next_seq += 1;
         st.stats.appends += 1;
         st.stats.bytes += len;
-        let segment = st.segment;
-        match st.batches.back_mut() {
-            Some(b) if b.segment == segment => {
-                b.bytes.extend_from_slice(&rec);
-                b.last_seq = seq;
-            }
-            _ => st.batches.push_back(Batch {
-                segment,
-                bytes: rec,
-                last_seq: seq,
-            }),
-        }
         Ok(seq)
     }
 
@@ -319,6 +329,31 @@ impl Journal {
     pub async fn commit(&self) -> Result<(), StoreError> {
         let seq = self.last_seq();
         self.wait_durable(seq).await
+    }
+
+    /// Makes everything appended durable and closes the open segment (for shutdown). The
+    /// journal stays usable: a later append starts a new segment.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.commit().await?;
+        let open = {
+            let mut st = self.inner.st.borrow_mut();
+            if st.flushing {
+                // Another task's append is being written; it keeps the segment.
+                return Ok(());
+            }
+            let open = st.open.take();
+            if open.is_some() {
+                // Never reopen (and truncate) a closed segment.
+                st.segment += 1;
+                st.segment_bytes = 0;
+            }
+            open
+        };
+        if let Some(o) = open {
+            let path = self.inner.dir.join(journal_name(o.seq));
+            o.file.close_rc().await.map_err(|e| gerr(&path, e))?;
+        }
+        Ok(())
     }
 
     /// Octets of journal segments since the last snapshot (existing files, records appended

@@ -245,9 +245,31 @@ pub fn unframe(bytes: &[u8]) -> Result<Frame<'_>, RecordError> {
 
 /// Appends the framed record of `change` to `out` (on error `out` is unchanged).
 pub fn encode_change(change: &Change, out: &mut Vec<u8>) -> Result<(), RecordError> {
-    let mut p = Vec::with_capacity(128);
-    encode_payload(change, &mut p)?;
-    frame(&p, out)
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_LEN]);
+    let res = encode_payload(change, out).and_then(|()| {
+        let len = out.len() - start - FRAME_LEN;
+        if len > MAX_PAYLOAD {
+            return Err(RecordError::TooLarge("record payload"));
+        }
+        Ok(len as u32)
+    });
+    let len = match res {
+        Ok(len) => len.to_be_bytes(),
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(out.get(start + FRAME_LEN..).unwrap_or_default());
+    let crc = h.finalize().to_be_bytes();
+    if let Some(f) = out.get_mut(start..start + FRAME_LEN) {
+        f[..4].copy_from_slice(&len);
+        f[4..].copy_from_slice(&crc);
+    }
+    Ok(())
 }
 
 /// Appends the framed snapshot end record (`count` binding records before it) to `out`.
