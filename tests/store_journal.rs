@@ -71,7 +71,9 @@ fn v4(i: u32, cltt: u32) -> V4Binding {
         circuit_id: None,
         remote_id: (i % 2 == 0).then(|| vec![0, 0, 0, 9, i as u8]),
         relay_id: None,
-        softwire_src: Some(format!("2001:db8::{:x}", i + 1).parse().unwrap()),
+        softwire_src: Some(std::net::Ipv6Addr::from(
+            (0x2001_0db8u128 << 96) | u128::from(i + 1),
+        )),
         v6: None,
         data_source: 0,
     }
@@ -826,4 +828,42 @@ fn interrupted_reshard_is_finished_or_discarded() {
     let r = replay(&dir2, 3).unwrap();
     model.check(&r, 3);
     assert!(!new2.exists());
+}
+
+/// Not a benchmark with assertions: prints how many durable appends per second group commit
+/// gives with 256 tasks in flight (`cargo test --test store_journal -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput_probe() {
+    let tmp = TempDir::new("probe");
+    let d = tmp.0.clone();
+    run(move || async move {
+        let j = Journal::open(&d, 0, 1).unwrap();
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..256u32 {
+            let j = j.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for k in 0..400u32 {
+                    let seq = j
+                        .append(&ch4(ChangeKind::Renew, &v4(t * 400 + k, k)))
+                        .unwrap();
+                    j.wait_durable(seq).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let s = j.stats();
+        eprintln!(
+            "{} durable appends in {secs:.2}s = {:.0}/s, {} syncs ({:.1} appends/sync), {} KiB written",
+            s.appends,
+            s.appends as f64 / secs,
+            s.commits,
+            s.appends as f64 / s.commits as f64,
+            s.written / 1024
+        );
+    });
 }
