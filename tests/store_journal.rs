@@ -743,6 +743,27 @@ fn empty_new_segment_is_cut_and_bad_older_segment_is_refused() {
     assert_eq!(r.torn_tails_cut, 1);
     assert!(!empty.exists());
     m.check(&r, 1);
+    // Same with a half-written header and no record after it.
+    let mut half = std::fs::read(&seg).unwrap()[..BLOCK].to_vec();
+    half[16..].fill(0);
+    std::fs::write(&empty, &half).unwrap();
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!(r.torn_tails_cut, 1);
+    assert!(!empty.exists());
+    m.check(&r, 1);
+    // A damaged header in front of valid records is not torn.
+    let mut bad = std::fs::read(&seg).unwrap();
+    bad[3] ^= 0xff;
+    std::fs::write(&empty, &bad).unwrap();
+    match replay(&dir, 1) {
+        Err(StoreError::Corrupt {
+            file, offset: 0, ..
+        }) => {
+            assert_eq!(file, empty.display().to_string())
+        }
+        other => panic!("expected a bad header, got {other:?}"),
+    }
+    std::fs::remove_file(&empty).unwrap();
 
     // A later segment exists: a short older segment is not a torn tail.
     let d = dir.clone();

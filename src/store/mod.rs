@@ -36,7 +36,14 @@
 //! that created it completes. Replay reads each segment to its end: a bad record (short, bad
 //! CRC, bad length) with no valid record anywhere after it is a torn tail, cut by truncating
 //! the file; a bad record followed by a valid one is a corrupt middle and stops the start with
-//! [`StoreError::Corrupt`] naming the file and byte offset.
+//! [`StoreError::Corrupt`] naming the file and byte offset. The newest segment with a zero or
+//! damaged header and no valid record is a torn first commit: it is removed (and counted). A
+//! bad record at the end of an older segment (a later one exists) is a corrupt middle too.
+//!
+//! Limits: a segment is read whole into memory at replay (bounded by
+//! [`JournalConfig::segment_bytes`] plus one commit); after a power loss (not `kill -9`) a
+//! multi-block commit that was never acknowledged could persist out of order and be reported
+//! as a corrupt middle rather than cut.
 
 mod journal;
 pub mod record;

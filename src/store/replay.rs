@@ -262,7 +262,16 @@ fn replay_shard(
             out.torn_tails_cut += 1;
             continue;
         }
-        let h = check_header(path, &data, FileKind::Journal, k)?;
+        let h = match check_header(path, &data, FileKind::Journal, k) {
+            Ok(h) => h,
+            // A torn first write of the newest segment: a bad header and nothing valid after it.
+            Err(StoreError::Corrupt { .. }) if last && next_valid_frame(&data, 0).is_none() => {
+                std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+                out.torn_tails_cut += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         counts.push(h.shards);
         if let Some(cut) = walk_journal(path, &data, last, state, out)? {
             let f = std::fs::OpenOptions::new()
