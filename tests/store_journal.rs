@@ -852,7 +852,7 @@ fn interrupted_reshard_is_finished_or_discarded() {
 }
 
 /// Not a benchmark with assertions: prints how many durable appends per second group commit
-/// gives with 256 tasks in flight (`cargo test --test store_journal -- --ignored --nocapture`).
+/// gives with 256 tasks in flight, or `LQ_PROBE_TASKS` (`cargo test --test store_journal -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn throughput_probe() {
@@ -862,12 +862,17 @@ fn throughput_probe() {
         let j = Journal::open(&d, 0, 1).unwrap();
         let start = std::time::Instant::now();
         let mut tasks = Vec::new();
-        for t in 0..256u32 {
+        let n: u32 = std::env::var("LQ_PROBE_TASKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let per = 102_400 / n.max(1);
+        for t in 0..n {
             let j = j.clone();
             tasks.push(glommio::spawn_local(async move {
-                for k in 0..400u32 {
+                for k in 0..per {
                     let seq = j
-                        .append(&ch4(ChangeKind::Renew, &v4(t * 400 + k, k)))
+                        .append(&ch4(ChangeKind::Renew, &v4(t * per + k, k)))
                         .unwrap();
                     j.wait_durable(seq).await.unwrap();
                 }
