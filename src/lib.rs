@@ -11,6 +11,7 @@
 //! | [`proto`] | TCP framing, DHCPv6 and DHCPv4 codecs, the DHCP4o6 envelope, the streaming reply encoder | sans-io |
 //! | [`lease`] | binding model, the per-shard table and its indexes, shard routing | sans-io |
 //! | [`feed`] | lease sources other than the authority: the JSON-lines import file | file reads at start |
+//! | [`store`] | the durable lease journal: record format, group commit, snapshots, replay, server DUID | glommio DMA files |
 //!
 //! The sans-io modules take `now` as an argument and never touch glommio, sockets or clocks
 //! (`tests/sans_io.rs` checks it).
@@ -23,3 +24,4 @@ pub mod lease;
 pub mod proto;
 pub mod session;
 pub mod shard;
+pub mod store;

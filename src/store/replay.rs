@@ -1,0 +1,505 @@
+//! Replay at start (blocking std I/O, before the shard executors run): snapshot + journal per
+//! old shard, torn tails cut, corrupt middles refused, bindings regrouped by the new shard
+//! count, and the data directory rewritten when that count changed.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use super::record::{
+    self, decode_payload, unframe, FileHeader, FileKind, Frame, Payload, BLOCK, FRAME_LEN,
+    HEADER_LEN, MAX_PAYLOAD,
+};
+use super::{io_err, parse_name, shard_dir, snapshot_name, sync_dir, StoreError};
+use crate::lease::{shard_of_addr, shard_of_duid, Change, ChangeKind, V4Binding, V6Binding};
+use crate::proto::record::PortParams;
+
+/// What [`replay`] rebuilt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// `v4[shard]`: the v4/4o6 bindings the new shard owns ([`shard_of_addr`]), sorted by key.
+    pub v4: Vec<Vec<V4Binding>>,
+    /// `v6[shard]`: the plain v6 bindings the new shard owns ([`shard_of_duid`]), sorted by key.
+    pub v6: Vec<Vec<V6Binding>>,
+    /// Bindings loaded from snapshots.
+    pub snapshot_bindings: u64,
+    /// Journal records applied.
+    pub journal_records: u64,
+    /// Torn tails cut (files truncated, or empty new segments removed).
+    pub torn_tails_cut: u64,
+    /// The shard count the data was written under (`None` for an empty directory).
+    pub old_shards: Option<usize>,
+    /// True when the directory was rewritten for a new shard count.
+    pub resharded: bool,
+}
+
+impl Replayed {
+    /// The number of v4/4o6 bindings over all shards.
+    pub fn v4_count(&self) -> usize {
+        self.v4.iter().map(Vec::len).sum()
+    }
+
+    /// The number of plain v6 bindings over all shards.
+    pub fn v6_count(&self) -> usize {
+        self.v6.iter().map(Vec::len).sum()
+    }
+}
+
+type V4Map = HashMap<(Ipv4Addr, Option<PortParams>), V4Binding>;
+type V6Map = HashMap<(Vec<u8>, Ipv6Addr), V6Binding>;
+
+#[derive(Default)]
+struct State {
+    v4: V4Map,
+    v6: V6Map,
+}
+
+impl State {
+    fn apply(&mut self, c: Change) {
+        match c {
+            Change::V4 { kind, binding, .. } => {
+                let key = (binding.addr, binding.port_params);
+                if kind == ChangeKind::Remove {
+                    self.v4.remove(&key);
+                } else {
+                    self.v4.insert(key, binding);
+                }
+            }
+            Change::V6 { kind, binding, .. } => {
+                let key = (binding.duid.clone(), binding.link);
+                if kind == ChangeKind::Remove {
+                    self.v6.remove(&key);
+                } else {
+                    self.v6.insert(key, binding);
+                }
+            }
+        }
+    }
+}
+
+const RESHARD_TMP: &str = "reshard.tmp";
+const RESHARD_NEW: &str = "reshard.new";
+const RESHARD_DONE_MARK: &str = "old-removed";
+
+/// Rebuilds every binding stored under `dir` and returns them grouped by shard for
+/// `shards_now` shards (0 is taken as 1).
+///
+/// Reads every `shard-K` directory found, whatever shard count wrote it: per old shard, the
+/// highest snapshot, then the journal segments from the snapshot's sequence number on, in
+/// order. A torn tail is cut (the file truncated) and counted; a corrupt middle, a damaged
+/// snapshot or header, or a file written for another shard stops with a [`StoreError`] naming
+/// the file (and byte offset). When the shard count differs from the one the data was written
+/// under, the directory is rewritten as one snapshot per new shard (written under
+/// `DIR/reshard.tmp`, committed by renaming it to `DIR/reshard.new`, then moved into place; an
+/// interrupted rewrite is finished or discarded by the next replay) so that
+/// [`Journal::open`](super::Journal::open) finds the new layout. Creates `dir` if missing.
+pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
+    let shards_now = shards_now.max(1);
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let tmp = dir.join(RESHARD_TMP);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
+    if dir.join(RESHARD_NEW).exists() {
+        finish_reshard(dir)?;
+    }
+    let mut out = Replayed::default();
+    let mut state = State::default();
+    let mut found_counts: Vec<u32> = Vec::new();
+    let mut shard_ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name();
+        let Some(k) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            shard_ids.push(k);
+        }
+    }
+    shard_ids.sort_unstable();
+    for &k in &shard_ids {
+        replay_shard(
+            &shard_dir(dir, k),
+            k,
+            &mut state,
+            &mut out,
+            &mut found_counts,
+        )?;
+    }
+    found_counts.sort_unstable();
+    found_counts.dedup();
+    out.old_shards = match found_counts.as_slice() {
+        [] => None,
+        [n] => Some(*n as usize),
+        _ => {
+            return Err(StoreError::Corrupt {
+                file: dir.display().to_string(),
+                offset: 0,
+                reason: format!("files of several shard counts: {found_counts:?}"),
+            })
+        }
+    };
+    let layout_ok =
+        out.old_shards.is_none_or(|n| n == shards_now) && shard_ids.iter().all(|&k| k < shards_now);
+    out.v4 = vec![Vec::new(); shards_now];
+    out.v6 = vec![Vec::new(); shards_now];
+    let mut v4: Vec<V4Binding> = state.v4.into_values().collect();
+    v4.sort_by_key(|b| {
+        (
+            u32::from(b.addr),
+            b.port_params.map(|p| (p.offset, p.psid_len, p.psid)),
+        )
+    });
+    for b in v4 {
+        let s = shard_of_addr(b.addr, shards_now);
+        if let Some(v) = out.v4.get_mut(s) {
+            v.push(b);
+        }
+    }
+    let mut v6: Vec<V6Binding> = state.v6.into_values().collect();
+    v6.sort_by(|a, b| (&a.duid, a.link).cmp(&(&b.duid, b.link)));
+    for b in v6 {
+        let s = shard_of_duid(&b.duid, shards_now);
+        if let Some(v) = out.v6.get_mut(s) {
+            v.push(b);
+        }
+    }
+    if !layout_ok {
+        reshard(dir, shards_now, &out)?;
+        out.resharded = true;
+    }
+    Ok(out)
+}
+
+fn corrupt(path: &Path, offset: usize, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        file: path.display().to_string(),
+        offset: offset as u64,
+        reason: reason.to_string(),
+    }
+}
+
+fn check_header(
+    path: &Path,
+    data: &[u8],
+    kind: FileKind,
+    shard: usize,
+) -> Result<FileHeader, StoreError> {
+    let h = FileHeader::decode(data).map_err(|e| corrupt(path, 0, format!("header: {e}")))?;
+    if h.kind != kind {
+        return Err(corrupt(path, 0, "header: wrong file kind"));
+    }
+    if h.shard as usize != shard || h.shard >= h.shards {
+        return Err(StoreError::WrongShard {
+            file: path.display().to_string(),
+            shard: h.shard,
+            shards: h.shards,
+            expected: shard,
+            expected_shards: h.shards as usize,
+        });
+    }
+    Ok(h)
+}
+
+fn replay_shard(
+    sdir: &Path,
+    k: usize,
+    state: &mut State,
+    out: &mut Replayed,
+    counts: &mut Vec<u32>,
+) -> Result<(), StoreError> {
+    let mut journals = Vec::new();
+    let mut snaps = Vec::new();
+    for entry in std::fs::read_dir(sdir).map_err(|e| io_err(sdir, e))? {
+        let entry = entry.map_err(|e| io_err(sdir, e))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.ends_with(".tmp") {
+            std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            continue;
+        }
+        match parse_name(&name) {
+            Some((true, seq)) => snaps.push((seq, path)),
+            Some((false, seq)) => journals.push((seq, path)),
+            None => {}
+        }
+    }
+    snaps.sort();
+    journals.sort();
+    let base = snaps.last().map_or(0, |(s, _)| *s);
+    if let Some((_, path)) = snaps.last() {
+        let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        let h = check_header(path, &data, FileKind::Snapshot, k)?;
+        counts.push(h.shards);
+        load_snapshot(path, &data, state, out)?;
+    }
+    // Older snapshots and segments a finished compaction no longer needs.
+    for (seq, path) in snaps.iter().chain(journals.iter()) {
+        if *seq < base {
+            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+        }
+    }
+    let live: Vec<&(u64, PathBuf)> = journals.iter().filter(|(s, _)| *s >= base).collect();
+    let n = live.len();
+    for (i, (_, path)) in live.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        if last
+            && data
+                .get(..HEADER_LEN)
+                .is_none_or(|h| h.iter().all(|&b| b == 0))
+        {
+            // A segment created by a commit that never finished.
+            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+            out.torn_tails_cut += 1;
+            continue;
+        }
+        let h = match check_header(path, &data, FileKind::Journal, k) {
+            Ok(h) => h,
+            // A torn first write of the newest segment: a bad header and nothing valid after it.
+            Err(StoreError::Corrupt { .. }) if last && next_valid_frame(&data, 0).is_none() => {
+                std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+                out.torn_tails_cut += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        counts.push(h.shards);
+        if let Some(cut) = walk_journal(path, &data, last, state, out)? {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io_err(path, e))?;
+            f.set_len(cut as u64)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_err(path, e))?;
+            out.torn_tails_cut += 1;
+        }
+    }
+    Ok(())
+}
+
+fn load_snapshot(
+    path: &Path,
+    data: &[u8],
+    state: &mut State,
+    out: &mut Replayed,
+) -> Result<(), StoreError> {
+    let mut p = BLOCK;
+    let mut count = 0u64;
+    loop {
+        let rest = data
+            .get(p..)
+            .ok_or_else(|| corrupt(path, p, "snapshot ends early"))?;
+        let (payload, total) = match unframe(rest) {
+            Ok(Frame::Record { payload, total }) => (payload, total),
+            Ok(Frame::Padding) => return Err(corrupt(path, p, "snapshot ends early")),
+            Err(e) => return Err(corrupt(path, p, e)),
+        };
+        match decode_payload(payload).map_err(|e| corrupt(path, p, e))? {
+            Payload::Change(c) => {
+                state.apply(c);
+                count += 1;
+            }
+            Payload::SnapshotEnd(n) if n == count => break,
+            Payload::SnapshotEnd(n) => {
+                return Err(corrupt(
+                    path,
+                    p,
+                    format!("snapshot end says {n} bindings, found {count}"),
+                ))
+            }
+        }
+        p += total;
+    }
+    out.snapshot_bindings += count;
+    Ok(())
+}
+
+/// Applies a segment's records; returns where to cut a torn tail (only when `last`).
+fn walk_journal(
+    path: &Path,
+    data: &[u8],
+    last: bool,
+    state: &mut State,
+    out: &mut Replayed,
+) -> Result<Option<usize>, StoreError> {
+    let mut p = BLOCK.min(data.len());
+    while p < data.len() {
+        let rest = data.get(p..).unwrap_or_default();
+        let bad = match unframe(rest) {
+            Ok(Frame::Record { payload, total }) => {
+                match decode_payload(payload) {
+                    Ok(Payload::Change(c)) => {
+                        state.apply(c);
+                        out.journal_records += 1;
+                    }
+                    // A record with a good checksum that does not decode is not a torn write.
+                    Ok(Payload::SnapshotEnd(_)) => {
+                        return Err(corrupt(path, p, "snapshot end record in a journal"))
+                    }
+                    Err(e) => return Err(corrupt(path, p, e)),
+                }
+                p += total;
+                continue;
+            }
+            Ok(Frame::Padding) => {
+                let next = (p / BLOCK + 1) * BLOCK;
+                let pad = data.get(p..next.min(data.len())).unwrap_or_default();
+                if pad.iter().all(|&b| b == 0) {
+                    p = next;
+                    continue;
+                }
+                "non-zero octets in block padding".to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        if let Some(q) = next_valid_frame(data, p + 1) {
+            return Err(corrupt(
+                path,
+                p,
+                format!("{bad}, followed by a valid record at offset {q}"),
+            ));
+        }
+        if !last {
+            return Err(corrupt(
+                path,
+                p,
+                format!("{bad}, in a segment a later one follows"),
+            ));
+        }
+        return Ok(Some(p));
+    }
+    Ok(None)
+}
+
+/// The offset of the first position at or after `from` holding a frame with a good checksum.
+fn next_valid_frame(data: &[u8], from: usize) -> Option<usize> {
+    let end = data.len().checked_sub(FRAME_LEN + 1)?;
+    (from..=end).find(|&q| {
+        let Some(len) = data
+            .get(q..q + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+        else {
+            return false;
+        };
+        let len = len as usize;
+        (1..=MAX_PAYLOAD).contains(&len)
+            && q + FRAME_LEN + len <= data.len()
+            && matches!(data.get(q..).map(unframe), Some(Ok(Frame::Record { .. })))
+    })
+}
+
+/// The octets of a snapshot file: header block, one record per binding, the end record.
+pub(crate) fn snapshot_bytes(
+    header: &FileHeader,
+    v4: &[V4Binding],
+    v6: &[V6Binding],
+) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![0u8; BLOCK];
+    if let Some(h) = buf.get_mut(..HEADER_LEN) {
+        h.copy_from_slice(&header.encode());
+    }
+    let mut count = 0u64;
+    for b in v4 {
+        let c = Change::V4 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        };
+        record::encode_change(&c, &mut buf)?;
+        count += 1;
+    }
+    for b in v6 {
+        let c = Change::V6 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        };
+        record::encode_change(&c, &mut buf)?;
+        count += 1;
+    }
+    record::encode_snapshot_end(count, &mut buf);
+    Ok(buf)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    std::fs::File::create(path)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(|e| io_err(path, e))
+}
+
+fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
+    let tmp = dir.join(RESHARD_TMP);
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    for k in 0..shards {
+        let sdir = shard_dir(&tmp, k);
+        std::fs::create_dir_all(&sdir).map_err(|e| io_err(&sdir, e))?;
+        let header = FileHeader {
+            kind: FileKind::Snapshot,
+            shards: shards as u32,
+            shard: k as u32,
+            seq: 1,
+        };
+        let empty = Vec::new();
+        let empty6 = Vec::new();
+        let bytes = snapshot_bytes(
+            &header,
+            r.v4.get(k).unwrap_or(&empty),
+            r.v6.get(k).unwrap_or(&empty6),
+        )?;
+        write_synced(&sdir.join(snapshot_name(1)), &bytes)?;
+        sync_dir(&sdir)?;
+    }
+    sync_dir(&tmp)?;
+    let new = dir.join(RESHARD_NEW);
+    std::fs::rename(&tmp, &new).map_err(|e| io_err(&new, e))?;
+    sync_dir(dir)?;
+    finish_reshard(dir)
+}
+
+/// Replaces the old `shard-*` directories with those of `DIR/reshard.new` (idempotent: an
+/// interrupted run is finished by the next).
+fn finish_reshard(dir: &Path) -> Result<(), StoreError> {
+    let new = dir.join(RESHARD_NEW);
+    let mark = new.join(RESHARD_DONE_MARK);
+    if !mark.exists() {
+        for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+            let entry = entry.map_err(|e| io_err(dir, e))?;
+            let is_shard = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("shard-"));
+            if is_shard {
+                let p = entry.path();
+                std::fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            }
+        }
+        sync_dir(dir)?;
+        write_synced(&mark, b"")?;
+        sync_dir(&new)?;
+    }
+    for entry in std::fs::read_dir(&new).map_err(|e| io_err(&new, e))? {
+        let entry = entry.map_err(|e| io_err(&new, e))?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.starts_with("shard-")) {
+            let to = dir.join(&name);
+            std::fs::rename(entry.path(), &to).map_err(|e| io_err(&to, e))?;
+        }
+    }
+    sync_dir(dir)?;
+    std::fs::remove_dir_all(&new).map_err(|e| io_err(&new, e))?;
+    sync_dir(dir)
+}
