@@ -600,6 +600,7 @@ fn every_v6_query_type_returns_exactly_its_bindings() {
     let a1 = (&b"duid-a"[..], 1u8);
     let a2 = (&b"duid-a"[..], 2u8);
     let c1 = (&b"duid-c"[..], 1u8);
+    assert_eq!(run6(&t, &q6(V6Select::All)), k6(&[a1, a2, c1]));
     assert_eq!(
         run6(&t, &q6(V6Select::Address(ip6("2001:db8:1::5")))),
         k6(&[a1])

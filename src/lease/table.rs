@@ -90,6 +90,8 @@ pub struct V4Query {
 /// The query type of a plain DHCPv6 bulk query (RFC 5460 §5.2 / RFC 5007 §4.1.2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum V6Select {
+    /// Every plain v6 binding (not a query type of RFC 5460: snapshots and catch-up use it).
+    All,
     /// QUERY_BY_ADDRESS: the binding holding the address in an IA_NA or a delegated prefix
     /// containing it.
     Address(Ipv6Addr),
@@ -991,6 +993,7 @@ impl LeaseShard {
 
     fn v6_matches(&self, q: &V6Query, slot: &V6Slot) -> bool {
         let selected = match &q.select {
+            V6Select::All => true,
             V6Select::Address(a) => {
                 slot.iana.iter().any(|x| x.addr == *a)
                     || slot
@@ -1049,6 +1052,9 @@ impl LeaseShard {
         }
         let from = cur.next;
         let cands = match &q.select {
+            V6Select::All => {
+                Candidates::Range(from..u32::try_from(self.v6.len()).unwrap_or(u32::MAX))
+            }
             V6Select::Address(a) => Candidates::owned(self.v6_address_candidates(*a), from),
             V6Select::ClientId(d) => Candidates::owned(
                 self.v6_duid.iter_hash(stable_hash(d)).copied().collect(),
