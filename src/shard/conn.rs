@@ -190,6 +190,10 @@ impl Connection {
                         return;
                     }
                 }
+                Action::Active(_plan) => {
+                    self.permits.signal(1);
+                    return;
+                }
                 Action::Scan(plan) => {
                     if !self.running.borrow_mut().insert(plan.xid) {
                         // Scenario 23: a second query with a running transaction id is
