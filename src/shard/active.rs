@@ -667,10 +667,21 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
                 .active_updates_sent
                 .fetch_add(updates, Ordering::Relaxed);
             (io.send)(buf, Some((ctx.id, key)));
-            match wait_write(&ctx, &io, &credit_rx, send_timeout).await {
+            match wait_write(
+                &ctx,
+                &io,
+                &credit_rx,
+                send_timeout,
+                Some((&sub, &wake_rx)),
+                true,
+            )
+            .await
+            {
                 Ok(buf) => spare = buf,
                 Err(e) => break e,
             }
+            // A wake consumed while writing may have announced new backlog: look again.
+            let _ = sub.wake.try_send(());
             last_write = Instant::now();
             grant_owed(&ctx, key, &sub);
             continue;
@@ -713,23 +724,29 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
     counter.fetch_add(1, Ordering::Relaxed);
     debug!(shard = ctx.id, ?end, "active query ended");
     match end {
-        // RFC 7653 §8.4, RFC 7724 §7.4: QueryTerminated with base-time is the last message;
-        // the connection closes once the writer has drained (the reader stops on shutdown).
-        End::Shutdown => (io.send)(plan.terminated(unix_now(), "server shutting down"), None),
-        End::Backlog | End::Fanout => {
-            // Try to tell the requestor (bounded by the send timeout), then close.
-            let text = if end == End::Backlog {
-                "subscriber too slow: backlog over its bound"
-            } else {
-                "updates lost between shards"
+        // RFC 7653 §8.4, RFC 7724 §7.4: QueryTerminated with base-time is the last message, then
+        // close. It waits behind what is queued; a requestor that does not read gets it cut off
+        // (bounded by the send timeout and half the shutdown deadline).
+        End::Shutdown | End::Backlog | End::Fanout => {
+            let (text, limit) = match end {
+                End::Shutdown => (
+                    "server shutting down",
+                    send_timeout.min(Duration::from_millis(cfg.shutdown_deadline * 500)),
+                ),
+                End::Backlog => ("subscriber too slow: backlog over its bound", send_timeout),
+                _ => ("updates lost between shards", send_timeout),
             };
             let (tx, rx) = local_channel::new_unbounded::<Mail>();
             let k2 = ctx.new_query_key();
             ctx.scans.borrow_mut().insert(k2, tx);
             (io.send)(plan.terminated(unix_now(), text), Some((ctx.id, k2)));
-            let _ = wait_write(&ctx, &io, &rx, send_timeout).await;
+            let written = wait_write(&ctx, &io, &rx, limit, None, false).await;
             ctx.scans.borrow_mut().remove(&k2);
-            io.dead.break_now();
+            // After shutdown the reader has stopped and the writer closes once drained; otherwise
+            // (or when the message could not be written) the connection is broken now.
+            if end != End::Shutdown || written.is_err() {
+                io.dead.break_now();
+            }
         }
         End::SendTimeout | End::PeerGone => io.dead.break_now(),
     }
@@ -782,12 +799,16 @@ async fn wait_end(ctx: &ShardCtx, io: &ConnIo) -> End {
     futures_lite::future::or(stop, futures_lite::future::or(dead, reader)).await
 }
 
-/// Waits for the writer to hand the buffer back (the write completed), at most `timeout`.
+/// Waits for the writer to hand the buffer back (the write completed), at most `timeout`; ends
+/// early when the subscription is terminated meanwhile (`sub`, woken through `wake`) or, with
+/// `watch_stop`, when the server stops.
 async fn wait_write(
     ctx: &ShardCtx,
     io: &ConnIo,
     credits: &LocalReceiver<Mail>,
     timeout: Duration,
+    watch: Option<(&Sub, &LocalReceiver<()>)>,
+    watch_stop: bool,
 ) -> Result<Vec<u8>, End> {
     let got = async {
         match credits.recv().await {
@@ -804,14 +825,30 @@ async fn wait_write(
         Err(End::PeerGone)
     };
     let stop = async {
-        // On shutdown a blocked write is not waited for beyond the shutdown itself: the final
-        // DONE is queued behind it and the shard's deadline bounds the rest.
-        let _ = ctx.shutdown.acquire(1).await;
-        Err(End::Shutdown)
+        if watch_stop {
+            let _ = ctx.shutdown.acquire(1).await;
+            Err(End::Shutdown)
+        } else {
+            std::future::pending().await
+        }
+    };
+    let ended = async {
+        match watch {
+            Some((sub, wake)) => loop {
+                if let Some(e) = sub.end.get() {
+                    return Err(e);
+                }
+                wake.recv().await;
+            },
+            None => std::future::pending().await,
+        }
     };
     futures_lite::future::or(
         got,
-        futures_lite::future::or(timer, futures_lite::future::or(dead, stop)),
+        futures_lite::future::or(
+            timer,
+            futures_lite::future::or(dead, futures_lite::future::or(stop, ended)),
+        ),
     )
     .await
 }

@@ -37,13 +37,24 @@ impl Env {
         let feed = dir.path().join("feed.jsonl");
         std::fs::write(&feed, "").unwrap();
         let cfg = dir.path().join("lqd.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "active = true\nallow_insecure_active = true\nactive_idle_timeout = 1\nactive_send_timeout = 2\nlog = \"info\"\n{extra_config}\n"
-            ),
-        )
-        .unwrap();
+        // Defaults of the tests, unless `extra_config` sets the key.
+        let mut text = String::new();
+        for d in [
+            "active = true",
+            "allow_insecure_active = true",
+            "active_idle_timeout = 1",
+            "active_send_timeout = 2",
+            "log = \"info\"",
+        ] {
+            let key = d.split(' ').next().unwrap_or("");
+            let set = |l: &str| l.split('=').next().is_some_and(|k| k.trim() == key);
+            if !extra_config.lines().any(set) {
+                text.push_str(d);
+                text.push('\n');
+            }
+        }
+        text.push_str(extra_config);
+        std::fs::write(&cfg, text).unwrap();
         let mut b = ServerBuilder::new()
             .arg("--config")
             .arg(cfg.display().to_string())
