@@ -243,7 +243,7 @@ fn catch_up_then_complete_then_live_across_shards() {
                         .into_iter()
                         .collect::<Vec<_>>()
                 );
-                assert_eq!(seen[&5], true, "binding 5's current state");
+                assert!(seen[&5], "binding 5 is bound in its current state");
             }
             // The live lines appended by the earlier rounds changed after `t` too.
             1 => assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(520, true)]),
