@@ -640,7 +640,9 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
     let send_timeout = Duration::from_secs(cfg.active_send_timeout);
     let chunk = cfg.chunk_size;
     let (v6x, v4x) = (plan.v6_xid(), plan.v4_xid());
-    let mut spare: Vec<u8> = Vec::with_capacity(chunk);
+    // The write buffer grows to what a write needs (at most about a chunk) and shrinks back after
+    // a burst, so an idle subscriber costs little memory.
+    let mut spare: Vec<u8> = Vec::new();
     let mut last_write = Instant::now();
     let end = loop {
         if let Some(e) = sub.end.get() {
@@ -677,7 +679,13 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
             )
             .await
             {
-                Ok(buf) => spare = buf,
+                Ok(mut buf) => {
+                    // (The writer hands it back cleared.) Keep small buffers only.
+                    if buf.capacity() > 64 * 1024 {
+                        buf = Vec::new();
+                    }
+                    spare = buf;
+                }
                 Err(e) => break e,
             }
             // A wake consumed while writing may have announced new backlog: look again.
