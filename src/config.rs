@@ -16,6 +16,10 @@ use serde::Deserialize;
 pub const BULK_LQ_DATA_TIMEOUT_SECS: u64 = 300;
 /// RFC 5460 §5.6 / RFC 6926 §6.3 BULK_LQ_MAX_CONNS.
 pub const BULK_LQ_MAX_CONNS: usize = 10;
+/// RFC 7653 §6.4 / RFC 7724 §5.3 ACTIVE_LQ_IDLE_TIMEOUT (keepalive interval).
+pub const ACTIVE_LQ_IDLE_TIMEOUT_SECS: u64 = 60;
+/// RFC 7653 §6.4 / RFC 7724 §5.3 ACTIVE_LQ_SEND_TIMEOUT.
+pub const ACTIVE_LQ_SEND_TIMEOUT_SECS: u64 = 120;
 
 /// A CIDR block of the requestor allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,9 @@ pub struct Config {
     pub lq4_listen: SocketAddr,
     /// A JSON-lines lease file loaded at start (README "Import file format").
     pub import: Option<PathBuf>,
+    /// A JSON-lines lease file in the import format followed as it grows; every line is a
+    /// binding change (README "Feed file").
+    pub feed: Option<PathBuf>,
     /// Most requestor connections at once, over all shards and both listeners (RFC 5460 §7.1).
     pub max_connections: usize,
     /// Most queries one connection runs at once; further queries wait in the socket (RFC 5460 §7.3).
@@ -119,6 +126,21 @@ pub struct Config {
     pub active: bool,
     /// Serve active leasequery without TLS: a second, separate switch (RFC 7653 §9.1).
     pub allow_insecure_active: bool,
+    /// Seconds between keepalives on an idle active query (ACTIVE_LQ_IDLE_TIMEOUT, RFC 7653
+    /// §6.4; values below 60 SHOULD NOT be used outside tests).
+    pub active_idle_timeout: u64,
+    /// Seconds an active query's send may stay blocked before the connection is closed
+    /// (ACTIVE_LQ_SEND_TIMEOUT, RFC 7653 §9.3; values below 120 SHOULD NOT be used outside tests).
+    pub active_send_timeout: u64,
+    /// Most distinct bindings waiting for one active subscriber (coalesced backlog); over it the
+    /// subscriber gets QueryTerminated and is closed.
+    pub active_backlog_bindings: usize,
+    /// Most octets waiting for one active subscriber; over it, QueryTerminated and close.
+    pub active_backlog_bytes: usize,
+    /// Most changes each shard keeps for catch-up (the history ring).
+    pub history_entries: usize,
+    /// Oldest change each shard keeps for catch-up, seconds.
+    pub history_age: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
 }
@@ -130,6 +152,7 @@ impl Default for Config {
             lq6_listen: "[::1]:547".parse().expect("literal"),
             lq4_listen: "127.0.0.1:67".parse().expect("literal"),
             import: None,
+            feed: None,
             max_connections: BULK_LQ_MAX_CONNS,
             max_queries_per_connection: 4,
             bulk_lq_data_timeout: BULK_LQ_DATA_TIMEOUT_SECS,
@@ -145,6 +168,12 @@ impl Default for Config {
             server_id: std::net::Ipv4Addr::LOCALHOST,
             active: false,
             allow_insecure_active: false,
+            active_idle_timeout: ACTIVE_LQ_IDLE_TIMEOUT_SECS,
+            active_send_timeout: ACTIVE_LQ_SEND_TIMEOUT_SECS,
+            active_backlog_bindings: 100_000,
+            active_backlog_bytes: 64 * 1024 * 1024,
+            history_entries: 100_000,
+            history_age: 3600,
             log: "info".into(),
         }
     }
@@ -173,6 +202,9 @@ pub struct Flags {
     /// JSON-lines lease file to load at start.
     #[arg(long, value_name = "FILE")]
     pub import: Option<PathBuf>,
+    /// JSON-lines feed file to follow (every appended line is a binding change).
+    #[arg(long, value_name = "FILE")]
+    pub feed: Option<PathBuf>,
     /// Most requestor connections at once (default 10).
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -261,6 +293,9 @@ impl Config {
         if let Some(p) = &f.import {
             self.import = Some(p.clone());
         }
+        if let Some(p) = &f.feed {
+            self.feed = Some(p.clone());
+        }
         if !f.allow.is_empty() {
             self.allow = f.allow.clone();
         }
@@ -300,6 +335,20 @@ impl Config {
                 Some(b) if (2..=130).contains(&b.len()) => {}
                 _ => return bad(format!("server_duid {d:?}: must be 2..130 octets of hex")),
             }
+        }
+        if self.active_idle_timeout == 0 || self.active_send_timeout == 0 {
+            return bad(
+                "active_idle_timeout and active_send_timeout must be at least 1 second".into(),
+            );
+        }
+        if self.active_backlog_bindings == 0 || self.active_backlog_bytes < 65_537 {
+            return bad("active_backlog_bindings must be at least 1 and active_backlog_bytes at least 65537 (one message)".into());
+        }
+        if self.history_entries > 100_000_000 || self.history_age > u64::from(u32::MAX) {
+            return bad(
+                "history_entries must be at most 100000000 and history_age at most 4294967295"
+                    .into(),
+            );
         }
         if self.allow_insecure_active && !self.active {
             return bad("allow_insecure_active is set but active is not: set both to serve active leasequery without TLS".into());

@@ -178,54 +178,79 @@ pub fn load_str(file: &str, text: &str, shards: usize) -> Result<ImportedShards,
             line: n,
             reason,
         };
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| err(format!("bad JSON: {e}")))?;
-        let Some(obj) = value.as_object() else {
-            return Err(err("not a JSON object".into()));
+        let b = match parse_line(raw).map_err(err)? {
+            None => continue,
+            Some(b) => b,
         };
-        if obj.contains_key("ipv4") {
-            let parsed: V4Line = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
-            let b = v4_binding(parsed).map_err(err)?;
-            let shape = b.port_params.map(|p| (p.offset, p.psid_len));
-            if let Some(&(first_shape, first)) = v4_shape.get(&b.addr) {
-                if first_shape != shape {
+        match b {
+            FeedBinding::V4(b) => {
+                let shape = b.port_params.map(|p| (p.offset, p.psid_len));
+                if let Some(&(first_shape, first)) = v4_shape.get(&b.addr) {
+                    if first_shape != shape {
+                        return Err(err(format!(
+                            "{} conflicts with line {first}: full address vs. port set, or another PSID offset/length",
+                            b.addr
+                        )));
+                    }
+                }
+                if let Some(first) = v4_seen.insert((b.addr, b.port_params), n) {
                     return Err(err(format!(
-                        "{} conflicts with line {first}: full address vs. port set, or another PSID offset/length",
-                        b.addr
+                        "duplicate binding {} (first on line {first})",
+                        key4(&b)
                     )));
                 }
+                v4_shape.entry(b.addr).or_insert((shape, n));
+                if let Some(s) = out.v4.get_mut(shard_of_addr(b.addr, shards)) {
+                    s.push(b);
+                }
             }
-            if let Some(first) = v4_seen.insert((b.addr, b.port_params), n) {
-                return Err(err(format!(
-                    "duplicate binding {} (first on line {first})",
-                    key4(&b)
-                )));
+            FeedBinding::V6(b) => {
+                if let Some(first) = v6_seen.insert((b.duid.clone(), b.link), n) {
+                    return Err(err(format!(
+                        "duplicate binding for this duid on link {} (first on line {first})",
+                        b.link
+                    )));
+                }
+                if let Some(s) = out.v6.get_mut(shard_of_duid(&b.duid, shards)) {
+                    s.push(b);
+                }
             }
-            v4_shape.entry(b.addr).or_insert((shape, n));
-            if let Some(s) = out.v4.get_mut(shard_of_addr(b.addr, shards)) {
-                s.push(b);
-            }
-        } else if obj.contains_key("duid") {
-            let parsed: V6Line = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
-            let b = v6_binding(parsed).map_err(err)?;
-            if let Some(first) = v6_seen.insert((b.duid.clone(), b.link), n) {
-                return Err(err(format!(
-                    "duplicate binding for this duid on link {} (first on line {first})",
-                    b.link
-                )));
-            }
-            if let Some(s) = out.v6.get_mut(shard_of_duid(&b.duid, shards)) {
-                s.push(b);
-            }
-        } else {
-            return Err(err("neither \"ipv4\" nor \"duid\": not a binding".into()));
         }
     }
     Ok(out)
+}
+
+/// One binding of a JSON-lines file (import or feed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedBinding {
+    /// A line with `"ipv4"`.
+    V4(V4Binding),
+    /// A line with `"duid"`.
+    V6(V6Binding),
+}
+
+/// Parses one line of the JSON-lines format (see [`load_str`] for the fields): `Ok(None)` for an
+/// empty or `#` comment line, `Err(reason)` for a bad line. Checks that need the whole file
+/// (duplicates, port-set shape) are [`load_str`]'s.
+pub fn parse_line(raw: &str) -> Result<Option<FeedBinding>, String> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("not a JSON object".into());
+    };
+    if obj.contains_key("ipv4") {
+        let parsed: V4Line = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        v4_binding(parsed).map(|b| Some(FeedBinding::V4(b)))
+    } else if obj.contains_key("duid") {
+        let parsed: V6Line = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        v6_binding(parsed).map(|b| Some(FeedBinding::V6(b)))
+    } else {
+        Err("neither \"ipv4\" nor \"duid\": not a binding".into())
+    }
 }
 
 fn key4(b: &V4Binding) -> String {

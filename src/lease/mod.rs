@@ -17,6 +17,7 @@
 
 pub mod binding;
 pub mod change;
+pub mod history;
 mod intern;
 pub mod table;
 
@@ -24,6 +25,7 @@ use std::net::Ipv4Addr;
 
 pub use binding::{RelayBinding, V4Binding, V6Binding, V6ContextBinding};
 pub use change::{Change, ChangeKind, V4Key, V6Key};
+pub use history::{BindingKey, CatchUp, CatchUpStep, History, HistoryLimits};
 pub use table::{
     LeaseError, LeaseShard, ScanCursor, ScanStep, V4Query, V4Select, V6Query, V6Select,
 };

@@ -6,6 +6,7 @@
 //! which bindings to scan on every shard ([`ScanTarget`]), and how to encode them (first
 //! message, the rest, the end of the stream).
 
+pub mod active;
 mod plan;
 mod v4;
 mod v6;
@@ -47,6 +48,8 @@ pub enum Action {
     Reply { bytes: Vec<u8>, close: bool },
     /// Run a bulk query.
     Scan(Box<ScanPlan>),
+    /// Start an active query (RFC 7653, RFC 7724, the DHCP4o6 draft).
+    Active(Box<active::ActivePlan>),
 }
 
 /// Decides what to do with one message received on a `family` connection at Unix time `now`.

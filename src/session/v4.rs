@@ -12,12 +12,12 @@ use crate::proto::encoder::{PrlSet, Reply, StreamWriter, V4Status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
 pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -> Action {
-    let _ = config;
     let Ok(view) = MessageView::parse(msg) else {
         return Action::Close;
     };
     match view.message_type() {
         Some(v4msg::BULKLEASEQUERY) => bulk(&view, id, now),
+        Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, config, now),
         Some(v4msg::TLS) => {
             // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
             let form = form_of(&view, id);
@@ -39,8 +39,8 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -
                 close: false,
             }
         }
-        // Scenario 37: anything else (including DHCPACTIVELEASEQUERY while active leasequery is
-        // not served: RFC 7724 §9, a bulk-only server closes) closes the connection.
+        // Scenario 37: anything else closes the connection (so does DHCPACTIVELEASEQUERY while
+        // active leasequery is off: RFC 7724 §9, a bulk-only server closes).
         _ => Action::Close,
     }
 }

@@ -28,21 +28,7 @@ pub(super) fn on_message(
     };
     match view.msg_type {
         v6msg::LEASEQUERY => leasequery(&view, id, links, now),
-        v6msg::ACTIVELEASEQUERY => {
-            // Active leasequery is not served yet: RFC 7653 §9.2, a bulk-only server answers
-            // NotSupported and closes.
-            let _ = config;
-            match requestor_form(&view, id) {
-                Some(form) => error_reply(
-                    &form,
-                    v6status::NOT_SUPPORTED,
-                    "active leasequery is not supported",
-                    true,
-                    now,
-                ),
-                None => Action::Drop,
-            }
-        }
+        v6msg::ACTIVELEASEQUERY => super::active::v6_active(&view, id, config, now),
         v6msg::STARTTLS => {
             // RFC 7653 §6.2.2, §9.1: without TLS (insecure mode), STARTTLS gets a REPLY with
             // TLSConnectionRefused; the requestor then closes.
@@ -80,7 +66,7 @@ pub(super) fn on_message(
 
 /// The v6 reply parameters of a query, when it carries the requestor's Client-ID and either
 /// no Server-ID or ours (RFC 5007 §4.2.1: otherwise the query is discarded).
-fn requestor_form(view: &MessageView<'_>, id: &Identity) -> Option<V6Form> {
+pub(super) fn requestor_form(view: &MessageView<'_>, id: &Identity) -> Option<V6Form> {
     let opts = view.options();
     let client = opts.get(v6opt::CLIENTID)?;
     if let Some(sid) = opts.get(v6opt::SERVERID) {
@@ -302,7 +288,7 @@ fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) 
 }
 
 /// An absent option, a valid 4-octet time (converted to Unix seconds), or malformed.
-fn time_opt(opts: &OptionsView<'_>, code: u16) -> Result<Option<u32>, ()> {
+pub(super) fn time_opt(opts: &OptionsView<'_>, code: u16) -> Result<Option<u32>, ()> {
     match opts.get(code) {
         None => Ok(None),
         Some(o) => {

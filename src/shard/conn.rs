@@ -98,17 +98,23 @@ struct Connection {
     permits: Semaphore,
     /// Shared with the writer: set when a write failed or timed out.
     signals: Rc<Signals>,
+    /// The transaction id of the active query running on this connection (RFC 7653 §9.4: at
+    /// most one, and no other query beside it).
+    active: Cell<Option<u32>>,
+    /// Closed when the reader stops (an active query ends with it).
+    reader_done: Rc<Semaphore>,
 }
 
 /// How the writer tells the rest of the connection that the socket is gone.
-struct Signals {
+pub(super) struct Signals {
     broken: Cell<bool>,
     /// Closed (every waiter wakes) when `broken` is set.
-    dead: Semaphore,
+    pub(super) dead: Semaphore,
 }
 
 impl Signals {
-    fn break_now(&self) {
+    /// Marks the socket gone: the writer drops what is queued, the reader stops.
+    pub(super) fn break_now(&self) {
         self.broken.set(true);
         self.dead.close();
     }
@@ -129,6 +135,8 @@ impl Connection {
                 broken: Cell::new(false),
                 dead: Semaphore::new(0),
             }),
+            active: Cell::new(None),
+            reader_done: Rc::new(Semaphore::new(0)),
         });
         let writer_task = glommio::spawn_local(writer_loop(
             ctx.clone(),
@@ -138,6 +146,7 @@ impl Connection {
             out_rx,
         ));
         conn.clone().read_loop(reader).await;
+        conn.reader_done.close();
         // Wait for running queries to finish (RFC 5460 §7.4: finish outstanding requests
         // after the peer closed), then let the writer drain and stop.
         let max = ctx.shared.config.max_queries_per_connection as u64;
@@ -162,6 +171,22 @@ impl Connection {
                 return;
             };
             ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
+            // One active query per connection, alone (RFC 7653 §9.4, RFC 7724 §8.3): any other
+            // query beside it is refused with NotAllowed on its own xid.
+            if self.active.get().is_some() {
+                let busy = session::active::busy_reply(
+                    self.family,
+                    &msg,
+                    &ctx.shared.identity,
+                    unix_now(),
+                );
+                if let Some(bytes) = busy {
+                    ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
+                    self.send(bytes);
+                    self.permits.signal(1);
+                    continue;
+                }
+            }
             let action = session::on_message(
                 self.family,
                 &msg,
@@ -189,6 +214,22 @@ impl Connection {
                     if close {
                         return;
                     }
+                }
+                Action::Active(plan) => {
+                    // The active query holds no permit: the reader keeps reading, to refuse
+                    // further queries and to see the peer close.
+                    self.permits.signal(1);
+                    if !self.running.borrow().is_empty() {
+                        let id = &ctx.shared.identity;
+                        if let Some(b) =
+                            session::active::busy_reply(self.family, &msg, id, unix_now())
+                        {
+                            ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
+                            self.send(b);
+                        }
+                        continue;
+                    }
+                    self.start_active(plan);
                 }
                 Action::Scan(plan) => {
                     if !self.running.borrow_mut().insert(plan.xid) {
@@ -260,9 +301,11 @@ impl Connection {
         loop {
             let read = reader.read(&mut tmp);
             let stop = ctx.shutdown.acquire(1);
+            let dead = self.signals.dead.acquire(1);
             let timed = glommio::timer::timeout(idle, async {
                 futures_lite::future::or(async { Ok(Some(read.await)) }, async {
-                    let _ = stop.await;
+                    // Shutdown, or the connection was broken (an active query closing it).
+                    let _ = futures_lite::future::or(stop, dead).await;
                     Ok(None)
                 })
                 .await
@@ -282,6 +325,32 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Starts the active query's driver (`shard::active::run`).
+    fn start_active(self: &Rc<Self>, plan: Box<session::active::ActivePlan>) {
+        let xid = plan.xid;
+        self.running.borrow_mut().insert(xid);
+        self.active.set(Some(xid));
+        let conn = self.clone();
+        let sender = self.clone();
+        let io = super::active::ConnIo {
+            send: Box::new(move |buf, credit| {
+                let _ = sender.out.try_send(Out {
+                    buf,
+                    skip: 0,
+                    credit,
+                });
+            }),
+            dead: self.signals.clone(),
+            reader_done: self.reader_done.clone(),
+        };
+        glommio::spawn_local(async move {
+            super::active::run(conn.ctx.clone(), Arc::from(plan), io).await;
+            conn.running.borrow_mut().remove(&xid);
+            conn.active.set(None);
+        })
+        .detach();
     }
 
     /// Queues bytes for the writer.
@@ -424,7 +493,15 @@ async fn writer_loop(
         }
         let data = &out.buf[out.skip.min(out.buf.len())..];
         let res = glommio::timer::timeout(timeout, async {
-            writer.write_all(data).await.map_err(Into::into)
+            // A connection broken elsewhere (an active query's send timeout) abandons the write.
+            futures_lite::future::or(
+                async { writer.write_all(data).await.map_err(Into::into) },
+                async {
+                    let _ = signals.dead.acquire(1).await;
+                    Err(std::io::Error::other("connection broken").into())
+                },
+            )
+            .await
         })
         .await;
         if let Err(e) = res {

@@ -33,6 +33,8 @@ pub enum Mail {
     },
     /// Origin -> scanner: stop (the requestor went away or the server is stopping).
     Cancel { key: QueryKey },
+    /// Active leasequery: changes, catch-up and feed (see `shard::active`).
+    Active(super::active::ActiveMail),
 }
 
 impl Mail {
@@ -42,6 +44,11 @@ impl Mail {
             | Mail::Credit { key, .. }
             | Mail::Chunk { key, .. }
             | Mail::Cancel { key } => *key,
+            // Not routed by key (`ShardCtx::deliver_active` routes it).
+            Mail::Active(_) => QueryKey {
+                origin: u32::MAX,
+                id: u64::MAX,
+            },
         }
     }
 }

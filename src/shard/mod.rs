@@ -5,6 +5,7 @@
 //! never borrowed across an `.await`) and the connections it accepted; only owned `Send`
 //! messages ([`mail::Mail`]) cross shards, through a bounded glommio channel mesh.
 
+mod active;
 mod conn;
 mod mail;
 mod scan;
@@ -13,7 +14,7 @@ pub mod stats;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,10 @@ pub(crate) struct Shared {
     pub stats: Vec<Stats>,
     /// Every link a binding was imported on (for NotConfigured).
     pub links: LinkSet,
+    /// Active subscriptions per shard: a shard sends its changes only where there are some.
+    pub subscribers: Vec<AtomicUsize>,
+    /// Each shard's history horizon (Unix seconds): a catch-up from before it is DataMissing.
+    pub horizons: Vec<AtomicU32>,
 }
 
 /// One shard's executor-local state.
@@ -113,6 +118,8 @@ pub(crate) struct ShardCtx {
     next_query: std::cell::Cell<u64>,
     /// Closed when the server stops: every waiter on it wakes at once.
     pub shutdown: Semaphore,
+    /// Active leasequery: history ring, subscriptions, outgoing changes.
+    hub: active::Hub,
 }
 
 impl std::fmt::Debug for ShardCtx {
@@ -166,6 +173,7 @@ impl ShardCtx {
                     let _ = tx.try_send(m);
                 }
             }
+            Mail::Active(m) => self.deliver_active(m),
             m @ Mail::Chunk { .. } => {
                 let key = m.key();
                 let routes = self.routes.borrow();
@@ -215,6 +223,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         identity,
         shards,
         links,
+        subscribers: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+        horizons: (0..shards).map(|_| AtomicU32::new(u32::MAX)).collect(),
         config,
     });
     // Bind once here so a bad address is reported before any executor starts; every shard
@@ -316,6 +326,7 @@ async fn shard_main(
     // Bindings were checked when the file was read; a refusal here (a shard over 2^32 slots)
     // is logged, not fatal.
     let (v4, v6) = part;
+    let imported = !v4.is_empty() || !v6.is_empty();
     for b in v4 {
         if let Err(e) = table.upsert_v4(b) {
             warn!(shard = id, "import: {e}");
@@ -340,6 +351,8 @@ async fn shard_main(
             return;
         }
     };
+    // The history starts now; bindings imported in this second are older than it.
+    let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
         Ok(x) => x,
         Err(e) => {
@@ -359,7 +372,9 @@ async fn shard_main(
         routes: RefCell::new(HashMap::new()),
         next_query: std::cell::Cell::new(0),
         shutdown: Semaphore::new(0),
+        hub: active::Hub::new(active::history_limits(&shared.config), history_start),
     });
+    shared.horizons[id].store(history_start, Ordering::Release);
     // One task per peer drains that peer's channel into `deliver`.
     let mut inbound = Vec::new();
     for (_peer, rx) in receivers.streams() {
@@ -372,6 +387,14 @@ async fn shard_main(
     }
     let _ = ready.send(Ok(()));
 
+    // The feed file is read on shard 0; every binding goes to its owning shard.
+    let feed = match (&shared.config.feed, id) {
+        (Some(path), 0) => Some(glommio::spawn_local(active::follow_feed(
+            ctx.clone(),
+            path.clone(),
+        ))),
+        _ => None,
+    };
     let acceptors = [(l6, conn::Family::V6), (l4, conn::Family::V4)].map(|(l, fam)| {
         let ctx = ctx.clone();
         glommio::spawn_local(async move { conn::accept_loop(ctx, l, fam).await })
@@ -382,6 +405,9 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     ctx.shutdown.close();
+    if let Some(f) = feed {
+        f.cancel().await;
+    }
     for a in acceptors {
         a.cancel().await;
     }

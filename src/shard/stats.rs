@@ -57,4 +57,32 @@ counters! {
     records_too_long,
     /// Mailbox sends that failed (a peer shard stopped).
     mesh_send_failed,
+    /// Binding changes published on this shard (history ring and fan-out).
+    changes_published,
+    /// Active queries started on this shard.
+    active_started,
+    /// Active subscriptions open now on this shard (a gauge).
+    active_subscribers,
+    /// Active leasequery update messages (bindings) written to subscribers.
+    active_updates_sent,
+    /// Updates that replaced a waiting update of the same binding (RFC 7653 §7).
+    active_coalesced,
+    /// Catch-up bindings received for this shard's subscribers.
+    active_catch_up_records,
+    /// Keepalives sent (ACTIVE_LQ_IDLE_TIMEOUT).
+    active_keepalives,
+    /// Active queries ended with QueryTerminated on shutdown.
+    active_terminated_shutdown,
+    /// Active queries ended because the send stayed blocked for ACTIVE_LQ_SEND_TIMEOUT.
+    active_terminated_send_timeout,
+    /// Active queries ended with QueryTerminated: backlog over its bound.
+    active_terminated_backlog,
+    /// Active queries ended with QueryTerminated: changes lost between shards.
+    active_terminated_fanout,
+    /// Active queries ended by the requestor (closed, or a protocol error).
+    active_ended_peer,
+    /// Feed file lines applied.
+    feed_lines,
+    /// Feed file lines skipped as bad.
+    feed_bad_lines,
 }

@@ -1,0 +1,423 @@
+//! Active leasequery over loopback (RFC 7653, RFC 7724, the DHCP4o6 draft): gating, live
+//! updates in the three wire forms, catch-up with CatchUpComplete and DataMissing, keepalives,
+//! one query per connection, and the final message on shutdown. Changes are driven through the
+//! feed file (`--feed`); timers are shortened through the config file.
+
+mod active_common;
+mod common;
+
+use std::time::Duration;
+
+use active_common::*;
+use common::ServerBuilder;
+use leasequery::proto::codes::{v4msg, v4status, v6msg, v6opt, v6status};
+use leasequery::proto::v4;
+use leasequery::proto::v6::{self, V6Option};
+
+#[test]
+fn gating_off_by_default_and_insecure_needs_its_own_setting() {
+    // Off by default: v6 REPLY NotSupported then close; v4 closes.
+    let srv = ServerBuilder::new().start();
+    let mut c = srv.connect6();
+    c.send(&active6(1, vec![]));
+    let r = v6::Message::decode(&c.recv().unwrap()).unwrap();
+    assert_eq!(r.msg_type, v6msg::LEASEQUERY_REPLY);
+    assert!(r.options.iter().any(
+        |o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::NOT_SUPPORTED)
+    ));
+    assert!(c.recv().is_none());
+    let mut c = srv.connect4();
+    c.send(&active4(2, None));
+    assert!(c.closed_silently(Duration::from_secs(5)));
+    drop(srv);
+
+    // --active alone: refused (no TLS, and insecure mode is a separate setting).
+    let srv = ServerBuilder::new().arg("--active").start();
+    let mut c = srv.connect6();
+    c.send(&active6(3, vec![]));
+    let r = v6::Message::decode(&c.recv().unwrap()).unwrap();
+    assert!(r
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::NOT_ALLOWED)));
+    assert!(c.recv().is_none());
+    let mut c = srv.connect4();
+    c.send(&active4(4, None));
+    let r = v4::Message::decode(&c.recv().unwrap()).unwrap();
+    assert_eq!(r.message_type(), Some(v4msg::LEASEQUERYSTATUS));
+    assert_eq!(r.xid, 4);
+    assert!(r.options.iter().any(
+        |o| matches!(o, v4::V4Option::StatusCode { code, .. } if *code == v4status::NOT_ALLOWED)
+    ));
+    assert!(c.recv().is_none());
+    // STARTTLS and DHCPTLS are refused (no TLS yet).
+    let mut c = srv.connect6();
+    c.send(&[v6msg::STARTTLS, 0, 0, 9]);
+    let r = v6::Message::decode(&c.recv().unwrap()).unwrap();
+    assert!(r.options.iter().any(|o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::TLS_CONNECTION_REFUSED)));
+    let mut c = srv.connect4();
+    c.send(&encode4(&v4::Message::new(1, v4msg::TLS, 10)));
+    let r = v4::Message::decode(&c.recv().unwrap()).unwrap();
+    assert_eq!(r.message_type(), Some(v4msg::TLS));
+    assert!(r.options.iter().any(|o| matches!(o, v4::V4Option::StatusCode { code, .. } if *code == v4status::TLS_CONNECTION_REFUSED)));
+    drop(srv);
+
+    // The flag needs --active too (config validation).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+        .arg("--allow-insecure-active")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_insecure_active"));
+}
+
+#[test]
+fn live_updates_in_every_form_and_a_second_query_is_not_allowed() {
+    let env = Env::start("", None);
+    let mut s6 = Sub::v6(&env, 0x61, vec![V6Option::Oro(vec![v6opt::LQ_BASE_TIME])]);
+    let mut s4 = Sub::v4(&env, 0x4444_0001, None);
+    let mut s46 = Sub::o6(&env, 0x46, 0x4646_0001, None);
+    assert_eq!(s6.next_real(), Some(Got::Reply(None)));
+    assert_eq!(s46.next_real(), Some(Got::Reply(None)));
+    let now = unix_now();
+    // 20 plain v4, 20 DHCP4o6 and 20 v6 bindings, over both shards.
+    let mut lines = Vec::new();
+    for i in 0..20 {
+        lines.push(v4_line(i, "active", now));
+        lines.push(o6_line(1000 + i, "active", now));
+        lines.push(v6_line(2000 + i, now));
+    }
+    env.append(&lines);
+    let v4_keys: Vec<u32> = (0..20).chain(1000..1020).collect();
+    let o6_keys: Vec<u32> = (1000..1020).collect();
+    let v6_keys: Vec<u32> = (2000..2020).collect();
+    let got4 = s4.until_seen(&v4_keys);
+    assert!(
+        got4.iter().all(|(k, b)| *b && v4_keys.contains(k)),
+        "{got4:?}"
+    );
+    let got46 = s46.until_seen(&o6_keys);
+    assert!(
+        got46.iter().all(|(k, _)| o6_keys.contains(k)),
+        "only 4o6 bindings: {got46:?}"
+    );
+    let got6 = s6.until_seen(&v6_keys);
+    assert!(
+        got6.iter().all(|(k, b)| *b && v6_keys.contains(k)),
+        "{got6:?}"
+    );
+
+    // A binding leaving the bound state: DHCPLEASEUNASSIGNED.
+    env.append(&[v4_line(3, "released", now)]);
+    assert_eq!(
+        s4.next_real(),
+        Some(Got::Update {
+            key: 3,
+            bound: false
+        })
+    );
+
+    // A second query on the active connection: REPLY NotAllowed on its own xid; the active
+    // query goes on.
+    let bulk = encode6(&v6::Message {
+        msg_type: v6msg::LEASEQUERY,
+        xid: 0x77,
+        options: vec![
+            V6Option::ClientId(REQUESTOR.to_vec()),
+            // By client-id: link-address queries only know links of the import file (see the
+            // README: the link set is built at start).
+            V6Option::LqQuery {
+                query_type: 2,
+                link_address: "::".parse().unwrap(),
+                options: vec![V6Option::ClientId(vec![0, 3, 0, 1, 0, 0, 0x07, 0xd5])],
+            },
+        ],
+    });
+    s6.c.send(&bulk);
+    let r = loop {
+        let b = s6.c.recv().unwrap();
+        let m = v6::Message::decode(&b).unwrap();
+        if m.xid == 0x77 {
+            break m;
+        }
+    };
+    assert_eq!(r.msg_type, v6msg::LEASEQUERY_REPLY);
+    assert!(r
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::NOT_ALLOWED)));
+    let mut second4 = active4_msg(0x5555, None);
+    second4.xid = 0x5555;
+    s4.c.send(&encode4(&second4));
+    let r = loop {
+        let m = v4::Message::decode(&s4.c.recv().unwrap()).unwrap();
+        if m.xid == 0x5555 {
+            break m;
+        }
+    };
+    assert_eq!(r.message_type(), Some(v4msg::LEASEQUERYSTATUS));
+    env.append(&[v6_line(2005, now + 1), v4_line(7, "active", now + 1)]);
+    assert_eq!(s6.until_seen(&[2005]), vec![(2005, true)]);
+    assert_eq!(s4.until_seen(&[7]), vec![(7, true)]);
+
+    // A bulk query on another connection runs in parallel.
+    let mut b = env.srv.connect6();
+    b.send(&bulk);
+    let first = v6::Message::decode(&b.recv().unwrap()).unwrap();
+    assert_eq!((first.msg_type, first.xid), (v6msg::LEASEQUERY_REPLY, 0x77));
+    assert!(first
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::ClientData(_))));
+}
+
+#[test]
+fn catch_up_then_complete_then_live_across_shards() {
+    let env = Env::start("", None);
+    // A live subscriber tells us when the feed was applied.
+    let mut watch = Sub::v4(&env, 1, None);
+    let now = unix_now();
+    let before: Vec<u32> = (0..30).collect();
+    env.append(
+        &before
+            .iter()
+            .map(|&i| v4_line(i, "active", now))
+            .collect::<Vec<_>>(),
+    );
+    watch.until_seen(&before);
+    // The start time: a second after every "before" change.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = unix_now();
+    let after: Vec<u32> = (100..140).collect();
+    let mut lines: Vec<String> = after.iter().map(|&i| v4_line(i, "active", t)).collect();
+    // Binding 5 changes again after the start time, twice: its latest state once.
+    lines.push(v4_line(5, "released", t));
+    lines.push(v4_line(5, "active", t + 1));
+    env.append(&lines);
+    let mut want: Vec<u32> = after.clone();
+    want.push(5);
+    watch.until_seen(&want);
+
+    for form in 0..3 {
+        let mut s = match form {
+            0 => Sub::v4(&env, 0x4000, Some(t)),
+            1 => Sub::v6(&env, 0x6000, vec![V6Option::LqStartTime(t - EPOCH_2000)]),
+            _ => {
+                // DHCP4o6 catch-up: only the 4o6 bindings of the earlier rounds match.
+                Sub::o6(&env, 0x4600, 0x4601, Some(t - EPOCH_2000))
+            }
+        };
+        if form != 0 {
+            assert_eq!(s.next_real(), Some(Got::Reply(None)));
+        }
+        let mut seen = std::collections::HashMap::new();
+        loop {
+            match s.next_real().unwrap() {
+                Got::Update { key, bound } => {
+                    assert!(
+                        seen.insert(key, bound).is_none(),
+                        "binding {key} twice in catch-up"
+                    );
+                }
+                Got::Status { done: false, code } => {
+                    let complete = if form == 0 {
+                        7
+                    } else {
+                        v6status::CATCH_UP_COMPLETE
+                    };
+                    assert_eq!(code, complete);
+                    break;
+                }
+                g => panic!("{g:?}"),
+            }
+        }
+        match form {
+            0 => {
+                let mut keys: Vec<u32> = seen.keys().copied().collect();
+                keys.sort();
+                assert_eq!(
+                    keys,
+                    want.iter()
+                        .copied()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                );
+                assert!(seen[&5], "binding 5 is bound in its current state");
+            }
+            // The live lines appended by the earlier rounds changed after `t` too.
+            1 => assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(520, true)]),
+            _ => {
+                let mut keys: Vec<u32> = seen.keys().copied().collect();
+                keys.sort();
+                assert_eq!(keys, vec![510, 511]);
+            }
+        }
+        // Live after CatchUpComplete.
+        let k = 500 + form;
+        env.append(&[
+            v4_line(k, "active", t + 2),
+            o6_line(k + 10, "active", t + 2),
+            v6_line(k + 20, t + 2),
+        ]);
+        let expect = match form {
+            0 => k,
+            1 => k + 20,
+            _ => k + 10,
+        };
+        let got = s.until_seen(&[expect]);
+        assert!(got.contains(&(expect, true)), "{got:?}");
+    }
+}
+
+#[test]
+fn data_missing_when_history_does_not_reach_back() {
+    let env = Env::start("", None);
+    let long_ago = unix_now() - 3600;
+    // v6: REPLY with DataMissing and BASE_TIME, then live updates.
+    let mut c = env.srv.connect6();
+    c.send(&active6(
+        0x10,
+        vec![V6Option::LqStartTime(long_ago - EPOCH_2000)],
+    ));
+    let r = v6::Message::decode(&c.recv().unwrap()).unwrap();
+    assert_eq!((r.msg_type, r.xid), (v6msg::LEASEQUERY_REPLY, 0x10));
+    assert!(r.options.iter().any(
+        |o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::DATA_MISSING)
+    ));
+    let base = r.options.iter().find_map(|o| match o {
+        V6Option::LqBaseTime(t) => Some(*t),
+        _ => None,
+    });
+    let base = base.expect("BASE_TIME with DataMissing") + EPOCH_2000;
+    assert!(base.abs_diff(unix_now()) < 5);
+    let mut s6 = Sub {
+        c,
+        form: Form::V6 { xid: 0x10 },
+    };
+    // v4: STATUS DataMissing with base-time, then live.
+    let mut s4 = Sub::v4(&env, 0x11, Some(long_ago));
+    let m = v4::Message::decode(&s4.c.recv().unwrap()).unwrap();
+    assert_eq!(m.message_type(), Some(v4msg::LEASEQUERYSTATUS));
+    assert!(m.options.iter().any(
+        |o| matches!(o, v4::V4Option::StatusCode { code, .. } if *code == v4status::DATA_MISSING)
+    ));
+    assert!(m
+        .options
+        .iter()
+        .any(|o| matches!(o, v4::V4Option::BaseTime(_))));
+    env.append(&[v6_line(1, unix_now()), v4_line(2, "active", unix_now())]);
+    assert_eq!(s6.until_seen(&[1]), vec![(1, true)]);
+    assert_eq!(s4.until_seen(&[2]), vec![(2, true)]);
+}
+
+#[test]
+fn keepalives_at_the_configured_interval() {
+    let env = Env::start("", None);
+    let mut s6 = Sub::v6(&env, 0x21, vec![]);
+    let mut s4 = Sub::v4(&env, 0x22, None);
+    let mut s46 = Sub::o6(&env, 0x23, 0x24, None);
+    assert_eq!(s6.next(), Some(Got::Reply(None)));
+    assert_eq!(s46.next(), Some(Got::Reply(None)));
+    for _ in 0..2 {
+        assert_eq!(s6.next(), Some(Got::Keepalive));
+        assert_eq!(s4.next(), Some(Got::Keepalive));
+    }
+    // The DHCP4o6 keepalive: empty DATA with a DHCPLEASEQUERYSTATUS ConnectionActive inside.
+    let raw = s46.c.recv().unwrap();
+    let m = v6::Message::decode(&raw).unwrap();
+    assert_eq!(m.msg_type, v6msg::LEASEQUERY_DATA);
+    assert!(!m
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::ClientData(_))));
+    let inner = m
+        .options
+        .iter()
+        .find_map(|o| match o {
+            V6Option::Dhcpv4Msg(b) => Some(v4::Message::decode(b).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(inner.message_type(), Some(v4msg::LEASEQUERYSTATUS));
+    assert_eq!(inner.xid, 0x24);
+}
+
+#[test]
+fn shutdown_sends_query_terminated_last_on_every_active_connection() {
+    let mut env = Env::start("", None);
+    let mut s6 = Sub::v6(&env, 0x31, vec![]);
+    let mut s4 = Sub::v4(&env, 0x32, None);
+    let mut s46 = Sub::o6(&env, 0x33, 0x34, None);
+    assert_eq!(s6.next(), Some(Got::Reply(None)));
+    assert_eq!(s46.next(), Some(Got::Reply(None)));
+    env.srv.signal("TERM");
+    let last = |s: &mut Sub| -> Vec<u8> {
+        let mut last = None;
+        while let Some(b) = s.c.recv() {
+            last = Some(b);
+        }
+        last.expect("a final message before the close")
+    };
+    let m = v6::Message::decode(&last(&mut s6)).unwrap();
+    assert_eq!((m.msg_type, m.xid), (v6msg::LEASEQUERY_DONE, 0x31));
+    assert!(m.options.iter().any(
+        |o| matches!(o, V6Option::StatusCode { code, .. } if *code == v6status::QUERY_TERMINATED)
+    ));
+    assert!(m
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::LqBaseTime(_))));
+    let m = v4::Message::decode(&last(&mut s4)).unwrap();
+    assert_eq!(
+        (m.message_type(), m.xid),
+        (Some(v4msg::LEASEQUERYSTATUS), 0x32)
+    );
+    assert!(m.options.iter().any(|o| matches!(o, v4::V4Option::StatusCode { code, .. } if *code == v4status::QUERY_TERMINATED)));
+    assert!(m
+        .options
+        .iter()
+        .any(|o| matches!(o, v4::V4Option::BaseTime(_))));
+    let m = v6::Message::decode(&last(&mut s46)).unwrap();
+    assert_eq!((m.msg_type, m.xid), (v6msg::LEASEQUERY_DONE, 0x33));
+    assert!(m
+        .options
+        .iter()
+        .any(|o| matches!(o, V6Option::LqBaseTime(_))));
+    let inner = m
+        .options
+        .iter()
+        .find_map(|o| match o {
+            V6Option::Dhcpv4Msg(b) => Some(v4::Message::decode(b).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(inner.xid, 0x34);
+    assert!(inner.options.iter().any(|o| matches!(o, v4::V4Option::StatusCode { code, .. } if *code == v4status::QUERY_TERMINATED)));
+    let st = env.srv.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(st.success());
+    assert!(
+        env.srv.log().contains("active_terminated_shutdown="),
+        "{}",
+        env.srv.log()
+    );
+}
+
+#[test]
+fn bad_feed_lines_are_skipped_and_partial_lines_wait() {
+    let env = Env::start("", None);
+    let mut s4 = Sub::v4(&env, 0x41, None);
+    let now = unix_now();
+    let line = v4_line(1, "active", now);
+    let (a, b) = line.split_at(30);
+    env.append_raw(&format!("{{not json}}\n{a}"));
+    // The partial line waits for its newline: nothing arrives but keepalives.
+    assert_eq!(s4.next(), Some(Got::Keepalive));
+    env.append_raw(&format!("{b}\n"));
+    assert_eq!(s4.until_seen(&[1]), vec![(1, true)]);
+    let log = env.srv.log();
+    assert!(
+        log.contains("feed.jsonl:1:"),
+        "bad line logged with FILE:LINE: {log}"
+    );
+}
