@@ -316,12 +316,13 @@ impl AuthorityConfig {
             let links = s
                 .links
                 .iter()
-                .map(|l| parse_v6_cidr(l).ok_or_else(|| bad(n, "links", format!("bad prefix {l:?}"))))
+                .map(|l| {
+                    parse_v6_cidr(l).ok_or_else(|| bad(n, "links", format!("bad prefix {l:?}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let (first, last, mask) =
-                parse_pool(&s.pool).ok_or_else(|| bad(n, "pool", format!("bad pool {:?}", s.pool)))?;
-            if s.lease_time == 0 || s.rebind_time >= s.lease_time || s.renew_time >= s.rebind_time
-            {
+            let (first, last, mask) = parse_pool(&s.pool)
+                .ok_or_else(|| bad(n, "pool", format!("bad pool {:?}", s.pool)))?;
+            if s.lease_time == 0 || s.rebind_time >= s.lease_time || s.renew_time >= s.rebind_time {
                 return Err(bad(
                     n,
                     "lease_time",
@@ -345,7 +346,11 @@ impl AuthorityConfig {
                         if a == 0 {
                             first_psid = first_free_psid(k);
                             if u32::from(first_psid) >= 1u32 << k {
-                                return Err(bad(n, "psid_len", "every PSID holds well-known ports"));
+                                return Err(bad(
+                                    n,
+                                    "psid_len",
+                                    "every PSID holds well-known ports",
+                                ));
                             }
                         } else if a > 6 {
                             return Err(bad(
@@ -358,11 +363,13 @@ impl AuthorityConfig {
                     Some((a, k))
                 }
             };
-            let br = s
-                .br
-                .as_deref()
-                .map(|b| b.parse::<Ipv6Addr>().map_err(|_| bad(n, "br", format!("bad address {b:?}"))))
-                .transpose()?;
+            let br =
+                s.br.as_deref()
+                    .map(|b| {
+                        b.parse::<Ipv6Addr>()
+                            .map_err(|_| bad(n, "br", format!("bad address {b:?}")))
+                    })
+                    .transpose()?;
             let bind_prefix = s
                 .bind_prefix
                 .as_deref()
@@ -390,7 +397,8 @@ impl AuthorityConfig {
         }
         for (i, a) in subnets.iter().enumerate() {
             for b in subnets.iter().skip(i + 1) {
-                if u32::from(a.first) <= u32::from(b.last) && u32::from(b.first) <= u32::from(a.last)
+                if u32::from(a.first) <= u32::from(b.last)
+                    && u32::from(b.first) <= u32::from(a.last)
                 {
                     return Err(ConfigError::Overlap(a.name.clone(), b.name.clone()));
                 }
@@ -402,7 +410,9 @@ impl AuthorityConfig {
                 .map_err(|_| bad("", "server_id", format!("bad address {s:?}")))?,
             None => {
                 // Take the first pool address of the first subnet out of its pool.
-                let s = subnets.first_mut().ok_or_else(|| bad("", "subnet", "none"))?;
+                let s = subnets
+                    .first_mut()
+                    .ok_or_else(|| bad("", "subnet", "none"))?;
                 let id = s.first;
                 if s.first == s.last {
                     return Err(bad(&s.name, "pool", "one address; set server_id"));
@@ -420,7 +430,11 @@ impl AuthorityConfig {
                 } else if server_id == s.last && s.first != s.last {
                     s.last = Ipv4Addr::from(u32::from(s.last) - 1);
                 } else {
-                    return Err(bad(&s.name, "pool", "holds server_id inside; move one of them"));
+                    return Err(bad(
+                        &s.name,
+                        "pool",
+                        "holds server_id inside; move one of them",
+                    ));
                 }
             }
         }
@@ -464,7 +478,13 @@ mod tests {
     fn bad_values_are_named() {
         let mut c = AuthorityConfig::demo();
         c.subnets[1].psid_offset = Some(8);
-        assert!(matches!(c.validate(), Err(ConfigError::Invalid { field: "psid_offset", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "psid_offset",
+                ..
+            })
+        ));
         let mut c = AuthorityConfig::demo();
         c.subnets[0].pool = "198.51.100.128/25".into();
         assert!(matches!(c.validate(), Err(ConfigError::Overlap(..))));

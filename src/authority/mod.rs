@@ -304,13 +304,8 @@ impl Authority {
             if self.subnet_of(unit.addr).is_none() || !self.owns(unit.addr) {
                 continue;
             }
-            self.dir.insert(
-                cid.clone(),
-                DirEntry {
-                    unit,
-                    sw_set_at: 0,
-                },
-            );
+            self.dir
+                .insert(cid.clone(), DirEntry { unit, sw_set_at: 0 });
             match state {
                 dhcp_state::ACTIVE => {
                     if let Some(sw) = sw {
@@ -472,7 +467,11 @@ impl Authority {
             .subnets
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.links.iter().any(|&l| l.1 == best && in_prefix(selector, l)))
+            .filter(|(_, s)| {
+                s.links
+                    .iter()
+                    .any(|&l| l.1 == best && in_prefix(selector, l))
+            })
             .map(|(i, _)| i)
             .collect();
         let shared = |i: &&usize| self.cfg.subnets.get(**i).is_some_and(|s| s.psid.is_some());
@@ -494,7 +493,13 @@ impl Authority {
 
     /// A unit from `subnet` for `client`, following RFC 7618 §8.1 / RFC 2131 §4.3.1: its current
     /// or previous unit, the requested one, a unit whose hold ended, a never-used unit.
-    fn allocate(&mut self, table: &LeaseShard, subnet: usize, r: &Req<'_>, now: u32) -> Option<Unit> {
+    fn allocate(
+        &mut self,
+        table: &LeaseShard,
+        subnet: usize,
+        r: &Req<'_>,
+        now: u32,
+    ) -> Option<Unit> {
         let s = self.cfg.subnets.get(subnet)?.clone();
         if let Some(e) = self.dir.get(&r.client) {
             if s.contains(Ipv4Addr::from(e.unit.addr))
@@ -504,7 +509,10 @@ impl Authority {
                 return Some(e.unit);
             }
         }
-        if let Some(a) = r.requested.filter(|&a| s.contains(a) && self.owns(a.into())) {
+        if let Some(a) = r
+            .requested
+            .filter(|&a| s.contains(a) && self.owns(a.into()))
+        {
             let psid = match s.psid {
                 None => Some(None),
                 Some((off, k)) => r
@@ -591,7 +599,9 @@ impl Authority {
             return Outcome::default();
         };
         let client: Vec<u8> = match v4.option(v4opt::CLIENT_ID) {
-            Some(c) if matches!(ClientId::decode(&c), Ok(ClientId::Rfc4361 { .. })) => c.into_owned(),
+            Some(c) if matches!(ClientId::decode(&c), Ok(ClientId::Rfc4361 { .. })) => {
+                c.into_owned()
+            }
             _ => {
                 self.counters.drop_no_client_id += 1;
                 return Outcome::default();
@@ -713,7 +723,13 @@ impl Authority {
         Outcome { reply, changes }
     }
 
-    fn discover(&mut self, table: &LeaseShard, subnet: usize, r: &Req<'_>, now: u32) -> Option<Reply> {
+    fn discover(
+        &mut self,
+        table: &LeaseShard,
+        subnet: usize,
+        r: &Req<'_>,
+        now: u32,
+    ) -> Option<Reply> {
         // An active lease is offered again as is.
         if let Some(e) = self.dir.get(&r.client).copied() {
             if let Some(b) = self.binding(table, e.unit) {
@@ -741,7 +757,8 @@ impl Authority {
         };
         let id = self.next_offer_id;
         self.next_offer_id += 1;
-        self.offers.insert(r.client.clone(), Offer { id, unit, subnet });
+        self.offers
+            .insert(r.client.clone(), Offer { id, unit, subnet });
         self.offered.insert(unit, r.client.clone());
         self.timers.push(Reverse((
             now.saturating_add(self.cfg.offer_hold),
@@ -755,7 +772,8 @@ impl Authority {
     fn active_of(&self, table: &LeaseShard, client: &[u8]) -> Option<(Unit, V4Binding)> {
         let e = self.dir.get(client)?;
         let b = self.binding(table, e.unit)?;
-        (b.state == dhcp_state::ACTIVE && b.client_id.as_deref() == Some(client)).then_some((e.unit, b))
+        (b.state == dhcp_state::ACTIVE && b.client_id.as_deref() == Some(client))
+            .then_some((e.unit, b))
     }
 
     fn request(
@@ -850,7 +868,10 @@ impl Authority {
     ) -> Option<Reply> {
         let s = self.cfg.subnets.get(subnet)?.clone();
         let active = self.active_of(table, &r.client);
-        let renewing = active.as_ref().filter(|(u, _)| *u == unit).map(|(_, b)| b.clone());
+        let renewing = active
+            .as_ref()
+            .filter(|(u, _)| *u == unit)
+            .map(|(_, b)| b.clone());
         let old_sw = renewing.as_ref().and_then(|b| b.softwire_src);
         let mut sw = r.softwire.or(old_sw);
         if let Some(new) = r.softwire {
@@ -945,11 +966,13 @@ impl Authority {
         } else {
             prev_set
         };
-        self.dir.insert(r.client.clone(), DirEntry { unit, sw_set_at });
+        self.dir
+            .insert(r.client.clone(), DirEntry { unit, sw_set_at });
         if self.offers.get(&r.client).is_some_and(|o| o.unit == unit) {
             self.withdraw_offer(&r.client);
         }
-        self.timers.push(Reverse((b.expires, Timer::LeaseEnd(unit))));
+        self.timers
+            .push(Reverse((b.expires, Timer::LeaseEnd(unit))));
         changes.push(Change::V4 {
             at: now,
             kind,
@@ -963,10 +986,17 @@ impl Authority {
     fn named_unit(&self, r: &Req<'_>, addr: Option<Ipv4Addr>) -> Option<Unit> {
         let addr = u32::from(addr?);
         let e = self.dir.get(&r.client)?;
-        (e.unit.addr == addr && r.req_pp.is_none_or(|p| Some(p.psid) == e.unit.psid)).then_some(e.unit)
+        (e.unit.addr == addr && r.req_pp.is_none_or(|p| Some(p.psid) == e.unit.psid))
+            .then_some(e.unit)
     }
 
-    fn decline(&mut self, table: &mut LeaseShard, r: &Req<'_>, now: u32, changes: &mut Vec<Change>) {
+    fn decline(
+        &mut self,
+        table: &mut LeaseShard,
+        r: &Req<'_>,
+        now: u32,
+        changes: &mut Vec<Change>,
+    ) {
         if r.server_id != Some(self.cfg.server_id) {
             self.counters.silent += 1;
             return;
@@ -1025,15 +1055,20 @@ impl Authority {
         });
     }
 
-    fn release(&mut self, table: &mut LeaseShard, r: &Req<'_>, now: u32, changes: &mut Vec<Change>) {
+    fn release(
+        &mut self,
+        table: &mut LeaseShard,
+        r: &Req<'_>,
+        now: u32,
+        changes: &mut Vec<Change>,
+    ) {
         let Some(unit) = self.named_unit(r, Some(r.v4.ciaddr)) else {
             self.counters.silent += 1;
             return;
         };
-        let Some(mut b) = self
-            .binding(table, unit)
-            .filter(|b| b.state == dhcp_state::ACTIVE && b.client_id.as_deref() == Some(&r.client[..]))
-        else {
+        let Some(mut b) = self.binding(table, unit).filter(|b| {
+            b.state == dhcp_state::ACTIVE && b.client_id.as_deref() == Some(&r.client[..])
+        }) else {
             self.counters.silent += 1;
             return;
         };
@@ -1058,7 +1093,13 @@ impl Authority {
     }
 
     /// Encodes the DHCPv4 reply and wraps it for the wire.
-    fn build(&self, hops: &[wire::Hop<'_>], r: &Req<'_>, reply: Reply, _now: u32) -> Option<Vec<u8>> {
+    fn build(
+        &self,
+        hops: &[wire::Hop<'_>],
+        r: &Req<'_>,
+        reply: Reply,
+        _now: u32,
+    ) -> Option<Vec<u8>> {
         let v4 = &r.v4;
         let (msg_type, subnet, unit, sw) = match reply {
             Reply::Offer(s, u, sw) => (v4msg::OFFER, Some(s), Some(u), sw),
