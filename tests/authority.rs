@@ -824,6 +824,8 @@ fn restore_from_changes_gives_the_same_decisions() {
     );
 }
 
+type Counter = fn(&leasequery::authority::AuthorityCounters) -> u64;
+
 #[test]
 fn malformed_input_is_dropped_and_counted() {
     let mut e = Env::new(&demo());
@@ -878,10 +880,7 @@ fn malformed_input_is_dropped_and_counted() {
     );
     truncated.truncate(truncated.len() - 30);
     let oversize = query(vec![0; 5000], false, &[]);
-    let cases: Vec<(
-        Vec<u8>,
-        fn(&leasequery::authority::AuthorityCounters) -> u64,
-    )> = vec![
+    let cases: Vec<(Vec<u8>, Counter)> = vec![
         (no87, |c| c.drop_no_dhcpv4_msg),
         (two, |c| c.drop_many_dhcpv4_msg),
         (solicit, |c| c.drop_not_query),

@@ -140,12 +140,15 @@ struct Unit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     /// An ACTIVE lease ends.
-    LeaseEnd(Unit),
+    Lease(Unit),
     /// An EXPIRED / RELEASED / ABANDONED hold ends.
-    HoldEnd(Unit),
+    Hold(Unit),
     /// An offer's hold ends (offer id).
-    OfferEnd(u64),
+    Offer(u64),
 }
+
+/// A binding found by [`Authority::restore`]: unit, client-id, state, expires, cltt, softwire.
+type Seen = (Unit, Vec<u8>, u8, u32, u32, Option<Ipv6Addr>);
 
 #[derive(Debug, Clone)]
 struct Offer {
@@ -181,6 +184,8 @@ pub struct Authority {
     dir: HashMap<Vec<u8>, DirEntry>,
     offers: HashMap<Vec<u8>, Offer>,
     offered: HashMap<Unit, Vec<u8>>,
+    /// offer id -> client-id, for the offer timers.
+    offer_ids: HashMap<u64, Vec<u8>>,
     /// softwire source -> the client-id of the ACTIVE lease holding it.
     softwires: HashMap<Ipv6Addr, Vec<u8>>,
     timers: BinaryHeap<Reverse<(u32, Timer)>>,
@@ -248,6 +253,7 @@ impl Authority {
             dir: HashMap::new(),
             offers: HashMap::new(),
             offered: HashMap::new(),
+            offer_ids: HashMap::new(),
             softwires: HashMap::new(),
             timers: BinaryHeap::new(),
             next_offer_id: 1,
@@ -276,7 +282,7 @@ impl Authority {
             only_4o6: false,
         };
         let mut cur = table.start_v4(&q);
-        let mut seen: Vec<(Unit, Vec<u8>, u8, u32, u32, Option<Ipv6Addr>)> = Vec::new();
+        let mut seen: Vec<Seen> = Vec::new();
         loop {
             let step = table.scan_v4(&q, &mut cur, 4096, |r: V4Record<'_>| {
                 if let Some(cid) = r.client_id {
@@ -311,10 +317,10 @@ impl Authority {
                     if let Some(sw) = sw {
                         self.softwires.insert(sw, cid);
                     }
-                    self.timers.push(Reverse((expires, Timer::LeaseEnd(unit))));
+                    self.timers.push(Reverse((expires, Timer::Lease(unit))));
                 }
                 dhcp_state::EXPIRED | dhcp_state::RELEASED | dhcp_state::ABANDONED => {
-                    self.timers.push(Reverse((expires, Timer::HoldEnd(unit))));
+                    self.timers.push(Reverse((expires, Timer::Hold(unit))));
                 }
                 _ => {}
             }
@@ -337,7 +343,7 @@ impl Authority {
             }
             self.timers.pop();
             match timer {
-                Timer::LeaseEnd(unit) => {
+                Timer::Lease(unit) => {
                     let Some(mut b) = self.binding(table, unit) else {
                         continue;
                     };
@@ -354,7 +360,7 @@ impl Authority {
                         self.counters.table_errors += 1;
                         continue;
                     }
-                    self.timers.push(Reverse((b.expires, Timer::HoldEnd(unit))));
+                    self.timers.push(Reverse((b.expires, Timer::Hold(unit))));
                     self.counters.expirations += 1;
                     changes.push(Change::V4 {
                         at: now,
@@ -362,7 +368,7 @@ impl Authority {
                         binding: b,
                     });
                 }
-                Timer::HoldEnd(unit) => {
+                Timer::Hold(unit) => {
                     let Some(b) = self.binding(table, unit) else {
                         continue;
                     };
@@ -370,13 +376,8 @@ impl Authority {
                         self.push_free(unit);
                     }
                 }
-                Timer::OfferEnd(id) => {
-                    let Some(cid) = self
-                        .offers
-                        .iter()
-                        .find(|(_, o)| o.id == id)
-                        .map(|(c, _)| c.clone())
-                    else {
+                Timer::Offer(id) => {
+                    let Some(cid) = self.offer_ids.get(&id).cloned() else {
                         continue;
                     };
                     if let Some(o) = self.withdraw_offer(&cid) {
@@ -402,6 +403,7 @@ impl Authority {
     fn withdraw_offer(&mut self, cid: &[u8]) -> Option<Offer> {
         let o = self.offers.remove(cid)?;
         self.offered.remove(&o.unit);
+        self.offer_ids.remove(&o.id);
         Some(o)
     }
 
@@ -760,9 +762,10 @@ impl Authority {
         self.offers
             .insert(r.client.clone(), Offer { id, unit, subnet });
         self.offered.insert(unit, r.client.clone());
+        self.offer_ids.insert(id, r.client.clone());
         self.timers.push(Reverse((
             now.saturating_add(self.cfg.offer_hold),
-            Timer::OfferEnd(id),
+            Timer::Offer(id),
         )));
         self.counters.offers += 1;
         Some(Reply::Offer(subnet, unit, None))
@@ -911,7 +914,7 @@ impl Authority {
             b.state_start = now;
             b.expires = now.saturating_add(self.cfg.expired_hold);
             if table.upsert_v4(b.clone()).is_ok() {
-                self.timers.push(Reverse((b.expires, Timer::HoldEnd(u))));
+                self.timers.push(Reverse((b.expires, Timer::Hold(u))));
                 changes.push(Change::V4 {
                     at: now,
                     kind: ChangeKind::Release,
@@ -971,8 +974,7 @@ impl Authority {
         if self.offers.get(&r.client).is_some_and(|o| o.unit == unit) {
             self.withdraw_offer(&r.client);
         }
-        self.timers
-            .push(Reverse((b.expires, Timer::LeaseEnd(unit))));
+        self.timers.push(Reverse((b.expires, Timer::Lease(unit))));
         changes.push(Change::V4 {
             at: now,
             kind,
@@ -1046,7 +1048,7 @@ impl Authority {
             self.counters.table_errors += 1;
             return;
         }
-        self.timers.push(Reverse((b.expires, Timer::HoldEnd(unit))));
+        self.timers.push(Reverse((b.expires, Timer::Hold(unit))));
         self.counters.declines += 1;
         changes.push(Change::V4 {
             at: now,
@@ -1083,7 +1085,7 @@ impl Authority {
             self.counters.table_errors += 1;
             return;
         }
-        self.timers.push(Reverse((b.expires, Timer::HoldEnd(unit))));
+        self.timers.push(Reverse((b.expires, Timer::Hold(unit))));
         self.counters.releases += 1;
         changes.push(Change::V4 {
             at: now,
