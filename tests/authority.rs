@@ -963,3 +963,10 @@ proptest! {
         let _ = client_shard(&d, 2);
     }
 }
+
+#[test]
+fn example_file_is_the_demo() {
+    let text = include_str!("../examples/authority-demo.toml");
+    let parsed: AuthorityConfig = toml::from_str(text).expect("example parses");
+    assert_eq!(parsed, AuthorityConfig::demo());
+}
