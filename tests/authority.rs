@@ -970,3 +970,30 @@ fn example_file_is_the_demo() {
     let parsed: AuthorityConfig = toml::from_str(text).expect("example parses");
     assert_eq!(parsed, AuthorityConfig::demo());
 }
+
+#[test]
+fn renewals_do_not_grow_the_timer_heap_without_bound() {
+    let mut e = Env::new(&demo());
+    let a = e.dora(&c(1, 0), NOW).v4.yiaddr;
+    for i in 0..5000 {
+        let o = e.direct(
+            &C {
+                t: v4msg::REQUEST,
+                ciaddr: a,
+                ..c(1, 0)
+            },
+            true,
+            NOW + i,
+        );
+        assert!(o.reply.is_some());
+    }
+    assert!(
+        e.a.timers_pending() <= 2 * 1 + 1024 + 1,
+        "{}",
+        e.a.timers_pending()
+    );
+    // The live timer survived compaction.
+    let ch = e.a.expire(&mut e.t, NOW + 4999 + 3600);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].kind(), ChangeKind::Expire);
+}

@@ -390,6 +390,32 @@ impl Authority {
         changes
     }
 
+    /// Renewals leave stale timers behind; when they outnumber the live ones, keep only the
+    /// live ones (so the heap stays within twice the bindings and offers, plus a constant).
+    fn maybe_compact_timers(&mut self, table: &LeaseShard) {
+        if self.timers.len() <= 2 * (table.len_v4() + self.offers.len()) + 1024 {
+            return;
+        }
+        let timers = std::mem::take(&mut self.timers);
+        self.timers = timers
+            .into_iter()
+            .filter(|Reverse((t, timer))| match timer {
+                Timer::Lease(u) => self
+                    .binding(table, *u)
+                    .is_some_and(|b| b.state == dhcp_state::ACTIVE && b.expires == *t),
+                Timer::Hold(u) => self
+                    .binding(table, *u)
+                    .is_some_and(|b| b.state != dhcp_state::ACTIVE && b.expires == *t),
+                Timer::Offer(id) => self.offer_ids.contains_key(id),
+            })
+            .collect();
+    }
+
+    /// The number of pending timers (live and stale), for tests and metrics.
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
     fn push_free(&mut self, unit: Unit) {
         if let Some(s) = self.subnet_of(unit.addr) {
             if let Some(p) = self.pools.get_mut(s) {
@@ -719,6 +745,7 @@ impl Authority {
             }
         };
         let reply = reply.and_then(|r| self.build(&q.hops, &req, r, now));
+        self.maybe_compact_timers(table);
         if reply.is_some() {
             self.counters.replies += 1;
         }
