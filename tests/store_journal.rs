@@ -531,7 +531,7 @@ fn table_v4(t: &LeaseShard) -> Vec<V4Binding> {
     let mut out = Vec::new();
     loop {
         let step = t.scan_v4(&q, &mut cur, 1000, |r| {
-            out.push(leasequery::store::record::v4_binding_of(&r));
+            out.push(leasequery::lease::V4Binding::from_record(&r));
             true
         });
         if step == ScanStep::Done {

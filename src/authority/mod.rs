@@ -39,7 +39,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::lease::{
     shard_of_addr, shard_of_client, Change, ChangeKind, LeaseShard, RelayBinding, ScanStep,
-    V4Binding, V4Query, V4Select, V6ContextBinding,
+    V4Binding, V4Query, V6ContextBinding,
 };
 use crate::proto::codes::{dhcp_state, v4msg, v4opt, BOOTREPLY, BOOTREQUEST};
 use crate::proto::record::{PortParams, V4Record};
@@ -275,12 +275,7 @@ impl Authority {
     /// journal replay. Call once, on a fresh authority, before the first [`Authority::handle`].
     /// Bindings outside every subnet or owned by another shard are left alone (not indexed).
     pub fn restore(&mut self, table: &LeaseShard) {
-        let q = V4Query {
-            select: V4Select::All,
-            changed_since: None,
-            changed_until: None,
-            only_4o6: false,
-        };
+        let q = V4Query::all();
         let mut cur = table.start_v4(&q);
         let mut seen: Vec<Seen> = Vec::new();
         loop {
@@ -463,7 +458,7 @@ impl Authority {
     fn binding(&self, table: &LeaseShard, unit: Unit) -> Option<V4Binding> {
         let s = self.subnet_of(unit.addr)?;
         let r = table.get_v4(Ipv4Addr::from(unit.addr), self.pp(s, unit))?;
-        Some(owned(&r))
+        Some(V4Binding::from_record(&r))
     }
 
     /// Whether `unit` may be given to `client` now.
@@ -1181,36 +1176,5 @@ impl Authority {
             _ => (Vec::new(), None),
         };
         wire::wrap_reply(hops, &bytes, &brs, bind)
-    }
-}
-
-fn owned(r: &V4Record<'_>) -> V4Binding {
-    V4Binding {
-        addr: r.addr,
-        port_params: r.port_params,
-        htype: r.htype,
-        chaddr: r.chaddr.to_vec(),
-        client_id: r.client_id.map(<[u8]>::to_vec),
-        state: r.state,
-        cltt: r.cltt,
-        state_start: r.state_start,
-        expires: r.expires,
-        circuit_id: r.circuit_id.map(<[u8]>::to_vec),
-        remote_id: r.remote_id.map(<[u8]>::to_vec),
-        relay_id: r.relay_id.map(<[u8]>::to_vec),
-        softwire_src: r.softwire_src,
-        v6: r.v6.as_ref().map(|c| V6ContextBinding {
-            client_src: c.client_src,
-            link: c.link,
-            relay: c.relay.as_ref().map(|x| RelayBinding {
-                hop_count: x.hop_count,
-                link_address: x.link_address,
-                peer_address: x.peer_address,
-                interface_id: x.interface_id.map(<[u8]>::to_vec),
-                relay_id: x.relay_id.map(<[u8]>::to_vec),
-                remote_id: x.remote_id.map(<[u8]>::to_vec),
-            }),
-        }),
-        data_source: r.data_source,
     }
 }

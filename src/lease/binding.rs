@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::proto::record::{PortParams, V6Addr, V6Prefix};
+use crate::proto::record::{PortParams, V4Record, V6Addr, V6Prefix, V6Record};
 
 /// One DHCPv4 or DHCP4o6 binding, keyed by `(addr, port_params)` (RFC 6926 §6.1 binding
 /// information; RFC 7618 port sets; RFC 8539 softwire source).
@@ -87,4 +87,53 @@ pub struct V6Binding {
     pub relay_id: Option<Vec<u8>>,
     /// The relay's OPTION_REMOTE_ID payload (enterprise number + id), as last recorded.
     pub remote_id: Option<Vec<u8>>,
+}
+
+impl V4Binding {
+    /// The owned binding of a table record (snapshots, the authority, tests).
+    pub fn from_record(r: &V4Record<'_>) -> V4Binding {
+        V4Binding {
+            addr: r.addr,
+            port_params: r.port_params,
+            htype: r.htype,
+            chaddr: r.chaddr.to_vec(),
+            client_id: r.client_id.map(<[u8]>::to_vec),
+            state: r.state,
+            cltt: r.cltt,
+            state_start: r.state_start,
+            expires: r.expires,
+            circuit_id: r.circuit_id.map(<[u8]>::to_vec),
+            remote_id: r.remote_id.map(<[u8]>::to_vec),
+            relay_id: r.relay_id.map(<[u8]>::to_vec),
+            softwire_src: r.softwire_src,
+            v6: r.v6.map(|c| V6ContextBinding {
+                client_src: c.client_src,
+                link: c.link,
+                relay: c.relay.map(|x| RelayBinding {
+                    hop_count: x.hop_count,
+                    link_address: x.link_address,
+                    peer_address: x.peer_address,
+                    interface_id: x.interface_id.map(<[u8]>::to_vec),
+                    relay_id: x.relay_id.map(<[u8]>::to_vec),
+                    remote_id: x.remote_id.map(<[u8]>::to_vec),
+                }),
+            }),
+            data_source: r.data_source,
+        }
+    }
+}
+
+impl V6Binding {
+    /// The owned binding of a plain v6 table record.
+    pub fn from_record(r: &V6Record<'_>) -> V6Binding {
+        V6Binding {
+            duid: r.duid.to_vec(),
+            link: r.link,
+            iana: r.iana.to_vec(),
+            iapd: r.iapd.to_vec(),
+            cltt: r.cltt,
+            relay_id: r.relay_id.map(<[u8]>::to_vec),
+            remote_id: r.remote_id.map(<[u8]>::to_vec),
+        }
+    }
 }

@@ -87,6 +87,18 @@ pub struct V4Query {
     pub only_4o6: bool,
 }
 
+impl V4Query {
+    /// Every v4 / 4o6 binding, in every state, with no time window.
+    pub fn all() -> V4Query {
+        V4Query {
+            select: V4Select::All,
+            changed_since: None,
+            changed_until: None,
+            only_4o6: false,
+        }
+    }
+}
+
 /// The query type of a plain DHCPv6 bulk query (RFC 5460 §5.2 / RFC 5007 §4.1.2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum V6Select {
@@ -117,6 +129,18 @@ pub struct V6Query {
     pub changed_since: Option<u32>,
     /// Only bindings whose cltt is at or before this time.
     pub changed_until: Option<u32>,
+}
+
+impl V6Query {
+    /// Every plain v6 binding, with no time window.
+    pub fn all() -> V6Query {
+        V6Query {
+            select: V6Select::All,
+            link_filter: None,
+            changed_since: None,
+            changed_until: None,
+        }
+    }
 }
 
 /// Where a scan stands. Holds no borrow of the table; see the module docs.

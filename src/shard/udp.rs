@@ -18,8 +18,7 @@ use tracing::{debug, error, warn};
 use super::mail::Mail;
 use super::{unix_now, ShardCtx};
 use crate::authority::{self, Authority};
-use crate::lease::{Change, ScanStep, V4Query, V4Select, V6Query, V6Select};
-use crate::store::record::{v4_binding_of, v6_binding_of};
+use crate::lease::{Change, ScanStep, V4Binding, V4Query, V6Binding, V6Query};
 use crate::store::Journal;
 
 /// Datagrams received beyond this size are cut by the kernel and dropped by the authority.
@@ -208,28 +207,18 @@ fn snapshot(ctx: &Rc<ShardCtx>, j: &Journal) {
     let (v4, v6) = {
         let table = ctx.table.borrow();
         let mut v4 = Vec::with_capacity(table.len_v4());
-        let q = V4Query {
-            select: V4Select::All,
-            changed_since: None,
-            changed_until: None,
-            only_4o6: false,
-        };
+        let q = V4Query::all();
         let mut cur = table.start_v4(&q);
         while table.scan_v4(&q, &mut cur, usize::MAX, |r| {
-            v4.push(v4_binding_of(&r));
+            v4.push(V4Binding::from_record(&r));
             true
         }) != ScanStep::Done
         {}
         let mut v6 = Vec::with_capacity(table.len_v6());
-        let q = V6Query {
-            select: V6Select::All,
-            link_filter: None,
-            changed_since: None,
-            changed_until: None,
-        };
+        let q = V6Query::all();
         let mut cur = table.start_v6(&q);
         while table.scan_v6(&q, &mut cur, usize::MAX, |r| {
-            v6.push(v6_binding_of(&r));
+            v6.push(V6Binding::from_record(&r));
             true
         }) != ScanStep::Done
         {}

@@ -47,7 +47,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 use crate::lease::{Change, ChangeKind, RelayBinding, V4Binding, V6Binding, V6ContextBinding};
-use crate::proto::record::{PortParams, V4Record, V6Addr, V6Prefix, V6Record};
+use crate::proto::record::{PortParams, V6Addr, V6Prefix};
 
 /// The on-disk format version written in every file header.
 pub const FORMAT_VERSION: u16 = 1;
@@ -549,52 +549,6 @@ fn decode_v6(r: &mut Reader<'_>) -> Result<V6Binding, RecordError> {
         relay_id: r.opt_bytes()?,
         remote_id: r.opt_bytes()?,
     })
-}
-
-/// The owned binding of a table record (for snapshots taken from a
-/// [`LeaseShard`](crate::lease::LeaseShard) scan).
-pub fn v4_binding_of(r: &V4Record<'_>) -> V4Binding {
-    V4Binding {
-        addr: r.addr,
-        port_params: r.port_params,
-        htype: r.htype,
-        chaddr: r.chaddr.to_vec(),
-        client_id: r.client_id.map(<[u8]>::to_vec),
-        state: r.state,
-        cltt: r.cltt,
-        state_start: r.state_start,
-        expires: r.expires,
-        circuit_id: r.circuit_id.map(<[u8]>::to_vec),
-        remote_id: r.remote_id.map(<[u8]>::to_vec),
-        relay_id: r.relay_id.map(<[u8]>::to_vec),
-        softwire_src: r.softwire_src,
-        v6: r.v6.map(|c| V6ContextBinding {
-            client_src: c.client_src,
-            link: c.link,
-            relay: c.relay.map(|x| RelayBinding {
-                hop_count: x.hop_count,
-                link_address: x.link_address,
-                peer_address: x.peer_address,
-                interface_id: x.interface_id.map(<[u8]>::to_vec),
-                relay_id: x.relay_id.map(<[u8]>::to_vec),
-                remote_id: x.remote_id.map(<[u8]>::to_vec),
-            }),
-        }),
-        data_source: r.data_source,
-    }
-}
-
-/// The owned binding of a plain v6 table record.
-pub fn v6_binding_of(r: &V6Record<'_>) -> V6Binding {
-    V6Binding {
-        duid: r.duid.to_vec(),
-        link: r.link,
-        iana: r.iana.to_vec(),
-        iapd: r.iapd.to_vec(),
-        cltt: r.cltt,
-        relay_id: r.relay_id.map(<[u8]>::to_vec),
-        remote_id: r.remote_id.map(<[u8]>::to_vec),
-    }
 }
 
 /// A cursor over untrusted octets: every read is checked.
