@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod authority;
 pub mod config;
 pub mod feed;
 pub mod lease;
