@@ -141,6 +141,18 @@ pub struct Config {
     pub history_entries: usize,
     /// Oldest change each shard keeps for catch-up, seconds.
     pub history_age: u64,
+    /// Where the DHCP4o6 lease authority listens for DHCPV4-QUERY, UDP (RFC 7341).
+    pub dhcp4o6_listen: SocketAddr,
+    /// Run the DHCP4o6 lease authority (UDP) at all.
+    pub authority_enabled: bool,
+    /// The authority's subnets and timers (`[authority]` with `[[authority.subnet]]` tables);
+    /// without it the embedded demo setup runs (README "DHCP4o6 lease authority").
+    pub authority: Option<crate::authority::AuthorityConfig>,
+    /// Directory of the durable lease journal and the server DUID; none = leases live in
+    /// memory only (lost at restart).
+    pub data_dir: Option<PathBuf>,
+    /// A shard's journal size (octets) past which it writes a snapshot and drops older segments.
+    pub journal_compact_bytes: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
 }
@@ -174,6 +186,11 @@ impl Default for Config {
             active_backlog_bytes: 64 * 1024 * 1024,
             history_entries: 100_000,
             history_age: 3600,
+            dhcp4o6_listen: "[::1]:547".parse().expect("literal"),
+            authority_enabled: true,
+            authority: None,
+            data_dir: None,
+            journal_compact_bytes: crate::store::DEFAULT_JOURNAL_COMPACT_BYTES,
             log: "info".into(),
         }
     }
@@ -229,6 +246,15 @@ pub struct Flags {
     /// Serve active leasequery without TLS (needs --active too).
     #[arg(long)]
     pub allow_insecure_active: bool,
+    /// DHCP4o6 authority UDP listen address (default [::1]:547).
+    #[arg(long, value_name = "ADDR")]
+    pub dhcp4o6_listen: Option<SocketAddr>,
+    /// Do not run the DHCP4o6 lease authority (no UDP listener).
+    #[arg(long)]
+    pub no_authority: bool,
+    /// Durable lease journal directory (default: none, leases in memory only).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
@@ -289,7 +315,13 @@ impl Config {
             max_queries_per_connection,
             bulk_lq_data_timeout
         );
-        over!(shutdown_deadline, spin_before_park_us, log);
+        over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
+        if let Some(p) = &f.data_dir {
+            self.data_dir = Some(p.clone());
+        }
+        if f.no_authority {
+            self.authority_enabled = false;
+        }
         if let Some(p) = &f.import {
             self.import = Some(p.clone());
         }
@@ -353,7 +385,22 @@ impl Config {
         if self.allow_insecure_active && !self.active {
             return bad("allow_insecure_active is set but active is not: set both to serve active leasequery without TLS".into());
         }
+        if self.journal_compact_bytes < 1024 * 1024 {
+            return bad("journal_compact_bytes must be at least 1048576".into());
+        }
+        if self.authority_enabled {
+            self.authority_config()
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("authority: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The authority settings in effect: the `[authority]` table, or the embedded demo setup.
+    pub fn authority_config(&self) -> crate::authority::AuthorityConfig {
+        self.authority
+            .clone()
+            .unwrap_or_else(crate::authority::AuthorityConfig::demo)
     }
 
     /// The shard count in effect (0 resolves to the number of online CPUs).

@@ -135,6 +135,10 @@ fn live_updates_in_every_form_and_a_second_query_is_not_allowed() {
     });
     s6.c.send(&bulk);
     let r = loop {
+        assert!(
+            std::time::Instant::now() < s6.deadline,
+            "no reply to xid 0x77"
+        );
         let b = s6.c.recv().unwrap();
         let m = v6::Message::decode(&b).unwrap();
         if m.xid == 0x77 {
@@ -150,6 +154,10 @@ fn live_updates_in_every_form_and_a_second_query_is_not_allowed() {
     second4.xid = 0x5555;
     s4.c.send(&encode4(&second4));
     let r = loop {
+        assert!(
+            std::time::Instant::now() < s4.deadline,
+            "no reply to xid 0x5555"
+        );
         let m = v4::Message::decode(&s4.c.recv().unwrap()).unwrap();
         if m.xid == 0x5555 {
             break m;
@@ -294,6 +302,7 @@ fn data_missing_when_history_does_not_reach_back() {
     let mut s6 = Sub {
         c,
         form: Form::V6 { xid: 0x10 },
+        deadline: std::time::Instant::now() + SUB_DEADLINE,
     };
     // v4: STATUS DataMissing with base-time, then live.
     let mut s4 = Sub::v4(&env, 0x11, Some(long_ago));

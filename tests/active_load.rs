@@ -270,6 +270,10 @@ fn bulk_load_then_follow_ends_with_the_servers_table() {
     env.append(&[v4_line(sentinel, "active", unix_now())]);
     let (mut complete, mut sentinel_seen) = (false, false);
     while !(complete && sentinel_seen) {
+        assert!(
+            std::time::Instant::now() < s.deadline,
+            "catch-up never completed"
+        );
         let raw = s.c.recv().expect("open");
         let m = v4::Message::decode(&raw).unwrap();
         match m.message_type() {

@@ -14,6 +14,7 @@ mod v6;
 use std::net::Ipv4Addr;
 
 pub use plan::{Encoded, Form, PlanEncoder, Record, ScanPlan, ScanTarget, V4Form, V6Form};
+pub use v6::udp_leasequery;
 
 use crate::config::Config;
 
@@ -70,9 +71,16 @@ pub fn on_message(
 /// The links this server has bindings or subnets on, as /64 prefixes: a link-address query on
 /// any other link is NotConfigured (RFC 5460 §5.3). Built at start, read-only afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkSet(hashbrown::HashSet<u64>);
+pub struct LinkSet(hashbrown::HashSet<u64>, Vec<(u128, u8)>);
 
 impl LinkSet {
+    /// Adds a configured prefix (an authority subnet's `links`): every address inside it is a
+    /// known link.
+    pub fn insert_prefix(&mut self, prefix: std::net::Ipv6Addr, len: u8) {
+        let len = len.min(128);
+        let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+        self.1.push((u128::from(prefix) & mask, len));
+    }
     /// Adds the /64 of `link`.
     pub fn insert(&mut self, link: std::net::Ipv6Addr) {
         self.0.insert(prefix64(link));
@@ -80,6 +88,10 @@ impl LinkSet {
     /// True when a link with the same /64 as `addr` is known.
     pub fn contains(&self, addr: std::net::Ipv6Addr) -> bool {
         self.0.contains(&prefix64(addr))
+            || self.1.iter().any(|&(p, len)| {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                u128::from(addr) & mask == p
+            })
     }
 }
 

@@ -83,6 +83,33 @@ pub(super) fn requestor_form(view: &MessageView<'_>, id: &Identity) -> Option<V6
     })
 }
 
+/// A LEASEQUERY received over UDP (on the DHCP4o6 authority's port). This server answers
+/// leasequery over TCP only; the bulk-only query types 3, 4 and 5 get a LEASEQUERY-REPLY with
+/// NotAllowed as RFC 5460 §4 requires (scenario 26), anything else (including a query without
+/// Client-ID or with another server's Server-ID) is dropped (`None`). The reply is the UDP
+/// payload, without a TCP length prefix.
+pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
+    let view = MessageView::parse(msg).ok()?;
+    if view.msg_type != v6msg::LEASEQUERY {
+        return None;
+    }
+    let form = requestor_form(&view, id)?;
+    let q = view.options().get(v6opt::LQ_QUERY)?.lq_query().ok()?;
+    if !(3..=5).contains(&q.query_type) {
+        return None;
+    }
+    match error_reply(
+        &form,
+        v6status::NOT_ALLOWED,
+        "bulk leasequery is TCP only",
+        false,
+        now,
+    ) {
+        Action::Reply { bytes, .. } => bytes.get(2..).map(<[u8]>::to_vec),
+        _ => None,
+    }
+}
+
 /// A lone LEASEQUERY-REPLY with an error status (RFC 5460 §7.2).
 fn error_reply(form: &V6Form, code: u16, text: &str, close: bool, now: u32) -> Action {
     let mut buf = Vec::with_capacity(128);

@@ -35,6 +35,11 @@ pub enum Mail {
     Cancel { key: QueryKey },
     /// Active leasequery: changes, catch-up and feed (see `shard::active`).
     Active(super::active::ActiveMail),
+    /// A DHCP4o6 datagram for the shard that owns its client (forwarded once, `shard::udp`).
+    Dhcp4o6 {
+        datagram: Vec<u8>,
+        src: std::net::SocketAddr,
+    },
 }
 
 impl Mail {
@@ -45,7 +50,7 @@ impl Mail {
             | Mail::Chunk { key, .. }
             | Mail::Cancel { key } => *key,
             // Not routed by key (`ShardCtx::deliver_active` routes it).
-            Mail::Active(_) => QueryKey {
+            Mail::Active(_) | Mail::Dhcp4o6 { .. } => QueryKey {
                 origin: u32::MAX,
                 id: u64::MAX,
             },

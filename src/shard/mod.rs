@@ -10,6 +10,7 @@ mod conn;
 mod mail;
 mod scan;
 pub mod stats;
+mod udp;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -82,6 +83,10 @@ pub enum ServerError {
     Executor { shard: usize, message: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("lease store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("authority: {0}")]
+    Authority(#[from] crate::authority::ConfigError),
 }
 
 /// Capacity of each cross-shard channel of the mesh (messages).
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     pub subscribers: Vec<AtomicUsize>,
     /// Each shard's history horizon (Unix seconds): a catch-up from before it is DataMissing.
     pub horizons: Vec<AtomicU32>,
+    /// The DHCP4o6 authority's checked settings, when it runs.
+    pub authority: Option<crate::authority::ValidConfig>,
 }
 
 /// One shard's executor-local state.
@@ -120,6 +127,8 @@ pub(crate) struct ShardCtx {
     pub shutdown: Semaphore,
     /// Active leasequery: history ring, subscriptions, outgoing changes.
     hub: active::Hub,
+    /// The DHCP4o6 lease authority of this shard, when it runs.
+    auth: Option<Rc<udp::AuthShell>>,
 }
 
 impl std::fmt::Debug for ShardCtx {
@@ -174,6 +183,15 @@ impl ShardCtx {
                 }
             }
             Mail::Active(m) => self.deliver_active(m),
+            Mail::Dhcp4o6 { datagram, src } => {
+                if let Some(shell) = &self.auth {
+                    let (ctx, shell) = (self.clone(), shell.clone());
+                    glommio::spawn_local(async move {
+                        udp::spawn_handle(&ctx, &shell, datagram, src).await;
+                    })
+                    .detach();
+                }
+            }
             m @ Mail::Chunk { .. } => {
                 let key = m.key();
                 let routes = self.routes.borrow();
@@ -189,15 +207,48 @@ impl ShardCtx {
 /// deadline has passed).
 pub fn run(config: Config) -> Result<(), ServerError> {
     let shards = config.shard_count();
+    let mut config = config;
+    if let (None, Some(dir)) = (&config.server_duid, &config.data_dir) {
+        // A DUID created once and kept in the data directory (issue: "A server DUID is created
+        // once and kept in the data dir").
+        let duid = crate::store::server_duid(dir)?;
+        config.server_duid = Some(duid.iter().map(|b| format!("{b:02x}")).collect());
+    }
     let identity = identity(&config);
     let started = Instant::now();
-    let imported = match &config.import {
+    let mut imported = match &config.import {
         Some(path) => import::load_file(path, shards)?,
         None => ImportedShards {
             v4: vec![Vec::new(); shards],
             v6: vec![Vec::new(); shards],
         },
     };
+    let authority = if config.authority_enabled {
+        Some(config.authority_config().validate()?)
+    } else {
+        None
+    };
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|e| crate::store::StoreError::Io {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let replayed = crate::store::replay(dir, shards)?;
+        info!(
+            v4 = replayed.v4_count(),
+            v6 = replayed.v6_count(),
+            torn_tails_cut = replayed.torn_tails_cut,
+            resharded = replayed.resharded,
+            "replayed the lease journal"
+        );
+        // Journal state is newer than the import: it is applied after it.
+        for (into, from) in imported.v4.iter_mut().zip(replayed.v4) {
+            into.extend(from);
+        }
+        for (into, from) in imported.v6.iter_mut().zip(replayed.v6) {
+            into.extend(from);
+        }
+    }
     let mut links = LinkSet::default();
     for b in imported.v4.iter().flatten() {
         if let Some(ctx) = &b.v6 {
@@ -206,6 +257,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
     for b in imported.v6.iter().flatten() {
         links.insert(b.link);
+    }
+    for s in authority.iter().flat_map(|a| &a.subnets) {
+        for &(p, len) in &s.links {
+            links.insert_prefix(p, len);
+        }
     }
     let (v4, v6) = (imported.v4_count(), imported.v6_count());
     if config.import.is_some() {
@@ -225,12 +281,17 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         links,
         subscribers: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
         horizons: (0..shards).map(|_| AtomicU32::new(u32::MAX)).collect(),
+        authority,
         config,
     });
     // Bind once here so a bad address is reported before any executor starts; every shard
     // then binds its own SO_REUSEPORT socket on the same address.
     for addr in [shared.config.lq6_listen, shared.config.lq4_listen] {
         std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+    }
+    if shared.authority.is_some() {
+        let addr = shared.config.dhcp4o6_listen;
+        std::net::UdpSocket::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -283,6 +344,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         shards,
         lq6 = %shared.config.lq6_listen,
         lq4 = %shared.config.lq4_listen,
+        dhcp4o6 = %shared
+            .authority
+            .as_ref()
+            .map(|_| shared.config.dhcp4o6_listen.to_string())
+            .unwrap_or_else(|| "off".into()),
+        durable = shared.config.data_dir.is_some(),
         "leasequeryd serving"
     );
 
@@ -351,6 +418,27 @@ async fn shard_main(
             return;
         }
     };
+    let auth = match shared.authority.as_ref().map(|cfg| {
+        let mut a = crate::authority::Authority::new(cfg, id, shared.shards);
+        a.restore(&table);
+        let addr = shared.config.dhcp4o6_listen;
+        let socket = glommio::net::UdpSocket::bind(addr).map_err(|e| ServerError::Listen {
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let journal = match &shared.config.data_dir {
+            Some(dir) => Some(crate::store::Journal::open(dir, id, shared.shards)?),
+            None => None,
+        };
+        Ok::<_, ServerError>(Rc::new(udp::AuthShell::new(a, journal, socket)))
+    }) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     // The history starts now; bindings imported in this second are older than it.
     let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
@@ -373,6 +461,7 @@ async fn shard_main(
         next_query: std::cell::Cell::new(0),
         shutdown: Semaphore::new(0),
         hub: active::Hub::new(active::history_limits(&shared.config), history_start),
+        auth,
     });
     shared.horizons[id].store(history_start, Ordering::Release);
     // One task per peer drains that peer's channel into `deliver`.
@@ -395,6 +484,12 @@ async fn shard_main(
         ))),
         _ => None,
     };
+    let authority_tasks = ctx.auth.clone().map(|shell| {
+        [
+            glommio::spawn_local(udp::recv_loop(ctx.clone(), shell.clone())),
+            glommio::spawn_local(udp::timer_loop(ctx.clone(), shell)),
+        ]
+    });
     let acceptors = [(l6, conn::Family::V6), (l4, conn::Family::V4)].map(|(l, fam)| {
         let ctx = ctx.clone();
         glommio::spawn_local(async move { conn::accept_loop(ctx, l, fam).await })
@@ -410,6 +505,17 @@ async fn shard_main(
     }
     for a in acceptors {
         a.cancel().await;
+    }
+    for t in authority_tasks.into_iter().flatten() {
+        t.cancel().await;
+    }
+    if let Some(shell) = &ctx.auth {
+        info!(shard = id, counters = ?shell.authority.borrow().counters(), "authority");
+        if let Some(j) = &shell.journal {
+            if let Err(e) = j.close().await {
+                warn!(shard = id, "journal close: {e}");
+            }
+        }
     }
     // Wait (bounded by the process-wide deadline) for connections of this shard to finish
     // their QueryTerminated messages.

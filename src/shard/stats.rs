@@ -85,4 +85,12 @@ counters! {
     feed_lines,
     /// Feed file lines skipped as bad.
     feed_bad_lines,
+    /// DHCP4o6 datagrams dropped before routing (not a DHCPV4-QUERY, or from IPv4).
+    dhcp4o6_dropped_unparsed,
+    /// DHCP4o6 datagrams sent on to the shard that owns their client.
+    dhcp4o6_forwarded,
+    /// DHCPV4-RESPONSEs sent.
+    dhcp4o6_replies,
+    /// Journal appends or commits that failed (no reply was sent for them).
+    journal_failures,
 }

@@ -284,7 +284,13 @@ pub fn classify4(bytes: &[u8], xid: u32) -> Got {
 pub struct Sub {
     pub c: Conn,
     pub form: Form,
+    /// Keepalives keep a connection from ever timing out a read, so every wait is also
+    /// bounded by this deadline (a missing message fails the test instead of hanging it).
+    pub deadline: std::time::Instant,
 }
+
+/// How long one subscriber may wait in all for what a test expects.
+pub const SUB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 pub enum Form {
@@ -300,6 +306,7 @@ impl Sub {
         Sub {
             c,
             form: Form::V6 { xid },
+            deadline: std::time::Instant::now() + SUB_DEADLINE,
         }
     }
     pub fn v4(env: &Env, xid: u32, start: Option<u32>) -> Sub {
@@ -308,6 +315,7 @@ impl Sub {
         Sub {
             c,
             form: Form::V4 { xid },
+            deadline: std::time::Instant::now() + SUB_DEADLINE,
         }
     }
     pub fn o6(env: &Env, xid6: u32, xid4: u32, start6: Option<u32>) -> Sub {
@@ -316,10 +324,15 @@ impl Sub {
         Sub {
             c,
             form: Form::O6 { xid6, xid4 },
+            deadline: std::time::Instant::now() + SUB_DEADLINE,
         }
     }
     /// The next message, classified; `None` when the server closed.
     pub fn next(&mut self) -> Option<Got> {
+        assert!(
+            std::time::Instant::now() < self.deadline,
+            "subscriber waited past its {SUB_DEADLINE:?} deadline"
+        );
         let b = self.c.recv()?;
         Some(match self.form {
             Form::V6 { xid } => classify6(&b, xid, None),

@@ -17,6 +17,7 @@ pub fn free_port() -> u16 {
         drop(l);
         if TcpListener::bind(("::1", port)).is_ok()
             && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("::1", port)).is_ok()
         {
             return port;
         }
@@ -28,6 +29,8 @@ pub struct Server {
     child: Option<Child>,
     pub lq6: SocketAddr,
     pub lq4: SocketAddr,
+    /// The DHCP4o6 authority's UDP address.
+    pub dhcp4o6: SocketAddr,
     pub log: Arc<Mutex<String>>,
     _dir: Option<TempDir>,
 }
@@ -84,7 +87,11 @@ impl ServerBuilder {
         let p4 = free_port();
         let lq6: SocketAddr = format!("[::1]:{p6}").parse().unwrap();
         let lq4: SocketAddr = format!("127.0.0.1:{p4}").parse().unwrap();
+        let dhcp4o6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
+        if !self.args.iter().any(|a| a == "--dhcp4o6-listen") {
+            cmd.arg("--dhcp4o6-listen").arg(dhcp4o6.to_string());
+        }
         cmd.arg("--shards").arg(self.shards.to_string());
         cmd.arg("--lq6-listen")
             .arg(lq6.to_string())
@@ -119,6 +126,7 @@ impl ServerBuilder {
             child: Some(child),
             lq6,
             lq4,
+            dhcp4o6,
             log,
             _dir: Some(dir),
         };

@@ -1,0 +1,247 @@
+//! The DHCP4o6 lease authority's shell (DESIGN.md §3 rules 2 and 7): every shard listens on UDP
+//! (`dhcp4o6_listen`, SO_REUSEPORT, so the kernel spreads clients over shards), sends each
+//! datagram once to the shard that owns its client ([`authority::client_shard`]), and there
+//! runs the sans-io [`Authority`]. Lease changes go to the shard's journal and are durable
+//! before the reply leaves; then they are published to active leasequery; then the reply is
+//! sent from the owning shard's socket (all shards' sockets share the address and port).
+//! A timer task runs expiry and, past `journal_compact_bytes`, a snapshot of the shard.
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use glommio::net::UdpSocket;
+use tracing::{debug, error, warn};
+
+use super::mail::Mail;
+use super::{unix_now, ShardCtx};
+use crate::authority::{self, Authority};
+use crate::lease::{Change, ScanStep, V4Query, V4Select, V6Query, V6Select};
+use crate::store::record::{v4_binding_of, v6_binding_of};
+use crate::store::Journal;
+
+/// Datagrams received beyond this size are cut by the kernel and dropped by the authority.
+const RECV_BUF: usize = 65_536;
+/// Most handlings in flight on one shard (each waits for its journal commit); past it the
+/// receive loop waits, and the kernel's socket buffer absorbs (or drops) the burst.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// One shard's authority and what it needs.
+pub(crate) struct AuthShell {
+    pub authority: RefCell<Authority>,
+    pub journal: Option<Journal>,
+    pub socket: UdpSocket,
+    in_flight: Rc<glommio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for AuthShell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthShell").finish_non_exhaustive()
+    }
+}
+
+impl AuthShell {
+    pub fn new(authority: Authority, journal: Option<Journal>, socket: UdpSocket) -> AuthShell {
+        AuthShell {
+            authority: RefCell::new(authority),
+            journal,
+            socket,
+            in_flight: Rc::new(glommio::sync::Semaphore::new(MAX_IN_FLIGHT as u64)),
+        }
+    }
+}
+
+/// Receives datagrams on this shard's socket and routes each to its client's shard.
+pub(super) async fn recv_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let shards = ctx.shared.shards;
+    loop {
+        let (n, src) = match shell.socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(shard = ctx.id, "dhcp4o6 receive failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let datagram = &buf[..n];
+        if datagram.first() == Some(&crate::proto::codes::v6msg::LEASEQUERY) {
+            // Leasequery over UDP: bulk query types get NotAllowed (RFC 5460 §4).
+            let reply = crate::session::udp_leasequery(datagram, &ctx.shared.identity, unix_now());
+            match reply {
+                Some(r) => {
+                    let _ = shell.socket.send_to(&r, src).await;
+                }
+                None => {
+                    ctx.stats()
+                        .dhcp4o6_dropped_unparsed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            continue;
+        }
+        match authority::client_shard(datagram, shards) {
+            None => {
+                ctx.stats()
+                    .dhcp4o6_dropped_unparsed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some(s) if s == ctx.id => spawn_handle(&ctx, &shell, datagram.to_vec(), src).await,
+            Some(s) => {
+                ctx.stats()
+                    .dhcp4o6_forwarded
+                    .fetch_add(1, Ordering::Relaxed);
+                ctx.post(
+                    s,
+                    Mail::Dhcp4o6 {
+                        datagram: datagram.to_vec(),
+                        src,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Starts handling one datagram of a client this shard owns (bounded by `MAX_IN_FLIGHT`).
+pub(super) async fn spawn_handle(
+    ctx: &Rc<ShardCtx>,
+    shell: &Rc<AuthShell>,
+    datagram: Vec<u8>,
+    src: SocketAddr,
+) {
+    let Ok(permit) = shell.in_flight.acquire_static_permit(1).await else {
+        return;
+    };
+    let (ctx, shell) = (ctx.clone(), shell.clone());
+    glommio::spawn_local(async move {
+        handle(&ctx, &shell, &datagram, src).await;
+        drop(permit);
+    })
+    .detach();
+}
+
+/// Runs the authority on one datagram; makes its changes durable, publishes them, replies.
+async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src: SocketAddr) {
+    let IpAddr::V6(src_ip) = src.ip() else {
+        ctx.stats()
+            .dhcp4o6_dropped_unparsed
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let now = unix_now();
+    let out = {
+        let mut table = ctx.table.borrow_mut();
+        shell
+            .authority
+            .borrow_mut()
+            .handle(&mut table, datagram, src_ip, now)
+    };
+    if !commit(ctx, shell, &out.changes).await {
+        // Not durable: no acknowledgement leaves (the client retransmits).
+        return;
+    }
+    if let Some(reply) = out.reply {
+        match shell.socket.send_to(&reply, src).await {
+            Ok(_) => {
+                ctx.stats().dhcp4o6_replies.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => debug!(%src, "dhcp4o6 send failed: {e}"),
+        }
+    }
+}
+
+/// Journals `changes` and waits until they are durable (when there is a journal), then
+/// publishes them to active leasequery. False when the journal failed.
+async fn commit(ctx: &Rc<ShardCtx>, shell: &AuthShell, changes: &[Change]) -> bool {
+    if changes.is_empty() {
+        return true;
+    }
+    if let Some(j) = &shell.journal {
+        let mut last = None;
+        for c in changes {
+            match j.append(c) {
+                Ok(seq) => last = Some(seq),
+                Err(e) => {
+                    error!(shard = ctx.id, "journal append failed: {e}");
+                    ctx.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+        if let Some(seq) = last {
+            if let Err(e) = j.wait_durable(seq).await {
+                error!(shard = ctx.id, "journal commit failed: {e}");
+                ctx.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+    }
+    ctx.publish(changes);
+    true
+}
+
+/// Expiry (every second, or sooner when the authority asks) and journal compaction.
+pub(super) async fn timer_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
+    let compact_at = ctx.shared.config.journal_compact_bytes;
+    loop {
+        // Timers have one-second resolution (lease times are whole seconds).
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let changes = {
+            let mut table = ctx.table.borrow_mut();
+            shell.authority.borrow_mut().expire(&mut table, unix_now())
+        };
+        commit(&ctx, &shell, &changes).await;
+        if let Some(j) = &shell.journal {
+            if j.journal_bytes() > compact_at && !j.snapshot_in_progress() {
+                snapshot(&ctx, j);
+            }
+        }
+    }
+}
+
+/// Starts a snapshot of this shard's table (the cut is taken now, with no await in between).
+fn snapshot(ctx: &Rc<ShardCtx>, j: &Journal) {
+    let (v4, v6) = {
+        let table = ctx.table.borrow();
+        let mut v4 = Vec::with_capacity(table.len_v4());
+        let q = V4Query {
+            select: V4Select::All,
+            changed_since: None,
+            changed_until: None,
+            only_4o6: false,
+        };
+        let mut cur = table.start_v4(&q);
+        while table.scan_v4(&q, &mut cur, usize::MAX, |r| {
+            v4.push(v4_binding_of(&r));
+            true
+        }) != ScanStep::Done
+        {}
+        let mut v6 = Vec::with_capacity(table.len_v6());
+        let q = V6Query {
+            select: V6Select::All,
+            link_filter: None,
+            changed_since: None,
+            changed_until: None,
+        };
+        let mut cur = table.start_v6(&q);
+        while table.scan_v6(&q, &mut cur, usize::MAX, |r| {
+            v6.push(v6_binding_of(&r));
+            true
+        }) != ScanStep::Done
+        {}
+        (v4, v6)
+    };
+    let fut = j.snapshot(v4, v6);
+    let id = ctx.id;
+    glommio::spawn_local(async move {
+        match fut.await {
+            Ok(info) => debug!(shard = id, ?info, "snapshot written"),
+            Err(e) => error!(shard = id, "snapshot failed: {e}"),
+        }
+    })
+    .detach();
+}
