@@ -128,10 +128,14 @@ fn add(c: &mut Counters, k: &str, v: u64) {
 }
 
 impl Worker<'_> {
+    /// Sends; `sent` (perfdhcp's: messages that expect an answer) leaves out RELEASEs, which
+    /// have none, so `drops` = sent - received counts lost exchanges' messages only.
     fn send(&mut self, bytes: &[u8], kind: &str) {
         match self.sock.send_to(bytes, self.a.server) {
             Ok(_) => {
-                add(&mut self.c, "sent", 1);
+                if kind != "release" {
+                    add(&mut self.c, "sent", 1);
+                }
                 add(&mut self.c, &format!("sent_{kind}"), 1);
             }
             Err(e) => add(&mut self.c, &format!("error_send_{:?}", e.kind()), 1),
@@ -302,7 +306,7 @@ impl Worker<'_> {
                 }
             }
             add(&mut self.c, &format!("timeouts_{kind}"), 1);
-            add(&mut self.c, "drops", 1);
+            add(&mut self.c, "timeouts", 1);
             self.progress.fetch_add(1, Ordering::Relaxed);
         }
     }
