@@ -312,7 +312,7 @@ impl Worker<'_> {
     }
 
     /// Runs `op` for every local client, on the open- or closed-loop schedule.
-    fn phase(&mut self, op: Op, round: u32, share: usize, threads: usize) {
+    fn phase(&mut self, op: Op, round: u32, threads: usize) {
         let todo: Vec<usize> = (0..self.clients.len())
             .filter(|&i| {
                 op != Op::Release || pick(self.clients[i].index(), 0, self.a.release_ratio)
@@ -349,7 +349,6 @@ impl Worker<'_> {
                 self.poll(Duration::ZERO);
             }
         }
-        let _ = share;
         while !self.pending.is_empty() {
             self.poll(Duration::from_millis(5));
         }
@@ -429,12 +428,11 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
                     buf: vec![0; 65536],
                     progress: &progress,
                 };
-                let share = w.clients.len();
-                w.phase(Op::Dora, 0, share, threads);
+                w.phase(Op::Dora, 0, threads);
                 for r in 0..a.renewals {
-                    w.phase(Op::Renew, r, share, threads);
+                    w.phase(Op::Renew, r, threads);
                 }
-                w.phase(Op::Release, 0, share, threads);
+                w.phase(Op::Release, 0, threads);
                 w.dora.finish();
                 w.renew.finish();
                 let ledger: Vec<Entry> = w

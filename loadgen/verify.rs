@@ -115,60 +115,68 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A lease unit as compared: address and (offset, PSID length, PSID).
+type Unit = (Ipv4Addr, Option<(u8, u8, u16)>);
+
+fn unit(addr: Ipv4Addr, p: &Option<PortParams>) -> Unit {
+    (addr, p.map(|p| (p.offset, p.psid_len, p.psid)))
+}
+
 /// Compares the ledger with what the server returned. Empty when they agree.
 pub fn compare(ledger: &[Entry], found: &[Found]) -> Vec<Difference> {
     let mut diffs = Vec::new();
-    let mut units: BTreeMap<(Ipv4Addr, Option<(u8, u8, u16)>), usize> = BTreeMap::new();
-    let key = |p: &Option<PortParams>| p.map(|p| (p.offset, p.psid_len, p.psid));
+    let mut units: BTreeMap<Unit, (usize, Option<PortParams>)> = BTreeMap::new();
     for f in found.iter().filter(|f| f.active) {
-        *units.entry((f.addr, key(&f.port_params))).or_default() += 1;
+        units.entry(unit(f.addr, &f.port_params)).or_default().0 += 1;
+        units.entry(unit(f.addr, &f.port_params)).or_default().1 = f.port_params;
     }
-    for ((addr, k), count) in &units {
+    for ((addr, _), (count, port_params)) in &units {
         if *count > 1 {
-            let port_params = found
-                .iter()
-                .find(|f| f.active && f.addr == *addr && key(&f.port_params) == *k)
-                .and_then(|f| f.port_params);
             diffs.push(Difference::Duplicate {
                 addr: *addr,
-                port_params,
+                port_params: *port_params,
                 count: *count,
             });
         }
     }
-    let mut by_client: BTreeMap<&[u8], Vec<&Found>> = BTreeMap::new();
-    for f in found {
+    // Server bindings by client-id, as indexes into `found`.
+    let mut by_client: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (i, f) in found.iter().enumerate() {
         if let Some(c) = &f.client_id {
-            by_client.entry(c).or_default().push(f);
+            by_client.entry(c).or_default().push(i);
         }
     }
-    let mut matched = std::collections::HashSet::new();
+    let mut matched = vec![false; found.len()];
     for e in ledger {
         let mine = by_client.get(&e.client_id[..]).cloned().unwrap_or_default();
-        let exact = mine.iter().find(|f| {
+        let exact = mine.iter().copied().find(|&i| {
+            let f = &found[i];
             f.active
-                && f.addr == e.addr
-                && key(&f.port_params) == key(&e.port_params)
+                && unit(f.addr, &f.port_params) == unit(e.addr, &e.port_params)
                 && f.softwire == Some(e.softwire)
         });
-        match exact {
-            Some(f) => {
-                matched.insert(*f as *const Found);
+        if let Some(i) = exact {
+            matched[i] = true;
+            continue;
+        }
+        let near = mine
+            .iter()
+            .copied()
+            .find(|&i| found[i].active)
+            .or(mine.first().copied());
+        match near {
+            Some(i) => {
+                matched[i] = true;
+                diffs.push(Difference::Mismatch {
+                    ledger: e.clone(),
+                    server: found[i].clone(),
+                });
             }
-            None => match mine.iter().find(|f| f.active).or(mine.first()) {
-                Some(f) => {
-                    matched.insert(*f as *const Found);
-                    diffs.push(Difference::Mismatch {
-                        ledger: e.clone(),
-                        server: (*f).clone(),
-                    });
-                }
-                None => diffs.push(Difference::Missing(e.clone())),
-            },
+            None => diffs.push(Difference::Missing(e.clone())),
         }
     }
-    for f in found {
-        if f.active && !matched.contains(&(f as *const Found)) {
+    for (f, m) in found.iter().zip(&matched) {
+        if f.active && !m {
             diffs.push(Difference::Extra(f.clone()));
         }
     }
