@@ -8,6 +8,11 @@
 //! `concurrency` exchanges outstanding in total. An exchange that sees no answer within
 //! `timeout` is retransmitted (same xid) up to `retries` times, then given up and counted.
 //!
+//! A RELEASE has no answer, so each is followed by a DHCPINFORM from the same client: its ACK
+//! comes from the shard that owns the client, after the RELEASE, which paces the releases like
+//! any other exchange and tells when the server has taken them (metric `release`: RELEASE sent
+//! to the INFORM's ACK).
+//!
 //! Every ACK updates the ledger: what each client holds (client-id, IPv4, PSID, softwire
 //! source), which `--verify` compares with the server's bulk leasequery answer.
 
@@ -119,6 +124,7 @@ struct Worker<'a> {
     c: Counters,
     dora: Metric,
     renew: Metric,
+    release: Metric,
     buf: Vec<u8>,
     progress: &'a AtomicU64,
 }
@@ -164,22 +170,25 @@ impl Worker<'_> {
             add(&mut self.c, &format!("skipped_{kind}_no_lease"), 1);
             return false;
         };
-        let xid = cl.xid();
         self.send(&bytes, kind);
-        if op != Op::Release {
-            self.pending.insert(
-                xid,
-                Pending {
-                    client: i,
-                    op,
-                    intended,
-                    deadline: Instant::now() + self.a.timeout,
-                    tries: 0,
-                },
-            );
-        } else {
-            self.progress.fetch_add(1, Ordering::Relaxed);
+        if op == Op::Release {
+            // The DHCPINFORM barrier: its ACK comes from the client's shard after the RELEASE.
+            match self.clients[i].inform() {
+                Some(b) => self.send(&b, "inform"),
+                None => return true,
+            }
         }
+        let xid = self.clients[i].xid();
+        self.pending.insert(
+            xid,
+            Pending {
+                client: i,
+                op,
+                intended,
+                deadline: Instant::now() + self.a.timeout,
+                tries: 0,
+            },
+        );
         true
     }
 
@@ -259,6 +268,11 @@ impl Worker<'_> {
                 }
                 self.progress.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(Event::Informed) => {
+                add(&mut self.c, "inform_acks", 1);
+                self.release.record(at, lat);
+                self.progress.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(Event::Naked) => {
                 add(&mut self.c, "naks", 1);
                 self.progress.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +307,7 @@ impl Worker<'_> {
             let kind = match (p.op, self.clients[p.client].phase()) {
                 (Op::Dora, leasequery::requestor::Phase::Selecting) => "discover",
                 (Op::Dora, _) => "request",
+                (Op::Release, _) => "inform",
                 _ => "renew",
             };
             if p.tries < self.a.retries {
@@ -425,6 +440,7 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
                     c: Counters::new(),
                     dora: Metric::new("dora", "us"),
                     renew: Metric::new("renew", "us"),
+                    release: Metric::new("release", "us"),
                     buf: vec![0; 65536],
                     progress: &progress,
                 };
@@ -435,6 +451,7 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
                 w.phase(Op::Release, 0, threads);
                 w.dora.finish();
                 w.renew.finish();
+                w.release.finish();
                 let ledger: Vec<Entry> = w
                     .clients
                     .iter()
@@ -447,7 +464,7 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
                         })
                     })
                     .collect();
-                (w.c, vec![w.dora, w.renew], ledger)
+                (w.c, vec![w.dora, w.renew, w.release], ledger)
             })
         })
         .collect();

@@ -308,11 +308,26 @@ fn small_churn_direct_verifies() {
     let held = counter(&j, "held");
     assert_eq!(held, 300 - counter(&j, "sent_release"));
     assert!(held > 180 && held < 300, "about 20 % released: {held}");
+    // Every RELEASE was followed by a DHCPINFORM the server answered.
+    assert_eq!(counter(&j, "inform_acks"), counter(&j, "sent_release"));
+    assert_eq!(counter(&j, "sent_inform"), counter(&j, "sent_release"));
+    assert_eq!(
+        counter(&j, "sent"),
+        counter(&j, "received"),
+        "nothing lost: {j}"
+    );
     assert_eq!(counter(&j, "verify_ledger"), held);
     assert_eq!(counter(&j, "verify_server_active"), held);
     assert_eq!(counter(&j, "error_verify_differences"), 0);
     assert!(counter(&j, "softwire_changes") > 0);
-    for f in ["dora.hgrm", "renew.hgrm", "dora.hlog", "summary.txt"] {
+    for f in [
+        "dora.hgrm",
+        "renew.hgrm",
+        "release.hgrm",
+        "dora.hlog",
+        "dora.svg",
+        "summary.txt",
+    ] {
         assert!(out.path().join(f).exists(), "{f}");
     }
 }

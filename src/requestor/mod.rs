@@ -298,6 +298,8 @@ pub enum Phase {
     Rebinding,
     /// RELEASE sent (no reply expected); the lease is gone on the client's side.
     Released,
+    /// DHCPINFORM sent, waiting for its DHCPACK (no lease involved).
+    Informing,
 }
 
 /// What a response did to an [`LwB4`].
@@ -309,6 +311,8 @@ pub enum Event {
     Acked(Held),
     /// A NAK: the client is back in INIT with no lease.
     Naked,
+    /// The DHCPACK of a DHCPINFORM (configuration only, no lease).
+    Informed,
     /// Not for this client now (wrong xid, wrong client-id, wrong phase); ignore it.
     Ignored,
 }
@@ -455,6 +459,7 @@ impl LwB4 {
             Phase::Requesting => self.request(),
             Phase::Renewing => self.extend(true, false),
             Phase::Rebinding => self.extend(false, false),
+            Phase::Informing => Some(self.inform_msg()),
             _ => None,
         }
     }
@@ -506,6 +511,26 @@ impl LwB4 {
         Some(self.finish(m, true))
     }
 
+    /// A DHCPINFORM (U = 1, new xid) from a client without a lease from this server: the
+    /// server answers with a DHCPACK carrying configuration only. `loadgen churn` sends one
+    /// after each RELEASE: its answer comes from the shard that owns the client, after the
+    /// RELEASE, so it paces the releases and tells when they have been taken. `None` while the
+    /// client holds a lease (RFC 2131 §3.4 is for externally configured addresses).
+    pub fn inform(&mut self) -> Option<Vec<u8>> {
+        if self.held.is_some() {
+            return None;
+        }
+        self.next_xid();
+        self.phase = Phase::Informing;
+        Some(self.inform_msg())
+    }
+
+    fn inform_msg(&self) -> Vec<u8> {
+        let mut m = self.v4(v4msg::INFORM);
+        self.prl(&mut m);
+        self.finish(m, true)
+    }
+
     /// Feeds a received datagram. Errors are for datagrams that are not DHCPV4-RESPONSEs at
     /// all; a well-formed response for another xid, client or phase is [`Event::Ignored`].
     pub fn on_datagram(&mut self, datagram: &[u8]) -> Result<Event, ResponseError> {
@@ -543,6 +568,10 @@ impl LwB4 {
                 self.offer = None;
                 self.phase = Phase::Bound;
                 Event::Acked(h)
+            }
+            (Phase::Informing, ReplyKind::Ack) => {
+                self.phase = Phase::Init;
+                Event::Informed
             }
             (Phase::Requesting | Phase::Renewing | Phase::Rebinding, ReplyKind::Nak) => {
                 self.held = None;
@@ -740,6 +769,16 @@ mod tests {
         assert_eq!(m.ciaddr, yi);
         assert_eq!(m.option(v4opt::SERVER_ID), Some(&V4Option::ServerId(sid)));
         assert_eq!(c.phase(), Phase::Released);
+        let inf = c.inform().unwrap();
+        assert_eq!(inf[1..4], [0x80, 0, 0]);
+        let (_, raw) = inner_v4(&inf);
+        let m = V4Message::decode(&raw).unwrap();
+        assert_eq!(m.message_type(), Some(v4msg::INFORM));
+        assert_eq!(c.retransmit().unwrap(), inf);
+        let ack = response(v4msg::ACK, c.xid(), Ipv4Addr::UNSPECIFIED, vec![]);
+        assert_eq!(c.on_datagram(&ack), Ok(Event::Informed));
+        assert_eq!(c.phase(), Phase::Init);
+        assert!(c.held().is_none());
     }
 
     fn hop() -> RelayHop {
