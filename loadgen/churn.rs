@@ -179,6 +179,11 @@ impl Worker<'_> {
             }
         }
         let xid = self.clients[i].xid();
+        if self.pending.contains_key(&xid) {
+            // Only for client indexes at or above 2^24 (see LwB4::xid).
+            add(&mut self.c, "error_xid_collision", 1);
+            return true;
+        }
         self.pending.insert(
             xid,
             Pending {

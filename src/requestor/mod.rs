@@ -341,7 +341,7 @@ impl LwB4 {
             shared,
             softwire,
             relay,
-            xid: index.wrapping_mul(0x9e37_79b9),
+            xid: index << 8,
             phase: Phase::Init,
             offer: None,
             held: None,
@@ -376,7 +376,7 @@ impl LwB4 {
     pub fn held(&self) -> Option<&Held> {
         self.held.as_ref()
     }
-    /// The xid of the outstanding (or last) message.
+    /// The xid of the outstanding (or last) message: `index << 8 | n`.
     pub fn xid(&self) -> u32 {
         self.xid
     }
@@ -386,8 +386,10 @@ impl LwB4 {
         self.softwire = s;
     }
 
+    /// xids are `index << 8 | n` (n counts the client's transactions modulo 256), so the
+    /// outstanding xids of clients whose indexes are below 2^24 never collide.
     fn next_xid(&mut self) {
-        self.xid = self.xid.wrapping_add(1);
+        self.xid = (self.xid & !0xff) | (self.xid.wrapping_add(1) & 0xff);
     }
 
     fn v4(&self, msg_type: u8) -> V4Message {
@@ -615,6 +617,17 @@ mod tests {
             softwire_of(sw(), 0x10005, 2),
             "2001:db8:ff:2::1:5".parse::<Ipv6Addr>().unwrap()
         );
+    }
+
+    #[test]
+    fn xids_stay_in_the_clients_range() {
+        let mut c = LwB4::new(0x12_3456, false, sw(), None);
+        c.discover();
+        assert_eq!(c.xid(), 0x1234_5601);
+        for _ in 0..300 {
+            c.discover();
+            assert_eq!(c.xid() >> 8, 0x12_3456);
+        }
     }
 
     #[test]
