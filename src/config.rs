@@ -511,6 +511,37 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads_with_its_authority_and_bad_subnets_are_named() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/leasequeryd.toml");
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        let a = c.authority_config().validate().unwrap();
+        assert_eq!(a.subnets.len(), 2);
+        assert_eq!(
+            c.data_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/leasequeryd"))
+        );
+        // No [authority] table: the demo setup.
+        assert_eq!(
+            Config::default().authority_config(),
+            crate::authority::AuthorityConfig::demo()
+        );
+        // A bad subnet stops the start, naming the subnet and the field.
+        let bad = Config::from_toml(
+            "[authority]\n[[authority.subnet]]\nname = \"x\"\nlinks = [\"::1/128\"]\n\
+             pool = \"10.0.0.0/33\"\nlease_time = 60\nrenew_time = 30\nrebind_time = 50\n",
+        )
+        .unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("authority") && e.contains("pool"), "{e}");
+        // Off: no validation of the (absent) authority and no listener.
+        let mut off = bad.clone();
+        off.authority_enabled = false;
+        off.validate().unwrap();
+    }
+
+    #[test]
     fn cidr_edges() {
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("203.0.113.1".parse().unwrap()));

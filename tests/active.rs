@@ -75,7 +75,7 @@ fn gating_off_by_default_and_insecure_needs_its_own_setting() {
 fn live_updates_in_every_form_and_a_second_query_is_not_allowed() {
     let env = Env::start("", None);
     let mut s6 = Sub::v6(&env, 0x61, vec![V6Option::Oro(vec![v6opt::LQ_BASE_TIME])]);
-    let mut s4 = Sub::v4(&env, 0x4444_0001, None);
+    let mut s4 = Sub::v4_ready(&env, 0x4444_0001);
     let mut s46 = Sub::o6(&env, 0x46, 0x4646_0001, None);
     assert_eq!(s6.next_real(), Some(Got::Reply(None)));
     assert_eq!(s46.next_real(), Some(Got::Reply(None)));
@@ -183,7 +183,7 @@ fn live_updates_in_every_form_and_a_second_query_is_not_allowed() {
 fn catch_up_then_complete_then_live_across_shards() {
     let env = Env::start("", None);
     // A live subscriber tells us when the feed was applied.
-    let mut watch = Sub::v4(&env, 1, None);
+    let mut watch = Sub::v4_ready(&env, 1);
     let now = unix_now();
     let before: Vec<u32> = (0..30).collect();
     env.append(
@@ -415,7 +415,7 @@ fn shutdown_sends_query_terminated_last_on_every_active_connection() {
 #[test]
 fn bad_feed_lines_are_skipped_and_partial_lines_wait() {
     let env = Env::start("", None);
-    let mut s4 = Sub::v4(&env, 0x41, None);
+    let mut s4 = Sub::v4_ready(&env, 0x41);
     let now = unix_now();
     let line = v4_line(1, "active", now);
     let (a, b) = line.split_at(30);

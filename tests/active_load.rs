@@ -45,7 +45,7 @@ fn a_stalled_subscriber_is_terminated_while_ten_others_get_every_change() {
         "active_backlog_bindings = 100000\nmax_connections = 20\n",
         None,
     );
-    let subs: Vec<Sub> = (0..10).map(|i| Sub::v4(&env, 0x100 + i, None)).collect();
+    let subs: Vec<Sub> = (0..10).map(|i| Sub::v4_ready(&env, 0x100 + i)).collect();
     let mut slow = stalled(env.srv.lq4);
     {
         use std::io::Write;
@@ -150,7 +150,7 @@ fn the_backlog_bound_terminates_a_stalled_subscriber() {
         "active_backlog_bindings = 2000\nactive_send_timeout = 120\n",
         None,
     );
-    let mut good = Sub::v4(&env, 0x1, None);
+    let mut good = Sub::v4_ready(&env, 0x1);
     let mut slow = stalled(env.srv.lq4);
     {
         use std::io::Write;

@@ -318,6 +318,23 @@ impl Sub {
             deadline: std::time::Instant::now() + SUB_DEADLINE,
         }
     }
+    /// A v4 subscriber known to be registered before the caller goes on: DHCPv4 active
+    /// leasequery sends nothing when a live query is accepted, so this one asks for a catch-up
+    /// from now (empty when no change came since) and waits for its CatchUpComplete. Without
+    /// it a change appended right after subscribing can race the subscription.
+    pub fn v4_ready(env: &Env, xid: u32) -> Sub {
+        let mut s = Sub::v4(env, xid, Some(unix_now()));
+        loop {
+            match s.next_real() {
+                Some(Got::Status {
+                    done: false,
+                    code: 7,
+                }) => return s,
+                Some(Got::Update { .. }) => continue,
+                other => panic!("expected CatchUpComplete, got {other:?}"),
+            }
+        }
+    }
     pub fn o6(env: &Env, xid6: u32, xid4: u32, start6: Option<u32>) -> Sub {
         let mut c = env.srv.connect6();
         c.send(&active4o6(xid6, xid4, start6));
