@@ -333,8 +333,12 @@ fn small_churn_direct_verifies() {
 }
 
 #[test]
-fn small_churn_relayed_open_loop_verifies() {
-    let srv = ServerBuilder::new().start();
+fn small_churn_relayed_open_loop_durable_verifies() {
+    let data = TempDir::new("churn-data");
+    let srv = ServerBuilder::new()
+        .arg("--data-dir")
+        .arg(data.path().to_str().unwrap())
+        .start();
     let out = TempDir::new("churn-relay");
     let o = churn(
         &srv,
