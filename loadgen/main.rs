@@ -2,15 +2,18 @@
 //! and duration), records HdrHistograms per thread, merges them, prints a perfdhcp-style
 //! summary and writes the report files (see `report.rs`) under `--out`.
 //!
-//! Scenarios available now: `bulk` (K bulk requestors of every query kind) and `ceiling` (the
-//! loopback limit for bulk streaming). The DHCP4o6 churn, active-subscriber and mixed scenarios
-//! come with the server's authority and active leasequery.
+//! Scenarios available now: `churn` (N lwB4 clients doing DHCP4o6 DORA, renewals and releases,
+//! with `--verify` against a bulk leasequery), `bulk` (K bulk requestors of every query kind)
+//! and `ceiling` (the loopback limit for bulk streaming). The active-subscriber and mixed
+//! scenarios come with active leasequery.
 
 mod bulk;
 mod ceiling;
+mod churn;
 mod plot;
 mod report;
 mod requestor;
+mod verify;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -76,6 +79,60 @@ enum Cmd {
         #[arg(long, default_value_t = 262_144)]
         write_size: usize,
     },
+    /// N simulated lwB4 clients (DHCPv4-over-DHCPv6, RFC 7341) do DORA, renewals (some with a
+    /// new softwire source) and releases over UDP; `--verify` then checks the server's bulk
+    /// leasequery answer against what the clients hold.
+    Churn {
+        /// The server's DHCP4o6 UDP address.
+        #[arg(long, default_value = "[::1]:547")]
+        server: SocketAddr,
+        /// Simulated clients.
+        #[arg(long, default_value_t = 1000)]
+        clients: u32,
+        /// Index of the first client (client-ids, MACs and softwire sources derive from it).
+        #[arg(long, default_value_t = 0)]
+        first_client: u32,
+        /// Share of clients that list option 159 (shared addresses with a PSID), 0..1.
+        #[arg(long, default_value_t = 0.5)]
+        shared_ratio: f64,
+        /// Send through one simulated relay (Relay-Forward, link 2001:db8:1::, interface-id,
+        /// relay-id, remote-id).
+        #[arg(long)]
+        relay: bool,
+        /// Open loop: exchanges per second in total (default: closed loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Closed loop: exchanges outstanding in total.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Renewal rounds after DORA.
+        #[arg(long, default_value_t = 1)]
+        renewals: u32,
+        /// Share of clients whose softwire source changes at each renewal, 0..1.
+        #[arg(long, default_value_t = 0.1)]
+        swchange_ratio: f64,
+        /// Share of clients that release at the end, 0..1.
+        #[arg(long, default_value_t = 0.1)]
+        release_ratio: f64,
+        /// Seconds to wait for an answer before retransmitting.
+        #[arg(long, default_value_t = 1.0)]
+        timeout: f64,
+        /// Retransmissions before an exchange is given up (counted as a drop).
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        /// Threads (0: one per core, pinned).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// The /48 of the softwire sources (option 109).
+        #[arg(long, default_value = "2001:db8:ff::")]
+        softwire_prefix: std::net::Ipv6Addr,
+        /// After the churn, bulk-query the server and compare with the ledger.
+        #[arg(long)]
+        verify: bool,
+        /// The server's DHCPv6/DHCP4o6 leasequery TCP address, for --verify.
+        #[arg(long = "server6-lq", default_value = "[::1]:547")]
+        server6_lq: SocketAddr,
+    },
     /// Prints the percentile distribution (.hgrm format) of an interval log written by loadgen
     /// (all its intervals summed).
     Percentiles {
@@ -136,6 +193,112 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             };
+        }
+        Cmd::Churn {
+            server,
+            clients,
+            first_client,
+            shared_ratio,
+            relay,
+            rate,
+            concurrency,
+            renewals,
+            swchange_ratio,
+            release_ratio,
+            timeout,
+            retries,
+            threads,
+            softwire_prefix,
+            verify,
+            server6_lq,
+        } => {
+            let ratio_ok = |r: f64| (0.0..=1.0).contains(&r);
+            if clients == 0
+                || concurrency == 0
+                || !ratio_ok(shared_ratio)
+                || !ratio_ok(swchange_ratio)
+                || !ratio_ok(release_ratio)
+                || rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
+                || !(timeout > 0.0 && timeout.is_finite())
+            {
+                eprintln!(
+                    "loadgen: --clients, --concurrency, --rate and --timeout must be positive and \
+                     the ratios within 0..1"
+                );
+                return ExitCode::from(2);
+            }
+            let args = churn::ChurnArgs {
+                server,
+                clients,
+                first: first_client,
+                shared_ratio,
+                relay,
+                rate,
+                concurrency,
+                renewals,
+                swchange_ratio,
+                release_ratio,
+                timeout: Duration::from_secs_f64(timeout),
+                retries,
+                threads,
+                softwire_prefix,
+            };
+            let progress = Arc::new(AtomicU64::new(0));
+            let bar = progress_bar(churn::steps(&args), progress.clone());
+            let res = churn::run(&args, progress.clone());
+            progress.store(u64::MAX, Ordering::Relaxed);
+            if let Some(b) = bar {
+                let _ = b.join();
+            }
+            let (mut r, ledger) = match res {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("loadgen: churn: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if verify {
+                let links = if relay {
+                    vec![churn::RELAY_LINK]
+                } else {
+                    match churn::direct_source(server) {
+                        Ok(a) => vec![a],
+                        Err(e) => {
+                            eprintln!("loadgen: verify: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                };
+                match verify::query_links(server6_lq, &links, Duration::from_secs(30)) {
+                    Ok(found) => {
+                        let diffs = verify::compare(&ledger, &found);
+                        r.counters
+                            .insert("verify_ledger".into(), ledger.len() as u64);
+                        r.counters.insert(
+                            "verify_server_active".into(),
+                            found.iter().filter(|f| f.active).count() as u64,
+                        );
+                        r.counters
+                            .insert("error_verify_differences".into(), diffs.len() as u64);
+                        for d in diffs.iter().take(1000) {
+                            eprintln!("verify: {d}");
+                        }
+                        if diffs.is_empty() {
+                            println!(
+                                "verify: OK, the server's {} active 4o6 bindings equal the ledger",
+                                ledger.len()
+                            );
+                        } else {
+                            eprintln!("verify: FAILED, {} differences", diffs.len());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("loadgen: verify: bulk query failed: {e}");
+                        r.counters.insert("error_verify_query".into(), 1);
+                    }
+                }
+            }
+            r
         }
         Cmd::Bulk {
             server6,

@@ -23,6 +23,7 @@ pub mod config;
 pub mod feed;
 pub mod lease;
 pub mod proto;
+pub mod requestor;
 pub mod session;
 pub mod shard;
 pub mod store;
