@@ -58,7 +58,14 @@ fn rec_strategy() -> impl Strategy<Value = Rec> {
                 addr,
                 psid: psid.map(|(len, id)| (len, if len == 16 { id } else { id % (1 << len) })),
                 chaddr,
-                client_id,
+                // Type 255 is an RFC 4361 id, which needs IAID + a DUID of 2 octets or more
+                // (7 octets in all); a shorter one is not a valid option 61.
+                client_id: client_id.map(|mut c| {
+                    if c[0] == 255 && c.len() < 7 {
+                        c[0] = 1;
+                    }
+                    c
+                }),
                 active,
                 cltt_ago,
                 expires_in,
