@@ -405,6 +405,37 @@ fn verify_fails_on_leases_no_client_holds() {
     assert_eq!(counter(&j, "error_verify_differences"), 20);
 }
 
+/// Issue 6: verification must fail when the server loses bindings. The test-only fault switch
+/// (`--features fault-injection`, run by `.ci/run`) makes the server drop every 10th new lease
+/// from its table after the DHCPACK left.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn verify_fails_when_the_server_loses_bindings() {
+    let srv = ServerBuilder::new()
+        .env("LEASEQUERYD_FAULT_LOSE_EVERY", "10")
+        .start();
+    let out = TempDir::new("churn-fault");
+    let o = churn(
+        &srv,
+        &out,
+        &[
+            "--clients",
+            "100",
+            "--release-ratio",
+            "0",
+            "--renewals",
+            "0",
+            "--verify",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("verify: missing:").count(), 10, "{stderr}");
+    let j = json(&out.path().join("summary.json"));
+    assert_eq!(counter(&j, "verify_ledger"), 100);
+    assert_eq!(counter(&j, "error_verify_differences"), 10);
+}
+
 #[test]
 fn churn_refuses_bad_arguments() {
     for bad in [

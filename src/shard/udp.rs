@@ -151,6 +151,47 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             Err(e) => debug!(%src, "dhcp4o6 send failed: {e}"),
         }
     }
+    #[cfg(feature = "fault-injection")]
+    fault::maybe_lose(ctx, &out.changes);
+}
+
+/// Test-only fault switch (cargo feature `fault-injection`): see Cargo.toml.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::rc::Rc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::ShardCtx;
+    use crate::lease::{Change, ChangeKind};
+
+    /// New leases over every shard, so "every Nth" holds process-wide.
+    static ACKED: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn maybe_lose(ctx: &Rc<ShardCtx>, changes: &[Change]) {
+        let every: u64 = match std::env::var("LEASEQUERYD_FAULT_LOSE_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(n) if n > 0 => n,
+            _ => return,
+        };
+        for c in changes {
+            if let Change::V4 {
+                kind: ChangeKind::New,
+                binding,
+                ..
+            } = c
+            {
+                let n = ACKED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % every == 0 {
+                    ctx.table
+                        .borrow_mut()
+                        .remove_v4(binding.addr, binding.port_params);
+                    tracing::warn!(addr = %binding.addr, "fault injection: binding dropped");
+                }
+            }
+        }
+    }
 }
 
 /// Journals `changes` and waits until they are durable (when there is a journal), then

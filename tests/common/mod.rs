@@ -55,6 +55,7 @@ impl Drop for TempDir {
 }
 
 pub struct ServerBuilder {
+    env: Vec<(String, String)>,
     args: Vec<String>,
     import: Option<String>,
     shards: usize,
@@ -63,6 +64,7 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     pub fn new() -> Self {
         ServerBuilder {
+            env: Vec::new(),
             args: Vec::new(),
             import: None,
             shards: 2,
@@ -75,6 +77,11 @@ impl ServerBuilder {
     /// JSON-lines import content.
     pub fn import(mut self, jsonl: impl Into<String>) -> Self {
         self.import = Some(jsonl.into());
+        self
+    }
+    /// An environment variable for the server process.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
         self
     }
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -103,6 +110,7 @@ impl ServerBuilder {
             cmd.arg("--import").arg(f);
         }
         cmd.args(&self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
