@@ -2,15 +2,33 @@
 //!
 //! The library behind `leasequeryd`, a thread-per-core DHCP leasequery server: DHCPv6 Bulk and
 //! Active Leasequery (RFC 5460, RFC 7653), DHCPv4 Bulk and Active Leasequery (RFC 6926,
-//! RFC 7724), and both carried over DHCPv4-over-DHCPv6 (draft-cui-dhc-dhcp4o6-bulk-active-leasequery).
+//! RFC 7724), and both carried over DHCPv4-over-DHCPv6 (draft-cui-dhc-dhcp4o6-bulk-active-leasequery);
+//! and the DHCPv4-over-DHCPv6 lease authority (RFC 7341, RFC 7618, RFC 8539) whose bindings it
+//! publishes.
+//!
+//! ## Request flows
+//!
+//! - A bulk query: [`shard`] reads a frame, [`session`] turns it into a reply or a scan plan, every
+//!   shard scans its slice of the [`lease`] table and encodes records with [`proto`]'s encoder into
+//!   chunks, the connection's shard writes them.
+//! - A DHCP4o6 client: [`shard`] receives the datagram, forwards it once to its client's shard,
+//!   [`authority`] decides, [`store`] makes the change durable, the active leasequery fan-out in
+//!   [`shard`] publishes it, then the DHCPV4-RESPONSE leaves.
+//! - An active query: [`session`] validates it, [`shard`] registers the subscriber, catches up
+//!   from each shard's history ring and sends every later change.
 //!
 //! ## Map
 //!
 //! | module | what | I/O |
 //! |---|---|---|
 //! | [`proto`] | TCP framing, DHCPv6 and DHCPv4 codecs, the DHCP4o6 envelope, the streaming reply encoder | sans-io |
-//! | [`lease`] | binding model, the per-shard table and its indexes, shard routing | sans-io |
-//! | [`feed`] | lease sources other than the authority: the JSON-lines import file | file reads at start |
+//! | [`lease`] | binding model, the per-shard table and its indexes, change events, the history ring, shard routing | sans-io |
+//! | [`session`] | what a requestor's message means: replies, scan plans, active subscriptions | sans-io |
+//! | [`authority`] | the DHCP4o6 lease authority: pools, PSIDs, option 109, lease lifecycle | sans-io |
+//! | [`requestor`] | the client side: a DHCP4o6 lwB4 client (loadgen, tests) | sans-io |
+//! | [`config`] | the TOML file and the command-line flags | file read at start |
+//! | [`feed`] | lease sources other than the authority: the import file and the followed feed file | file reads |
+//! | [`shard`] | the glommio shell: executors, listeners, mailboxes, fan-out, the UDP path, shutdown | glommio |
 //! | [`store`] | the durable lease journal: record format, group commit, snapshots, replay, server DUID | glommio DMA files |
 //!
 //! The sans-io modules take `now` as an argument and never touch glommio, sockets or clocks
