@@ -284,14 +284,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         authority,
         config,
     });
-    // Bind once here so a bad address is reported before any executor starts; every shard
-    // then binds its own SO_REUSEPORT socket on the same address.
+    // Check every address once here, so a bad one is reported before any executor starts;
+    // every shard then binds its own SO_REUSEPORT socket on it.
     for addr in [shared.config.lq6_listen, shared.config.lq4_listen] {
-        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+        precheck(addr, socket2::Type::STREAM)?;
     }
     if shared.authority.is_some() {
-        let addr = shared.config.dhcp4o6_listen;
-        std::net::UdpSocket::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
+        precheck(shared.config.dhcp4o6_listen, socket2::Type::DGRAM)?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -378,6 +377,30 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             info!(shard = i, "counters: {summary}");
         }
     }
+    Ok(())
+}
+
+/// Checks that `addr` can be bound the way the shards bind it (SO_REUSEADDR + SO_REUSEPORT, so
+/// the connections a previous run left in TIME-WAIT do not block a restart), and that no other
+/// server already listens there on TCP (SO_REUSEPORT would otherwise let two processes share
+/// the port silently).
+fn precheck(addr: std::net::SocketAddr, ty: socket2::Type) -> Result<(), ServerError> {
+    let err = |source| ServerError::Listen { addr, source };
+    if ty == socket2::Type::STREAM
+        && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another server is already listening there",
+        )));
+    }
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None).map_err(err)?;
+    s.set_reuse_address(true).map_err(err)?;
+    s.set_reuse_port(true).map_err(err)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(err)?;
+    }
+    s.bind(&addr.into()).map_err(err)?;
     Ok(())
 }
 
