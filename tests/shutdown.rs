@@ -151,3 +151,38 @@ fn sigint_when_idle_exits_zero() {
         .expect("server exited");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// A restart right after a shutdown that closed requestor connections (left in TIME-WAIT on the
+/// server's port) binds the same addresses; a second server on a TCP port in use is refused.
+#[test]
+fn restart_on_the_same_ports_after_closing_connections_and_no_second_server() {
+    let addrs = (
+        format!("[::1]:{}", common::free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap(),
+        format!("[::1]:{}", common::free_port()).parse().unwrap(),
+    );
+    let mut srv = ServerBuilder::new()
+        .listen(addrs.0, addrs.1, addrs.2)
+        .start();
+    // A second server on the same addresses is refused, naming the address.
+    let second = ServerBuilder::new()
+        .listen(addrs.0, addrs.1, addrs.2)
+        .try_start();
+    let log = second.err().expect("the second server must not start");
+    assert!(log.contains("another server is already listening"), "{log}");
+    // Requestor connections the server closes itself at shutdown.
+    let conns: Vec<_> = (0..20).map(|_| srv.connect6()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(srv.terminate().expect("exits").success());
+    drop(conns);
+    let again = ServerBuilder::new()
+        .listen(addrs.0, addrs.1, addrs.2)
+        .try_start();
+    assert!(
+        again.is_ok(),
+        "restart refused: {}",
+        again.err().unwrap_or_default()
+    );
+}

@@ -55,6 +55,7 @@ impl Drop for TempDir {
 }
 
 pub struct ServerBuilder {
+    fixed: Option<(SocketAddr, SocketAddr, SocketAddr)>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     import: Option<String>,
@@ -64,6 +65,7 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     pub fn new() -> Self {
         ServerBuilder {
+            fixed: None,
             env: Vec::new(),
             args: Vec::new(),
             import: None,
@@ -79,6 +81,12 @@ impl ServerBuilder {
         self.import = Some(jsonl.into());
         self
     }
+    /// Listen on these addresses (TCP v6 leasequery, TCP v4 leasequery, UDP DHCP4o6) instead
+    /// of fresh free ports.
+    pub fn listen(mut self, lq6: SocketAddr, lq4: SocketAddr, dhcp4o6: SocketAddr) -> Self {
+        self.fixed = Some((lq6, lq4, dhcp4o6));
+        self
+    }
     /// An environment variable for the server process.
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
@@ -89,12 +97,19 @@ impl ServerBuilder {
         self
     }
     pub fn start(self) -> Server {
+        self.try_start()
+            .unwrap_or_else(|log| panic!("leasequeryd did not start; log:\n{log}"))
+    }
+    /// Starts the server; its log when it does not come up within 30 s.
+    pub fn try_start(self) -> Result<Server, String> {
         let dir = TempDir::new("srv");
-        let p6 = free_port();
-        let p4 = free_port();
-        let lq6: SocketAddr = format!("[::1]:{p6}").parse().unwrap();
-        let lq4: SocketAddr = format!("127.0.0.1:{p4}").parse().unwrap();
-        let dhcp4o6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
+        let (lq6, lq4, dhcp4o6) = self.fixed.unwrap_or_else(|| {
+            (
+                format!("[::1]:{}", free_port()).parse().unwrap(),
+                format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                format!("[::1]:{}", free_port()).parse().unwrap(),
+            )
+        });
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
         if !self.args.iter().any(|a| a == "--dhcp4o6-listen") {
             cmd.arg("--dhcp4o6-listen").arg(dhcp4o6.to_string());
@@ -141,9 +156,9 @@ impl ServerBuilder {
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
             let log = server.log.lock().unwrap().clone();
             server.kill();
-            panic!("leasequeryd did not start within 30 s; log:\n{log}");
+            return Err(log);
         }
-        server
+        Ok(server)
     }
 }
 
