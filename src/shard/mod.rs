@@ -185,11 +185,7 @@ impl ShardCtx {
             Mail::Active(m) => self.deliver_active(m),
             Mail::Dhcp4o6 { datagram, src } => {
                 if let Some(shell) = &self.auth {
-                    let (ctx, shell) = (self.clone(), shell.clone());
-                    glommio::spawn_local(async move {
-                        udp::spawn_handle(&ctx, &shell, datagram, src).await;
-                    })
-                    .detach();
+                    udp::spawn_handle(self, shell, datagram, src);
                 }
             }
             m @ Mail::Chunk { .. } => {

@@ -87,6 +87,8 @@ counters! {
     feed_bad_lines,
     /// DHCP4o6 datagrams dropped before routing (not a DHCPV4-QUERY, or from IPv4).
     dhcp4o6_dropped_unparsed,
+    /// DHCP4o6 datagrams dropped: MAX_IN_FLIGHT handlings already waiting on this shard.
+    dhcp4o6_dropped_busy,
     /// DHCP4o6 datagrams sent on to the shard that owns their client.
     dhcp4o6_forwarded,
     /// DHCPV4-RESPONSEs sent.

@@ -23,8 +23,8 @@ use crate::store::Journal;
 
 /// Datagrams received beyond this size are cut by the kernel and dropped by the authority.
 const RECV_BUF: usize = 65_536;
-/// Most handlings in flight on one shard (each waits for its journal commit); past it the
-/// receive loop waits, and the kernel's socket buffer absorbs (or drops) the burst.
+/// Most handlings in flight on one shard (each waits for its journal commit); past it new
+/// datagrams are dropped and counted.
 const MAX_IN_FLIGHT: usize = 4096;
 
 /// One shard's authority and what it needs.
@@ -87,7 +87,7 @@ pub(super) async fn recv_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
                     .dhcp4o6_dropped_unparsed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            Some(s) if s == ctx.id => spawn_handle(&ctx, &shell, datagram.to_vec(), src).await,
+            Some(s) if s == ctx.id => spawn_handle(&ctx, &shell, datagram.to_vec(), src),
             Some(s) => {
                 ctx.stats()
                     .dhcp4o6_forwarded
@@ -105,14 +105,20 @@ pub(super) async fn recv_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
     }
 }
 
-/// Starts handling one datagram of a client this shard owns (bounded by `MAX_IN_FLIGHT`).
-pub(super) async fn spawn_handle(
+/// Starts handling one datagram of a client this shard owns, received here or forwarded by
+/// another shard. At most `MAX_IN_FLIGHT` handlings wait for their journal commit at once; past
+/// that the datagram is dropped and counted (the client retransmits), so neither path can queue
+/// without bound.
+pub(super) fn spawn_handle(
     ctx: &Rc<ShardCtx>,
     shell: &Rc<AuthShell>,
     datagram: Vec<u8>,
     src: SocketAddr,
 ) {
-    let Ok(permit) = shell.in_flight.acquire_static_permit(1).await else {
+    let Ok(permit) = shell.in_flight.try_acquire_static_permit(1) else {
+        ctx.stats()
+            .dhcp4o6_dropped_busy
+            .fetch_add(1, Ordering::Relaxed);
         return;
     };
     let (ctx, shell) = (ctx.clone(), shell.clone());
