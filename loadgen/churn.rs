@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use leasequery::proto::record::PortParams;
 use leasequery::requestor::{softwire_of, Event, LwB4, RelayHop};
 
+use crate::active::Stamps;
 use crate::report::{Counters, Metric, RunReport};
 
 /// The link-address of the simulated relay.
@@ -89,6 +90,15 @@ pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
     ((x >> 11) as f64 / (1u64 << 53) as f64) < ratio
 }
 
+/// The index of the run's client whose RFC 4361 client-id this is (clients `first ..
+/// first + clients`), if it is one.
+pub fn run_client(client_id: &[u8], first: u32, clients: u32) -> Option<u32> {
+    let index = u32::from_be_bytes(client_id.get(1..5)?.try_into().ok()?);
+    let ours = index.checked_sub(first).is_some_and(|i| i < clients)
+        && client_id == leasequery::requestor::client_id_of(index);
+    ours.then_some(index)
+}
+
 /// The relay hop client `index` goes through.
 pub fn relay_hop(index: u32) -> RelayHop {
     RelayHop {
@@ -127,6 +137,8 @@ struct Worker<'a> {
     release: Metric,
     buf: Vec<u8>,
     progress: &'a AtomicU64,
+    /// Send and ACK times for the active subscribers' latency (scenarios `active`, `mixed`).
+    stamps: Option<&'a Stamps>,
 }
 
 fn add(c: &mut Counters, k: &str, v: u64) {
@@ -170,6 +182,10 @@ impl Worker<'_> {
             add(&mut self.c, &format!("skipped_{kind}_no_lease"), 1);
             return false;
         };
+        if op != Op::Dora {
+            // Before the send: the update can arrive before this thread runs again.
+            self.stamp_sent(i);
+        }
         self.send(&bytes, kind);
         if op == Op::Release {
             // The DHCPINFORM barrier: its ACK comes from the client's shard after the RELEASE.
@@ -195,6 +211,12 @@ impl Worker<'_> {
             },
         );
         true
+    }
+
+    fn stamp_sent(&self, i: usize) {
+        if let Some(s) = self.stamps {
+            s.sent(self.clients[i].index(), Instant::now());
+        }
     }
 
     /// Reads what has arrived (waiting at most `wait`), then handles expired deadlines.
@@ -254,6 +276,9 @@ impl Worker<'_> {
             Ok(Event::Offered) => {
                 if let Some(req) = cl.request() {
                     let xid = cl.xid();
+                    if let Some(s) = self.stamps {
+                        s.sent(cl.index(), Instant::now());
+                    }
                     self.send(&req, "request");
                     self.pending.insert(
                         xid,
@@ -266,6 +291,9 @@ impl Worker<'_> {
                 }
             }
             Ok(Event::Acked(_)) => {
+                if let Some(s) = self.stamps {
+                    s.acked(cl.index(), now);
+                }
                 add(&mut self.c, "acks", 1);
                 match p.op {
                     Op::Dora => self.dora.record(at, lat),
@@ -395,7 +423,11 @@ fn peek_xid(d: &[u8], relayed: bool) -> Option<u32> {
 }
 
 /// Runs the churn; returns the report and the ledger (sorted by client-id).
-pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Vec<Entry>)> {
+pub fn run(
+    a: &ChurnArgs,
+    progress: Arc<AtomicU64>,
+    stamps: Option<Arc<Stamps>>,
+) -> io::Result<(RunReport, Vec<Entry>)> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let threads = if a.threads == 0 {
         cores.len().max(1)
@@ -420,6 +452,7 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
             let a = a.clone();
             let core = cores.get(t % cores.len().max(1)).copied();
             let progress = progress.clone();
+            let stamps = stamps.clone();
             std::thread::spawn(move || {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
@@ -448,6 +481,7 @@ pub fn run(a: &ChurnArgs, progress: Arc<AtomicU64>) -> io::Result<(RunReport, Ve
                     release: Metric::new("release", "us"),
                     buf: vec![0; 65536],
                     progress: &progress,
+                    stamps: stamps.as_deref(),
                 };
                 w.phase(Op::Dora, 0, threads);
                 for r in 0..a.renewals {

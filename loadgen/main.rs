@@ -2,11 +2,13 @@
 //! and duration), records HdrHistograms per thread, merges them, prints a perfdhcp-style
 //! summary and writes the report files (see `report.rs`) under `--out`.
 //!
-//! Scenarios available now: `churn` (N lwB4 clients doing DHCP4o6 DORA, renewals and releases,
-//! with `--verify` against a bulk leasequery), `bulk` (K bulk requestors of every query kind)
-//! and `ceiling` (the loopback limit for bulk streaming). The active-subscriber and mixed
-//! scenarios come with active leasequery.
+//! Scenarios: `churn` (N lwB4 clients doing DHCP4o6 DORA, renewals and releases, with
+//! `--verify` against a bulk leasequery), `bulk` (K bulk requestors of every query kind),
+//! `active` (S active-leasequery subscribers following a churn: change-to-subscriber latency,
+//! `--verify` of every subscriber's table), `mixed` (churn, bulk requestors and subscribers at
+//! once) and `ceiling` (the loopback limit for bulk streaming).
 
+mod active;
 mod bulk;
 mod ceiling;
 mod churn;
@@ -83,55 +85,49 @@ enum Cmd {
     /// new softwire source) and releases over UDP; `--verify` then checks the server's bulk
     /// leasequery answer against what the clients hold.
     Churn {
-        /// The server's DHCP4o6 UDP address.
-        #[arg(long, default_value = "[::1]:547")]
-        server: SocketAddr,
-        /// Simulated clients.
-        #[arg(long, default_value_t = 1000)]
-        clients: u32,
-        /// Index of the first client (client-ids, MACs and softwire sources derive from it).
-        #[arg(long, default_value_t = 0)]
-        first_client: u32,
-        /// Share of clients that list option 159 (shared addresses with a PSID), 0..1.
-        #[arg(long, default_value_t = 0.5)]
-        shared_ratio: f64,
-        /// Send through one simulated relay (Relay-Forward, link 2001:db8:1::, interface-id,
-        /// relay-id, remote-id).
-        #[arg(long)]
-        relay: bool,
-        /// Open loop: exchanges per second in total (default: closed loop).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Closed loop: exchanges outstanding in total.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Renewal rounds after DORA.
-        #[arg(long, default_value_t = 1)]
-        renewals: u32,
-        /// Share of clients whose softwire source changes at each renewal, 0..1.
-        #[arg(long, default_value_t = 0.1)]
-        swchange_ratio: f64,
-        /// Share of clients that release at the end, 0..1.
-        #[arg(long, default_value_t = 0.1)]
-        release_ratio: f64,
-        /// Seconds to wait for an answer before retransmitting.
-        #[arg(long, default_value_t = 1.0)]
-        timeout: f64,
-        /// Retransmissions before an exchange is given up (counted as a drop).
-        #[arg(long, default_value_t = 3)]
-        retries: u32,
-        /// Threads (0: one per core, pinned).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// The /48 of the softwire sources (option 109).
-        #[arg(long, default_value = "2001:db8:ff::")]
-        softwire_prefix: std::net::Ipv6Addr,
+        #[command(flatten)]
+        churn: ChurnOpts,
         /// After the churn, bulk-query the server and compare with the ledger.
         #[arg(long)]
         verify: bool,
         /// The server's DHCPv6/DHCP4o6 leasequery TCP address, for --verify.
         #[arg(long = "server6-lq", default_value = "[::1]:547")]
         server6_lq: SocketAddr,
+    },
+    /// S active-leasequery subscribers (v4, v6, DHCP4o6) bulk-load, then follow the server
+    /// while a churn (the `churn` options) changes bindings; measures the change-to-subscriber
+    /// latency; `--verify` checks every subscriber's table against what the clients hold.
+    /// The server needs `--active --allow-insecure-active` and `--max-connections` above S.
+    Active {
+        #[command(flatten)]
+        churn: ChurnOpts,
+        #[command(flatten)]
+        subs: SubOpts,
+        /// After the churn, every subscriber's table (and with `--verify` in `mixed`, a bulk
+        /// query) must equal the clients' ledger.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Everything at once: the churn, K bulk requestors and S active subscribers; `--verify`
+    /// checks the server's bulk answer and every subscriber's table against the ledger.
+    Mixed {
+        #[command(flatten)]
+        churn: ChurnOpts,
+        #[command(flatten)]
+        subs: SubOpts,
+        /// Bulk requestors running while the churn runs.
+        #[arg(long, default_value_t = 2)]
+        requestors: usize,
+        /// Bulk queries per requestor.
+        #[arg(long = "bulk-queries", default_value_t = 5)]
+        bulk_queries: u64,
+        /// Bulk query kinds, used in turn (as `bulk --query`). Default: v4-all and the churn
+        /// clients' 4o6 link.
+        #[arg(long = "query")]
+        queries_kinds: Vec<QueryKind>,
+        /// After the churn, a bulk query and every subscriber's table must equal the ledger.
+        #[arg(long)]
+        verify: bool,
     },
     /// Prints the percentile distribution (.hgrm format) of an interval log written by loadgen
     /// (all its intervals summed).
@@ -151,6 +147,77 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+}
+
+/// The lwB4 clients of `churn`, `active` and `mixed`.
+#[derive(clap::Args, Debug, Clone)]
+struct ChurnOpts {
+    /// The server's DHCP4o6 UDP address.
+    #[arg(long, default_value = "[::1]:547")]
+    server: SocketAddr,
+    /// Simulated clients.
+    #[arg(long, default_value_t = 1000)]
+    clients: u32,
+    /// Index of the first client (client-ids, MACs and softwire sources derive from it).
+    #[arg(long, default_value_t = 0)]
+    first_client: u32,
+    /// Share of clients that list option 159 (shared addresses with a PSID), 0..1.
+    #[arg(long, default_value_t = 0.5)]
+    shared_ratio: f64,
+    /// Send through one simulated relay (Relay-Forward, link 2001:db8:1::, interface-id,
+    /// relay-id, remote-id).
+    #[arg(long)]
+    relay: bool,
+    /// Open loop: exchanges per second in total (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Closed loop: exchanges outstanding in total.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Renewal rounds after DORA.
+    #[arg(long, default_value_t = 1)]
+    renewals: u32,
+    /// Share of clients whose softwire source changes at each renewal, 0..1.
+    #[arg(long, default_value_t = 0.1)]
+    swchange_ratio: f64,
+    /// Share of clients that release at the end, 0..1.
+    #[arg(long, default_value_t = 0.1)]
+    release_ratio: f64,
+    /// Seconds to wait for an answer before retransmitting.
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+    /// Retransmissions before an exchange is given up (counted as a drop).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Threads (0: one per core, pinned).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The /48 of the softwire sources (option 109).
+    #[arg(long, default_value = "2001:db8:ff::")]
+    softwire_prefix: std::net::Ipv6Addr,
+}
+
+/// The active subscribers of `active` and `mixed`.
+#[derive(clap::Args, Debug, Clone)]
+struct SubOpts {
+    /// The server's DHCPv6/DHCP4o6 leasequery TCP address.
+    #[arg(long = "server6-lq", default_value = "[::1]:547")]
+    server6_lq: SocketAddr,
+    /// The server's DHCPv4 leasequery TCP address.
+    #[arg(long = "server4-lq", default_value = "127.0.0.1:67")]
+    server4_lq: SocketAddr,
+    /// Active subscribers.
+    #[arg(long, default_value_t = 3)]
+    subscribers: usize,
+    /// Subscriber forms, used in turn (repeatable): 4o6, v4, v6. Default: 4o6, v4, v6.
+    #[arg(long = "form")]
+    forms: Vec<active::Form>,
+    /// Seconds to wait after the churn for every subscriber to reach the clients' state.
+    #[arg(long, default_value_t = 10.0)]
+    settle: f64,
+    /// Subscriber threads (0: one per core, pinned).
+    #[arg(long = "subscriber-threads", default_value_t = 0)]
+    subscriber_threads: usize,
 }
 
 fn progress_bar(total: u64, counter: Arc<AtomicU64>) -> Option<std::thread::JoinHandle<()>> {
@@ -177,6 +244,238 @@ fn progress_bar(total: u64, counter: Arc<AtomicU64>) -> Option<std::thread::Join
     }))
 }
 
+impl ChurnOpts {
+    /// The checked churn parameters; exit code 2 (with the reason printed) when out of range.
+    fn args(&self) -> Result<churn::ChurnArgs, ExitCode> {
+        let ratio_ok = |r: f64| (0.0..=1.0).contains(&r);
+        if self.clients == 0
+            || self.concurrency == 0
+            || !ratio_ok(self.shared_ratio)
+            || !ratio_ok(self.swchange_ratio)
+            || !ratio_ok(self.release_ratio)
+            || self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
+            || !(self.timeout > 0.0 && self.timeout.is_finite())
+        {
+            eprintln!(
+                "loadgen: --clients, --concurrency, --rate and --timeout must be positive and \
+                 the ratios within 0..1"
+            );
+            return Err(ExitCode::from(2));
+        }
+        Ok(churn::ChurnArgs {
+            server: self.server,
+            clients: self.clients,
+            first: self.first_client,
+            shared_ratio: self.shared_ratio,
+            relay: self.relay,
+            rate: self.rate,
+            concurrency: self.concurrency,
+            renewals: self.renewals,
+            swchange_ratio: self.swchange_ratio,
+            release_ratio: self.release_ratio,
+            timeout: Duration::from_secs_f64(self.timeout),
+            retries: self.retries,
+            threads: self.threads,
+            softwire_prefix: self.softwire_prefix,
+        })
+    }
+}
+
+/// Runs the churn with a progress bar.
+fn run_churn(
+    args: &churn::ChurnArgs,
+    stamps: Option<Arc<active::Stamps>>,
+) -> std::io::Result<(report::RunReport, Vec<churn::Entry>)> {
+    let progress = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(churn::steps(args), progress.clone());
+    let res = churn::run(args, progress.clone(), stamps);
+    progress.store(u64::MAX, Ordering::Relaxed);
+    if let Some(b) = bar {
+        let _ = b.join();
+    }
+    res
+}
+
+/// The links the churn clients' bindings are recorded under: the relay's link, or the IPv6
+/// source the kernel picks towards the server for direct clients.
+fn churn_links(args: &churn::ChurnArgs) -> std::io::Result<Vec<std::net::Ipv6Addr>> {
+    if args.relay {
+        Ok(vec![churn::RELAY_LINK])
+    } else {
+        churn::direct_source(args.server).map(|a| vec![a])
+    }
+}
+
+/// `--verify` through bulk leasequery: the server's 4o6 bindings on the clients' links (those
+/// of the run's clients, and any without a client-id) must equal the ledger; differences are
+/// printed and counted (`error_verify_differences`).
+fn verify_bulk(
+    r: &mut report::RunReport,
+    ledger: &[churn::Entry],
+    args: &churn::ChurnArgs,
+    server6_lq: SocketAddr,
+) {
+    let found = churn_links(args)
+        .and_then(|links| verify::query_links(server6_lq, &links, Duration::from_secs(30)));
+    match found {
+        Ok(mut found) => {
+            // Bindings of other clients (an import, another run's clients) are not the run's.
+            found.retain(|f| {
+                f.client_id
+                    .as_deref()
+                    .is_none_or(|c| churn::run_client(c, args.first, args.clients).is_some())
+            });
+            let diffs = verify::compare(ledger, &found);
+            r.counters
+                .insert("verify_ledger".into(), ledger.len() as u64);
+            r.counters.insert(
+                "verify_server_active".into(),
+                found.iter().filter(|f| f.active).count() as u64,
+            );
+            r.counters
+                .insert("error_verify_differences".into(), diffs.len() as u64);
+            for d in diffs.iter().take(1000) {
+                eprintln!("verify: {d}");
+            }
+            if diffs.is_empty() {
+                println!(
+                    "verify: OK, the server's {} active 4o6 bindings equal the ledger",
+                    ledger.len()
+                );
+            } else {
+                eprintln!("verify: FAILED, {} differences", diffs.len());
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: verify: bulk query failed: {e}");
+            r.counters.insert("error_verify_query".into(), 1);
+        }
+    }
+}
+
+/// `active` and `mixed`: subscribers connect, bulk-load and catch up; then the churn runs
+/// (with the bulk requestors alongside for `mixed`); then the subscribers settle and are
+/// compared with the ledger.
+fn run_active(
+    args: &churn::ChurnArgs,
+    subs: &SubOpts,
+    bulk: Option<bulk::BulkArgs>,
+    verify: bool,
+) -> Result<report::RunReport, ExitCode> {
+    if subs.subscribers == 0 || !(subs.settle >= 0.0 && subs.settle.is_finite()) {
+        eprintln!("loadgen: --subscribers must be at least 1 and --settle a number of seconds");
+        return Err(ExitCode::from(2));
+    }
+    let links = churn_links(args).map_err(|e| {
+        eprintln!("loadgen: {e}");
+        ExitCode::from(1)
+    })?;
+    let forms = if subs.forms.is_empty() {
+        vec![active::Form::O6, active::Form::V4, active::Form::V6]
+    } else {
+        subs.forms.clone()
+    };
+    let sub_args = active::SubArgs {
+        server6: subs.server6_lq,
+        server4: subs.server4_lq,
+        subscribers: subs.subscribers,
+        forms,
+        links,
+        timeout: args.timeout.max(Duration::from_secs(10)),
+        threads: subs.subscriber_threads,
+    };
+    let t0 = std::time::Instant::now();
+    let stamps = Arc::new(active::Stamps::new(t0, args.first, args.clients));
+    let running = active::Running::start(&sub_args, stamps.clone(), t0).map_err(|e| {
+        eprintln!("loadgen: subscribers: {e}");
+        ExitCode::from(1)
+    })?;
+    let set_up = t0.elapsed();
+    let bulk_thread =
+        bulk.map(|b| std::thread::spawn(move || bulk::run(&b, Arc::new(AtomicU64::new(0)))));
+    let churned = run_churn(args, Some(stamps));
+    let bulk_report = bulk_thread.map(|h| h.join());
+    let (mut r, ledger) = match churned {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("loadgen: churn: {e}");
+            return Err(ExitCode::from(1));
+        }
+    };
+    r.scenario = if bulk_report.is_some() {
+        "mixed"
+    } else {
+        "active"
+    }
+    .into();
+    let (outcomes, waited) = running.finish(ledger.clone(), Duration::from_secs_f64(subs.settle));
+    r.rates
+        .insert("subscriber_set_up_s".into(), set_up.as_secs_f64());
+    r.rates.insert("settle_s".into(), waited.as_secs_f64());
+    r.counters
+        .insert("active_subscribers".into(), subs.subscribers as u64);
+    let mut tables = Vec::new();
+    for o in &outcomes {
+        r.absorb(&o.counters, &o.metrics);
+        tables.extend(o.tables.iter().cloned());
+    }
+    let updates: u64 = r
+        .counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("active_updates_"))
+        .map(|(_, v)| v)
+        .sum();
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    r.rates
+        .insert("active_updates/s".into(), updates as f64 / secs);
+    match bulk_report {
+        Some(Ok(b)) => {
+            for (k, v) in &b.counters {
+                r.counters.insert(format!("bulk_{k}"), *v);
+            }
+            for (k, v) in &b.rates {
+                r.rates.insert(format!("bulk_{k}"), *v);
+            }
+            r.metrics.extend(b.metrics);
+        }
+        Some(Err(_)) => {
+            r.counters.insert("error_bulk_thread_panicked".into(), 1);
+        }
+        None => {}
+    }
+    if verify {
+        let mut bad = 0u64;
+        for (n, (form, table)) in tables.iter().enumerate() {
+            let diffs = verify::compare(&ledger, table);
+            if !diffs.is_empty() {
+                bad += 1;
+                eprintln!(
+                    "verify: subscriber {n} ({form:?}): FAILED, {} differences",
+                    diffs.len()
+                );
+                for d in diffs.iter().take(100) {
+                    eprintln!("verify: subscriber {n}: {d}");
+                }
+            }
+        }
+        r.counters
+            .insert("verify_subscribers".into(), tables.len() as u64);
+        r.counters
+            .insert("error_verify_subscribers_differing".into(), bad);
+        if bad == 0 {
+            println!(
+                "verify: OK, all {} following subscribers' tables equal the ledger of {} leases",
+                tables.len(),
+                ledger.len()
+            );
+        }
+        if r.scenario == "mixed" {
+            verify_bulk(&mut r, &ledger, args, subs.server6_lq);
+        }
+    }
+    Ok(r)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -195,62 +494,15 @@ fn main() -> ExitCode {
             };
         }
         Cmd::Churn {
-            server,
-            clients,
-            first_client,
-            shared_ratio,
-            relay,
-            rate,
-            concurrency,
-            renewals,
-            swchange_ratio,
-            release_ratio,
-            timeout,
-            retries,
-            threads,
-            softwire_prefix,
+            churn: o,
             verify,
             server6_lq,
         } => {
-            let ratio_ok = |r: f64| (0.0..=1.0).contains(&r);
-            if clients == 0
-                || concurrency == 0
-                || !ratio_ok(shared_ratio)
-                || !ratio_ok(swchange_ratio)
-                || !ratio_ok(release_ratio)
-                || rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
-                || !(timeout > 0.0 && timeout.is_finite())
-            {
-                eprintln!(
-                    "loadgen: --clients, --concurrency, --rate and --timeout must be positive and \
-                     the ratios within 0..1"
-                );
-                return ExitCode::from(2);
-            }
-            let args = churn::ChurnArgs {
-                server,
-                clients,
-                first: first_client,
-                shared_ratio,
-                relay,
-                rate,
-                concurrency,
-                renewals,
-                swchange_ratio,
-                release_ratio,
-                timeout: Duration::from_secs_f64(timeout),
-                retries,
-                threads,
-                softwire_prefix,
+            let args = match o.args() {
+                Ok(a) => a,
+                Err(code) => return code,
             };
-            let progress = Arc::new(AtomicU64::new(0));
-            let bar = progress_bar(churn::steps(&args), progress.clone());
-            let res = churn::run(&args, progress.clone());
-            progress.store(u64::MAX, Ordering::Relaxed);
-            if let Some(b) = bar {
-                let _ = b.join();
-            }
-            let (mut r, ledger) = match res {
+            let (mut r, ledger) = match run_churn(&args, None) {
                 Ok(x) => x,
                 Err(e) => {
                     eprintln!("loadgen: churn: {e}");
@@ -258,47 +510,69 @@ fn main() -> ExitCode {
                 }
             };
             if verify {
-                let links = if relay {
-                    vec![churn::RELAY_LINK]
-                } else {
-                    match churn::direct_source(server) {
-                        Ok(a) => vec![a],
-                        Err(e) => {
-                            eprintln!("loadgen: verify: {e}");
-                            return ExitCode::from(1);
-                        }
-                    }
-                };
-                match verify::query_links(server6_lq, &links, Duration::from_secs(30)) {
-                    Ok(found) => {
-                        let diffs = verify::compare(&ledger, &found);
-                        r.counters
-                            .insert("verify_ledger".into(), ledger.len() as u64);
-                        r.counters.insert(
-                            "verify_server_active".into(),
-                            found.iter().filter(|f| f.active).count() as u64,
-                        );
-                        r.counters
-                            .insert("error_verify_differences".into(), diffs.len() as u64);
-                        for d in diffs.iter().take(1000) {
-                            eprintln!("verify: {d}");
-                        }
-                        if diffs.is_empty() {
-                            println!(
-                                "verify: OK, the server's {} active 4o6 bindings equal the ledger",
-                                ledger.len()
-                            );
-                        } else {
-                            eprintln!("verify: FAILED, {} differences", diffs.len());
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("loadgen: verify: bulk query failed: {e}");
-                        r.counters.insert("error_verify_query".into(), 1);
-                    }
-                }
+                verify_bulk(&mut r, &ledger, &args, server6_lq);
             }
             r
+        }
+        Cmd::Active {
+            churn: o,
+            subs,
+            verify,
+        } => {
+            let args = match o.args() {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            match run_active(&args, &subs, None, verify) {
+                Ok(r) => r,
+                Err(code) => return code,
+            }
+        }
+        Cmd::Mixed {
+            churn: o,
+            subs,
+            requestors,
+            bulk_queries,
+            queries_kinds,
+            verify,
+        } => {
+            let args = match o.args() {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            if requestors == 0 || bulk_queries == 0 {
+                eprintln!("loadgen: --requestors and --bulk-queries must be at least 1");
+                return ExitCode::from(2);
+            }
+            let kinds = if queries_kinds.is_empty() {
+                let links = match churn_links(&args) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("loadgen: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                let mut k = vec![QueryKind::V4All];
+                k.extend(links.into_iter().map(QueryKind::O6Link));
+                k
+            } else {
+                queries_kinds
+            };
+            let bulk = bulk::BulkArgs {
+                server6: subs.server6_lq,
+                server4: subs.server4_lq,
+                requestors,
+                queries: bulk_queries,
+                duration: None,
+                rate: None,
+                kinds,
+                expect: None,
+                timeout: args.timeout.max(Duration::from_secs(30)),
+            };
+            match run_active(&args, &subs, Some(bulk), verify) {
+                Ok(r) => r,
+                Err(code) => return code,
+            }
         }
         Cmd::Bulk {
             server6,

@@ -237,6 +237,11 @@ impl Conn {
         self.s.write_all(&f)
     }
 
+    /// The socket and the octets read past the last message handed out.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.s, self.buf[self.pos..self.have].to_vec())
+    }
+
     /// Calls `each` with every message until it returns false (the stream ended) or the server
     /// closes the connection (an error).
     pub fn read_stream(&mut self, mut each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {

@@ -12,10 +12,10 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use leasequery::proto::codes::{v4msg, v6msg, v6opt};
+use leasequery::proto::codes::{v4msg, v4opt, v6msg, v6opt};
 use leasequery::proto::record::PortParams;
-use leasequery::proto::v4::{Message as V4Message, V4Option};
-use leasequery::proto::v6::{Message, V6Option};
+use leasequery::proto::v4::MessageView as V4View;
+use leasequery::proto::v6::{Message, MessageView, V6Option};
 
 use crate::churn::Entry;
 use crate::requestor::{Conn, QueryKind};
@@ -185,16 +185,17 @@ pub fn compare(ledger: &[Entry], found: &[Found]) -> Vec<Difference> {
 
 /// Decodes one message of a 4o6 bulk stream: the binding in OPTION_CLIENT_DATA's DHCPv4 reply.
 pub fn binding_of(msg: &[u8]) -> Option<Found> {
-    let m = Message::decode(msg).ok()?;
+    let m = MessageView::parse(msg).ok()?;
     if m.msg_type != v6msg::LEASEQUERY_REPLY && m.msg_type != v6msg::LEASEQUERY_DATA {
         return None;
     }
-    m.options.iter().find(|o| o.code() == v6opt::CLIENT_DATA)?;
-    let raw = m.options.iter().find_map(|o| match o {
-        V6Option::Dhcpv4Msg(v) => Some(v),
-        _ => None,
-    })?;
-    let v4 = V4Message::decode(raw).ok()?;
+    m.options().get(v6opt::CLIENT_DATA)?;
+    found_of_v4(m.options().get(v6opt::DHCPV4_MSG)?.data)
+}
+
+/// The binding a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED reports (ciaddr, options 61, 159, 109).
+pub fn found_of_v4(raw: &[u8]) -> Option<Found> {
+    let v4 = V4View::parse(raw).ok()?;
     let active = match v4.message_type()? {
         v4msg::LEASEACTIVE => true,
         v4msg::LEASEUNASSIGNED => false,
@@ -207,15 +208,20 @@ pub fn binding_of(msg: &[u8]) -> Option<Found> {
         softwire: None,
         active,
     };
-    for o in &v4.options {
-        match o {
-            V4Option::ClientId(c) => {
-                let mut v = Vec::new();
-                c.write(&mut v);
-                f.client_id = Some(v);
+    for (code, value) in v4.options() {
+        match code {
+            v4opt::CLIENT_ID => f.client_id = Some(value.to_vec()),
+            v4opt::V4_PORTPARAMS => {
+                if let [offset, psid_len, a, b] = *value {
+                    f.port_params =
+                        PortParams::from_wire(offset, psid_len, u16::from_be_bytes([a, b]));
+                }
             }
-            V4Option::V4PortParams(p) => f.port_params = Some(*p),
-            V4Option::Dhcp4o6SoftwireSource(s) => f.softwire = Some(*s),
+            v4opt::DHCP4O6_S46_SADDR => {
+                if let Ok(o) = <[u8; 16]>::try_from(value) {
+                    f.softwire = Some(Ipv6Addr::from(o));
+                }
+            }
             _ => {}
         }
     }
@@ -229,10 +235,15 @@ pub fn query_links(
     links: &[Ipv6Addr],
     timeout: Duration,
 ) -> io::Result<Vec<Found>> {
-    let mut out: Vec<Found> = Vec::new();
     let mut conn = Conn::connect(server, timeout)?;
+    query_links_on(&mut conn, links, 0x7e_0000)
+}
+
+/// [`query_links`] on an open connection, transaction ids from `xid`.
+pub fn query_links_on(conn: &mut Conn, links: &[Ipv6Addr], xid: u32) -> io::Result<Vec<Found>> {
+    let mut out: Vec<Found> = Vec::new();
     for (n, link) in links.iter().enumerate() {
-        let q = QueryKind::O6Link(*link).encode(0x7e_0000 + n as u32);
+        let q = QueryKind::O6Link(*link).encode(xid + n as u32);
         conn.send(&q)?;
         let mut err = None;
         conn.read_stream(|m| match m.first() {

@@ -447,3 +447,59 @@ fn churn_refuses_bad_arguments() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// Issue 6: verification through an active subscriber must fail when the server loses
+/// updates. `LEASEQUERYD_FAULT_UNPUBLISHED_EVERY=10` (test-only feature) acknowledges every 10th
+/// new lease but never publishes it: each following subscriber misses exactly those 10.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn active_verify_fails_when_the_server_loses_updates() {
+    let srv = ServerBuilder::new()
+        .env("LEASEQUERYD_FAULT_UNPUBLISHED_EVERY", "10")
+        .arg("--active")
+        .arg("--allow-insecure-active")
+        .start();
+    let out = TempDir::new("active-fault");
+    let (s, lq6, lq4) = (
+        srv.dhcp4o6.to_string(),
+        srv.lq6.to_string(),
+        srv.lq4.to_string(),
+    );
+    let o = loadgen(&[
+        "--out",
+        out.path().to_str().unwrap(),
+        "active",
+        "--server",
+        &s,
+        "--server6-lq",
+        &lq6,
+        "--server4-lq",
+        &lq4,
+        "--clients",
+        "100",
+        "--release-ratio",
+        "0",
+        "--renewals",
+        "0",
+        "--subscribers",
+        "2",
+        "--settle",
+        "2",
+        "--verify",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("verify: subscriber 0: missing:").count(),
+        10,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("verify: subscriber 1: missing:").count(),
+        10,
+        "{stderr}"
+    );
+    let j = json(&out.path().join("summary.json"));
+    assert_eq!(counter(&j, "held"), 100);
+    assert_eq!(counter(&j, "error_verify_subscribers_differing"), 2);
+}

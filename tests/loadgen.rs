@@ -163,3 +163,186 @@ fn ceiling_scenario_reports_a_rate() {
     assert!(j["rates"]["median_bytes/s"].as_f64().unwrap() > 0.0);
     assert!(j["rates"]["min_bytes/s"].as_f64() <= j["rates"]["max_bytes/s"].as_f64());
 }
+
+/// A server with active leasequery on (no TLS) and room for the subscribers' connections.
+fn active_server() -> common::Server {
+    ServerBuilder::new()
+        .arg("--active")
+        .arg("--allow-insecure-active")
+        .arg("--max-connections")
+        .arg("40")
+        .start()
+}
+
+/// The arguments that point an `active` / `mixed` run at `srv`.
+fn active_args<'a>(srv: &common::Server, out: &'a TempDir) -> Vec<String> {
+    vec![
+        "--out".into(),
+        out.path().to_str().unwrap().into(),
+        "--server".into(),
+        srv.dhcp4o6.to_string(),
+        "--server6-lq".into(),
+        srv.lq6.to_string(),
+        "--server4-lq".into(),
+        srv.lq4.to_string(),
+        "--timeout".into(),
+        "2".into(),
+    ]
+}
+
+fn run_scenario(
+    scenario: &str,
+    srv: &common::Server,
+    out: &TempDir,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = active_args(srv, out);
+    args.insert(2, scenario.into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(&args)
+        .output()
+        .expect("run loadgen")
+}
+
+fn n(j: &serde_json::Value, k: &str) -> u64 {
+    j["counters"][k].as_u64().unwrap_or(0)
+}
+
+/// Issue 6 `active` (and issue 5's latency figure): subscribers of the three forms bulk-load,
+/// catch up, follow a churn of 150 clients with renewals, softwire changes and releases, and
+/// end with exactly the clients' leases; the latency metrics are written.
+#[test]
+fn active_scenario_subscribers_end_with_the_clients_leases() {
+    let srv = active_server();
+    let out = TempDir::new("lg-active");
+    let o = run_scenario(
+        "active",
+        &srv,
+        &out,
+        &[
+            "--clients",
+            "150",
+            "--renewals",
+            "2",
+            "--swchange-ratio",
+            "0.3",
+            "--release-ratio",
+            "0.2",
+            "--subscribers",
+            "6",
+            "--verify",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("verify: OK, all 4 following subscribers' tables equal the ledger"),
+        "{stdout}"
+    );
+    let j = json(&out.path().join("summary.json"));
+    assert_eq!(n(&j, "active_catch_up_complete"), 6);
+    assert_eq!(n(&j, "verify_subscribers"), 4);
+    assert_eq!(n(&j, "error_verify_subscribers_differing"), 0);
+    let held = n(&j, "held");
+    assert!(held > 90 && held < 150, "{held}");
+    // Each 4o6 and v4 follower sees at least one update per client (its DORA).
+    assert!(n(&j, "active_updates_4o6") >= 2 * 150, "{j}");
+    assert!(n(&j, "active_updates_v4") >= 2 * 150, "{j}");
+    assert_eq!(
+        n(&j, "active_updates_v6"),
+        0,
+        "the churn changes no plain v6 binding"
+    );
+    // Every change the followers saw has a latency from its send; the ACTIVE ones from the ACK.
+    let from_send = j["metrics"]["active_from_send"]["count"].as_u64().unwrap();
+    let update = j["metrics"]["active_update"]["count"].as_u64().unwrap();
+    assert!(from_send >= 4 * 150, "{from_send}");
+    assert!(
+        update >= 4 * 150 && update <= from_send,
+        "{update} {from_send}"
+    );
+    for m in ["active_update", "active_from_send"] {
+        for ext in ["hgrm", "hlog", "svg"] {
+            let f = out.path().join(format!("{m}.{ext}"));
+            assert!(
+                std::fs::metadata(&f)
+                    .map(|m| m.len() > 100)
+                    .unwrap_or(false),
+                "{f:?}"
+            );
+        }
+    }
+}
+
+/// Issue 6 `mixed --verify`: churn, bulk requestors and subscribers at once; the bulk check and
+/// every subscriber agree with the ledger (relayed clients).
+#[test]
+fn mixed_scenario_verifies_through_bulk_and_subscribers() {
+    let srv = active_server();
+    let out = TempDir::new("lg-mixed");
+    let o = run_scenario(
+        "mixed",
+        &srv,
+        &out,
+        &[
+            "--clients",
+            "120",
+            "--relay",
+            "--rate",
+            "400",
+            "--subscribers",
+            "3",
+            "--requestors",
+            "2",
+            "--bulk-queries",
+            "3",
+            "--verify",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("***** mixed *****"), "{stdout}");
+    assert!(
+        stdout.contains("verify: OK, all 2 following subscribers'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verify: OK, the server's"), "{stdout}");
+    let j = json(&out.path().join("summary.json"));
+    assert_eq!(n(&j, "bulk_sent"), 6);
+    assert_eq!(n(&j, "bulk_received"), 6);
+    assert_eq!(n(&j, "error_verify_differences"), 0);
+    assert_eq!(n(&j, "verify_ledger"), n(&j, "held"));
+    assert!(
+        j["metrics"]["time_to_first_binding"]["count"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn active_scenario_refuses_bad_arguments() {
+    for bad in [
+        &["active", "--subscribers", "0"][..],
+        &["active", "--form", "v5"],
+        &["mixed", "--requestors", "0"],
+        &["active", "--settle", "-1"],
+    ] {
+        let o = loadgen(bad);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

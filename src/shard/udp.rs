@@ -172,14 +172,48 @@ mod fault {
 
     /// New leases over every shard, so "every Nth" holds process-wide.
     static ACKED: AtomicU64 = AtomicU64::new(0);
+    /// New leases seen by [`unpublished`], process-wide.
+    static PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
-    pub(super) fn maybe_lose(ctx: &Rc<ShardCtx>, changes: &[Change]) {
-        let every: u64 = match std::env::var("LEASEQUERYD_FAULT_LOSE_EVERY")
+    fn every(var: &str) -> Option<u64> {
+        std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
-        {
-            Some(n) if n > 0 => n,
-            _ => return,
+            .filter(|n| *n > 0)
+    }
+
+    /// `LEASEQUERYD_FAULT_UNPUBLISHED_EVERY=N`: every Nth new lease is committed and
+    /// acknowledged but never published to active leasequery (its update is lost).
+    pub(super) fn unpublished(changes: &[Change]) -> Vec<Change> {
+        let Some(every) = every("LEASEQUERYD_FAULT_UNPUBLISHED_EVERY") else {
+            return changes.to_vec();
+        };
+        changes
+            .iter()
+            .filter(|c| {
+                if !matches!(
+                    c,
+                    Change::V4 {
+                        kind: ChangeKind::New,
+                        ..
+                    }
+                ) {
+                    return true;
+                }
+                let n = PUBLISHED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % every == 0 {
+                    tracing::warn!("fault injection: update not published");
+                    return false;
+                }
+                true
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn maybe_lose(ctx: &Rc<ShardCtx>, changes: &[Change]) {
+        let Some(every) = every("LEASEQUERYD_FAULT_LOSE_EVERY") else {
+            return;
         };
         for c in changes {
             if let Change::V4 {
@@ -226,6 +260,8 @@ async fn commit(ctx: &Rc<ShardCtx>, shell: &AuthShell, changes: &[Change]) -> bo
             }
         }
     }
+    #[cfg(feature = "fault-injection")]
+    let changes = &fault::unpublished(changes)[..];
     ctx.publish(changes);
     true
 }

@@ -1,0 +1,823 @@
+//! The active-leasequery subscribers of the `active` and `mixed` scenarios.
+//!
+//! Each subscriber bulk-loads first, then follows: it notes the time `T` (Unix seconds), loads
+//! the current bindings with bulk leasequery on its connection (DHCP4o6: one query by
+//! link-address per link the churn clients use; DHCPv4: "all"; DHCPv6: nothing, the churn
+//! changes no plain v6 binding), then sends its active query with a catch-up from `T`
+//! (OPTION_LQ_START_TIME / query-start-time) on the same connection, so that no change between
+//! the bulk load and the subscription is missed. It is ready when CatchUpComplete arrives.
+//! From then on every update replaces the binding it is about (latest state wins), so at
+//! quiescence its table must equal the churn's ledger (`--verify`).
+//!
+//! The subscribers are spread over one thread per core, each polling its connections with mio.
+//!
+//! Latency, on one monotonic clock (the churn threads stamp [`Stamps`], the subscriber threads
+//! read them):
+//! - `active_update`: from the churn client's receipt of the DHCPACK to the subscriber's
+//!   receipt of the update that makes the binding ACTIVE with that state. The server publishes
+//!   a change as it sends the DHCPACK, so an update can arrive before the client has taken
+//!   its ACK: it is then recorded as 0 and counted (`active_update_before_ack`).
+//! - `active_from_send`: from the moment the client sent the message that made the change
+//!   (REQUEST, renewal REQUEST or RELEASE) to the update's receipt; never negative, and the
+//!   only latency a RELEASE (no ACK) has.
+//!
+//! Updates of bindings no churn client of this run holds (other clients, imported leases) are
+//! counted but left out of the table.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use leasequery::proto::codes::{v4msg, v4opt, v4status, v6msg, v6opt, v6status};
+use leasequery::proto::record::PortParams;
+use leasequery::proto::v4;
+use leasequery::proto::v6::{self, MessageView, V6Option};
+
+use crate::churn::Entry;
+use crate::report::{Counters, Metric};
+use crate::requestor::{Conn, QueryKind};
+use crate::verify::{self, Found};
+
+/// The requestor DUID of the subscribers (DUID-LL 02:00:00:00:41:4c, "AL").
+const SUBSCRIBER: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x41, 0x4c];
+
+/// The wire form of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// DHCPv4 DHCPACTIVELEASEQUERY on TCP 67 (every v4 and 4o6 binding).
+    V4,
+    /// DHCPv6 ACTIVELEASEQUERY on TCP 547 with no query (every plain v6 binding).
+    V6,
+    /// DHCP4o6 ACTIVELEASEQUERY + DHCPACTIVELEASEQUERY on TCP 547 (every 4o6 binding).
+    O6,
+}
+
+impl FromStr for Form {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Form, String> {
+        match s {
+            "v4" => Ok(Form::V4),
+            "v6" => Ok(Form::V6),
+            "4o6" => Ok(Form::O6),
+            _ => Err(format!("{s}: unknown subscriber form (v4, v6, 4o6)")),
+        }
+    }
+}
+
+impl Form {
+    fn name(self) -> &'static str {
+        match self {
+            Form::V4 => "v4",
+            Form::V6 => "v6",
+            Form::O6 => "4o6",
+        }
+    }
+
+    /// Whether its table is compared with the churn's ledger.
+    fn follows_churn(self) -> bool {
+        self != Form::V6
+    }
+}
+
+/// When each churn client last sent a change-making message and last took an ACK, in
+/// nanoseconds since `t0` plus one (0: never). Written by the churn threads, read by the
+/// subscriber threads.
+#[derive(Debug)]
+pub struct Stamps {
+    t0: Instant,
+    first: u32,
+    sent: Vec<AtomicU64>,
+    ack: Vec<AtomicU64>,
+}
+
+impl Stamps {
+    /// Slots for clients `first .. first + clients`.
+    pub fn new(t0: Instant, first: u32, clients: u32) -> Stamps {
+        let n = clients as usize;
+        Stamps {
+            t0,
+            first,
+            sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            ack: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, index: u32) -> Option<usize> {
+        let i = index.checked_sub(self.first)? as usize;
+        (i < self.sent.len()).then_some(i)
+    }
+
+    fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_nanos() as u64 + 1
+    }
+
+    /// Client `index` sent a message that changes its binding.
+    pub fn sent(&self, index: u32, at: Instant) {
+        if let Some(i) = self.slot(index) {
+            self.sent[i].store(self.ns(at), Ordering::Release);
+        }
+    }
+
+    /// Client `index` took a DHCPACK.
+    pub fn acked(&self, index: u32, at: Instant) {
+        if let Some(i) = self.slot(index) {
+            self.ack[i].store(self.ns(at), Ordering::Release);
+        }
+    }
+
+    fn get(&self, index: u32) -> Option<(u64, u64)> {
+        let i = self.slot(index)?;
+        Some((
+            self.sent[i].load(Ordering::Acquire),
+            self.ack[i].load(Ordering::Acquire),
+        ))
+    }
+
+    /// The index of the run's client with this client-id, if it is one.
+    fn index_of(&self, client_id: &[u8]) -> Option<u32> {
+        crate::churn::run_client(client_id, self.first, self.sent.len() as u32)
+    }
+}
+
+/// What the subscribers need to know.
+#[derive(Debug, Clone)]
+pub struct SubArgs {
+    /// The server's DHCPv6 / DHCP4o6 leasequery address.
+    pub server6: SocketAddr,
+    /// The server's DHCPv4 leasequery address.
+    pub server4: SocketAddr,
+    /// How many subscribers.
+    pub subscribers: usize,
+    /// Their forms, used in turn.
+    pub forms: Vec<Form>,
+    /// The links of the 4o6 bulk load.
+    pub links: Vec<Ipv6Addr>,
+    /// Connect and set-up read timeout.
+    pub timeout: Duration,
+    /// Threads (0: one per core).
+    pub threads: usize,
+}
+
+/// One subscription.
+struct Sub {
+    form: Form,
+    xid6: u32,
+    xid4: u32,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    have: usize,
+    /// The run's clients' bindings by (IPv4, PSID) as last seen.
+    table: HashMap<(Ipv4Addr, Option<(u8, u8, u16)>), Found>,
+    ready: bool,
+    /// Why the subscription ended early (closed, QueryTerminated, a decoding error).
+    ended: Option<String>,
+    settled: bool,
+}
+
+/// What a subscriber thread reports.
+pub struct Outcome {
+    /// Counters (updates, keepalives, statuses, ends by reason).
+    pub counters: Counters,
+    /// `active_update`, `active_from_send`.
+    pub metrics: Vec<Metric>,
+    /// Per follower subscriber: its form and its final table (the run's clients only).
+    pub tables: Vec<(Form, Vec<Found>)>,
+}
+
+/// Subscribers connected, loaded and caught up, spread over threads that run until
+/// [`Running::finish`].
+pub struct Running {
+    handles: Vec<std::thread::JoinHandle<Outcome>>,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<OnceLock<Vec<Entry>>>,
+    settled: Arc<AtomicUsize>,
+    followers: usize,
+}
+
+fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+fn add(c: &mut Counters, k: &str, v: u64) {
+    *c.entry(k.to_owned()).or_default() += v;
+}
+
+/// The DHCPv4 PRL of the subscribers: state, softwire source and port set.
+fn prl() -> Vec<u8> {
+    vec![
+        v4opt::DHCP_STATE,
+        v4opt::DHCP4O6_S46_SADDR,
+        v4opt::V4_PORTPARAMS,
+    ]
+}
+
+fn active4(xid: u32, start: u32) -> Vec<u8> {
+    let mut m = v4::Message::new(1, v4msg::ACTIVELEASEQUERY, xid);
+    m.options.push(v4::V4Option::ParameterRequestList(prl()));
+    m.options.push(v4::V4Option::QueryStartTime(start));
+    let mut out = Vec::new();
+    m.encode(&mut out).expect("a small query encodes");
+    out
+}
+
+fn active6(xid: u32, start: u32, inner: Option<Vec<u8>>) -> Vec<u8> {
+    let mut options = vec![
+        V6Option::ClientId(SUBSCRIBER.to_vec()),
+        V6Option::Oro(if inner.is_some() {
+            vec![v6opt::S46_V4V6BIND, v6opt::LQ_BASE_TIME]
+        } else {
+            vec![v6opt::LQ_BASE_TIME]
+        }),
+        V6Option::LqStartTime(start),
+    ];
+    if let Some(v4) = inner {
+        options.push(V6Option::Dhcpv4Msg(v4));
+    }
+    let mut out = Vec::new();
+    v6::Message {
+        msg_type: v6msg::ACTIVELEASEQUERY,
+        xid: xid & 0xff_ffff,
+        options,
+    }
+    .encode(&mut out)
+    .expect("a small query encodes");
+    out
+}
+
+/// Connects subscriber `n`, bulk-loads, subscribes; returns it with its bulk-loaded table.
+fn connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Sub> {
+    let form = a.forms[n % a.forms.len()];
+    let xid6 = 0x50_0000 + n as u32;
+    let xid4 = 0x4c51_0000 + n as u32;
+    let start = unix_now();
+    let server = if form == Form::V4 {
+        a.server4
+    } else {
+        a.server6
+    };
+    let mut conn = Conn::connect(server, a.timeout)?;
+    let loaded = match form {
+        Form::O6 => verify::query_links_on(&mut conn, &a.links, 0x7d_0000)?,
+        Form::V4 => {
+            let mut out = Vec::new();
+            conn.send(&QueryKind::V4All.encode(xid4 ^ 0x8000_0000))?;
+            conn.read_stream(|m| {
+                match v4::MessageView::parse(m)
+                    .ok()
+                    .and_then(|v| v.message_type())
+                {
+                    Some(t) if t == v4msg::LEASEQUERYDONE => false,
+                    _ => {
+                        if let Some(f) = verify::found_of_v4(m) {
+                            out.push(f);
+                        }
+                        true
+                    }
+                }
+            })?;
+            out
+        }
+        Form::V6 => Vec::new(),
+    };
+    let query = match form {
+        Form::V4 => active4(xid4, start),
+        Form::V6 => active6(xid6, start, None),
+        Form::O6 => active6(xid6, start, Some(active4(xid4, start))),
+    };
+    conn.send(&query)?;
+    let (std_stream, rest) = conn.into_parts();
+    std_stream.set_nonblocking(true)?;
+    let mut buf = vec![0; 1 << 20];
+    buf[..rest.len()].copy_from_slice(&rest);
+    let mut sub = Sub {
+        form,
+        xid6,
+        xid4,
+        stream: TcpStream::from_std(std_stream),
+        buf,
+        have: rest.len(),
+        table: HashMap::new(),
+        ready: false,
+        ended: None,
+        settled: false,
+    };
+    for f in loaded {
+        sub.keep(f, stamps);
+    }
+    Ok(sub)
+}
+
+type Unit = (Ipv4Addr, Option<(u8, u8, u16)>);
+
+fn unit(f: &Found) -> Unit {
+    (
+        f.addr,
+        f.port_params
+            .map(|p: PortParams| (p.offset, p.psid_len, p.psid)),
+    )
+}
+
+/// One decoded message of a subscription.
+#[derive(Debug)]
+enum Msg {
+    Update(Found),
+    Keepalive,
+    Status { code: u16, done: bool },
+    Reply(u16),
+    Other,
+}
+
+/// Decodes a DHCPv4 active-leasequery message.
+fn decode4(m: &[u8]) -> Msg {
+    let Ok(v) = v4::MessageView::parse(m) else {
+        return Msg::Other;
+    };
+    let status = || {
+        v.option(v4opt::STATUS_CODE)
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0)
+    };
+    match v.message_type() {
+        Some(t) if t == v4msg::LEASEACTIVE || t == v4msg::LEASEUNASSIGNED => {
+            verify::found_of_v4(m).map_or(Msg::Other, Msg::Update)
+        }
+        Some(t) if t == v4msg::LEASEQUERYSTATUS => match status() {
+            s if s == v4status::CONNECTION_ACTIVE => Msg::Keepalive,
+            s => Msg::Status {
+                code: leasequery::proto::codes::v6_status_for_v4(s).unwrap_or(u16::from(s)),
+                done: false,
+            },
+        },
+        Some(t) if t == v4msg::LEASEQUERYDONE => Msg::Status {
+            code: leasequery::proto::codes::v6_status_for_v4(status())
+                .unwrap_or(u16::from(status())),
+            done: true,
+        },
+        _ => Msg::Other,
+    }
+}
+
+/// Decodes a DHCPv6 or DHCP4o6 active-leasequery message.
+fn decode6(m: &[u8]) -> Msg {
+    let Ok(v) = MessageView::parse(m) else {
+        return Msg::Other;
+    };
+    let status = v
+        .options()
+        .get(v6opt::STATUS_CODE)
+        .and_then(|o| o.data.get(..2))
+        .map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match v.msg_type {
+        t if t == v6msg::LEASEQUERY_REPLY => Msg::Reply(status.unwrap_or(0)),
+        t if t == v6msg::LEASEQUERY_DONE => Msg::Status {
+            code: status.unwrap_or(0),
+            done: true,
+        },
+        t if t == v6msg::LEASEQUERY_DATA => {
+            if let Some(code) = status {
+                return Msg::Status { code, done: false };
+            }
+            if v.options().get(v6opt::CLIENT_DATA).is_none() {
+                return Msg::Keepalive;
+            }
+            match v.options().get(v6opt::DHCPV4_MSG) {
+                Some(inner) => verify::found_of_v4(inner.data).map_or(Msg::Other, Msg::Update),
+                // A plain v6 binding: counted, not tabled (the churn makes none).
+                None => Msg::Update(Found {
+                    client_id: None,
+                    addr: Ipv4Addr::UNSPECIFIED,
+                    port_params: None,
+                    softwire: None,
+                    active: false,
+                }),
+            }
+        }
+        _ => Msg::Other,
+    }
+}
+
+struct Thread<'a> {
+    stamps: &'a Stamps,
+    t0: Instant,
+    c: Counters,
+    update: Metric,
+    from_send: Metric,
+}
+
+impl Sub {
+    /// Tables `f` when it is one of the run's clients' bindings.
+    fn keep(&mut self, f: Found, stamps: &Stamps) -> Option<u32> {
+        let index = f.client_id.as_deref().and_then(|c| stamps.index_of(c))?;
+        self.table.insert(unit(&f), f);
+        Some(index)
+    }
+
+    /// Reads what has arrived; false when the connection is done.
+    fn on_readable(&mut self, th: &mut Thread<'_>) -> bool {
+        loop {
+            if self.have == self.buf.len() {
+                self.end(th, "a message over the buffer");
+                return false;
+            }
+            match self.stream.read(&mut self.buf[self.have..]) {
+                Ok(0) => {
+                    self.end(th, "closed by the server");
+                    return false;
+                }
+                Ok(n) => {
+                    self.have += n;
+                    let now = Instant::now();
+                    if !self.drain(th, now) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.end(th, &format!("read error {:?}", e.kind()));
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, th: &mut Thread<'_>, why: &str) {
+        if self.ended.is_none() {
+            add(&mut th.c, &format!("error_active_ended: {why}"), 1);
+            self.ended = Some(why.to_owned());
+        }
+    }
+
+    /// Handles every complete message in the buffer.
+    fn drain(&mut self, th: &mut Thread<'_>, now: Instant) -> bool {
+        let mut pos = 0;
+        let mut open = true;
+        while self.have - pos >= 2 {
+            let n = u16::from_be_bytes([self.buf[pos], self.buf[pos + 1]]) as usize;
+            if self.have - pos < 2 + n {
+                break;
+            }
+            let (start, end) = (pos + 2, pos + 2 + n);
+            pos = end;
+            let msg = match self.form {
+                Form::V4 => decode4(&self.buf[start..end]),
+                _ => decode6(&self.buf[start..end]),
+            };
+            let xid_ok = match self.form {
+                Form::V4 => {
+                    v4::MessageView::parse(&self.buf[start..end]).is_ok_and(|v| v.xid == self.xid4)
+                }
+                _ => {
+                    self.buf.get(start + 1..start + 4)
+                        == Some(&(self.xid6 & 0xff_ffff).to_be_bytes()[1..])
+                }
+            };
+            if !xid_ok {
+                add(&mut th.c, "error_active_wrong_xid", 1);
+            }
+            open &= self.on_msg(msg, th, now);
+        }
+        self.buf.copy_within(pos..self.have, 0);
+        self.have -= pos;
+        open
+    }
+
+    fn on_msg(&mut self, msg: Msg, th: &mut Thread<'_>, now: Instant) -> bool {
+        let form = self.form.name();
+        match msg {
+            Msg::Update(f) => {
+                add(&mut th.c, &format!("active_updates_{form}"), 1);
+                let active = f.active;
+                if let Some(index) = self.keep(f, th.stamps) {
+                    if self.ready {
+                        th.record(index, active, now);
+                    }
+                }
+            }
+            Msg::Keepalive => add(&mut th.c, "active_keepalives", 1),
+            Msg::Reply(0) => {}
+            Msg::Reply(code) => {
+                self.end(th, &format!("REPLY with status {code}"));
+                return false;
+            }
+            Msg::Status {
+                code: v6status::CATCH_UP_COMPLETE,
+                done: false,
+            } => {
+                add(&mut th.c, "active_catch_up_complete", 1);
+                self.ready = true;
+            }
+            Msg::Status {
+                code: v6status::DATA_MISSING,
+                done: false,
+            } => {
+                // The bulk load plus live updates may then miss a change: the table cannot be
+                // trusted.
+                add(&mut th.c, "error_active_data_missing", 1);
+                self.ready = true;
+            }
+            Msg::Status { code, done } => {
+                self.end(
+                    th,
+                    &format!("{} status {code}", if done { "DONE" } else { "DATA" }),
+                );
+                return false;
+            }
+            Msg::Other => add(&mut th.c, "error_active_undecodable", 1),
+        }
+        true
+    }
+}
+
+impl Thread<'_> {
+    fn record(&mut self, index: u32, active: bool, now: Instant) {
+        let Some((sent, ack)) = self.stamps.get(index) else {
+            return;
+        };
+        let u = self.stamps.ns(now);
+        let at = now.saturating_duration_since(self.t0);
+        if sent == 0 {
+            // A change the run did not make (before it started).
+            return;
+        }
+        self.from_send.record(at, u.saturating_sub(sent) / 1000);
+        if active {
+            if ack >= sent && u >= ack {
+                self.update.record(at, (u - ack) / 1000);
+            } else {
+                add(&mut self.c, "active_update_before_ack", 1);
+                self.update.record(at, 0);
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Connects, loads and subscribes every subscriber (in parallel over the threads), and
+    /// returns once every one is caught up (or `timeout` passed: an error).
+    pub fn start(a: &SubArgs, stamps: Arc<Stamps>, t0: Instant) -> io::Result<Running> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let threads = if a.threads == 0 {
+            cores.len().max(1)
+        } else {
+            a.threads
+        }
+        .min(a.subscribers.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ledger: Arc<OnceLock<Vec<Entry>>> = Arc::new(OnceLock::new());
+        let settled = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(AtomicUsize::new(0));
+        let failed: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let followers = (0..a.subscribers)
+            .filter(|n| a.forms[n % a.forms.len()].follows_churn())
+            .count();
+        let mut handles = Vec::new();
+        for t in 0..threads {
+            let a = a.clone();
+            let core = cores.get(t % cores.len().max(1)).copied();
+            let (stamps, stop, ledger, settled, ready, failed) = (
+                stamps.clone(),
+                stop.clone(),
+                ledger.clone(),
+                settled.clone(),
+                ready.clone(),
+                failed.clone(),
+            );
+            handles.push(std::thread::spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                let mut th = Thread {
+                    stamps: &stamps,
+                    t0,
+                    c: Counters::new(),
+                    update: Metric::new("active_update", "us"),
+                    from_send: Metric::new("active_from_send", "us"),
+                };
+                let mut subs = Vec::new();
+                for n in (0..a.subscribers).filter(|n| n % threads == t) {
+                    match connect(&a, n, &stamps) {
+                        Ok(s) => subs.push(s),
+                        Err(e) => {
+                            let _ = failed.set(format!("subscriber {n}: {e}"));
+                            return th.outcome(subs);
+                        }
+                    }
+                }
+                run_thread(&mut th, &mut subs, &stop, &ledger, &settled, &ready);
+                th.outcome(subs)
+            }));
+        }
+        let running = Running {
+            handles,
+            stop,
+            ledger,
+            settled,
+            followers,
+        };
+        let deadline = Instant::now() + a.timeout + Duration::from_secs(a.subscribers as u64 / 20);
+        loop {
+            if let Some(e) = failed.get() {
+                running.stop.store(true, Ordering::Release);
+                return Err(io::Error::other(e.clone()));
+            }
+            if ready.load(Ordering::Acquire) >= a.subscribers {
+                return Ok(running);
+            }
+            if Instant::now() > deadline {
+                running.stop.store(true, Ordering::Release);
+                return Err(io::Error::other(format!(
+                    "only {} of {} subscribers caught up in time",
+                    ready.load(Ordering::Acquire),
+                    a.subscribers
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Gives the subscribers the churn's ledger, waits until every follower's table equals it
+    /// (or `settle` passed), stops the threads and returns what they saw.
+    pub fn finish(self, ledger: Vec<Entry>, settle: Duration) -> (Vec<Outcome>, Duration) {
+        let t = Instant::now();
+        let _ = self.ledger.set(ledger);
+        while self.settled.load(Ordering::Acquire) < self.followers && t.elapsed() < settle {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let waited = t.elapsed();
+        self.stop.store(true, Ordering::Release);
+        let outcomes = self
+            .handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect();
+        (outcomes, waited)
+    }
+}
+
+impl Thread<'_> {
+    fn outcome(mut self, subs: Vec<Sub>) -> Outcome {
+        self.update.finish();
+        self.from_send.finish();
+        let tables = subs
+            .into_iter()
+            .filter(|s| s.form.follows_churn())
+            .map(|s| (s.form, s.table.into_values().collect()))
+            .collect();
+        Outcome {
+            counters: self.c,
+            metrics: vec![self.update, self.from_send],
+            tables,
+        }
+    }
+}
+
+fn run_thread(
+    th: &mut Thread<'_>,
+    subs: &mut [Sub],
+    stop: &AtomicBool,
+    ledger: &OnceLock<Vec<Entry>>,
+    settled: &AtomicUsize,
+    ready: &AtomicUsize,
+) {
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            add(&mut th.c, &format!("error_active_poll_{:?}", e.kind()), 1);
+            return;
+        }
+    };
+    for (i, s) in subs.iter_mut().enumerate() {
+        if let Err(e) = poll
+            .registry()
+            .register(&mut s.stream, Token(i), Interest::READABLE)
+        {
+            s.end(th, &format!("register error {:?}", e.kind()));
+        }
+    }
+    // Bytes that arrived with the bulk load's last read.
+    let now = Instant::now();
+    for s in subs.iter_mut() {
+        s.drain(th, now);
+    }
+    let mut counted_ready = vec![false; subs.len()];
+    let mut events = Events::with_capacity(1024);
+    let mut last_check = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(20))) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                add(&mut th.c, &format!("error_active_poll_{:?}", e.kind()), 1);
+                return;
+            }
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if let Some(s) = subs.get_mut(i) {
+                if s.ended.is_none() && !s.on_readable(th) {
+                    let _ = poll.registry().deregister(&mut s.stream);
+                }
+            }
+        }
+        for (i, s) in subs.iter().enumerate() {
+            if !counted_ready[i] && (s.ready || s.ended.is_some()) {
+                counted_ready[i] = true;
+                ready.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if let Some(l) = ledger.get() {
+            if last_check.elapsed() >= Duration::from_millis(100) {
+                last_check = Instant::now();
+                for s in subs
+                    .iter_mut()
+                    .filter(|s| !s.settled && s.form.follows_churn())
+                {
+                    let found: Vec<Found> = s.table.values().cloned().collect();
+                    if s.ended.is_some() || verify::compare(l, &found).is_empty() {
+                        s.settled = true;
+                        settled.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_know_the_run_s_clients() {
+        let t0 = Instant::now();
+        let s = Stamps::new(t0, 100, 10);
+        let id = leasequery::requestor::client_id_of(105);
+        assert_eq!(s.index_of(&id), Some(105));
+        assert_eq!(s.index_of(&leasequery::requestor::client_id_of(99)), None);
+        assert_eq!(s.index_of(&leasequery::requestor::client_id_of(110)), None);
+        assert_eq!(s.index_of(&[1, 2, 3]), None);
+        // Same IAID, another DUID: not the run's client.
+        let mut other = id.clone();
+        other[10] ^= 1;
+        assert_eq!(s.index_of(&other), None);
+        assert_eq!(s.get(105), Some((0, 0)));
+        s.sent(105, t0 + Duration::from_micros(5));
+        s.acked(105, t0 + Duration::from_micros(9));
+        assert_eq!(s.get(105), Some((5001, 9001)));
+    }
+
+    #[test]
+    fn forms_parse() {
+        assert_eq!("4o6".parse::<Form>(), Ok(Form::O6));
+        assert_eq!("v4".parse::<Form>(), Ok(Form::V4));
+        assert!("v5".parse::<Form>().is_err());
+    }
+
+    #[test]
+    fn messages_are_classified() {
+        // A v6 keepalive: DATA with no options.
+        assert!(matches!(decode6(&[17, 0, 0, 1]), Msg::Keepalive));
+        let mut done = Vec::new();
+        v6::Message {
+            msg_type: v6msg::LEASEQUERY_DONE,
+            xid: 1,
+            options: vec![V6Option::StatusCode {
+                code: v6status::QUERY_TERMINATED,
+                message: String::new(),
+            }],
+        }
+        .encode(&mut done)
+        .unwrap();
+        assert!(matches!(
+            decode6(&done),
+            Msg::Status {
+                code: v6status::QUERY_TERMINATED,
+                done: true
+            }
+        ));
+        let mut st = v4::Message::new(2, v4msg::LEASEQUERYSTATUS, 7);
+        st.options.push(v4::V4Option::StatusCode {
+            code: v4status::CATCH_UP_COMPLETE,
+            message: String::new(),
+        });
+        let mut b = Vec::new();
+        st.encode(&mut b).unwrap();
+        assert!(matches!(
+            decode4(&b),
+            Msg::Status {
+                code: v6status::CATCH_UP_COMPLETE,
+                done: false
+            }
+        ));
+        assert!(matches!(decode4(&[1, 2]), Msg::Other));
+    }
+}
