@@ -21,8 +21,8 @@
 //!   (REQUEST, renewal REQUEST or RELEASE) to the update's receipt; never negative, and the
 //!   only latency a RELEASE (no ACK) has.
 //!
-//! Updates of bindings no churn client of this run holds (other clients, imported leases) are
-//! counted but left out of the table.
+//! Updates of bindings whose client-id is not a loadgen client's (an import file's) are counted
+//! but left out of the table; another run's clients' are tabled and show as extra.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -142,7 +142,8 @@ impl Stamps {
 
     /// The index of the run's client with this client-id, if it is one.
     fn index_of(&self, client_id: &[u8]) -> Option<u32> {
-        crate::churn::run_client(client_id, self.first, self.sent.len() as u32)
+        let index = crate::churn::loadgen_client(client_id)?;
+        self.slot(index).map(|_| index)
     }
 }
 
@@ -173,7 +174,7 @@ struct Sub {
     stream: TcpStream,
     buf: Vec<u8>,
     have: usize,
-    /// The run's clients' bindings by (IPv4, PSID) as last seen.
+    /// Loadgen clients' bindings by (IPv4, PSID) as last seen.
     table: HashMap<(Ipv4Addr, Option<(u8, u8, u16)>), Found>,
     ready: bool,
     /// Why the subscription ended early (closed, QueryTerminated, a decoding error).
@@ -415,11 +416,14 @@ struct Thread<'a> {
 }
 
 impl Sub {
-    /// Tables `f` when it is one of the run's clients' bindings.
+    /// Tables `f` when it is a loadgen client's binding (as `--verify` through bulk does);
+    /// returns the client's index when it is one of this run's.
     fn keep(&mut self, f: Found, stamps: &Stamps) -> Option<u32> {
-        let index = f.client_id.as_deref().and_then(|c| stamps.index_of(c))?;
+        let c = f.client_id.as_deref()?;
+        crate::churn::loadgen_client(c)?;
+        let index = stamps.index_of(c);
         self.table.insert(unit(&f), f);
-        Some(index)
+        index
     }
 
     /// Reads what has arrived; false when the connection is done.

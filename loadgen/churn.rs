@@ -90,13 +90,11 @@ pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
     ((x >> 11) as f64 / (1u64 << 53) as f64) < ratio
 }
 
-/// The index of the run's client whose RFC 4361 client-id this is (clients `first ..
-/// first + clients`), if it is one.
-pub fn run_client(client_id: &[u8], first: u32, clients: u32) -> Option<u32> {
+/// The index of the loadgen client whose RFC 4361 client-id this is (any run's: 255, IAID =
+/// index, DUID-LL with the client's MAC), if it is one.
+pub fn loadgen_client(client_id: &[u8]) -> Option<u32> {
     let index = u32::from_be_bytes(client_id.get(1..5)?.try_into().ok()?);
-    let ours = index.checked_sub(first).is_some_and(|i| i < clients)
-        && client_id == leasequery::requestor::client_id_of(index);
-    ours.then_some(index)
+    (client_id == leasequery::requestor::client_id_of(index)).then_some(index)
 }
 
 /// The relay hop client `index` goes through.

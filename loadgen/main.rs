@@ -306,9 +306,9 @@ fn churn_links(args: &churn::ChurnArgs) -> std::io::Result<Vec<std::net::Ipv6Add
     }
 }
 
-/// `--verify` through bulk leasequery: the server's 4o6 bindings on the clients' links (those
-/// of the run's clients, and any without a client-id) must equal the ledger; differences are
-/// printed and counted (`error_verify_differences`).
+/// `--verify` through bulk leasequery: the server's 4o6 bindings on the clients' links (left
+/// out: those whose client-id is not a loadgen client's, e.g. an import file's) must equal the
+/// ledger; differences are printed and counted (`error_verify_differences`).
 fn verify_bulk(
     r: &mut report::RunReport,
     ledger: &[churn::Entry],
@@ -319,11 +319,12 @@ fn verify_bulk(
         .and_then(|links| verify::query_links(server6_lq, &links, Duration::from_secs(30)));
     match found {
         Ok(mut found) => {
-            // Bindings of other clients (an import, another run's clients) are not the run's.
+            // Bindings of non-loadgen clients (an import file) are not compared; another
+            // run's clients' are (they show as extra).
             found.retain(|f| {
                 f.client_id
                     .as_deref()
-                    .is_none_or(|c| churn::run_client(c, args.first, args.clients).is_some())
+                    .is_none_or(|c| churn::loadgen_client(c).is_some())
             });
             let diffs = verify::compare(ledger, &found);
             r.counters
