@@ -5,7 +5,9 @@
 //! link-address per link the churn clients use; DHCPv4: "all"; DHCPv6: nothing, the churn
 //! changes no plain v6 binding), then sends its active query with a catch-up from `T`
 //! (OPTION_LQ_START_TIME / query-start-time) on the same connection, so that no change between
-//! the bulk load and the subscription is missed. It is ready when CatchUpComplete arrives.
+//! the bulk load and the subscription is missed. It is ready when CatchUpComplete arrives (a
+//! DataMissing answer, e.g. within a second of the server's import, is tried again a second
+//! later).
 //! From then on every update replaces the binding it is about (latest state wins), so at
 //! quiescence its table must equal the churn's ledger (`--verify`).
 //!
@@ -175,8 +177,7 @@ struct Sub {
     buf: Vec<u8>,
     have: usize,
     /// Loadgen clients' bindings by (IPv4, PSID) as last seen.
-    table: HashMap<(Ipv4Addr, Option<(u8, u8, u16)>), Found>,
-    ready: bool,
+    table: HashMap<Unit, Found>,
     /// Why the subscription ended early (closed, QueryTerminated, a decoding error).
     ended: Option<String>,
     settled: bool,
@@ -255,8 +256,31 @@ fn active6(xid: u32, start: u32, inner: Option<Vec<u8>>) -> Vec<u8> {
     out
 }
 
-/// Connects subscriber `n`, bulk-loads, subscribes; returns it with its bulk-loaded table.
+/// How often a subscription is tried again when its catch-up cannot be served (DataMissing: the
+/// server's history starts after the start time, e.g. within a second of an import).
+const SET_UP_TRIES: u32 = 5;
+
+/// Connects subscriber `n`, bulk-loads, subscribes and reads its catch-up up to
+/// CatchUpComplete; returns it with its table. A DataMissing answer to the catch-up is tried
+/// again a second later (up to [`SET_UP_TRIES`] times) on a new connection.
 fn connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Sub> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match try_connect(a, n, stamps)? {
+            Some(sub) => return Ok(sub),
+            None if tries < SET_UP_TRIES => std::thread::sleep(Duration::from_secs(1)),
+            None => {
+                return Err(io::Error::other(format!(
+                    "the server answered DataMissing to {SET_UP_TRIES} catch-ups"
+                )))
+            }
+        }
+    }
+}
+
+/// One set-up attempt; `None` when the catch-up was answered with DataMissing.
+fn try_connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Option<Sub>> {
     let form = a.forms[n % a.forms.len()];
     let xid6 = 0x50_0000 + n as u32;
     let xid4 = 0x4c51_0000 + n as u32;
@@ -267,7 +291,7 @@ fn connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Sub> {
         a.server6
     };
     let mut conn = Conn::connect(server, a.timeout)?;
-    let loaded = match form {
+    let mut loaded = match form {
         Form::O6 => verify::query_links_on(&mut conn, &a.links, 0x7d_0000)?,
         Form::V4 => {
             let mut out = Vec::new();
@@ -296,6 +320,43 @@ fn connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Sub> {
         Form::O6 => active6(xid6, start, Some(active4(xid4, start))),
     };
     conn.send(&query)?;
+    // The catch-up, read in blocking mode: updates (the latest state wins), up to
+    // CatchUpComplete.
+    let mut outcome: Result<bool, String> = Ok(false);
+    conn.read_stream(|m| {
+        let msg = match form {
+            Form::V4 => decode4(m),
+            _ => decode6(m),
+        };
+        match msg {
+            Msg::Update(f) => {
+                loaded.push(f);
+                true
+            }
+            Msg::Keepalive | Msg::Reply(0) => true,
+            Msg::Status {
+                code: v6status::CATCH_UP_COMPLETE,
+                done: false,
+            } => {
+                outcome = Ok(true);
+                false
+            }
+            Msg::Reply(v6status::DATA_MISSING)
+            | Msg::Status {
+                code: v6status::DATA_MISSING,
+                ..
+            } => false,
+            other => {
+                outcome = Err(format!("{other:?} during the catch-up"));
+                false
+            }
+        }
+    })?;
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) => return Err(io::Error::other(e)),
+    }
     let (std_stream, rest) = conn.into_parts();
     std_stream.set_nonblocking(true)?;
     let mut buf = vec![0; 1 << 20];
@@ -308,14 +369,13 @@ fn connect(a: &SubArgs, n: usize, stamps: &Stamps) -> io::Result<Sub> {
         buf,
         have: rest.len(),
         table: HashMap::new(),
-        ready: false,
         ended: None,
         settled: false,
     };
     for f in loaded {
         sub.keep(f, stamps);
     }
-    Ok(sub)
+    Ok(Some(sub))
 }
 
 type Unit = (Ipv4Addr, Option<(u8, u8, u16)>);
@@ -503,9 +563,7 @@ impl Sub {
                 add(&mut th.c, &format!("active_updates_{form}"), 1);
                 let active = f.active;
                 if let Some(index) = self.keep(f, th.stamps) {
-                    if self.ready {
-                        th.record(index, active, now);
-                    }
+                    th.record(index, active, now);
                 }
             }
             Msg::Keepalive => add(&mut th.c, "active_keepalives", 1),
@@ -515,20 +573,12 @@ impl Sub {
                 return false;
             }
             Msg::Status {
-                code: v6status::CATCH_UP_COMPLETE,
-                done: false,
-            } => {
-                add(&mut th.c, "active_catch_up_complete", 1);
-                self.ready = true;
-            }
-            Msg::Status {
                 code: v6status::DATA_MISSING,
                 done: false,
             } => {
-                // The bulk load plus live updates may then miss a change: the table cannot be
-                // trusted.
+                // History lost after the subscription began (the server's mailbox or history
+                // overflowed): the table cannot be trusted any more.
                 add(&mut th.c, "error_active_data_missing", 1);
-                self.ready = true;
             }
             Msg::Status { code, done } => {
                 self.end(
@@ -714,7 +764,9 @@ fn run_thread(
     for s in subs.iter_mut() {
         s.drain(th, now);
     }
-    let mut counted_ready = vec![false; subs.len()];
+    // Every subscriber here has caught up (see `connect`).
+    add(&mut th.c, "active_catch_up_complete", subs.len() as u64);
+    ready.fetch_add(subs.len(), Ordering::AcqRel);
     let mut events = Events::with_capacity(1024);
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -730,12 +782,6 @@ fn run_thread(
                 if s.ended.is_none() && !s.on_readable(th) {
                     let _ = poll.registry().deregister(&mut s.stream);
                 }
-            }
-        }
-        for (i, s) in subs.iter().enumerate() {
-            if !counted_ready[i] && (s.ready || s.ended.is_some()) {
-                counted_ready[i] = true;
-                ready.fetch_add(1, Ordering::AcqRel);
             }
         }
         if let Some(l) = ledger.get() {

@@ -20,6 +20,9 @@ pub const BULK_LQ_MAX_CONNS: usize = 10;
 pub const ACTIVE_LQ_IDLE_TIMEOUT_SECS: u64 = 60;
 /// RFC 7653 §6.4 / RFC 7724 §5.3 ACTIVE_LQ_SEND_TIMEOUT.
 pub const ACTIVE_LQ_SEND_TIMEOUT_SECS: u64 = 120;
+/// Default SO_RCVBUF of the DHCP4o6 UDP sockets: 4 MiB (tuning/README.md: with the kernel's
+/// default buffer, 512 clients in flight overflowed it).
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A CIDR block of the requestor allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,9 @@ pub struct Config {
     pub history_age: u64,
     /// Where the DHCP4o6 lease authority listens for DHCPV4-QUERY, UDP (RFC 7341).
     pub dhcp4o6_listen: SocketAddr,
+    /// SO_RCVBUF asked for on each shard's DHCP4o6 UDP socket, octets (the kernel caps it at
+    /// `net.core.rmem_max` and doubles it for bookkeeping).
+    pub udp_recv_buffer: usize,
     /// Run the DHCP4o6 lease authority (UDP) at all.
     pub authority_enabled: bool,
     /// The authority's subnets and timers (`[authority]` with `[[authority.subnet]]` tables);
@@ -187,6 +193,7 @@ impl Default for Config {
             history_entries: 100_000,
             history_age: 3600,
             dhcp4o6_listen: "[::1]:547".parse().expect("literal"),
+            udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
             authority_enabled: true,
             authority: None,
             data_dir: None,
@@ -240,6 +247,9 @@ pub struct Flags {
     /// Spin before park, microseconds (default 0).
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
+    /// SO_RCVBUF of the DHCP4o6 UDP sockets, octets (default 4194304).
+    #[arg(long, value_name = "BYTES")]
+    pub udp_recv_buffer: Option<usize>,
     /// Serve active leasequery (off by default).
     #[arg(long)]
     pub active: bool,
@@ -316,6 +326,7 @@ impl Config {
             bulk_lq_data_timeout
         );
         over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
+        over!(udp_recv_buffer);
         if let Some(p) = &f.data_dir {
             self.data_dir = Some(p.clone());
         }
@@ -384,6 +395,9 @@ impl Config {
         }
         if self.allow_insecure_active && !self.active {
             return bad("allow_insecure_active is set but active is not: set both to serve active leasequery without TLS".into());
+        }
+        if !(4096..=1 << 30).contains(&self.udp_recv_buffer) {
+            return bad("udp_recv_buffer must be within 4096..=1073741824".into());
         }
         if self.journal_compact_bytes < 1024 * 1024 {
             return bad("journal_compact_bytes must be at least 1048576".into());
@@ -508,6 +522,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("server_duid"));
+        let mut c = Config::from_toml("udp_recv_buffer = 1000").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("udp_recv_buffer"));
+        c.apply(&Flags {
+            udp_recv_buffer: Some(1 << 20),
+            ..Default::default()
+        });
+        assert_eq!(c.udp_recv_buffer, 1 << 20);
+        c.validate().unwrap();
+        assert_eq!(Config::default().udp_recv_buffer, 4 << 20);
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn active_server() -> common::Server {
 }
 
 /// The arguments that point an `active` / `mixed` run at `srv`.
-fn active_args<'a>(srv: &common::Server, out: &'a TempDir) -> Vec<String> {
+fn active_args(srv: &common::Server, out: &TempDir) -> Vec<String> {
     vec![
         "--out".into(),
         out.path().to_str().unwrap().into(),
@@ -345,4 +345,51 @@ fn active_scenario_refuses_bad_arguments() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+/// Issue 6 part 8: the README's newcomer path works as written: its first command's server
+/// arguments, then its `loadgen mixed --verify` line (only the ports are the test's own, given
+/// as the overriding flags, and the report directory a temporary one).
+#[test]
+fn readme_newcomer_path_verifies() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let args_of = |prefix: &str| -> Vec<String> {
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("the README has a line starting {prefix:?}"));
+        line[prefix.len()..]
+            .split('#')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut b = ServerBuilder::new();
+    for a in args_of("cargo run --release -- ") {
+        b = b.arg(a);
+    }
+    let srv = b.start();
+    let out = TempDir::new("lg-readme");
+    let mut args = args_of("cargo run --release --bin loadgen -- --out lg-out mixed ");
+    args.splice(0..0, active_args(&srv, &out));
+    args.insert(2, "mixed".into());
+    let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(&args)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{args:?}\n{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("verify: OK, all 2 following subscribers'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verify: OK, the server's"), "{stdout}");
+    assert!(out.path().join("active_update.svg").exists());
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Change-to-subscriber latency of active leasequery (issue 5 benchmark), with `loadgen active`.
 # Build first: cargo build --release --bins. 2 shards, durability off, fresh server per run.
-# Env: SUBS ("1 100 1000"), RATES ("10000 max"; max = closed loop, concurrency 512), RUNS (5),
+# Env: EXTRA (more server flags, e.g. "--spin-before-park-us 50"), SUBS ("1 100 1000"), RATES ("10000 max"; max = closed loop, concurrency 512), RUNS (5),
 #      CLIENTS (20000; each does DORA + RENEWALS renewals = that many changes), RENEWALS (1).
 # Prints one line per run and the medians per (subscribers, rate).
 set -u
@@ -16,7 +16,7 @@ for subs in ${SUBS:-1 100 1000}; do
       P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2))
       "$R/leasequeryd" --shards 2 --config "$CFG" --active --allow-insecure-active \
         --max-connections $((subs + 50)) --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 \
-        --dhcp4o6-listen "[::1]:$PU" --log warn &
+        --dhcp4o6-listen "[::1]:$PU" --log warn ${EXTRA:-} &
       SRV=$!
       sleep 1
       if [ "$rate" = max ]; then load="--concurrency 512"; else load="--rate $rate"; fi

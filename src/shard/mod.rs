@@ -24,7 +24,7 @@ use glommio::channels::local_channel::LocalSender;
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::feed::import::{self, ImportedShards};
@@ -400,6 +400,42 @@ fn precheck(addr: std::net::SocketAddr, ty: socket2::Type) -> Result<(), ServerE
     Ok(())
 }
 
+/// One shard's DHCP4o6 UDP socket: SO_REUSEPORT (every shard binds the address),
+/// SO_REUSEADDR, IPv6-only, and SO_RCVBUF of `recv_buffer` octets (the kernel caps it at
+/// `net.core.rmem_max`; the size it granted is logged, a shortfall as a warning).
+fn bind_udp(
+    addr: std::net::SocketAddr,
+    recv_buffer: usize,
+    shard: usize,
+) -> std::io::Result<glommio::net::UdpSocket> {
+    use glommio_socket2 as gs;
+    let s = gs::Socket::new(
+        gs::Domain::for_address(addr),
+        gs::Type::DGRAM,
+        Some(gs::Protocol::UDP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_recv_buffer_size(recv_buffer)?;
+    // Linux reports twice the size it keeps for data (socket(7)).
+    let granted = s.recv_buffer_size()? / 2;
+    if granted < recv_buffer {
+        warn!(
+            shard,
+            requested = recv_buffer,
+            granted,
+            "dhcp4o6 UDP receive buffer capped by net.core.rmem_max (raise it, tuning/README.md)"
+        );
+    } else {
+        debug!(shard, granted, "dhcp4o6 UDP receive buffer");
+    }
+    s.bind(&addr.into())?;
+    Ok(glommio::net::UdpSocket::from(s))
+}
+
 async fn shard_main(
     id: usize,
     shared: Arc<Shared>,
@@ -441,10 +477,8 @@ async fn shard_main(
         let mut a = crate::authority::Authority::new(cfg, id, shared.shards);
         a.restore(&table);
         let addr = shared.config.dhcp4o6_listen;
-        let socket = glommio::net::UdpSocket::bind(addr).map_err(|e| ServerError::Listen {
-            addr,
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let socket = bind_udp(addr, shared.config.udp_recv_buffer, id)
+            .map_err(|source| ServerError::Listen { addr, source })?;
         let journal = match &shared.config.data_dir {
             Some(dir) => Some(crate::store::Journal::open(dir, id, shared.shards)?),
             None => None,
