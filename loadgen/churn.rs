@@ -91,10 +91,14 @@ pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
 }
 
 /// The index of the loadgen client whose RFC 4361 client-id this is (any run's: 255, IAID =
-/// index, DUID-LL with the client's MAC), if it is one.
-pub fn loadgen_client(client_id: &[u8]) -> Option<u32> {
-    let index = u32::from_be_bytes(client_id.get(1..5)?.try_into().ok()?);
-    (client_id == leasequery::requestor::client_id_of(index)).then_some(index)
+/// index, DUID-LL with the client's MAC 02:4c:index, as [`leasequery::requestor::client_id_of`]
+/// builds it), if it is one. Allocates nothing (it runs once per active update).
+pub fn loadgen_client(c: &[u8]) -> Option<u32> {
+    if c.len() != 15 || c[0] != 255 || c[5..11] != [0, 3, 0, 1, 0x02, 0x4c] || c[1..5] != c[11..15]
+    {
+        return None;
+    }
+    Some(u32::from_be_bytes([c[1], c[2], c[3], c[4]]))
 }
 
 /// The relay hop client `index` goes through.
@@ -217,29 +221,30 @@ impl Worker<'_> {
         }
     }
 
-    /// Reads what has arrived (waiting at most `wait`), then handles expired deadlines.
+    /// Waits at most `wait` for a datagram (ppoll: a nanosecond timeout, so an open-loop send
+    /// is not held back by SO_RCVTIMEO's jiffy granularity, which the latency from the intended
+    /// send would then charge to the server), reads every datagram there is, then handles
+    /// expired deadlines.
     fn poll(&mut self, wait: Duration) {
-        let _ = self
-            .sock
-            .set_read_timeout(Some(wait.max(Duration::from_micros(100))));
-        let mut first = true;
-        loop {
-            if !first {
-                let _ = self.sock.set_nonblocking(true);
-            }
-            let r = self.sock.recv_from(&mut self.buf);
-            if !first {
-                let _ = self.sock.set_nonblocking(false);
-            }
-            first = false;
-            let n = match r {
-                Ok((n, _)) => n,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    break
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        if !wait.is_zero() {
+            let ts = Timespec {
+                tv_sec: wait.as_secs() as i64,
+                tv_nsec: i64::from(wait.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+            if let Err(e) = rustix::event::poll(&mut fds, Some(&ts)) {
+                if e != rustix::io::Errno::INTR {
+                    add(&mut self.c, &format!("error_poll_{e:?}"), 1);
                 }
+            }
+        }
+        loop {
+            // The socket is non-blocking.
+            let n = match self.sock.recv_from(&mut self.buf) {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     add(&mut self.c, &format!("error_recv_{:?}", e.kind()), 1);
                     break;
@@ -441,7 +446,9 @@ pub fn run(
     };
     let mut socks = Vec::new();
     for _ in 0..threads {
-        socks.push(UdpSocket::bind(bind)?);
+        let s = UdpSocket::bind(bind)?;
+        s.set_nonblocking(true)?;
+        socks.push(s);
     }
     let handles: Vec<_> = socks
         .into_iter()
@@ -549,6 +556,19 @@ pub fn steps(a: &ChurnArgs) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loadgen_client_ids_are_recognised() {
+        for i in [0, 1, 255, 70_000, u32::MAX] {
+            let id = leasequery::requestor::client_id_of(i);
+            assert_eq!(loadgen_client(&id), Some(i));
+            let mut other = id.clone();
+            other[14] ^= 1;
+            assert_eq!(loadgen_client(&other), None);
+            assert_eq!(loadgen_client(&id[..14]), None);
+        }
+        assert_eq!(loadgen_client(&[]), None);
+    }
 
     #[test]
     fn pick_is_deterministic_and_near_the_ratio() {

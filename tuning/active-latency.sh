@@ -49,17 +49,25 @@ for line in open(sys.argv[1]):
     f = dict(re.findall(r'(\S+?)=(\S+)', line))
     key = (int(f["subs"]), f["rate"])
     runs.setdefault(key, []).append(line)
+PATS = [
+    ("changes/s", r"changes/s=(\S+)"),
+    ("ack->update p50", r"ack->update p50=(\S+)"),
+    ("p99", r"ack->update p50=\S+ p99=(\S+)"),
+    ("p99.9", r"ack->update .*?p99\.9=(\S+)"),
+    ("max", r"ack->update .*?max=(\S+)"),
+    ("send->update p50", r"send->update p50=(\S+)"),
+    ("p99", r"send->update p50=\S+ p99=(\S+)"),
+    ("p99.9", r"send->update .*?p99\.9=(\S+)"),
+    ("max", r"send->update .*?max=(\S+)"),
+]
 for (subs, rate), lines in sorted(runs.items()):
-    def med(pat):
+    parts = []
+    for name, pat in PATS:
         vals = []
         for l in lines:
             m = re.search(pat, l)
             if m and m.group(1) != "None":
                 vals.append(float(m.group(1)))
-        return f"{st.median(vals):.0f}" if vals else "-"
-    print(f"subs={subs} rate={rate} runs={len(lines)} changes/s={med(r'changes/s=(\S+)')} "
-          f"ack->update p50={med(r'ack->update p50=(\S+)')} p99={med(r'ack->update p50=\S+ p99=(\S+)')} "
-          f"p99.9={med(r'ack->update .*?p99.9=(\S+)')} max={med(r'ack->update .*?max=(\S+)')} us; "
-          f"send->update p50={med(r'send->update p50=(\S+)')} p99={med(r'send->update p50=\S+ p99=(\S+)')} "
-          f"p99.9={med(r'send->update .*?p99.9=(\S+)')} max={med(r'send->update .*?max=(\S+)')} us")
+        parts.append(f"{name}={st.median(vals):.0f}" if vals else f"{name}=-")
+    print(f"subs={subs} rate={rate} runs={len(lines)} " + " ".join(parts) + " (us)")
 PY
