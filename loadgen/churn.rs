@@ -65,6 +65,8 @@ pub struct ChurnArgs {
     pub threads: usize,
     /// The /48 the softwire sources come from.
     pub softwire_prefix: Ipv6Addr,
+    /// Start no exchange after this long from the run's start (the exchanges under way finish).
+    pub duration: Option<Duration>,
 }
 
 /// One lease in the ledger: what a client holds after its last ACK.
@@ -374,6 +376,10 @@ impl Worker<'_> {
         let window = self.a.concurrency.div_ceil(threads).max(1);
         let mut k = 0u64;
         for i in todo {
+            if self.a.duration.is_some_and(|d| self.t0.elapsed() >= d) {
+                add(&mut self.c, "stopped_by_duration", 1);
+                break;
+            }
             let intended = match per_thread_rate {
                 Some(r) => {
                     let at = start + Duration::from_secs_f64(k as f64 / r);

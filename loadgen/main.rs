@@ -195,6 +195,10 @@ struct ChurnOpts {
     /// The /48 of the softwire sources (option 109).
     #[arg(long, default_value = "2001:db8:ff::")]
     softwire_prefix: std::net::Ipv6Addr,
+    /// Start no exchange after this many seconds (the ones under way finish; the phases
+    /// not reached are skipped). Default: no bound but the count.
+    #[arg(long)]
+    duration: Option<f64>,
 }
 
 /// The active subscribers of `active` and `mixed`.
@@ -255,10 +259,11 @@ impl ChurnOpts {
             || !ratio_ok(self.release_ratio)
             || self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
             || !(self.timeout > 0.0 && self.timeout.is_finite())
+            || self.duration.is_some_and(|d| !(d > 0.0 && d.is_finite()))
         {
             eprintln!(
-                "loadgen: --clients, --concurrency, --rate and --timeout must be positive and \
-                 the ratios within 0..1"
+                "loadgen: --clients, --concurrency, --rate, --timeout and --duration must be \
+                 positive and the ratios within 0..1"
             );
             return Err(ExitCode::from(2));
         }
@@ -277,6 +282,7 @@ impl ChurnOpts {
             retries: self.retries,
             threads: self.threads,
             softwire_prefix: self.softwire_prefix,
+            duration: self.duration.map(Duration::from_secs_f64),
         })
     }
 }

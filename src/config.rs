@@ -537,6 +537,31 @@ mod tests {
         assert_eq!(Config::default().udp_recv_buffer, 4 << 20);
     }
 
+    /// The config profiles of tuning/profiles/ load, validate, and set what they are about.
+    #[test]
+    fn the_tuning_profiles_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning/profiles");
+        let load = |name: &str| {
+            let c = Config::from_file(&dir.join(name)).unwrap();
+            c.validate().unwrap();
+            c
+        };
+        let l = load("latency.toml");
+        assert_eq!((l.spin_before_park_us, l.chunk_size), (50, 65537));
+        assert!(l.active && l.allow_insecure_active);
+        let t = load("throughput.toml");
+        assert_eq!((t.chunk_size, t.credits_per_shard), (1 << 20, 4));
+        let d = load("durable.toml");
+        assert!(d.data_dir.is_some());
+        assert_eq!(d.authority_config().validate().unwrap().subnets.len(), 2);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["durable.toml", "latency.toml", "throughput.toml"]);
+    }
+
     #[test]
     fn the_example_file_loads_with_its_authority_and_bad_subnets_are_named() {
         let path =

@@ -503,3 +503,38 @@ fn active_verify_fails_when_the_server_loses_updates() {
     assert_eq!(counter(&j, "held"), 100);
     assert_eq!(counter(&j, "error_verify_subscribers_differing"), 2);
 }
+
+/// Issue 6 part 2: a run is bounded by duration as well as by count: with `--duration` the
+/// churn starts no exchange after it, finishes the ones under way, and what the clients hold
+/// still verifies.
+#[test]
+fn churn_stops_at_its_duration_and_verifies() {
+    let srv = ServerBuilder::new().start();
+    let out = TempDir::new("churn-duration");
+    let t = std::time::Instant::now();
+    let o = churn(
+        &srv,
+        &out,
+        &[
+            "--clients",
+            "100000",
+            "--rate",
+            "200",
+            "--duration",
+            "0.5",
+            "--shared-ratio",
+            "1",
+            "--verify",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    let j = json(&out.path().join("summary.json"));
+    let acks = counter(&j, "acks");
+    assert!((20..=1000).contains(&acks), "{acks}");
+    assert!(counter(&j, "stopped_by_duration") >= 1);
+    assert_eq!(counter(&j, "verify_ledger"), counter(&j, "held"));
+    assert_eq!(counter(&j, "held"), acks);
+    assert_eq!(counter(&j, "error_verify_differences"), 0);
+}
