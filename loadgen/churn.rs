@@ -452,9 +452,17 @@ pub fn run(
     };
     let mut socks = Vec::new();
     for _ in 0..threads {
-        let s = UdpSocket::bind(bind)?;
+        // A 4 MiB receive buffer (capped by net.core.rmem_max): with hundreds of exchanges
+        // outstanding, bursts of replies overflow the kernel's default and read as drops.
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        s.set_recv_buffer_size(4 << 20)?;
+        s.bind(&bind.into())?;
         s.set_nonblocking(true)?;
-        socks.push(s);
+        socks.push(UdpSocket::from(s));
     }
     let handles: Vec<_> = socks
         .into_iter()
