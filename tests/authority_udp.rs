@@ -12,11 +12,14 @@ use common::{ServerBuilder, TempDir};
 use leasequery::proto::codes::{v4msg, v6msg, v6opt, v6status};
 use leasequery::proto::v4::{self, ClientId, V4Option};
 use leasequery::proto::v6::{Message, V6Option};
+use leasequery::requestor::RelayHop;
 
 const DHCPV4_QUERY: u8 = 20;
 const DHCPV4_RESPONSE: u8 = 21;
 
 struct Client {
+    /// Relay-Forward hops the queries go through, innermost first (empty: direct).
+    hops: Vec<RelayHop>,
     sock: UdpSocket,
     server: SocketAddr,
     duid: Vec<u8>,
@@ -30,6 +33,7 @@ impl Client {
         let sock = UdpSocket::bind("[::1]:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         Client {
+            hops: Vec::new(),
             sock,
             server,
             duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0x77, n],
@@ -39,8 +43,20 @@ impl Client {
         }
     }
 
+    /// The same client behind these relays (innermost first).
+    fn via(mut self, hops: Vec<RelayHop>) -> Client {
+        self.hops = hops;
+        self
+    }
+
     fn v4(&self, msg_type: u8, xid: u32, extra: Vec<V4Option>) -> Vec<u8> {
+        self.v4_from(msg_type, xid, Ipv4Addr::UNSPECIFIED, extra)
+    }
+
+    /// A DHCPv4 message with `ciaddr` (renewing: the address held).
+    fn v4_from(&self, msg_type: u8, xid: u32, ciaddr: Ipv4Addr, extra: Vec<V4Option>) -> Vec<u8> {
         let mut m = v4::Message::new(1, msg_type, xid);
+        m.ciaddr = ciaddr;
         m.set_hw_addr(1, &self.mac).unwrap();
         m.options.push(V4Option::ClientId(ClientId::Rfc4361 {
             iaid: 1,
@@ -66,10 +82,20 @@ impl Client {
         };
         let mut out = Vec::new();
         q.encode(&mut out).unwrap();
+        for (depth, hop) in self.hops.iter().enumerate() {
+            out = hop.wrap(out);
+            out[1] = depth as u8; // hop-count: relays the message passed before this one
+        }
         self.sock.send_to(&out, self.server).unwrap();
         let mut buf = [0u8; 4096];
         let (n, _) = self.sock.recv_from(&mut buf).ok()?;
-        let r = Message::decode(&buf[..n]).unwrap();
+        // The answer comes back through the same chain, outermost first, each hop's
+        // link/peer addresses and Interface-ID echoed (RelayHop::unwrap checks them).
+        let mut d = buf[..n].to_vec();
+        for hop in self.hops.iter().rev() {
+            d = hop.unwrap(&d).expect("a Relay-Reply for this hop");
+        }
+        let r = Message::decode(&d).unwrap();
         assert_eq!(r.msg_type, DHCPV4_RESPONSE);
         r.options.iter().find_map(|o| match o {
             V6Option::Dhcpv4Msg(b) => Some(v4::Message::decode(b).unwrap()),
@@ -233,4 +259,89 @@ fn s26_rfc5460_5_2_bulk_query_types_over_udp_are_not_allowed() {
     });
     assert_eq!(status, Some(v6status::NOT_ALLOWED));
     assert!(r.options.iter().any(|o| o.code() == v6opt::SERVERID));
+}
+
+/// Issue 4: DORA, a renewal (unicast, U flag) and a release through one and through two
+/// Relay-Forward hops over loopback UDP, full and shared addresses: the answer comes back in
+/// Relay-Replies through the same chain with every Interface-ID echoed, the subnet is chosen by
+/// the innermost relay's link-address (demo setup: relayed links under 2001:db8::/32), and the
+/// leases are what bulk leasequery then reports.
+#[test]
+fn dora_renew_release_through_one_and_two_relay_hops() {
+    let srv = ServerBuilder::new().start();
+    let hop = |link: &str, n: u8| RelayHop {
+        link: link.parse().unwrap(),
+        peer: format!("fe80::{n:x}").parse().unwrap(),
+        interface_id: Some(vec![b'i', b'f', n]),
+        relay_id: Some(vec![0, 3, 0, 1, 2, 0, 0, 0, 0x52, n]),
+        remote_id: Some((32473, vec![n])),
+    };
+    let chains = [
+        vec![hop("2001:db8:1::", 1)],
+        vec![hop("2001:db8:2::", 2), hop("2001:db8:ffff::", 3)],
+    ];
+    let mut held = Vec::new();
+    let mut n = 40u8;
+    for chain in &chains {
+        for shared in [false, true] {
+            n += 1;
+            let c = Client::new(srv.dhcp4o6, n, shared).via(chain.clone());
+            let xid = 0x7000 + u32::from(n) * 16;
+            let ack = c.dora(xid);
+            let net = if shared { [198, 51, 100] } else { [192, 0, 2] };
+            assert!(
+                in_net(ack.yiaddr, net),
+                "{:?} via {} hops",
+                ack.yiaddr,
+                chain.len()
+            );
+            // RENEWING: unicast (U flag), ciaddr set, a new softwire source.
+            let sw: Ipv6Addr = format!("2001:db8:fe::{n:x}").parse().unwrap();
+            let renew = c.v4_from(
+                v4msg::REQUEST,
+                xid + 2,
+                ack.yiaddr,
+                vec![V4Option::Dhcp4o6SoftwireSource(sw)],
+            );
+            let r = c.exchange(renew, true).expect("an ACK to the renewal");
+            assert_eq!(r.message_type(), Some(v4msg::ACK), "{r:?}");
+            assert_eq!(r.yiaddr, ack.yiaddr);
+            assert!(matches!(r.option(109), Some(V4Option::Dhcp4o6SoftwireSource(a)) if *a == sw));
+            held.push((ack.yiaddr, Some(sw), c));
+        }
+    }
+    let leases = active_leases(&srv);
+    for (addr, sw, _) in &held {
+        assert!(
+            leases.contains(&(*addr, *sw)),
+            "{addr} {sw:?} in {leases:?}"
+        );
+    }
+    // RELEASE through the chain (no answer), then the lease is no longer ACTIVE.
+    let (addr, sw, c) = held.pop().unwrap();
+    let rel = c.v4_from(v4msg::RELEASE, 0x7fff, addr, vec![]);
+    let q = Message {
+        msg_type: DHCPV4_QUERY,
+        xid: 0x80_0000,
+        options: vec![V6Option::Dhcpv4Msg(rel)],
+    };
+    let mut out = Vec::new();
+    q.encode(&mut out).unwrap();
+    for (depth, hop) in c.hops.iter().enumerate() {
+        out = hop.wrap(out);
+        out[1] = depth as u8;
+    }
+    c.sock.send_to(&out, c.server).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while active_leases(&srv).contains(&(addr, sw)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = active_leases(&srv);
+    for (a, s, _) in &held {
+        assert!(after.contains(&(*a, *s)), "the other leases stay");
+    }
 }
