@@ -430,3 +430,107 @@ fn bad_feed_lines_are_skipped_and_partial_lines_wait() {
         "bad line logged with FILE:LINE: {log}"
     );
 }
+
+/// RFC 7653 §8.4.1 case 2, the DATA form of DataMissing: the history is lost part-way through a
+/// catch-up. 20,000 v6 changes with 20 addresses each (about 12 MB of updates) come through the feed; a subscriber with a tiny receive window
+/// asks for a catch-up from before them and does not read, so the catch-up stalls (credits are
+/// withheld while its backlog is over half of `active_backlog_bytes`); the changes then age out
+/// of the history (`history_age = 4`, trimmed by the next change); when the subscriber reads
+/// again it gets the catch-up up to the loss, then LEASEQUERY-DATA with DataMissing (never
+/// CatchUpComplete), and live updates go on.
+#[test]
+fn data_missing_in_data_form_when_history_is_lost_during_catch_up() {
+    const N: u32 = 20_000;
+    let env = Env::start(
+        "history_age = 4\nactive_backlog_bytes = 1048576\nactive_send_timeout = 60\n",
+        None,
+    );
+    // Live subscribers that follow one binding each (QUERY_BY_CLIENTID as the filter) tell
+    // when a change has been applied, without taking the whole flood.
+    let probe = |xid: u32, i: u32| {
+        let mut duid = vec![0, 3, 0, 1];
+        duid.extend_from_slice(&i.to_be_bytes());
+        let mut p = Sub::v6(
+            &env,
+            xid,
+            vec![V6Option::LqQuery {
+                query_type: 2,
+                link_address: std::net::Ipv6Addr::UNSPECIFIED,
+                options: vec![V6Option::ClientId(duid)],
+            }],
+        );
+        assert_eq!(p.next(), Some(Got::Reply(None)));
+        p
+    };
+    let (mut last, mut next) = (probe(0x60, N - 1), probe(0x62, N));
+    let start = unix_now();
+    // Bindings with 20 addresses each (about 600 octets an update), so that the catch-up is
+    // far larger than what the sockets and the backlog can hold.
+    let big = |i: u32| {
+        let addrs: Vec<String> = (0..20)
+            .map(|k| {
+                format!(
+                    r#"{{"addr":"2001:db8:2::{:x}:{k:x}","preferred":3600,"valid":7200}}"#,
+                    i & 0xffff
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"duid":"00030001{i:08x}","link":"2001:db8:2::","iana":[{}],"cltt":{start}}}"#,
+            addrs.join(",")
+        )
+    };
+    let lines: Vec<String> = (0..N).map(big).collect();
+    env.append(&lines);
+    last.until_seen(&[N - 1]);
+    let mut c = common::Conn::connect_small_window(env.srv.lq6, 4096);
+    c.send(&active6(
+        0x61,
+        vec![V6Option::LqStartTime(start - EPOCH_2000)],
+    ));
+    // Not reading: the catch-up stalls. Then everything in the history ages out and the next
+    // change trims it.
+    std::thread::sleep(Duration::from_millis(5500));
+    env.append(&[v6_line(N, unix_now())]);
+    next.until_seen(&[N]);
+    let mut s = Sub {
+        c,
+        form: Form::V6 { xid: 0x61 },
+        deadline: std::time::Instant::now() + SUB_DEADLINE,
+    };
+    assert_eq!(
+        s.next(),
+        Some(Got::Reply(None)),
+        "the catch-up was accepted"
+    );
+    let mut caught_up = std::collections::HashSet::new();
+    loop {
+        match s.next_real().expect("connection open") {
+            Got::Update { key, .. } => {
+                caught_up.insert(key);
+            }
+            Got::Status {
+                done: false,
+                code: v6status::DATA_MISSING,
+            } => break,
+            g => panic!(
+                "expected updates then DataMissing, got {g:?} after {} updates",
+                caught_up.len()
+            ),
+        }
+    }
+    let before = caught_up.iter().filter(|k| **k < N).count() as u32;
+    assert!(
+        before > 0 && before < N,
+        "part of the catch-up arrived before the loss ({before} of {N})"
+    );
+    // Live updates go on, and no CatchUpComplete comes.
+    env.append(&[v6_line(N + 1, unix_now())]);
+    loop {
+        match s.next_real().expect("connection open") {
+            Got::Update { key, .. } if key == N + 1 => break,
+            Got::Update { key, .. } if key <= N => {}
+            g => panic!("expected live updates after DataMissing, got {g:?}"),
+        }
+    }
+}

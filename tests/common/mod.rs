@@ -237,6 +237,23 @@ impl Conn {
         s.set_nodelay(true).unwrap();
         Conn { s, buf: Vec::new() }
     }
+    /// Like [`Conn::connect`], with SO_RCVBUF set to `rcvbuf` octets before connecting (no
+    /// receive-window autotuning: a requestor that reads slowly stalls the server's sends soon).
+    pub fn connect_small_window(addr: SocketAddr, rcvbuf: usize) -> Conn {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        sock.set_recv_buffer_size(rcvbuf).unwrap();
+        sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+            .expect("connect");
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn { s, buf: Vec::new() }
+    }
     /// Writes one framed message.
     pub fn send(&mut self, msg: &[u8]) {
         let mut f = (msg.len() as u16).to_be_bytes().to_vec();
