@@ -345,3 +345,82 @@ fn dora_renew_release_through_one_and_two_relay_hops() {
         assert!(after.contains(&(*a, *s)), "the other leases stay");
     }
 }
+
+/// Issue 3, RFC 6926 §6.2 with no primary query ("all configured addresses", §8.3): with the
+/// authority's pools, every pool address is listed exactly once: the leased ones (a full and a
+/// shared address here) as DHCPLEASEACTIVE, every other one as DHCPLEASEUNASSIGNED with
+/// dhcp-state AVAILABLE. A query with a time window lists bindings only (a never-leased address
+/// has no time).
+#[test]
+fn all_configured_addresses_lists_every_pool_address_once() {
+    let srv = ServerBuilder::new().start();
+    let full = Client::new(srv.dhcp4o6, 61, false).dora(0x6100).yiaddr;
+    let shared = Client::new(srv.dhcp4o6, 62, true).dora(0x6200).yiaddr;
+    let pools = leasequery::authority::AuthorityConfig::demo()
+        .validate()
+        .unwrap()
+        .subnets;
+    let query = |xid: u32, extra: Vec<V4Option>| {
+        let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
+        m.options.push(V4Option::ParameterRequestList(vec![
+            leasequery::proto::codes::v4opt::DHCP_STATE,
+        ]));
+        m.options.extend(extra);
+        let mut out = Vec::new();
+        m.encode(&mut out).unwrap();
+        let mut c = srv.connect4();
+        c.send(&out);
+        let mut got = Vec::new();
+        loop {
+            let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
+            assert_eq!(r.xid, xid);
+            match r.message_type() {
+                Some(t) if t == v4msg::LEASEQUERYDONE => break,
+                t => got.push((
+                    r.ciaddr,
+                    t,
+                    match r.option(leasequery::proto::codes::v4opt::DHCP_STATE) {
+                        Some(V4Option::DhcpState(s)) => Some(*s),
+                        _ => None,
+                    },
+                )),
+            }
+        }
+        got
+    };
+    let got = query(0x6300, vec![]);
+    let mut count = std::collections::HashMap::new();
+    for (a, _, _) in &got {
+        *count.entry(*a).or_insert(0) += 1;
+    }
+    let mut expected = 0;
+    for s in &pools {
+        for a in u32::from(s.first)..=u32::from(s.last) {
+            expected += 1;
+            let a = Ipv4Addr::from(a);
+            assert_eq!(count.get(&a), Some(&1), "{a} listed once");
+        }
+    }
+    assert_eq!(got.len(), expected, "nothing but the pool addresses");
+    for (a, t, state) in &got {
+        if *a == full || *a == shared {
+            assert_eq!(*t, Some(v4msg::LEASEACTIVE), "{a}");
+            assert_eq!(*state, Some(2), "{a} ACTIVE");
+        } else {
+            assert_eq!(*t, Some(v4msg::LEASEUNASSIGNED), "{a}");
+            assert_eq!(*state, Some(1), "{a} AVAILABLE");
+        }
+    }
+    // With query-start-time: the two bindings only.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+        - 3600;
+    let got = query(0x6301, vec![V4Option::QueryStartTime(since)]);
+    let mut addrs: Vec<Ipv4Addr> = got.iter().map(|g| g.0).collect();
+    addrs.sort();
+    let mut want = vec![full, shared];
+    want.sort();
+    assert_eq!(addrs, want);
+}

@@ -10,7 +10,11 @@ use glommio::channels::local_channel;
 
 use super::mail::{Mail, QueryKey};
 use super::ShardCtx;
-use crate::lease::{ScanCursor, ScanStep};
+use std::net::Ipv4Addr;
+
+use crate::lease::{shard_of_addr, ScanCursor, ScanStep, V4Select};
+use crate::proto::codes::dhcp_state;
+use crate::proto::record::V4Record;
 use crate::session::{Encoded, Record, ScanPlan, ScanTarget};
 
 enum Cursor {
@@ -20,6 +24,116 @@ enum Cursor {
 
 /// Records examined per turn before the scanner yields to other tasks.
 const RECORDS_PER_TURN: usize = 512;
+
+/// The second phase of a DHCPv4 query for all configured addresses (RFC 6926 §6.2 with no
+/// primary query): after this shard's bindings, the authority's pool addresses this shard owns
+/// that have no binding at all, each as DHCPLEASEUNASSIGNED with dhcp-state AVAILABLE. Addresses
+/// with a binding (any PSID, any state) were listed by the first phase, so each address is
+/// listed once. Not for a query with a time window: a never-leased address has no time.
+struct Pools {
+    /// Pool ranges (first, last), inclusive.
+    ranges: Vec<(u32, u32)>,
+    /// Per range, a bit per address: listed by the first phase.
+    seen: Vec<Vec<u64>>,
+    /// Next (range, address) of the second phase.
+    next: (usize, u64),
+}
+
+impl Pools {
+    fn for_plan(ctx: &ShardCtx, plan: &ScanPlan) -> Option<Pools> {
+        let ScanTarget::V4(q) = &plan.target else {
+            return None;
+        };
+        let all = q.select == V4Select::All
+            && q.changed_since.is_none()
+            && q.changed_until.is_none()
+            && !q.only_4o6;
+        let cfg = ctx.shared.authority.as_ref().filter(|_| all)?;
+        let ranges: Vec<(u32, u32)> = cfg
+            .subnets
+            .iter()
+            .map(|s| (u32::from(s.first), u32::from(s.last)))
+            .collect();
+        let seen = ranges
+            .iter()
+            .map(|(a, b)| vec![0u64; (u64::from(b - a) / 64 + 1) as usize])
+            .collect();
+        let first = ranges.first().map_or(0, |r| u64::from(r.0));
+        Some(Pools {
+            ranges,
+            seen,
+            next: (0, first),
+        })
+    }
+
+    fn mark(&mut self, addr: Ipv4Addr) {
+        let a = u32::from(addr);
+        for (i, (first, last)) in self.ranges.iter().enumerate() {
+            if (*first..=*last).contains(&a) {
+                let bit = (a - first) as usize;
+                self.seen[i][bit / 64] |= 1 << (bit % 64);
+            }
+        }
+    }
+
+    fn listed(&self, range: usize, a: u32) -> bool {
+        let bit = (a - self.ranges[range].0) as usize;
+        self.seen[range][bit / 64] & (1 << (bit % 64)) != 0
+            || self.ranges[..range]
+                .iter()
+                .any(|(f, l)| (*f..=*l).contains(&a))
+    }
+
+    /// Emits up to `budget` examined addresses; `emit` false: no room, offered again next time.
+    fn step(
+        &mut self,
+        shard: usize,
+        shards: usize,
+        budget: usize,
+        mut emit: impl FnMut(V4Record<'_>) -> bool,
+    ) -> ScanStep {
+        let mut examined = 0;
+        while let Some(&(first, last)) = self.ranges.get(self.next.0) {
+            let (range, mut a) = self.next;
+            a = a.max(u64::from(first));
+            while a <= u64::from(last) {
+                if examined == budget {
+                    self.next = (range, a);
+                    return ScanStep::More;
+                }
+                examined += 1;
+                let addr = a as u32;
+                if shard_of_addr(Ipv4Addr::from(addr), shards) == shard && !self.listed(range, addr)
+                {
+                    let rec = V4Record {
+                        addr: Ipv4Addr::from(addr),
+                        port_params: None,
+                        htype: 0,
+                        chaddr: &[],
+                        client_id: None,
+                        state: dhcp_state::AVAILABLE,
+                        cltt: 0,
+                        state_start: 0,
+                        expires: 0,
+                        circuit_id: None,
+                        remote_id: None,
+                        relay_id: None,
+                        softwire_src: None,
+                        v6: None,
+                        data_source: 0,
+                    };
+                    if !emit(rec) {
+                        self.next = (range, a);
+                        return ScanStep::More;
+                    }
+                }
+                a += 1;
+            }
+            self.next = (range + 1, 0);
+        }
+        ScanStep::Done
+    }
+}
 
 /// Registers the scan and starts its task. Credits arriving before the task runs queue in its
 /// channel (their number is bounded by `credits_per_shard`).
@@ -43,6 +157,8 @@ async fn run(
         ScanTarget::V4(q) => Cursor::V4(ctx.table.borrow().start_v4(q)),
         ScanTarget::V6(q) => Cursor::V6(ctx.table.borrow().start_v6(q)),
     };
+    let mut pools = Pools::for_plan(ctx, plan);
+    let mut bindings_done = false;
     loop {
         let mut buf: Vec<u8> = match rx.recv().await {
             Some(Mail::Credit { buf, .. }) => buf,
@@ -73,16 +189,36 @@ async fn run(
                         false
                     }
                 };
-                let step = match (&plan.target, &mut cursor) {
-                    (ScanTarget::V4(q), Cursor::V4(c)) => {
-                        table.scan_v4(q, c, RECORDS_PER_TURN, |r| emit(Record::V4(r)))
+                if !bindings_done {
+                    let step = match (&plan.target, &mut cursor) {
+                        (ScanTarget::V4(q), Cursor::V4(c)) => {
+                            table.scan_v4(q, c, RECORDS_PER_TURN, |r| {
+                                let addr = r.addr;
+                                let ok = emit(Record::V4(r));
+                                if ok {
+                                    if let Some(p) = pools.as_mut() {
+                                        p.mark(addr);
+                                    }
+                                }
+                                ok
+                            })
+                        }
+                        (ScanTarget::V6(q), Cursor::V6(c)) => {
+                            table.scan_v6(q, c, RECORDS_PER_TURN, |r| emit(Record::V6(r)))
+                        }
+                        _ => unreachable!("the cursor is made from the same target"),
+                    };
+                    bindings_done = step == ScanStep::Done;
+                }
+                match pools.as_mut() {
+                    Some(p) if bindings_done => {
+                        p.step(ctx.id, ctx.shared.shards, RECORDS_PER_TURN, |r| {
+                            emit(Record::V4(r))
+                        }) == ScanStep::Done
                     }
-                    (ScanTarget::V6(q), Cursor::V6(c)) => {
-                        table.scan_v6(q, c, RECORDS_PER_TURN, |r| emit(Record::V6(r)))
-                    }
-                    _ => unreachable!("the cursor is made from the same target"),
-                };
-                step == ScanStep::Done
+                    Some(_) => false,
+                    None => bindings_done,
+                }
             };
             if too_long > 0 {
                 ctx.stats()
