@@ -228,6 +228,8 @@ fn active4(xid: u32, start: u32) -> Vec<u8> {
     out
 }
 
+/// A DHCPv6 / DHCP4o6 ACTIVELEASEQUERY with a catch-up from `start` (Unix seconds; on the wire
+/// OPTION_LQ_START_TIME counts from 2000, RFC 7653 §6.3).
 fn active6(xid: u32, start: u32, inner: Option<Vec<u8>>) -> Vec<u8> {
     let mut options = vec![
         V6Option::ClientId(SUBSCRIBER.to_vec()),
@@ -236,7 +238,7 @@ fn active6(xid: u32, start: u32, inner: Option<Vec<u8>>) -> Vec<u8> {
         } else {
             vec![v6opt::LQ_BASE_TIME]
         }),
-        V6Option::LqStartTime(start),
+        V6Option::LqStartTime(leasequery::proto::time::unix_to_v6(u64::from(start))),
     ];
     if let Some(v4) = inner {
         options.push(V6Option::Dhcpv4Msg(v4));
@@ -928,6 +930,27 @@ mod tests {
         s.sent(105, t0 + Duration::from_micros(5));
         s.acked(105, t0 + Duration::from_micros(9));
         assert_eq!(s.get(105), Some((5001, 9001)));
+    }
+
+    /// The catch-up start goes on the wire in each layer's epoch: 2000 for DHCPv6
+    /// (OPTION_LQ_START_TIME), 1970 for DHCPv4 (query-start-time).
+    #[test]
+    fn start_times_are_sent_in_each_layer_s_epoch() {
+        let unix = 1_800_000_000;
+        let m = v6::Message::decode(&active6(7, unix, Some(active4(8, unix)))).unwrap();
+        let v6_start = m.options.iter().find_map(|o| match o {
+            V6Option::LqStartTime(t) => Some(*t),
+            _ => None,
+        });
+        assert_eq!(v6_start, Some(unix - 946_684_800));
+        let inner = m.options.iter().find_map(|o| match o {
+            V6Option::Dhcpv4Msg(b) => Some(v4::Message::decode(b).unwrap()),
+            _ => None,
+        });
+        assert_eq!(
+            inner.unwrap().option(v4opt::QUERY_START_TIME),
+            Some(&v4::V4Option::QueryStartTime(unix))
+        );
     }
 
     #[test]
