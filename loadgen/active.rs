@@ -435,39 +435,15 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
     )
 }
 
-/// The binding of a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED (ciaddr, options 61, 159, 109).
+/// The binding of a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED, as tabled.
 fn seen_of_v4(raw: &[u8]) -> Option<(Unit, Seen)> {
-    let v = v4::MessageView::parse(raw).ok()?;
-    let mut active = None;
-    let mut seen = Seen {
-        client: None,
-        softwire: None,
-        active: false,
+    let b = verify::BindingView::parse(raw)?;
+    let seen = Seen {
+        client: b.client_id.and_then(crate::churn::loadgen_client),
+        softwire: b.softwire,
+        active: b.active,
     };
-    let mut pp = None;
-    for (code, value) in v.options() {
-        match code {
-            v4opt::MESSAGE_TYPE => {
-                active = match value {
-                    [t] if *t == v4msg::LEASEACTIVE => Some(true),
-                    [t] if *t == v4msg::LEASEUNASSIGNED => Some(false),
-                    _ => None,
-                }
-            }
-            v4opt::CLIENT_ID => seen.client = crate::churn::loadgen_client(value),
-            v4opt::V4_PORTPARAMS => {
-                if let [offset, len, a, b] = *value {
-                    pp = PortParams::from_wire(offset, len, u16::from_be_bytes([a, b]));
-                }
-            }
-            v4opt::DHCP4O6_S46_SADDR => {
-                seen.softwire = <[u8; 16]>::try_from(value).ok().map(Ipv6Addr::from);
-            }
-            _ => {}
-        }
-    }
-    seen.active = active?;
-    Some((unit(v.ciaddr, pp), seen))
+    Some((unit(b.addr, b.port_params), seen))
 }
 
 /// One decoded message of a subscription.
@@ -668,9 +644,8 @@ impl Sub {
             Msg::Update(u, seen) => {
                 *th.updates.entry(form).or_default() += 1;
                 if let Some(index) = self.keep((u, seen)) {
-                    if th.stamps.slot(index).is_some() {
-                        th.record(index, seen.active, now);
-                    }
+                    // Not one of this run's clients: `record` ignores it.
+                    th.record(index, seen.active, now);
                 }
             }
             Msg::Keepalive => add(&mut th.c, "active_keepalives", 1),

@@ -103,8 +103,8 @@ enum Cmd {
         churn: ChurnOpts,
         #[command(flatten)]
         subs: SubOpts,
-        /// After the churn, every subscriber's table (and with `--verify` in `mixed`, a bulk
-        /// query) must equal the clients' ledger.
+        /// After the churn, every v4 and 4o6 subscriber's table must equal the clients'
+        /// ledger.
         #[arg(long)]
         verify: bool,
     },

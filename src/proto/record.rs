@@ -135,6 +135,30 @@ pub struct V4Record<'a> {
     pub data_source: u8,
 }
 
+impl V4Record<'_> {
+    /// A pool address with no binding: dhcp-state AVAILABLE and nothing else known (RFC 6926
+    /// §6.2, a query for all configured addresses lists it as DHCPLEASEUNASSIGNED).
+    pub fn available(addr: Ipv4Addr) -> V4Record<'static> {
+        V4Record {
+            addr,
+            port_params: None,
+            htype: 0,
+            chaddr: &[],
+            client_id: None,
+            state: crate::proto::codes::dhcp_state::AVAILABLE,
+            cltt: 0,
+            state_start: 0,
+            expires: 0,
+            circuit_id: None,
+            remote_id: None,
+            relay_id: None,
+            softwire_src: None,
+            v6: None,
+            data_source: 0,
+        }
+    }
+}
+
 /// One IPv6 address of a plain DHCPv6 binding (IA_NA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct V6Addr {

@@ -2,6 +2,7 @@
 //! matching records into the buffers the connection's shard lends it (credits), and sends them
 //! back as chunks. No table borrow is held across an `.await`; each turn has a record budget.
 
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,10 +11,7 @@ use glommio::channels::local_channel;
 
 use super::mail::{Mail, QueryKey};
 use super::ShardCtx;
-use std::net::Ipv4Addr;
-
 use crate::lease::{shard_of_addr, ScanCursor, ScanStep, V4Select};
-use crate::proto::codes::dhcp_state;
 use crate::proto::record::V4Record;
 use crate::session::{Encoded, Record, ScanPlan, ScanTarget};
 
@@ -66,22 +64,19 @@ impl Pools {
         })
     }
 
+    /// Notes an address the first phase listed (pools never overlap: the authority's config
+    /// validation refuses it).
     fn mark(&mut self, addr: Ipv4Addr) {
         let a = u32::from(addr);
-        for (i, (first, last)) in self.ranges.iter().enumerate() {
-            if (*first..=*last).contains(&a) {
-                let bit = (a - first) as usize;
-                self.seen[i][bit / 64] |= 1 << (bit % 64);
-            }
+        if let Some(i) = self.ranges.iter().position(|(f, l)| (*f..=*l).contains(&a)) {
+            let bit = (a - self.ranges[i].0) as usize;
+            self.seen[i][bit / 64] |= 1 << (bit % 64);
         }
     }
 
     fn listed(&self, range: usize, a: u32) -> bool {
         let bit = (a - self.ranges[range].0) as usize;
         self.seen[range][bit / 64] & (1 << (bit % 64)) != 0
-            || self.ranges[..range]
-                .iter()
-                .any(|(f, l)| (*f..=*l).contains(&a))
     }
 
     /// Emits up to `budget` examined addresses; `emit` false: no room, offered again next time.
@@ -105,23 +100,7 @@ impl Pools {
                 let addr = a as u32;
                 if shard_of_addr(Ipv4Addr::from(addr), shards) == shard && !self.listed(range, addr)
                 {
-                    let rec = V4Record {
-                        addr: Ipv4Addr::from(addr),
-                        port_params: None,
-                        htype: 0,
-                        chaddr: &[],
-                        client_id: None,
-                        state: dhcp_state::AVAILABLE,
-                        cltt: 0,
-                        state_start: 0,
-                        expires: 0,
-                        circuit_id: None,
-                        remote_id: None,
-                        relay_id: None,
-                        softwire_src: None,
-                        v6: None,
-                        data_source: 0,
-                    };
+                    let rec = V4Record::available(Ipv4Addr::from(addr));
                     if !emit(rec) {
                         self.next = (range, a);
                         return ScanStep::More;
