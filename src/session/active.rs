@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
 
 use hashbrown::HashMap;
 
@@ -833,11 +834,13 @@ pub struct BacklogLimits {
 
 /// What [`Backlog::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Appended.
-    Queued,
-    /// Replaced the waiting message of the same binding (the latest state wins).
-    Coalesced,
+pub struct Pushed {
+    /// The backlog was empty before this push (the subscriber's writer needs a wake-up).
+    pub was_empty: bool,
+    /// Waiting messages replaced by a later state of their binding during this push (RFC 7653
+    /// §7: the latest state wins): non-zero only when a bound was reached and the backlog was
+    /// compacted, or while it stays indexed after that.
+    pub coalesced: usize,
 }
 
 /// The backlog went over one of its bounds: the subscriber is to be terminated.
@@ -850,17 +853,39 @@ pub struct Overflow {
     pub bytes: usize,
 }
 
-/// One subscriber's coalescing FIFO of encoded messages. Messages with a binding key replace the
-/// waiting message of the same binding in place; control messages (statuses) are never
-/// coalesced and keep their place, so CatchUpComplete stays after every catch-up binding.
+/// One waiting message.
+#[derive(Debug)]
+struct Slot<T> {
+    key: Option<Rc<BindingKey>>,
+    item: T,
+    bytes: usize,
+}
+
+/// One subscriber's FIFO of encoded messages, bounded in bindings and octets, coalescing when it
+/// has to.
+///
+/// A subscriber that keeps up costs one append and one pop per message: nothing is indexed.
+/// When a push would take the backlog over a bound, the backlog is first compacted: every
+/// binding's latest message replaces its oldest waiting one, in that one's place, and later
+/// duplicates leave (RFC 7653 §7, RFC 7724 §6 allow sending only the latest state). Only if it
+/// is still over a bound after that is the push refused. From the first compaction until the
+/// backlog drains, an index keeps it compacted on every push. Control messages (statuses,
+/// no key) are never coalesced and keep their place, so CatchUpComplete stays after every
+/// catch-up binding.
+///
+/// The key is shared (`Rc`): one shard computes a change's key once for all its subscribers.
 #[derive(Debug)]
 pub struct Backlog<T> {
     limits: BacklogLimits,
-    slots: VecDeque<Option<(Option<BindingKey>, T, usize)>>,
+    slots: VecDeque<Option<Slot<T>>>,
     /// Absolute position of `slots[0]`.
     head: u64,
-    index: HashMap<BindingKey, u64>,
-    bindings: usize,
+    /// Binding -> absolute position of its waiting message; only after a compaction.
+    index: Option<HashMap<Rc<BindingKey>, u64>>,
+    /// Messages waiting (`Some` slots).
+    waiting: usize,
+    /// Keyed messages waiting (distinct bindings while indexed).
+    keyed: usize,
     bytes: usize,
 }
 
@@ -871,15 +896,17 @@ impl<T> Backlog<T> {
             limits,
             slots: VecDeque::new(),
             head: 0,
-            index: HashMap::new(),
-            bindings: 0,
+            index: None,
+            waiting: 0,
+            keyed: 0,
             bytes: 0,
         }
     }
 
-    /// Bindings waiting.
+    /// Keyed messages waiting: distinct bindings once the backlog has been compacted, an upper
+    /// bound on them before.
     pub fn bindings(&self) -> usize {
-        self.bindings
+        self.keyed
     }
 
     /// Octets waiting.
@@ -889,51 +916,105 @@ impl<T> Backlog<T> {
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0 && self.index.is_empty() && self.slots.iter().all(Option::is_none)
+        self.waiting == 0
+    }
+
+    /// True while the backlog keeps an index (it reached a bound since it was last empty).
+    pub fn is_indexed(&self) -> bool {
+        self.index.is_some()
     }
 
     /// Queues `item` (`bytes` octets) for binding `key` (`None`: a control message). Over a
-    /// bound the item is refused with [`Overflow`].
+    /// bound, after compaction, the item is refused with [`Overflow`].
     pub fn push(
         &mut self,
-        key: Option<BindingKey>,
+        key: Option<Rc<BindingKey>>,
         item: T,
         bytes: usize,
     ) -> Result<Pushed, Overflow> {
-        if let Some(k) = &key {
-            if let Some(&pos) = self.index.get(k) {
+        let was_empty = self.is_empty();
+        let mut coalesced = 0;
+        if self.index.is_none() && self.over(key.is_some(), bytes) {
+            coalesced = self.compact();
+        }
+        if let (Some(index), Some(k)) = (&self.index, &key) {
+            if let Some(&pos) = index.get(k) {
                 let i = usize::try_from(pos - self.head).unwrap_or(usize::MAX);
                 if let Some(Some(slot)) = self.slots.get_mut(i) {
-                    let total = self.bytes - slot.2 + bytes;
+                    let total = self.bytes - slot.bytes + bytes;
                     if total > self.limits.max_bytes {
                         return Err(Overflow {
-                            bindings: self.bindings,
+                            bindings: self.keyed,
                             bytes: total,
                         });
                     }
                     self.bytes = total;
-                    slot.1 = item;
-                    slot.2 = bytes;
-                    return Ok(Pushed::Coalesced);
+                    slot.item = item;
+                    slot.bytes = bytes;
+                    return Ok(Pushed {
+                        was_empty,
+                        coalesced: coalesced + 1,
+                    });
                 }
             }
         }
-        let bindings = self.bindings + usize::from(key.is_some());
-        let total = self.bytes + bytes;
-        if bindings > self.limits.max_bindings || total > self.limits.max_bytes {
+        if self.over(key.is_some(), bytes) {
             return Err(Overflow {
-                bindings,
-                bytes: total,
+                bindings: self.keyed + usize::from(key.is_some()),
+                bytes: self.bytes + bytes,
             });
         }
-        if let Some(k) = &key {
-            self.index
-                .insert(k.clone(), self.head + self.slots.len() as u64);
+        if let (Some(index), Some(k)) = (&mut self.index, &key) {
+            index.insert(k.clone(), self.head + self.slots.len() as u64);
         }
-        self.bindings = bindings;
-        self.bytes = total;
-        self.slots.push_back(Some((key, item, bytes)));
-        Ok(Pushed::Queued)
+        self.keyed += usize::from(key.is_some());
+        self.bytes += bytes;
+        self.waiting += 1;
+        self.slots.push_back(Some(Slot { key, item, bytes }));
+        Ok(Pushed {
+            was_empty,
+            coalesced,
+        })
+    }
+
+    /// Would one more message (`keyed`, `bytes` octets) go over a bound?
+    fn over(&self, keyed: bool, bytes: usize) -> bool {
+        self.keyed + usize::from(keyed) > self.limits.max_bindings
+            || self.bytes + bytes > self.limits.max_bytes
+    }
+
+    /// Builds the index, moving each binding's latest message into the place of its oldest
+    /// waiting one; returns how many messages were replaced.
+    fn compact(&mut self) -> usize {
+        let mut index: HashMap<Rc<BindingKey>, u64> = HashMap::with_capacity(self.keyed);
+        let mut replaced = 0;
+        for i in 0..self.slots.len() {
+            let Some(key) = self.slots[i].as_ref().and_then(|s| s.key.clone()) else {
+                continue;
+            };
+            let pos = self.head + i as u64;
+            match index.get(&key) {
+                None => {
+                    index.insert(key, pos);
+                }
+                Some(&first) => {
+                    let Some(later) = self.slots[i].take() else {
+                        continue;
+                    };
+                    let j = usize::try_from(first - self.head).unwrap_or(usize::MAX);
+                    if let Some(Some(slot)) = self.slots.get_mut(j) {
+                        self.bytes -= slot.bytes;
+                        slot.item = later.item;
+                        slot.bytes = later.bytes;
+                    }
+                    self.keyed -= 1;
+                    self.waiting -= 1;
+                    replaced += 1;
+                }
+            }
+        }
+        self.index = Some(index);
+        replaced
     }
 
     /// Takes the oldest waiting messages, in order, until about `max_bytes` octets (at least one).
@@ -942,19 +1023,30 @@ impl<T> Backlog<T> {
         let mut taken = 0;
         while let Some(front) = self.slots.pop_front() {
             self.head += 1;
-            let Some((key, item, bytes)) = front else {
+            let Some(slot) = front else {
                 continue;
             };
-            if let Some(k) = key {
-                self.index.remove(&k);
-                self.bindings -= 1;
+            if let Some(k) = slot.key {
+                if let Some(index) = &mut self.index {
+                    index.remove(&k);
+                }
+                self.keyed -= 1;
             }
-            self.bytes -= bytes;
-            taken += bytes;
-            out.push(item);
+            self.waiting -= 1;
+            self.bytes -= slot.bytes;
+            taken += slot.bytes;
+            out.push(slot.item);
             if taken >= max_bytes {
                 break;
             }
+        }
+        if self.waiting == 0 {
+            // Drained: back to plain appends; a large ring's memory goes.
+            self.slots.clear();
+            if self.slots.capacity() > 4096 {
+                self.slots = VecDeque::new();
+            }
+            self.index = None;
         }
         out
     }
@@ -1476,32 +1568,169 @@ mod tests {
         assert_ne!(p.wire_key(), p6.wire_key());
     }
 
+    fn k(n: u8) -> Option<Rc<BindingKey>> {
+        Some(Rc::new(BindingKey::V4(crate::lease::V4Key {
+            addr: Ipv4Addr::new(10, 0, 0, n),
+            port_params: None,
+        })))
+    }
+
     #[test]
-    fn backlog_coalesces_and_is_bounded() {
+    fn backlog_appends_until_a_bound_then_coalesces() {
         let mut b: Backlog<u32> = Backlog::new(BacklogLimits {
-            max_bindings: 2,
+            max_bindings: 3,
             max_bytes: 100,
         });
-        let k = |n: u8| {
-            Some(BindingKey::V4(crate::lease::V4Key {
-                addr: Ipv4Addr::new(10, 0, 0, n),
-                port_params: None,
-            }))
+        let q = |was_empty, coalesced| {
+            Ok(Pushed {
+                was_empty,
+                coalesced,
+            })
         };
-        assert_eq!(b.push(k(1), 1, 10), Ok(Pushed::Queued));
-        assert_eq!(b.push(None, 2, 5), Ok(Pushed::Queued));
-        assert_eq!(b.push(k(1), 3, 20), Ok(Pushed::Coalesced));
-        assert_eq!((b.bindings(), b.bytes()), (1, 25));
-        assert_eq!(b.push(k(2), 4, 10), Ok(Pushed::Queued));
-        assert!(b.push(k(3), 5, 10).is_err(), "a third binding");
-        assert!(b.push(None, 6, 90).is_err(), "over the octets");
-        // The coalesced message keeps its place, before the control message.
-        assert_eq!(b.pop(usize::MAX), vec![3, 2, 4]);
+        assert_eq!(b.push(k(1), 1, 10), q(true, 0));
+        assert_eq!(b.push(None, 2, 5), q(false, 0));
+        // Below the bounds nothing is indexed: a second state of binding 1 is appended.
+        assert_eq!(b.push(k(1), 3, 20), q(false, 0));
+        assert!(!b.is_indexed());
+        assert_eq!((b.bindings(), b.bytes()), (2, 35));
+        assert_eq!(b.push(k(2), 4, 10), q(false, 0));
+        // A fourth keyed message would pass max_bindings: the backlog compacts first (3 moves
+        // into 1's place), then takes it.
+        assert_eq!(b.push(k(3), 5, 10), q(false, 1));
+        assert!(b.is_indexed());
+        assert_eq!((b.bindings(), b.bytes()), (3, 45));
+        // Indexed: every later state coalesces at once.
+        assert_eq!(b.push(k(2), 6, 10), q(false, 1));
+        assert!(b.push(k(4), 7, 10).is_err(), "a fourth binding");
+        assert!(b.push(None, 8, 60).is_err(), "over the octets");
+        // The coalesced message keeps the oldest place, before the control message.
+        assert_eq!(b.pop(usize::MAX), vec![3, 2, 6, 5]);
         assert!(b.is_empty());
-        assert_eq!(b.push(k(1), 7, 10), Ok(Pushed::Queued));
-        assert_eq!(b.push(k(2), 8, 10), Ok(Pushed::Queued));
-        assert_eq!(b.pop(1), vec![7]);
-        assert_eq!(b.push(k(1), 9, 10), Ok(Pushed::Queued));
-        assert_eq!(b.pop(usize::MAX), vec![8, 9]);
+        assert!(!b.is_indexed(), "drained: back to appends");
+        assert_eq!((b.bindings(), b.bytes()), (0, 0));
+        assert_eq!(b.push(k(1), 9, 10), q(true, 0));
+        assert_eq!(b.push(k(2), 10, 10), q(false, 0));
+        assert_eq!(b.pop(1), vec![9]);
+        assert_eq!(b.push(k(1), 11, 10), q(false, 0));
+        assert_eq!(b.pop(usize::MAX), vec![10, 11]);
+    }
+
+    #[test]
+    fn backlog_over_the_octets_after_compaction_is_refused() {
+        let mut b: Backlog<u32> = Backlog::new(BacklogLimits {
+            max_bindings: 100,
+            max_bytes: 30,
+        });
+        b.push(k(1), 1, 10).unwrap();
+        b.push(k(1), 2, 10).unwrap();
+        b.push(k(2), 3, 10).unwrap();
+        // 40 octets would not fit; compaction frees 10 (1's first state): it fits.
+        assert_eq!(b.push(k(3), 4, 10).map(|p| p.coalesced), Ok(1));
+        assert_eq!(b.bytes(), 30);
+        assert!(b.push(k(4), 5, 1).is_err());
+        assert_eq!(b.pop(usize::MAX), vec![2, 3, 4]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Against a model: nothing is lost (each binding's last pushed state is the last one
+        /// delivered for it), control messages come in order and after everything pushed before
+        /// them, the counters match what waits, and a refusal happens only when the distinct
+        /// bindings or their latest octets are over a bound.
+        #[test]
+        fn backlog_loses_nothing_and_keeps_order(
+            ops in proptest::collection::vec((0u8..12, 1usize..40, proptest::bool::ANY), 1..300),
+            max_bindings in 1usize..10,
+            max_bytes in 40usize..400,
+        ) {
+            use std::collections::BTreeMap;
+            let mut b: Backlog<(Option<u8>, u32)> =
+                Backlog::new(BacklogLimits { max_bindings, max_bytes });
+            // Waiting, as the model sees it: latest state (seq, octets) per binding, control
+            // messages in order.
+            let mut latest: BTreeMap<u8, (u32, usize)> = BTreeMap::new();
+            let mut delivered_last: BTreeMap<u8, u32> = BTreeMap::new();
+            // Per control message: the bindings waiting when it was pushed, with how many
+            // messages of each had been delivered then.
+            let mut pushed_before_control: Vec<(u32, Vec<(u8, usize)>)> = Vec::new();
+            let mut control_bytes = 0usize;
+            let mut deliveries: BTreeMap<u8, usize> = BTreeMap::new();
+            let mut next_control = 0u32;
+            for (seq, (n, bytes, pop)) in ops.into_iter().enumerate() {
+                let seq = seq as u32;
+                if pop {
+                    for (key, s) in b.pop(bytes * 8) {
+                        match key {
+                            Some(n) => {
+                                delivered_last.insert(n, s);
+                                *deliveries.entry(n).or_default() += 1;
+                                if latest.get(&n).map(|l| l.0) == Some(s) {
+                                    latest.remove(&n);
+                                }
+                            }
+                            None => {
+                                let (want, keys) = pushed_before_control.remove(0);
+                                proptest::prop_assert_eq!(s, want, "control messages in order");
+                                for (k, then) in keys {
+                                    proptest::prop_assert!(deliveries.get(&k).copied().unwrap_or(0) > then,
+                                        "binding {} pushed before a control message came after it", k);
+                                }
+                                control_bytes -= 10;
+                            }
+                        }
+                    }
+                    if b.is_empty() {
+                        proptest::prop_assert!(latest.is_empty() && pushed_before_control.is_empty());
+                    }
+                    continue;
+                }
+                if n == 11 {
+                    let keys: Vec<(u8, usize)> = latest
+                        .keys()
+                        .map(|k| (*k, deliveries.get(k).copied().unwrap_or(0)))
+                        .collect();
+                    match b.push(None, (None, next_control), 10) {
+                        Ok(_) => {
+                            pushed_before_control.push((next_control, keys));
+                            next_control += 1;
+                            control_bytes += 10;
+                        }
+                        Err(_) => {
+                            let octets: usize = latest.values().map(|v| v.1).sum::<usize>() + control_bytes;
+                            proptest::prop_assert!(octets + 10 > max_bytes, "refused a control message that fits");
+                        }
+                    }
+                    continue;
+                }
+                let distinct = latest.len() + usize::from(!latest.contains_key(&n));
+                let octets: usize = latest.iter().filter(|(k, _)| **k != n).map(|(_, v)| v.1).sum::<usize>()
+                    + bytes + control_bytes;
+                match b.push(k(n), (Some(n), seq), bytes) {
+                    Ok(_) => {
+                        // Within the bounds counted over the latest states.
+                        latest.insert(n, (seq, bytes));
+                    }
+                    Err(_) => {
+                        proptest::prop_assert!(distinct > max_bindings || octets > max_bytes,
+                            "refused although {} bindings / {} octets fit", distinct, octets);
+                        // A refusal terminates the subscriber in the server: stop here.
+                        break;
+                    }
+                }
+                proptest::prop_assert!(b.bindings() >= latest.len());
+            }
+            // Drain: every binding's last pushed state is the last delivered.
+            for (key, s) in b.pop(usize::MAX) {
+                if let Some(n) = key {
+                    delivered_last.insert(n, s);
+                }
+            }
+            for (n, (s, _)) in latest {
+                proptest::prop_assert_eq!(delivered_last.get(&n), Some(&s));
+            }
+            proptest::prop_assert!(b.is_empty());
+            proptest::prop_assert_eq!((b.bindings(), b.bytes()), (0, 0));
+        }
     }
 }

@@ -50,9 +50,7 @@ use crate::lease::{
     shard_of_addr, shard_of_duid, BindingKey, CatchUpStep, Change, ChangeKind, History,
     HistoryLimits, V4Binding, V6Binding,
 };
-use crate::session::active::{
-    ActiveFilter, ActivePlan, Backlog, BacklogLimits, Encoded, Pushed, WireKey,
-};
+use crate::session::active::{ActiveFilter, ActivePlan, Backlog, BacklogLimits, Encoded, WireKey};
 
 /// Most changes waiting to be sent to other shards; past it the batch is dropped and the
 /// subscribers that would miss it are terminated.
@@ -138,24 +136,31 @@ impl Sub {
         self.notify();
     }
 
-    /// Queues one message; over the backlog bound the subscription is terminated.
-    fn queue(&self, ctx: &ShardCtx, key: Option<BindingKey>, e: Rc<Encoded>) {
+    /// Queues one message; over the backlog bound the subscription is terminated. The driver is
+    /// woken only when the backlog was empty: otherwise it has been woken already, or it is
+    /// writing and looks at the backlog again when the write completes.
+    fn queue(&self, ctx: &ShardCtx, key: Option<Rc<BindingKey>>, e: Rc<Encoded>) {
         if self.end.get().is_some() {
             return;
         }
         let len = e.bytes.len();
-        match self.backlog.borrow_mut().push(key, e, len) {
-            Ok(Pushed::Coalesced) => {
-                ctx.stats().active_coalesced.fetch_add(1, Ordering::Relaxed);
+        let pushed = self.backlog.borrow_mut().push(key, e, len);
+        match pushed {
+            Ok(p) => {
+                if p.coalesced > 0 {
+                    ctx.stats()
+                        .active_coalesced
+                        .fetch_add(p.coalesced as u64, Ordering::Relaxed);
+                }
+                if p.was_empty {
+                    self.notify();
+                }
             }
-            Ok(Pushed::Queued) => {}
             Err(o) => {
                 debug!("active subscriber terminated: {o}");
                 self.terminate(End::Backlog);
-                return;
             }
         }
-        self.notify();
     }
 
     fn control(&self, ctx: &ShardCtx, bytes: Vec<u8>) {
@@ -317,7 +322,8 @@ impl ShardCtx {
         }
     }
 
-    /// Live changes: encode once per wire key, queue for every matching subscriber.
+    /// Live changes: encode once per wire key, queue for every matching subscriber; each
+    /// change's binding key is built once for all of them.
     fn dispatch(&self, changes: &[Change]) {
         let subs: Vec<Rc<Sub>> = self.hub.subs.borrow().values().cloned().collect();
         if subs.is_empty() {
@@ -328,8 +334,9 @@ impl ShardCtx {
         for s in &subs {
             groups.entry(&s.wire).or_default().push(s);
         }
-        for group in groups.values() {
-            for c in changes {
+        for c in changes {
+            let mut key: Option<Rc<BindingKey>> = None;
+            for group in groups.values() {
                 let mut enc: Option<Option<Rc<Encoded>>> = None;
                 for s in group {
                     if s.end.get().is_some() || !s.plan.filter.matches(c) {
@@ -337,7 +344,10 @@ impl ShardCtx {
                     }
                     let e = enc.get_or_insert_with(|| s.plan.encode_change(c, now).map(Rc::new));
                     match e {
-                        Some(e) => s.queue(self, Some(BindingKey::of(c)), e.clone()),
+                        Some(e) => {
+                            let k = key.get_or_insert_with(|| Rc::new(BindingKey::of(c)));
+                            s.queue(self, Some(k.clone()), e.clone());
+                        }
                         None => {
                             self.stats()
                                 .records_too_long
@@ -441,7 +451,7 @@ impl ShardCtx {
         let now = unix_now();
         for c in &changes {
             match sub.plan.encode_change(c, now) {
-                Some(e) => sub.queue(self, Some(BindingKey::of(c)), Rc::new(e)),
+                Some(e) => sub.queue(self, Some(Rc::new(BindingKey::of(c))), Rc::new(e)),
                 None => {
                     self.stats()
                         .records_too_long
