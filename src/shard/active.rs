@@ -669,6 +669,7 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         if !items.is_empty() {
             let mut buf = std::mem::take(&mut spare);
             buf.clear();
+            buf.reserve(items.iter().map(|e| e.bytes.len()).sum());
             let mut updates = 0u64;
             for e in &items {
                 e.append_to(&mut buf, v6x, v4x);
@@ -690,8 +691,10 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
             .await
             {
                 Ok(mut buf) => {
-                    // (The writer hands it back cleared.) Keep small buffers only.
-                    if buf.capacity() > 64 * 1024 {
+                    // (The writer hands it back cleared.) While more waits the buffer is kept
+                    // whatever its size (no allocation and page faults per write); once the
+                    // backlog is drained, only a small one is kept.
+                    if buf.capacity() > 64 * 1024 && sub.backlog.borrow().is_empty() {
                         buf = Vec::new();
                     }
                     spare = buf;
