@@ -72,7 +72,18 @@ impl FromStr for Form {
     }
 }
 
+/// Every form, in the order of [`Form::index`].
+const FORMS: [Form; 3] = [Form::V4, Form::V6, Form::O6];
+
 impl Form {
+    fn index(self) -> usize {
+        match self {
+            Form::V4 => 0,
+            Form::V6 => 1,
+            Form::O6 => 2,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Form::V4 => "v4",
@@ -397,15 +408,37 @@ struct Seen {
 /// over the table. Equal tables have equal digests; a settle check compares digests and only
 /// the final `--verify` compares the tables themselves.
 fn digest(u: &Unit, s: &Seen) -> u64 {
-    use std::hash::BuildHasher;
     if !s.active {
         return 0;
     }
-    // Fixed keys: the subscriber threads and the ledger must hash alike.
-    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one((u, s))
+    // A fixed function (the subscriber threads and the ledger must hash alike), cheap enough to
+    // run twice per update: the fields packed into two words, each mixed (splitmix64's
+    // finalizer) and combined.
+    let (p_some, offset, psid_len, psid) = match u.1 {
+        Some((o, l, p)) => (1u64, u64::from(o), u64::from(l), u64::from(p)),
+        None => (0, 0, 0, 0),
+    };
+    let a = u64::from(u32::from(u.0))
+        | p_some << 32
+        | offset << 33
+        | psid_len << 41
+        | (psid & 0x7f) << 49
+        | u64::from(s.client.is_some()) << 56
+        | u64::from(s.softwire.is_some()) << 57;
+    let b = (psid >> 7) << 32 | u64::from(s.client.unwrap_or(0));
+    let sw = s.softwire.map_or(0, u128::from);
+    let mut h = mix(a) ^ mix(b.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    h = mix(h ^ sw as u64) ^ mix(h.wrapping_add((sw >> 64) as u64));
+    h
 }
 
-/// The digest of the churn's ledger (what a settled subscriber's digest equals).
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn ledger_digest(ledger: &[Entry]) -> u64 {
     ledger
         .iter()
@@ -530,8 +563,10 @@ fn decode6(m: &[u8]) -> Msg {
 
 struct Thread<'a> {
     stamps: &'a Stamps,
-    /// Updates per form name (folded into the counters at the end).
-    updates: hashbrown::HashMap<&'static str, u64>,
+    /// Updates per form, indexed like [`FORMS`] (folded into the counters at the end).
+    updates: [u64; 3],
+    /// Updates that arrived before their DHCPACK was taken (folded in at the end).
+    before_ack: u64,
     t0: Instant,
     c: Counters,
     update: Metric,
@@ -639,10 +674,10 @@ impl Sub {
     }
 
     fn on_msg(&mut self, msg: Msg, th: &mut Thread<'_>, now: Instant) -> bool {
-        let form = self.form.name();
+        let form = self.form.index();
         match msg {
             Msg::Update(u, seen) => {
-                *th.updates.entry(form).or_default() += 1;
+                th.updates[form] += 1;
                 if let Some(index) = self.keep((u, seen)) {
                     // Not one of this run's clients: `record` ignores it.
                     th.record(index, seen.active, now);
@@ -691,7 +726,7 @@ impl Thread<'_> {
             if ack >= sent && u >= ack {
                 self.update.record(at, (u - ack) / 1000);
             } else {
-                add(&mut self.c, "active_update_before_ack", 1);
+                self.before_ack += 1;
                 self.update.record(at, 0);
             }
         }
@@ -737,7 +772,8 @@ impl Running {
                     stamps: &stamps,
                     t0,
                     c: Counters::new(),
-                    updates: hashbrown::HashMap::new(),
+                    updates: [0; 3],
+                    before_ack: 0,
                     update: Metric::new("active_update", "us"),
                     from_send: Metric::new("active_from_send", "us"),
                 };
@@ -804,8 +840,13 @@ impl Running {
 
 impl Thread<'_> {
     fn outcome(mut self, subs: Vec<Sub>) -> Outcome {
-        for (form, n) in &self.updates {
-            add(&mut self.c, &format!("active_updates_{form}"), *n);
+        for (form, n) in FORMS.iter().zip(self.updates) {
+            if n > 0 {
+                add(&mut self.c, &format!("active_updates_{}", form.name()), n);
+            }
+        }
+        if self.before_ack > 0 {
+            add(&mut self.c, "active_update_before_ack", self.before_ack);
         }
         self.update.finish();
         self.from_send.finish();
