@@ -140,6 +140,9 @@ pub struct Config {
     pub active_backlog_bindings: usize,
     /// Most octets waiting for one active subscriber; over it, QueryTerminated and close.
     pub active_backlog_bytes: usize,
+    /// Most changes one shard holds for other shards' subscribers before the mesh takes them;
+    /// over it the batch is dropped and the subscribers that would miss it get QueryTerminated.
+    pub active_fanout_pending: usize,
     /// Most changes each shard keeps for catch-up (the history ring).
     pub history_entries: usize,
     /// Oldest change each shard keeps for catch-up, seconds.
@@ -189,6 +192,7 @@ impl Default for Config {
             active_idle_timeout: ACTIVE_LQ_IDLE_TIMEOUT_SECS,
             active_send_timeout: ACTIVE_LQ_SEND_TIMEOUT_SECS,
             active_backlog_bindings: 100_000,
+            active_fanout_pending: 262_144,
             active_backlog_bytes: 64 * 1024 * 1024,
             history_entries: 100_000,
             history_age: 3600,
@@ -387,6 +391,9 @@ impl Config {
         if self.active_backlog_bindings == 0 || self.active_backlog_bytes < 65_537 {
             return bad("active_backlog_bindings must be at least 1 and active_backlog_bytes at least 65537 (one message)".into());
         }
+        if !(1..=16_777_216).contains(&self.active_fanout_pending) {
+            return bad("active_fanout_pending must be within 1..=16777216".into());
+        }
         if self.history_entries > 100_000_000 || self.history_age > u64::from(u32::MAX) {
             return bad(
                 "history_entries must be at most 100000000 and history_age at most 4294967295"
@@ -535,6 +542,21 @@ mod tests {
         assert_eq!(c.udp_recv_buffer, 1 << 20);
         c.validate().unwrap();
         assert_eq!(Config::default().udp_recv_buffer, 4 << 20);
+        for bad in [
+            "active_fanout_pending = 0",
+            "active_fanout_pending = 16777217",
+        ] {
+            let e = Config::from_toml(bad)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("active_fanout_pending"), "{bad}: {e}");
+        }
+        let c = Config::from_toml("active_fanout_pending = 16").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.active_fanout_pending, 16);
+        assert_eq!(Config::default().active_fanout_pending, 262_144);
     }
 
     /// The config profiles of tuning/profiles/ load, validate, and set what they are about.

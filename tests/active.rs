@@ -534,3 +534,60 @@ fn data_missing_in_data_form_when_history_is_lost_during_catch_up() {
         }
     }
 }
+
+/// The cross-shard fan-out bound (`active_fanout_pending`): a shard that would have to hold more
+/// changes for the subscribers' shards than the bound drops that batch, and every subscriber that
+/// would miss it gets QueryTerminated as its last message and is closed; none is left with a
+/// silent gap. With a bound of 8, a change or two passes as usual; then one feed poll of 400
+/// bindings (about 200 per shard, each shard publishing its share at once) overflows it.
+#[test]
+fn fanout_overflow_terminates_subscribers_instead_of_losing_updates() {
+    let mut env = Env::start("active_fanout_pending = 8\n", None);
+    let mut s6 = Sub::v6(&env, 0x71, vec![]);
+    assert_eq!(s6.next(), Some(Got::Reply(None)));
+    let mut s4 = Sub::v4_ready(&env, 0x72);
+    // Below the bound the fan-out works.
+    let now = unix_now();
+    env.append(&[v6_line(1, now), v4_line(1, "active", now)]);
+    assert_eq!(s6.until_seen(&[1]), vec![(1, true)]);
+    assert_eq!(s4.until_seen(&[1]), vec![(1, true)]);
+    let mut lines: Vec<String> = (2..202).map(|i| v6_line(i, now)).collect();
+    lines.extend((2..202).map(|i| v4_line(i, "active", now)));
+    env.append(&lines);
+    // Whatever came through before the overflow, each subscriber ends with QueryTerminated, then
+    // the close.
+    let ends = |s: &mut Sub| {
+        let mut updates = 0;
+        loop {
+            match s.next_real() {
+                Some(Got::Update { .. }) => updates += 1,
+                Some(Got::Status { code, .. }) => {
+                    assert!(s.next().is_none(), "closed after the final status");
+                    return (code, updates);
+                }
+                other => panic!("expected updates then QueryTerminated, got {other:?}"),
+            }
+        }
+    };
+    let (code6, got6) = ends(&mut s6);
+    assert_eq!(code6, v6status::QUERY_TERMINATED);
+    let (code4, got4) = ends(&mut s4);
+    assert_eq!(code4, u16::from(v4status::QUERY_TERMINATED));
+    assert!(
+        got6 < 200 && got4 < 200,
+        "a batch was dropped, so not every change came ({got6} v6, {got4} v4 updates)"
+    );
+    env.srv.signal("TERM");
+    env.srv.wait_exit(Duration::from_secs(20)).expect("exits");
+    let log = env.srv.log();
+    let counter = |name: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains("counters:"))
+            .flat_map(|l| l.split_whitespace())
+            .filter_map(|w| w.strip_prefix(&format!("{name}=")))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(counter("active_terminated_fanout"), 2, "{log}");
+    assert_eq!(counter("active_subscribers"), 0, "{log}");
+}

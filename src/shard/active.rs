@@ -19,7 +19,7 @@
 //! [`WireKey`] among its subscribers that match it, and queues the shared encoding in each
 //! subscriber's coalescing [`Backlog`]; the subscriber's driver patches its transaction ids when
 //! it copies the messages into its write buffer. The pending batch of a shard is bounded
-//! ([`MAX_PENDING`]): if the mesh cannot take it, the subscribers that would miss changes are
+//! (config `active_fanout_pending`): if the mesh cannot take it, the subscribers that would miss changes are
 //! terminated (QueryTerminated, counted as `active_terminated_fanout`), never silently skipped.
 //!
 //! # One subscription
@@ -52,9 +52,6 @@ use crate::lease::{
 };
 use crate::session::active::{ActiveFilter, ActivePlan, Backlog, BacklogLimits, Encoded, WireKey};
 
-/// Most changes waiting to be sent to other shards; past it the batch is dropped and the
-/// subscribers that would miss it are terminated.
-pub(crate) const MAX_PENDING: usize = 262_144;
 /// Most changes in one catch-up batch.
 const CATCH_UP_BATCH: usize = 256;
 /// History entries examined per catch-up step before yielding.
@@ -247,7 +244,7 @@ impl ShardCtx {
         }
         {
             let mut p = hub.pending.borrow_mut();
-            if p.len() + changes.len() > MAX_PENDING {
+            if p.len() + changes.len() > self.shared.config.active_fanout_pending {
                 p.clear();
                 hub.lost.set(true);
             } else {
