@@ -424,3 +424,97 @@ fn all_configured_addresses_lists_every_pool_address_once() {
     want.sort();
     assert_eq!(addrs, want);
 }
+
+/// The shard (of `shards`) that owns a test client: option 61 in RFC 4361 form (type 255,
+/// IAID 1, the DUID), through the library's client directory function.
+fn shard_of(c: &Client, shards: usize) -> usize {
+    let mut id = vec![255, 0, 0, 0, 1];
+    id.extend_from_slice(&c.duid);
+    leasequery::lease::shard_of_client(&id, shards)
+}
+
+/// Sends a DHCPV4-QUERY expecting no answer (RELEASE).
+fn send_only(c: &Client, v4: Vec<u8>) {
+    let q = Message {
+        msg_type: DHCPV4_QUERY,
+        xid: 0x80_0000,
+        options: vec![V6Option::Dhcpv4Msg(v4)],
+    };
+    let mut out = Vec::new();
+    q.encode(&mut out).unwrap();
+    c.sock.send_to(&out, c.server).unwrap();
+}
+
+/// RFC 8539 §8.2 across shards: two clients owned by different shards ask for the same
+/// softwire source (option 109). The second gets DHCPNAK (it has no active lease) and the
+/// conflict is counted; once the first releases, the second gets it.
+#[test]
+fn rfc8539_8_2_softwire_source_is_unique_across_shards() {
+    let mut srv = ServerBuilder::new().shards(2).start();
+    let mut first = None;
+    let mut second = None;
+    for n in 100..200u8 {
+        let c = Client::new(srv.dhcp4o6, n, false);
+        match (shard_of(&c, 2), &first) {
+            (0, None) => first = Some(c),
+            (1, _) if second.is_none() => second = Some(c),
+            _ => {}
+        }
+        if first.is_some() && second.is_some() {
+            break;
+        }
+    }
+    let a = first.unwrap();
+    let mut b = second.unwrap();
+    b.softwire = a.softwire;
+    let ack = a.dora(0xa000);
+    assert!(
+        matches!(ack.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    // b: an offer, then a REQUEST with a's source: NAK.
+    let offer = b
+        .exchange(b.v4(v4msg::DISCOVER, 0xb000, vec![]), false)
+        .expect("an OFFER");
+    let req = b.v4(
+        v4msg::REQUEST,
+        0xb001,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            match offer.option(54) {
+                Some(o @ V4Option::ServerId(_)) => o.clone(),
+                o => panic!("OFFER without server id: {o:?}"),
+            },
+            V4Option::Dhcp4o6SoftwireSource(b.softwire),
+        ],
+    );
+    let nak = b.exchange(req, false).expect("an answer");
+    assert_eq!(nak.message_type(), Some(v4msg::NAK), "{nak:?}");
+    assert_eq!(active_leases(&srv), vec![(ack.yiaddr, Some(a.softwire))]);
+    // a releases; then b gets the source.
+    send_only(&a, a.v4_from(v4msg::RELEASE, 0xa100, ack.yiaddr, vec![]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !active_leases(&srv).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "release not taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ack_b = b.dora(0xb100);
+    assert!(
+        matches!(ack_b.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    assert_eq!(active_leases(&srv), vec![(ack_b.yiaddr, Some(a.softwire))]);
+    srv.terminate();
+    let log = srv.log();
+    let total = |name: &str| -> u64 {
+        log.match_indices(name)
+            .filter_map(|(i, m)| {
+                let rest = &log[i + m.len()..];
+                rest[..rest.find(|ch: char| !ch.is_ascii_digit())?]
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(total("softwire_conflicts: "), 1, "{log}");
+    // One of the two clients lives away from the source's owner: its claims crossed shards.
+    assert!(total("softwire_remote_claims: ") >= 1, "{log}");
+}
