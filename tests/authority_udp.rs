@@ -518,3 +518,106 @@ fn rfc8539_8_2_softwire_source_is_unique_across_shards() {
     // One of the two clients lives away from the source's owner: its claims crossed shards.
     assert!(total("softwire_remote_claims: ") >= 1, "{log}");
 }
+
+/// One DHCPv4 bulk leasequery with this primary query (option 82 with one sub-option); every
+/// LEASEACTIVE as (ciaddr, option 82 sub-options circuit-id, remote-id, relay-id).
+#[allow(clippy::type_complexity)]
+fn bulk_v4_by_82(
+    srv: &common::Server,
+    xid: u32,
+    sub: (u8, Vec<u8>),
+) -> Vec<(Ipv4Addr, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
+    m.options
+        .push(V4Option::ParameterRequestList(vec![51, 82, 109]));
+    m.options.push(V4Option::RelayAgentInfo(v4::RelayAgentInfo {
+        sub_options: vec![sub],
+    }));
+    let mut out = Vec::new();
+    m.encode(&mut out).unwrap();
+    let mut c = srv.connect4();
+    c.send(&out);
+    let mut got = Vec::new();
+    loop {
+        let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
+        assert_eq!(r.xid, xid);
+        match r.message_type() {
+            Some(t) if t == v4msg::LEASEQUERYDONE => break,
+            Some(t) if t == v4msg::LEASEACTIVE => {
+                let info = match r.option(82) {
+                    Some(V4Option::RelayAgentInfo(i)) => i.clone(),
+                    o => panic!("no option 82: {o:?}"),
+                };
+                let own = |x: Option<&[u8]>| x.map(<[u8]>::to_vec);
+                got.push((
+                    r.ciaddr,
+                    own(info.circuit_id()),
+                    own(info.remote_id()),
+                    own(info.relay_id()),
+                ));
+            }
+            t => panic!("unexpected {t:?}"),
+        }
+    }
+    got
+}
+
+/// Option 82 in the DHCPv4 message of a 4o6 DORA (relayed, so the v6 chain has its own
+/// Remote-ID): the binding records 82's circuit-id, remote-id and relay-id (option 82 wins for
+/// the v4 fields), a DHCPv4 bulk leasequery by remote-id and by relay-id (RFC 6926) finds it
+/// and returns them in option 82, and so does the restarted server (journal replay).
+#[test]
+fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
+    let data = TempDir::new("authority-82");
+    let dir = data.path().display().to_string();
+    let mut srv = ServerBuilder::new()
+        .arg("--data-dir")
+        .arg(dir.clone())
+        .start();
+    let hop = RelayHop {
+        link: "2001:db8:1::".parse().unwrap(),
+        peer: "fe80::82".parse().unwrap(),
+        interface_id: Some(b"if82".to_vec()),
+        relay_id: Some(vec![0, 3, 0, 1, 2, 0, 0, 0, 0x82, 6]),
+        remote_id: Some((32473, b"v6-remote".to_vec())),
+    };
+    let c = Client::new(srv.dhcp4o6, 82, false).via(vec![hop]);
+    let circuit = b"olt-1/2/3".to_vec();
+    let remote = b"cpe-0082".to_vec();
+    let relay = vec![0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0, 0, 0x82];
+    let offer = c
+        .exchange(c.v4(v4msg::DISCOVER, 0x8200, vec![]), false)
+        .expect("an OFFER");
+    let req = c.v4(
+        v4msg::REQUEST,
+        0x8201,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            offer.option(54).expect("server id").clone(),
+            V4Option::Dhcp4o6SoftwireSource(c.softwire),
+            V4Option::RelayAgentInfo(v4::RelayAgentInfo {
+                sub_options: vec![
+                    (1, circuit.clone()),
+                    (2, remote.clone()),
+                    (12, relay.clone()),
+                ],
+            }),
+        ],
+    );
+    let ack = c.exchange(req, false).expect("an ACK");
+    assert_eq!(ack.message_type(), Some(v4msg::ACK), "{ack:?}");
+    let want = vec![(
+        ack.yiaddr,
+        Some(circuit.clone()),
+        Some(remote.clone()),
+        Some(relay.clone()),
+    )];
+    assert_eq!(bulk_v4_by_82(&srv, 0x8210, (2, remote.clone())), want);
+    assert_eq!(bulk_v4_by_82(&srv, 0x8211, (12, relay.clone())), want);
+    // The v6 chain's Remote-ID is not what the v4 binding answers to.
+    assert!(bulk_v4_by_82(&srv, 0x8212, (2, b"v6-remote".to_vec())).is_empty());
+    srv.kill();
+    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    assert_eq!(bulk_v4_by_82(&srv, 0x8213, (2, remote)), want);
+    assert_eq!(bulk_v4_by_82(&srv, 0x8214, (12, relay)), want);
+}

@@ -66,9 +66,10 @@ use crate::lease::{
     shard_of_addr, shard_of_client, shard_of_softwire, Change, ChangeKind, LeaseShard,
     RelayBinding, ScanStep, V4Binding, V4Query, V6ContextBinding,
 };
+use crate::proto::codes::v4relay;
 use crate::proto::codes::{dhcp_state, v4msg, v4opt, BOOTREPLY, BOOTREQUEST};
 use crate::proto::record::{PortParams, V4Record};
-use crate::proto::v4::{ClientId, Message, MessageView as V4View, V4Option};
+use crate::proto::v4::{ClientId, Message, MessageView as V4View, RelayAgentInfo, V4Option};
 
 pub use config::{AuthorityConfig, ConfigError, SubnetConfig, ValidConfig, ValidSubnet};
 pub use wire::MAX_RELAY_DEPTH;
@@ -160,6 +161,8 @@ pub struct AuthorityCounters {
     pub softwire_restore_conflicts: u64,
     /// Softwire updates refused as too early (ACKed with the old source).
     pub softwire_too_early: u64,
+    /// Messages whose option 82 (inside the DHCPv4 message) was malformed and ignored.
+    pub option82_malformed: u64,
     /// Dropped: longer than `max_datagram`.
     pub drop_oversize: u64,
     /// Dropped: the DHCPv6 envelope or relay chain did not parse.
@@ -282,6 +285,11 @@ struct Req<'a> {
     req_pp: Option<PortParams>,
     softwire: Option<Ipv6Addr>,
     ctx: V6ContextBinding,
+    /// What the v4 binding records as circuit-id, remote-id and relay-id (see
+    /// [`relay_fields`]).
+    circuit_id: Option<Vec<u8>>,
+    remote_id: Option<Vec<u8>>,
+    relay_id: Option<Vec<u8>>,
     oro_br: bool,
     oro_bind_prefix: bool,
 }
@@ -291,6 +299,34 @@ enum Reply {
     Ack(usize, Unit, Option<Ipv6Addr>),
     Nak,
     InformAck(usize),
+}
+
+/// The circuit-id, remote-id and relay-id a v4 binding records: each from option 82 inside
+/// the DHCPv4 message (sub-options 1, 2 and 12; RFC 3046, RFC 6925) when it has that
+/// sub-option, otherwise from the innermost DHCPv6 relay (Remote-ID, Relay-ID; a v6 relay has
+/// no circuit-id). `Err` when option 82 is present but malformed (a sub-option running past
+/// its end); the caller then keeps the relay chain's values. Never panics.
+#[allow(clippy::type_complexity)]
+fn relay_fields(
+    rai: Option<&[u8]>,
+    relay: Option<&RelayBinding>,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>), ()> {
+    let v6_remote = relay.and_then(|x| x.remote_id.clone());
+    let v6_relay = relay.and_then(|x| x.relay_id.clone());
+    let Some(rai) = rai else {
+        return Ok((None, v6_remote, v6_relay));
+    };
+    let sub = |code| RelayAgentInfo::find(rai, code).map_err(|_| ());
+    let (circuit, remote, relay_id) = (
+        sub(v4relay::CIRCUIT_ID)?,
+        sub(v4relay::REMOTE_ID)?,
+        sub(v4relay::RELAY_ID)?,
+    );
+    Ok((
+        circuit.map(<[u8]>::to_vec),
+        remote.map(<[u8]>::to_vec).or(v6_remote),
+        relay_id.map(<[u8]>::to_vec).or(v6_relay),
+    ))
 }
 
 fn ip4(b: &[u8]) -> Option<Ipv4Addr> {
@@ -941,7 +977,24 @@ impl Authority {
                 remote_id: h.remote_id.map(<[u8]>::to_vec),
             }),
         };
+        let rai = v4.option(v4opt::RELAY_AGENT_INFO);
+        let (circuit_id, remote_id, relay_id) =
+            match relay_fields(rai.as_deref(), ctx.relay.as_ref()) {
+                Ok(f) => f,
+                Err(()) => {
+                    // A relay agent's broken option 82 does not cost the client its lease: it is
+                    // ignored (counted), the v6 relay chain's values are kept.
+                    if self.answer.is_none() {
+                        // (Counted once: not again when handled with a claim's answer.)
+                        self.counters.option82_malformed += 1;
+                    }
+                    relay_fields(None, ctx.relay.as_ref()).unwrap_or_default()
+                }
+            };
         let req = Req {
+            circuit_id,
+            remote_id,
+            relay_id,
             v4,
             client,
             wants_159,
@@ -1216,9 +1269,9 @@ impl Authority {
             cltt: now,
             state_start: renewing.as_ref().map_or(now, |b| b.state_start),
             expires: now.saturating_add(s.lease_time),
-            circuit_id: None,
-            remote_id: r.ctx.relay.as_ref().and_then(|x| x.remote_id.clone()),
-            relay_id: r.ctx.relay.as_ref().and_then(|x| x.relay_id.clone()),
+            circuit_id: r.circuit_id.clone(),
+            remote_id: r.remote_id.clone(),
+            relay_id: r.relay_id.clone(),
             softwire_src: sw,
             v6: Some(r.ctx.clone()),
             data_source: 0,
@@ -1313,9 +1366,9 @@ impl Authority {
             cltt: now,
             state_start: now,
             expires: now.saturating_add(self.cfg.abandoned_hold),
-            circuit_id: None,
-            remote_id: r.ctx.relay.as_ref().and_then(|x| x.remote_id.clone()),
-            relay_id: r.ctx.relay.as_ref().and_then(|x| x.relay_id.clone()),
+            circuit_id: r.circuit_id.clone(),
+            remote_id: r.remote_id.clone(),
+            relay_id: r.relay_id.clone(),
             softwire_src: None,
             v6: Some(r.ctx.clone()),
             data_source: 0,
