@@ -391,9 +391,12 @@ impl Authority {
         self.offers.len()
     }
 
-    /// Rebuilds the client directory, the softwire index and the timers from a table loaded by
-    /// journal replay. Call once, on a fresh authority, before the first [`Authority::handle`].
-    /// Bindings outside every subnet or owned by another shard are left alone (not indexed).
+    /// Rebuilds the client directory, the softwire claims and the timers from a table loaded by
+    /// journal replay (and import). Call once, on a fresh authority, before the first
+    /// [`Authority::handle`]. Bindings outside every subnet or owned by another shard are left
+    /// alone (not indexed). The active leases' softwire sources owned by this shard are claimed
+    /// at once; the others wait in [`Authority::take_registrations`] for the shell to claim at
+    /// their owners (see the module docs).
     pub fn restore(&mut self, table: &LeaseShard) {
         let q = V4Query::all();
         let mut cur = table.start_v4(&q);
