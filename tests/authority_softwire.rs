@@ -355,7 +355,7 @@ fn a_granted_claim_the_lease_does_not_keep_is_freed() {
     let mut c = Cluster::new(&cfg.validate().unwrap(), 2);
     let a = client_on(0, 2, 1);
     let x = sw_on(1, 2, 1);
-    let y = sw_on(1, 2, u16::from(x.segments()[7]) + 1);
+    let y = sw_on(1, 2, x.segments()[7] + 1);
     let ack = c.dora(a, x, NOW);
     // Too early an update to y: ACKed with x; the claim on y is handed back.
     let r = reply_v4(&c.send(

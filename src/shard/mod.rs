@@ -572,11 +572,12 @@ async fn shard_main(
     if let Some(shell) = &ctx.auth {
         let regs = shell.authority.borrow_mut().take_registrations();
         let granted = udp::claim_at_owners(&ctx, &regs).await;
-        let mut a = shell.authority.borrow_mut();
-        for (c, g) in regs.into_iter().zip(granted) {
-            a.settle_registration(c, g);
+        {
+            let mut a = shell.authority.borrow_mut();
+            for (c, g) in regs.into_iter().zip(granted) {
+                a.settle_registration(c, g);
+            }
         }
-        drop(a);
         shared.softwires_registered.fetch_add(1, Ordering::AcqRel);
         while shared.softwires_registered.load(Ordering::Acquire) < shared.shards
             && !stop.load(Ordering::SeqCst)
