@@ -126,7 +126,7 @@ impl Cluster {
 
     fn claim(&mut self, c: &SoftwireClaim) -> bool {
         let o = c.owner(self.n());
-        self.a[o].claim_softwire(&c.softwire, &c.client)
+        self.a[o].claim_softwire(c)
     }
 
     fn free(&mut self, frees: &[SoftwireClaim]) {
@@ -137,7 +137,7 @@ impl Cluster {
                 client_shard_of(&c.client, self.n()),
                 "local frees are inline"
             );
-            self.a[o].free_softwire(&c.softwire, &c.client);
+            self.a[o].free_softwire(c);
         }
     }
 
@@ -467,4 +467,81 @@ fn one_shard_decides_every_claim_inline() {
     assert_eq!(reply_v4(&o).unwrap().message_type(), Some(v4msg::NAK));
     let r = c.restored();
     assert_eq!(r.holder(x), Some(cid(1)));
+}
+
+/// A free overtaken by the same client's new claim on that source (the client changed its
+/// source x -> y -> x; the free of x was sent after the first change's journal commit, the new
+/// claim on x went out before it): the stale free must not drop the new claim.
+#[test]
+fn a_free_overtaken_by_a_new_claim_of_the_same_client_is_ignored() {
+    let mut c = Cluster::new(&cfg(), 2);
+    let a = client_on(0, 2, 1);
+    let x = sw_on(1, 2, 1);
+    let y = sw_on(0, 2, 1);
+    let ack = c.dora(a, x, NOW);
+    // x -> y: the free of x is held back (the shell sends it after the journal commit).
+    let (s, o) = c.first(
+        &query(a, v4msg::REQUEST, ack.yiaddr, None, Some(y)),
+        NOW + 1,
+    );
+    assert_eq!(s, 0);
+    assert!(o.needs_claim.is_none(), "y is owned by a's shard");
+    assert_eq!(sw_of(&reply_v4(&o).unwrap()), Some(y));
+    let late_free = o.frees.clone();
+    assert_eq!(late_free.len(), 1);
+    assert_eq!(late_free[0].softwire, x);
+    // y -> x before that free arrives: claimed at x's owner (still a's, so granted).
+    let r = reply_v4(&c.send(
+        &query(a, v4msg::REQUEST, ack.yiaddr, None, Some(x)),
+        NOW + 2,
+    ))
+    .unwrap();
+    assert_eq!(sw_of(&r), Some(x));
+    // Now the stale free arrives: ignored.
+    c.free(&late_free);
+    assert_eq!(c.holder(x), Some(cid(a)));
+    assert_eq!(c.holder(y), None);
+    // So another client is still refused x.
+    let b = client_on(1, 2, 1);
+    assert_eq!(c.dora(b, x, NOW + 3).message_type(), Some(v4msg::NAK));
+    // And a's release frees x for real (the current number).
+    c.send(&query(a, v4msg::RELEASE, ack.yiaddr, None, None), NOW + 4);
+    assert_eq!(c.holder(x), None);
+}
+
+/// Two copies of one REQUEST (a retransmission) both claim at the owner before either is
+/// resumed: the lease holds the source once, and its release frees it at the owner.
+#[test]
+fn a_retransmitted_request_claiming_twice_leaves_no_stale_claim() {
+    let mut c = Cluster::new(&cfg(), 2);
+    let a = client_on(0, 2, 1);
+    let x = sw_on(1, 2, 1);
+    let off = reply_v4(&c.send(
+        &query(a, v4msg::DISCOVER, Ipv4Addr::UNSPECIFIED, None, None),
+        NOW,
+    ))
+    .unwrap();
+    let d = query(
+        a,
+        v4msg::REQUEST,
+        Ipv4Addr::UNSPECIFIED,
+        Some(off.yiaddr),
+        Some(x),
+    );
+    let (s, o1) = c.first(&d, NOW);
+    let (_, o2) = c.first(&d, NOW);
+    let (c1, c2) = (o1.needs_claim.unwrap(), o2.needs_claim.unwrap());
+    assert!(
+        c.claim(&c2) && c.claim(&c1),
+        "the same client: both granted"
+    );
+    let r1 = reply_v4(&c.resume(s, &d, NOW, c1, true)).unwrap();
+    let r2 = reply_v4(&c.resume(s, &d, NOW, c2, true)).unwrap();
+    assert_eq!(
+        (r1.message_type(), r2.message_type()),
+        (Some(v4msg::ACK), Some(v4msg::ACK))
+    );
+    assert_eq!(c.holder(x), Some(cid(a)));
+    c.send(&query(a, v4msg::RELEASE, off.yiaddr, None, None), NOW + 1);
+    assert_eq!(c.holder(x), None, "no claim left behind");
 }

@@ -107,6 +107,11 @@ pub struct SoftwireClaim {
     pub softwire: Ipv6Addr,
     /// The claiming client's identifier.
     pub client: Vec<u8>,
+    /// Increasing per client's shard: the owner keeps the highest it granted and drops a claim
+    /// only on a free with that number, so a free overtaken by the same client's new claim
+    /// (a source changed and changed back while the first change waited for its journal
+    /// commit) cannot drop the new claim.
+    pub seq: u64,
 }
 
 impl SoftwireClaim {
@@ -254,10 +259,12 @@ pub struct Authority {
     offer_ids: HashMap<u64, Vec<u8>>,
     /// softwire source -> the client-id of this shard's ACTIVE lease holding it (a claim its
     /// owner has granted).
-    held: HashMap<Ipv6Addr, Vec<u8>>,
+    held: HashMap<Ipv6Addr, (Vec<u8>, u64)>,
     /// Owner side: softwire source (with [`shard_of_softwire`] = this shard) -> the client-id
-    /// holding it, on whichever shard.
-    claims: HashMap<Ipv6Addr, Vec<u8>>,
+    /// holding it, on whichever shard, and the claim's sequence number.
+    claims: HashMap<Ipv6Addr, (Vec<u8>, u64)>,
+    /// The next [`SoftwireClaim::seq`] of this shard's claims.
+    next_claim_seq: u64,
     /// Claims to free at other shards, not yet handed to the shell.
     frees: Vec<SoftwireClaim>,
     /// Restored claims owned by other shards, not yet handed to the shell.
@@ -370,6 +377,7 @@ impl Authority {
             offer_ids: HashMap::new(),
             held: HashMap::new(),
             claims: HashMap::new(),
+            next_claim_seq: 1,
             frees: Vec::new(),
             registrations: Vec::new(),
             needs_claim: None,
@@ -433,12 +441,9 @@ impl Authority {
             match state {
                 dhcp_state::ACTIVE => {
                     if let Some(sw) = sw {
-                        let claim = SoftwireClaim {
-                            softwire: sw,
-                            client: cid,
-                        };
+                        let claim = self.new_claim(sw, &cid);
                         if claim.owner(self.shards) == self.shard {
-                            let granted = self.claim_softwire(&claim.softwire, &claim.client);
+                            let granted = self.claim_softwire(&claim);
                             self.settle_registration(claim, granted);
                         } else {
                             self.registrations.push(claim);
@@ -566,44 +571,72 @@ impl Authority {
         let Some(cid) = cid else {
             return;
         };
-        if self.held.get(&sw).map(Vec::as_slice) != Some(cid) {
-            return;
-        }
+        let seq = match self.held.get(&sw) {
+            Some((c, seq)) if c[..] == cid[..] => *seq,
+            _ => return,
+        };
         self.held.remove(&sw);
-        let claim = SoftwireClaim {
+        self.free_claim(SoftwireClaim {
             softwire: sw,
             client: cid.to_vec(),
-        };
+            seq,
+        });
+    }
+
+    /// Frees a claim of this shard's at its owner: inline when local, else queued.
+    fn free_claim(&mut self, claim: SoftwireClaim) {
         if claim.owner(self.shards) == self.shard {
-            self.free_softwire(&claim.softwire, &claim.client);
-        } else {
+            self.free_softwire(&claim);
+        } else if !self.frees.contains(&claim) {
             self.frees.push(claim);
+        }
+    }
+
+    fn new_claim(&mut self, sw: Ipv6Addr, client: &[u8]) -> SoftwireClaim {
+        let seq = self.next_claim_seq;
+        self.next_claim_seq += 1;
+        SoftwireClaim {
+            softwire: sw,
+            client: client.to_vec(),
+            seq,
         }
     }
 
     /// Owner side: claims `sw` for `client`. Granted when no client holds it or `client`
     /// already does; the claim then stands until [`Authority::free_softwire`].
-    pub fn claim_softwire(&mut self, sw: &Ipv6Addr, client: &[u8]) -> bool {
+    pub fn claim_softwire(&mut self, claim: &SoftwireClaim) -> bool {
         self.counters.softwire_claims += 1;
-        match self.claims.get(sw) {
-            Some(c) => c[..] == client[..],
+        match self.claims.get_mut(&claim.softwire) {
+            Some((c, seq)) => {
+                let mine = c[..] == claim.client[..];
+                if mine {
+                    *seq = (*seq).max(claim.seq);
+                }
+                mine
+            }
             None => {
-                self.claims.insert(*sw, client.to_vec());
+                self.claims
+                    .insert(claim.softwire, (claim.client.clone(), claim.seq));
                 true
             }
         }
     }
 
-    /// Owner side: frees `sw` if `client` holds it (a stale free is ignored).
-    pub fn free_softwire(&mut self, sw: &Ipv6Addr, client: &[u8]) {
-        if self.claims.get(sw).is_some_and(|c| c[..] == client[..]) {
-            self.claims.remove(sw);
+    /// Owner side: frees the source if this client holds it under this claim's number (a
+    /// stale free is ignored).
+    pub fn free_softwire(&mut self, claim: &SoftwireClaim) {
+        if self
+            .claims
+            .get(&claim.softwire)
+            .is_some_and(|(c, seq)| c[..] == claim.client[..] && *seq == claim.seq)
+        {
+            self.claims.remove(&claim.softwire);
         }
     }
 
     /// Owner side: who holds `sw`, if anyone.
     pub fn softwire_holder(&self, sw: &Ipv6Addr) -> Option<&[u8]> {
-        self.claims.get(sw).map(Vec::as_slice)
+        self.claims.get(sw).map(|(c, _)| c.as_slice())
     }
 
     /// The number of claims this shard holds as owner.
@@ -627,7 +660,7 @@ impl Authority {
     /// The owner's answer to a restored claim.
     pub fn settle_registration(&mut self, claim: SoftwireClaim, granted: bool) {
         if granted {
-            self.held.insert(claim.softwire, claim.client);
+            self.held.insert(claim.softwire, (claim.client, claim.seq));
         } else {
             self.counters.softwire_restore_conflicts += 1;
         }
@@ -636,33 +669,28 @@ impl Authority {
     /// Whether a claim on `sw` for `client` stands: `Some(answer)`, or `None` after recording
     /// [`Outcome::needs_claim`] (the owner is another shard and no answer is at hand).
     fn claim(&mut self, sw: Ipv6Addr, client: &[u8]) -> Option<bool> {
-        if self.held.get(&sw).is_some_and(|c| c[..] == client[..]) {
+        if self.held.get(&sw).is_some_and(|(c, _)| c[..] == client[..]) {
             return Some(true);
         }
-        let fresh = SoftwireClaim {
-            softwire: sw,
-            client: client.to_vec(),
-        };
-        let granted = if shard_of_softwire(sw, self.shards) == self.shard {
-            Some(self.claim_softwire(&sw, client))
+        let (claim, granted) = if shard_of_softwire(sw, self.shards) == self.shard {
+            let c = self.new_claim(sw, client);
+            let g = self.claim_softwire(&c);
+            (c, g)
+        } else if let Some(a) = self
+            .answer
+            .as_ref()
+            .filter(|a| a.claim.softwire == sw && a.claim.client[..] == client[..])
+        {
+            (a.claim.clone(), a.granted)
         } else {
-            self.answer
-                .as_ref()
-                .filter(|a| a.claim == fresh)
-                .map(|a| a.granted)
+            self.counters.softwire_remote_claims += 1;
+            self.needs_claim = Some(self.new_claim(sw, client));
+            return None;
         };
-        if let Some(g) = granted {
-            if g {
-                self.fresh = Some(fresh);
-            }
-            return Some(g);
+        if granted {
+            self.fresh = Some(claim);
         }
-        self.counters.softwire_remote_claims += 1;
-        self.needs_claim = Some(SoftwireClaim {
-            softwire: sw,
-            client: client.to_vec(),
-        });
-        None
+        Some(granted)
     }
 
     fn owns(&self, addr: u32) -> bool {
@@ -867,12 +895,11 @@ impl Authority {
             .into_iter()
             .chain(self.answer.take().filter(|a| a.granted).map(|a| a.claim));
         for c in unused {
-            if self.held.get(&c.softwire) != Some(&c.client) {
-                if c.owner(self.shards) == self.shard {
-                    self.free_softwire(&c.softwire, &c.client);
-                } else if !self.frees.contains(&c) {
-                    self.frees.push(c);
-                }
+            match self.held.get_mut(&c.softwire) {
+                // Kept (or held by an earlier copy of this request): the owner keeps the
+                // highest number it granted, so does the holder.
+                Some((cid, seq)) if cid[..] == c.client[..] => *seq = (*seq).max(c.seq),
+                _ => self.free_claim(c),
             }
         }
         out.frees = std::mem::take(&mut self.frees);
@@ -1206,7 +1233,8 @@ impl Authority {
             .map(|(_, b)| b.clone());
         let old_sw = renewing.as_ref().and_then(|b| b.softwire_src);
         // The source the renewed lease holds a claim on (a restored duplicate does not).
-        let old_held = old_sw.filter(|o| self.held.get(o).is_some_and(|c| c[..] == r.client[..]));
+        let old_held =
+            old_sw.filter(|o| self.held.get(o).is_some_and(|(c, _)| c[..] == r.client[..]));
         let mut sw = r.softwire.or(old_sw);
         if let Some(new) = r.softwire {
             // Only a source the client does not hold yet is asked for (stops here, unchanged,
@@ -1291,9 +1319,9 @@ impl Authority {
         if let Some(o) = old_sw.filter(|&o| Some(o) != sw) {
             self.drop_softwire(o, Some(&r.client));
         }
-        // Held now: the new source was claimed above, or the old one is kept.
-        if let Some(n) = sw.filter(|&n| Some(n) == r.softwire || Some(n) == old_held) {
-            self.held.insert(n, r.client.clone());
+        // Held now: the new source claimed above (the old one, when kept, stays held).
+        if let Some(f) = self.fresh.as_ref().filter(|f| Some(f.softwire) == sw) {
+            self.held.insert(f.softwire, (f.client.clone(), f.seq));
         }
         let prev_set = self.dir.get(&r.client).map_or(0, |e| e.sw_set_at);
         let sw_set_at = if renewing.is_none() || sw != old_sw {

@@ -198,10 +198,7 @@ impl ShardCtx {
                 let granted = match &self.auth {
                     Some(shell) => {
                         let mut a = shell.authority.borrow_mut();
-                        claims
-                            .iter()
-                            .map(|c| a.claim_softwire(&c.softwire, &c.client))
-                            .collect()
+                        claims.iter().map(|c| a.claim_softwire(c)).collect()
                     }
                     None => vec![false; claims.len()],
                 };
@@ -221,7 +218,7 @@ impl ShardCtx {
                 if let Some(shell) = &self.auth {
                     let mut a = shell.authority.borrow_mut();
                     for c in &claims {
-                        a.free_softwire(&c.softwire, &c.client);
+                        a.free_softwire(c);
                     }
                 }
             }

@@ -281,7 +281,7 @@ pub(super) async fn claim_at_owners(
         if owner == ctx.id {
             let mut a = shell.authority.borrow_mut();
             for &i in &idx {
-                granted[i] = a.claim_softwire(&claims[i].softwire, &claims[i].client);
+                granted[i] = a.claim_softwire(&claims[i]);
             }
             continue;
         }
