@@ -621,3 +621,49 @@ fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
     assert_eq!(bulk_v4_by_82(&srv, 0x8213, (2, remote)), want);
     assert_eq!(bulk_v4_by_82(&srv, 0x8214, (12, relay)), want);
 }
+
+/// After a restart with `--data-dir`, every shard claims its restored leases' softwire sources
+/// at their owners before serving: with the source owned by the OTHER client's shard (so only
+/// the restart's cross-shard registration tells that shard about it), that client is refused.
+#[test]
+fn softwire_claims_survive_a_restart_across_shards() {
+    let data = TempDir::new("authority-sw-restart");
+    let dir = data.path().display().to_string();
+    let mut srv = ServerBuilder::new()
+        .arg("--data-dir")
+        .arg(dir.clone())
+        .start();
+    let mut clients = (100..200u8).map(|n| Client::new(srv.dhcp4o6, n, false));
+    let mut a = clients.find(|c| shard_of(c, 2) == 0).unwrap();
+    let b = clients.find(|c| shard_of(c, 2) == 1).unwrap();
+    // A source owned by b's shard.
+    a.softwire = (1..)
+        .map(|i: u16| Ipv6Addr::new(0x2001, 0xdb8, 0xee, 0, 0, 0, 0, i))
+        .find(|s| leasequery::lease::shard_of_softwire(*s, 2) == 1)
+        .unwrap();
+    let ack = a.dora(0xc000);
+    assert!(
+        matches!(ack.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    srv.kill();
+    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    let b = Client {
+        server: srv.dhcp4o6,
+        softwire: a.softwire,
+        ..b
+    };
+    let offer = b
+        .exchange(b.v4(v4msg::DISCOVER, 0xc100, vec![]), false)
+        .expect("an OFFER");
+    let req = b.v4(
+        v4msg::REQUEST,
+        0xc101,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            offer.option(54).expect("server id").clone(),
+            V4Option::Dhcp4o6SoftwireSource(b.softwire),
+        ],
+    );
+    let nak = b.exchange(req, false).expect("an answer");
+    assert_eq!(nak.message_type(), Some(v4msg::NAK), "{nak:?}");
+}

@@ -5,6 +5,11 @@
 //! before the reply leaves; then they are published to active leasequery; then the reply is
 //! sent from the owning shard's socket (all shards' sockets share the address and port).
 //! A timer task runs expiry and, past `journal_compact_bytes`, a snapshot of the shard.
+//!
+//! Softwire sources (RFC 8539 §8.2) are unique across shards: when the authority stops with
+//! `needs_claim`, [`claim_at_owners`] asks the source's owner shard by mail and the datagram is
+//! handled again with the answer; freed claims go to their owners ([`free_at_owners`]) once the
+//! changes are durable.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
