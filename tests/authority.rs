@@ -36,6 +36,8 @@ struct C {
     ciaddr: Ipv4Addr,
     sw: Option<Ipv6Addr>,
     pp: Option<PortParams>,
+    /// More options, as given (option 82 goes last on the wire).
+    extra: Vec<V4Option>,
 }
 
 fn c(n: u32, t: u8) -> C {
@@ -48,6 +50,7 @@ fn c(n: u32, t: u8) -> C {
         ciaddr: Ipv4Addr::UNSPECIFIED,
         sw: None,
         pp: None,
+        extra: Vec::new(),
     }
 }
 
@@ -75,6 +78,7 @@ fn v4(c: &C) -> Vec<u8> {
     if let Some(p) = c.pp {
         m.options.push(V4Option::V4PortParams(p));
     }
+    m.options.extend(c.extra.iter().cloned());
     let mut out = Vec::new();
     m.encode(&mut out).unwrap();
     out
@@ -996,4 +1000,143 @@ fn renewals_do_not_grow_the_timer_heap_without_bound() {
     let ch = e.a.expire(&mut e.t, NOW + 4999 + 3600);
     assert_eq!(ch.len(), 1);
     assert_eq!(ch[0].kind(), ChangeKind::Expire);
+}
+
+fn rai(subs: &[(u8, &[u8])]) -> V4Option {
+    V4Option::RelayAgentInfo(leasequery::proto::v4::RelayAgentInfo {
+        sub_options: subs.iter().map(|(c, v)| (*c, v.to_vec())).collect(),
+    })
+}
+
+/// Option 82 inside the 4o6 DHCPv4 message: its circuit-id (1), remote-id (2) and relay-id
+/// (12) are recorded in the v4 binding, each winning over the DHCPv6 relay chain's value; a
+/// sub-option it lacks falls back to the relay chain (remote-id, relay-id), the v6 relay
+/// context itself is kept as received.
+#[test]
+fn option_82_in_the_dhcpv4_message_is_recorded() {
+    let mut e = Env::new(&demo());
+    let links = ["2001:db8:1::"];
+    let dora = |e: &mut Env, n: u32, extra: Vec<V4Option>| {
+        let cl = C { extra, ..c(n, 0) };
+        let o = e.send(
+            &relay(
+                query(
+                    v4(&C {
+                        t: v4msg::DISCOVER,
+                        ..cl.clone()
+                    }),
+                    false,
+                    &[],
+                ),
+                &links,
+            ),
+            NOW,
+        );
+        let off = open(&o.reply.expect("offer"), &links);
+        let req = C {
+            t: v4msg::REQUEST,
+            requested: Some(off.v4.yiaddr),
+            server: Some(server()),
+            ..cl
+        };
+        let o = e.send(&relay(query(v4(&req), false, &[]), &links), NOW);
+        let ack = open(&o.reply.expect("ack"), &links);
+        assert_eq!(ack.v4.message_type(), Some(v4msg::ACK));
+        let Change::V4 { binding, .. } = &o.changes[0] else {
+            panic!()
+        };
+        binding.clone()
+    };
+    let b = dora(
+        &mut e,
+        1,
+        vec![rai(&[
+            (1, b"eth0/1"),
+            (2, b"cpe-7"),
+            (12, &[0, 3, 0, 1, 5, 5, 5, 5, 5, 5]),
+        ])],
+    );
+    assert_eq!(b.circuit_id.as_deref(), Some(&b"eth0/1"[..]));
+    assert_eq!(b.remote_id.as_deref(), Some(&b"cpe-7"[..]));
+    assert_eq!(
+        b.relay_id.as_deref(),
+        Some(&[0, 3, 0, 1, 5, 5, 5, 5, 5, 5][..])
+    );
+    let v6 = b.v6.as_ref().unwrap().relay.as_ref().unwrap();
+    assert_eq!(
+        v6.relay_id.as_deref(),
+        Some(&[0, 3, 0, 1, 9, 9, 9, 9, 9, 0][..])
+    );
+    // The table stored them (what a bulk query by remote-id / relay-id finds).
+    let r = e.t.get_v4(b.addr, None).unwrap();
+    assert_eq!(r.circuit_id, Some(&b"eth0/1"[..]));
+    assert_eq!(r.remote_id, Some(&b"cpe-7"[..]));
+    // Only a circuit-id in 82: remote-id and relay-id from the v6 relay chain.
+    let b2 = dora(&mut e, 2, vec![rai(&[(1, b"eth0/2")])]);
+    assert_eq!(b2.circuit_id.as_deref(), Some(&b"eth0/2"[..]));
+    assert_eq!(b2.remote_id, v6_remote_of(&b2));
+    assert_eq!(
+        b2.relay_id.as_deref(),
+        Some(&[0, 3, 0, 1, 9, 9, 9, 9, 9, 0][..])
+    );
+    // No 82 at all: as before (no circuit-id).
+    let b3 = dora(&mut e, 3, vec![]);
+    assert_eq!(b3.circuit_id, None);
+    assert_eq!(b3.remote_id, v6_remote_of(&b3));
+    assert_eq!(e.a.counters().option82_malformed, 0);
+}
+
+fn v6_remote_of(b: &leasequery::lease::V4Binding) -> Option<Vec<u8>> {
+    b.v6.as_ref()?.relay.as_ref()?.remote_id.clone()
+}
+
+/// A malformed option 82 (a sub-option running past its end) is ignored and counted: the
+/// client still gets its lease, with the relay chain's values.
+#[test]
+fn malformed_option_82_is_ignored_and_counted() {
+    let mut e = Env::new(&demo());
+    let bad = V4Option::Unknown {
+        code: 82,
+        data: vec![1, 9, b'x', 2, 1],
+    };
+    let ack = e.dora(
+        &C {
+            extra: vec![bad],
+            ..c(1, 0)
+        },
+        NOW,
+    );
+    let r = e.t.get_v4(ack.v4.yiaddr, None).unwrap();
+    assert_eq!((r.circuit_id, r.remote_id, r.relay_id), (None, None, None));
+    assert_eq!(e.a.counters().option82_malformed, 2, "DISCOVER and REQUEST");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any option 82 value in a REQUEST: no panic; when the lease is granted, what is recorded
+    /// is the value's own sub-options (or nothing).
+    #[test]
+    fn any_option_82_value_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut e = Env::new(&demo());
+        let off = open(&e.direct(&c(1, v4msg::DISCOVER), false, NOW).reply.unwrap(), &[]);
+        let req = C {
+            t: v4msg::REQUEST,
+            requested: Some(off.v4.yiaddr),
+            server: Some(server()),
+            extra: vec![V4Option::Unknown { code: 82, data: data.clone() }],
+            ..c(1, 0)
+        };
+        let o = e.direct(&req, false, NOW);
+        for ch in &o.changes {
+            let Change::V4 { binding, .. } = ch else { panic!() };
+            if let Ok(info) = leasequery::proto::v4::RelayAgentInfo::decode(&data) {
+                prop_assert_eq!(binding.circuit_id.as_deref(), info.circuit_id());
+                prop_assert_eq!(binding.remote_id.as_deref(), info.remote_id());
+                prop_assert_eq!(binding.relay_id.as_deref(), info.relay_id());
+            } else {
+                prop_assert_eq!(&binding.circuit_id, &None);
+            }
+        }
+    }
 }

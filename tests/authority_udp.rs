@@ -424,3 +424,246 @@ fn all_configured_addresses_lists_every_pool_address_once() {
     want.sort();
     assert_eq!(addrs, want);
 }
+
+/// The shard (of `shards`) that owns a test client: option 61 in RFC 4361 form (type 255,
+/// IAID 1, the DUID), through the library's client directory function.
+fn shard_of(c: &Client, shards: usize) -> usize {
+    let mut id = vec![255, 0, 0, 0, 1];
+    id.extend_from_slice(&c.duid);
+    leasequery::lease::shard_of_client(&id, shards)
+}
+
+/// Sends a DHCPV4-QUERY expecting no answer (RELEASE).
+fn send_only(c: &Client, v4: Vec<u8>) {
+    let q = Message {
+        msg_type: DHCPV4_QUERY,
+        xid: 0x80_0000,
+        options: vec![V6Option::Dhcpv4Msg(v4)],
+    };
+    let mut out = Vec::new();
+    q.encode(&mut out).unwrap();
+    c.sock.send_to(&out, c.server).unwrap();
+}
+
+/// RFC 8539 §8.2 across shards: two clients owned by different shards ask for the same
+/// softwire source (option 109). The second gets DHCPNAK (it has no active lease) and the
+/// conflict is counted; once the first releases, the second gets it.
+#[test]
+fn rfc8539_8_2_softwire_source_is_unique_across_shards() {
+    let mut srv = ServerBuilder::new().shards(2).start();
+    let mut first = None;
+    let mut second = None;
+    for n in 100..200u8 {
+        let c = Client::new(srv.dhcp4o6, n, false);
+        match (shard_of(&c, 2), &first) {
+            (0, None) => first = Some(c),
+            (1, _) if second.is_none() => second = Some(c),
+            _ => {}
+        }
+        if first.is_some() && second.is_some() {
+            break;
+        }
+    }
+    let a = first.unwrap();
+    let mut b = second.unwrap();
+    b.softwire = a.softwire;
+    let ack = a.dora(0xa000);
+    assert!(
+        matches!(ack.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    // b: an offer, then a REQUEST with a's source: NAK.
+    let offer = b
+        .exchange(b.v4(v4msg::DISCOVER, 0xb000, vec![]), false)
+        .expect("an OFFER");
+    let req = b.v4(
+        v4msg::REQUEST,
+        0xb001,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            match offer.option(54) {
+                Some(o @ V4Option::ServerId(_)) => o.clone(),
+                o => panic!("OFFER without server id: {o:?}"),
+            },
+            V4Option::Dhcp4o6SoftwireSource(b.softwire),
+        ],
+    );
+    let nak = b.exchange(req, false).expect("an answer");
+    assert_eq!(nak.message_type(), Some(v4msg::NAK), "{nak:?}");
+    assert_eq!(active_leases(&srv), vec![(ack.yiaddr, Some(a.softwire))]);
+    // a releases; then b gets the source.
+    send_only(&a, a.v4_from(v4msg::RELEASE, 0xa100, ack.yiaddr, vec![]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !active_leases(&srv).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "release not taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ack_b = b.dora(0xb100);
+    assert!(
+        matches!(ack_b.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    assert_eq!(active_leases(&srv), vec![(ack_b.yiaddr, Some(a.softwire))]);
+    srv.terminate();
+    let log = srv.log();
+    let total = |name: &str| -> u64 {
+        log.match_indices(name)
+            .filter_map(|(i, m)| {
+                let rest = &log[i + m.len()..];
+                rest[..rest.find(|ch: char| !ch.is_ascii_digit())?]
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(total("softwire_conflicts: "), 1, "{log}");
+    // One of the two clients lives away from the source's owner: its claims crossed shards.
+    assert!(total("softwire_remote_claims: ") >= 1, "{log}");
+}
+
+/// One DHCPv4 bulk leasequery with this primary query (option 82 with one sub-option); every
+/// LEASEACTIVE as (ciaddr, option 82 sub-options circuit-id, remote-id, relay-id).
+#[allow(clippy::type_complexity)]
+fn bulk_v4_by_82(
+    srv: &common::Server,
+    xid: u32,
+    sub: (u8, Vec<u8>),
+) -> Vec<(Ipv4Addr, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
+    m.options
+        .push(V4Option::ParameterRequestList(vec![51, 82, 109]));
+    m.options.push(V4Option::RelayAgentInfo(v4::RelayAgentInfo {
+        sub_options: vec![sub],
+    }));
+    let mut out = Vec::new();
+    m.encode(&mut out).unwrap();
+    let mut c = srv.connect4();
+    c.send(&out);
+    let mut got = Vec::new();
+    loop {
+        let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
+        assert_eq!(r.xid, xid);
+        match r.message_type() {
+            Some(t) if t == v4msg::LEASEQUERYDONE => break,
+            Some(t) if t == v4msg::LEASEACTIVE => {
+                let info = match r.option(82) {
+                    Some(V4Option::RelayAgentInfo(i)) => i.clone(),
+                    o => panic!("no option 82: {o:?}"),
+                };
+                let own = |x: Option<&[u8]>| x.map(<[u8]>::to_vec);
+                got.push((
+                    r.ciaddr,
+                    own(info.circuit_id()),
+                    own(info.remote_id()),
+                    own(info.relay_id()),
+                ));
+            }
+            t => panic!("unexpected {t:?}"),
+        }
+    }
+    got
+}
+
+/// Option 82 in the DHCPv4 message of a 4o6 DORA (relayed, so the v6 chain has its own
+/// Remote-ID): the binding records 82's circuit-id, remote-id and relay-id (option 82 wins for
+/// the v4 fields), a DHCPv4 bulk leasequery by remote-id and by relay-id (RFC 6926) finds it
+/// and returns them in option 82, and so does the restarted server (journal replay).
+#[test]
+fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
+    let data = TempDir::new("authority-82");
+    let dir = data.path().display().to_string();
+    let mut srv = ServerBuilder::new()
+        .arg("--data-dir")
+        .arg(dir.clone())
+        .start();
+    let hop = RelayHop {
+        link: "2001:db8:1::".parse().unwrap(),
+        peer: "fe80::82".parse().unwrap(),
+        interface_id: Some(b"if82".to_vec()),
+        relay_id: Some(vec![0, 3, 0, 1, 2, 0, 0, 0, 0x82, 6]),
+        remote_id: Some((32473, b"v6-remote".to_vec())),
+    };
+    let c = Client::new(srv.dhcp4o6, 82, false).via(vec![hop]);
+    let circuit = b"olt-1/2/3".to_vec();
+    let remote = b"cpe-0082".to_vec();
+    let relay = vec![0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0, 0, 0x82];
+    let offer = c
+        .exchange(c.v4(v4msg::DISCOVER, 0x8200, vec![]), false)
+        .expect("an OFFER");
+    let req = c.v4(
+        v4msg::REQUEST,
+        0x8201,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            offer.option(54).expect("server id").clone(),
+            V4Option::Dhcp4o6SoftwireSource(c.softwire),
+            V4Option::RelayAgentInfo(v4::RelayAgentInfo {
+                sub_options: vec![
+                    (1, circuit.clone()),
+                    (2, remote.clone()),
+                    (12, relay.clone()),
+                ],
+            }),
+        ],
+    );
+    let ack = c.exchange(req, false).expect("an ACK");
+    assert_eq!(ack.message_type(), Some(v4msg::ACK), "{ack:?}");
+    let want = vec![(
+        ack.yiaddr,
+        Some(circuit.clone()),
+        Some(remote.clone()),
+        Some(relay.clone()),
+    )];
+    assert_eq!(bulk_v4_by_82(&srv, 0x8210, (2, remote.clone())), want);
+    assert_eq!(bulk_v4_by_82(&srv, 0x8211, (12, relay.clone())), want);
+    // The v6 chain's Remote-ID is not what the v4 binding answers to.
+    assert!(bulk_v4_by_82(&srv, 0x8212, (2, b"v6-remote".to_vec())).is_empty());
+    srv.kill();
+    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    assert_eq!(bulk_v4_by_82(&srv, 0x8213, (2, remote)), want);
+    assert_eq!(bulk_v4_by_82(&srv, 0x8214, (12, relay)), want);
+}
+
+/// After a restart with `--data-dir`, every shard claims its restored leases' softwire sources
+/// at their owners before serving: with the source owned by the OTHER client's shard (so only
+/// the restart's cross-shard registration tells that shard about it), that client is refused.
+#[test]
+fn softwire_claims_survive_a_restart_across_shards() {
+    let data = TempDir::new("authority-sw-restart");
+    let dir = data.path().display().to_string();
+    let mut srv = ServerBuilder::new()
+        .arg("--data-dir")
+        .arg(dir.clone())
+        .start();
+    let mut clients = (100..200u8).map(|n| Client::new(srv.dhcp4o6, n, false));
+    let mut a = clients.find(|c| shard_of(c, 2) == 0).unwrap();
+    let b = clients.find(|c| shard_of(c, 2) == 1).unwrap();
+    // A source owned by b's shard.
+    a.softwire = (1..)
+        .map(|i: u16| Ipv6Addr::new(0x2001, 0xdb8, 0xee, 0, 0, 0, 0, i))
+        .find(|s| leasequery::lease::shard_of_softwire(*s, 2) == 1)
+        .unwrap();
+    let ack = a.dora(0xc000);
+    assert!(
+        matches!(ack.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
+    );
+    srv.kill();
+    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    let b = Client {
+        server: srv.dhcp4o6,
+        softwire: a.softwire,
+        ..b
+    };
+    let offer = b
+        .exchange(b.v4(v4msg::DISCOVER, 0xc100, vec![]), false)
+        .expect("an OFFER");
+    let req = b.v4(
+        v4msg::REQUEST,
+        0xc101,
+        vec![
+            V4Option::RequestedIp(offer.yiaddr),
+            offer.option(54).expect("server id").clone(),
+            V4Option::Dhcp4o6SoftwireSource(b.softwire),
+        ],
+    );
+    let nak = b.exchange(req, false).expect("an answer");
+    assert_eq!(nak.message_type(), Some(v4msg::NAK), "{nak:?}");
+}

@@ -17,10 +17,35 @@
 //!   lists them (RFC 8539 §4.1, §5, §7.1). Option 159 goes inside the DHCPv4 message, only to
 //!   clients listing 159 in option 55 (RFC 7618 §8).
 //! - Option 109 (RFC 8539 §8.2): a DHCPREQUEST whose 109 is the softwire source of another
-//!   client's ACTIVE lease on this shard gets a DHCPNAK when the client has no active lease,
-//!   and otherwise an ACK with its existing binding (old source). Uniqueness is checked among
-//!   the leases of this shard (the whole server when it runs one shard). An update sooner than
+//!   client's ACTIVE lease (on any shard) gets a DHCPNAK when the client has no active lease,
+//!   and otherwise an ACK with its existing binding (old source). An update sooner than
 //!   `softwire_min_update` after the previous one is ACKed with the old source (§8.1).
+//!
+//! # Softwire directory (uniqueness across shards)
+//!
+//! Every softwire source has an owner shard, [`shard_of_softwire`]; the owner's authority keeps
+//! the claims on the sources it owns (source -> client-id) and serializes them, so two clients
+//! never both hold one source, whichever shards they live on. A client's shard keeps the claims
+//! its clients hold (confirmed by their owners). A claim is asked only when a DHCPREQUEST sets a
+//! source the client does not already hold (the DORA and renewal fast path asks nothing):
+//!
+//! - owner = this shard: decided inline, in [`Authority::handle`];
+//! - owner elsewhere: [`Authority::handle`] stops before changing anything and returns
+//!   [`Outcome::needs_claim`]; the shell asks the owner ([`Authority::claim_softwire`] there)
+//!   and runs the same datagram again with [`Authority::handle_claimed`] and the answer. The
+//!   second run decides afresh on the state it finds then; a granted claim it does not use is
+//!   handed back in [`Outcome::frees`].
+//!
+//! A source a client stops holding (release, expiry, decline, a new source, the lease moved to
+//! another unit) is freed at its owner: inline when local, else in [`Outcome::frees`] or
+//! [`Authority::take_softwire_frees`] (after [`Authority::expire`]) for the shell to send, and
+//! the owner's [`Authority::free_softwire`] drops it only if that client still holds it.
+//! After [`Authority::restore`], the active leases' sources are claimed again: local ones at
+//! once, the others listed by [`Authority::take_registrations`] for the shell to claim at their
+//! owners (and report with [`Authority::settle_registration`]) before any shard serves. When
+//! restored data holds one source twice, the first claim wins; the other lease keeps its
+//! source in the table but not the claim, and its next REQUEST for that source is a conflict
+//! (ACKed without a source).
 //! - INIT-REBOOT for a client the authority has no record of: silence (RFC 2131 §4.3.2).
 //!   RENEWING (U = 1) with no lease: DHCPNAK; REBINDING (U = 0) with no lease: silence (another
 //!   server may hold it).
@@ -38,12 +63,13 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::lease::{
-    shard_of_addr, shard_of_client, Change, ChangeKind, LeaseShard, RelayBinding, ScanStep,
-    V4Binding, V4Query, V6ContextBinding,
+    shard_of_addr, shard_of_client, shard_of_softwire, Change, ChangeKind, LeaseShard,
+    RelayBinding, ScanStep, V4Binding, V4Query, V6ContextBinding,
 };
+use crate::proto::codes::v4relay;
 use crate::proto::codes::{dhcp_state, v4msg, v4opt, BOOTREPLY, BOOTREQUEST};
 use crate::proto::record::{PortParams, V4Record};
-use crate::proto::v4::{ClientId, Message, MessageView as V4View, V4Option};
+use crate::proto::v4::{ClientId, Message, MessageView as V4View, RelayAgentInfo, V4Option};
 
 pub use config::{AuthorityConfig, ConfigError, SubnetConfig, ValidConfig, ValidSubnet};
 pub use wire::MAX_RELAY_DEPTH;
@@ -65,6 +91,43 @@ pub struct Outcome {
     pub reply: Option<Vec<u8>>,
     /// Lease changes, to be made durable before the reply is sent.
     pub changes: Vec<Change>,
+    /// Softwire claims to free at their owner shards (never this shard's: those are freed
+    /// inline). Send them after `changes` are durable.
+    pub frees: Vec<SoftwireClaim>,
+    /// The handling stopped before changing anything: this claim must be decided by the
+    /// owner shard ([`shard_of_softwire`]) with [`Authority::claim_softwire`], then the same
+    /// datagram handed to [`Authority::handle_claimed`] with the answer.
+    pub needs_claim: Option<SoftwireClaim>,
+}
+
+/// A claim on a softwire source (RFC 8539 option 109) by a client (option 61 payload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SoftwireClaim {
+    /// The softwire source address.
+    pub softwire: Ipv6Addr,
+    /// The claiming client's identifier.
+    pub client: Vec<u8>,
+    /// Increasing per client's shard: the owner keeps the highest it granted and drops a claim
+    /// only on a free with that number, so a free overtaken by the same client's new claim
+    /// (a source changed and changed back while the first change waited for its journal
+    /// commit) cannot drop the new claim.
+    pub seq: u64,
+}
+
+impl SoftwireClaim {
+    /// The shard that decides this claim.
+    pub fn owner(&self, shards: usize) -> usize {
+        shard_of_softwire(self.softwire, shards)
+    }
+}
+
+/// The owner shard's answer to an [`Outcome::needs_claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimAnswer {
+    /// The claim asked.
+    pub claim: SoftwireClaim,
+    /// Whether the owner granted it (false: another client holds the source).
+    pub granted: bool,
 }
 
 /// Counters of one shard's authority. Every dropped datagram is counted under exactly one
@@ -95,8 +158,16 @@ pub struct AuthorityCounters {
     pub pool_exhausted: u64,
     /// REQUESTs whose option 109 belonged to another active lease.
     pub softwire_conflicts: u64,
+    /// Softwire claims decided here as the owner shard (local and from other shards).
+    pub softwire_claims: u64,
+    /// Claims this shard's requests had to ask another shard for.
+    pub softwire_remote_claims: u64,
+    /// Restored active leases whose source another restored lease had claimed first.
+    pub softwire_restore_conflicts: u64,
     /// Softwire updates refused as too early (ACKed with the old source).
     pub softwire_too_early: u64,
+    /// Messages whose option 82 (inside the DHCPv4 message) was malformed and ignored.
+    pub option82_malformed: u64,
     /// Dropped: longer than `max_datagram`.
     pub drop_oversize: u64,
     /// Dropped: the DHCPv6 envelope or relay chain did not parse.
@@ -186,8 +257,25 @@ pub struct Authority {
     offered: HashMap<Unit, Vec<u8>>,
     /// offer id -> client-id, for the offer timers.
     offer_ids: HashMap<u64, Vec<u8>>,
-    /// softwire source -> the client-id of the ACTIVE lease holding it.
-    softwires: HashMap<Ipv6Addr, Vec<u8>>,
+    /// softwire source -> the client-id of this shard's ACTIVE lease holding it (a claim its
+    /// owner has granted).
+    held: HashMap<Ipv6Addr, (Vec<u8>, u64)>,
+    /// Owner side: softwire source (with [`shard_of_softwire`] = this shard) -> the client-id
+    /// holding it, on whichever shard, and the claim's sequence number.
+    claims: HashMap<Ipv6Addr, (Vec<u8>, u64)>,
+    /// The next [`SoftwireClaim::seq`] of this shard's claims.
+    next_claim_seq: u64,
+    /// Claims to free at other shards, not yet handed to the shell.
+    frees: Vec<SoftwireClaim>,
+    /// Restored claims owned by other shards, not yet handed to the shell.
+    registrations: Vec<SoftwireClaim>,
+    /// Set by the lease logic when it needs a remote claim (the handling then stops).
+    needs_claim: Option<SoftwireClaim>,
+    /// The answer to a remote claim, during [`Authority::handle_claimed`].
+    answer: Option<ClaimAnswer>,
+    /// A claim granted during this handling that was not held before (freed again at the end
+    /// when the lease logic did not keep it).
+    fresh: Option<SoftwireClaim>,
     timers: BinaryHeap<Reverse<(u32, Timer)>>,
     next_offer_id: u64,
     counters: AuthorityCounters,
@@ -204,6 +292,11 @@ struct Req<'a> {
     req_pp: Option<PortParams>,
     softwire: Option<Ipv6Addr>,
     ctx: V6ContextBinding,
+    /// What the v4 binding records as circuit-id, remote-id and relay-id (see
+    /// [`relay_fields`]).
+    circuit_id: Option<Vec<u8>>,
+    remote_id: Option<Vec<u8>>,
+    relay_id: Option<Vec<u8>>,
     oro_br: bool,
     oro_bind_prefix: bool,
 }
@@ -213,6 +306,34 @@ enum Reply {
     Ack(usize, Unit, Option<Ipv6Addr>),
     Nak,
     InformAck(usize),
+}
+
+/// The circuit-id, remote-id and relay-id a v4 binding records: each from option 82 inside
+/// the DHCPv4 message (sub-options 1, 2 and 12; RFC 3046, RFC 6925) when it has that
+/// sub-option, otherwise from the innermost DHCPv6 relay (Remote-ID, Relay-ID; a v6 relay has
+/// no circuit-id). `Err` when option 82 is present but malformed (a sub-option running past
+/// its end); the caller then keeps the relay chain's values. Never panics.
+#[allow(clippy::type_complexity)]
+fn relay_fields(
+    rai: Option<&[u8]>,
+    relay: Option<&RelayBinding>,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>), ()> {
+    let v6_remote = relay.and_then(|x| x.remote_id.clone());
+    let v6_relay = relay.and_then(|x| x.relay_id.clone());
+    let Some(rai) = rai else {
+        return Ok((None, v6_remote, v6_relay));
+    };
+    let sub = |code| RelayAgentInfo::find(rai, code).map_err(|_| ());
+    let (circuit, remote, relay_id) = (
+        sub(v4relay::CIRCUIT_ID)?,
+        sub(v4relay::REMOTE_ID)?,
+        sub(v4relay::RELAY_ID)?,
+    );
+    Ok((
+        circuit.map(<[u8]>::to_vec),
+        remote.map(<[u8]>::to_vec).or(v6_remote),
+        relay_id.map(<[u8]>::to_vec).or(v6_relay),
+    ))
 }
 
 fn ip4(b: &[u8]) -> Option<Ipv4Addr> {
@@ -254,7 +375,14 @@ impl Authority {
             offers: HashMap::new(),
             offered: HashMap::new(),
             offer_ids: HashMap::new(),
-            softwires: HashMap::new(),
+            held: HashMap::new(),
+            claims: HashMap::new(),
+            next_claim_seq: 1,
+            frees: Vec::new(),
+            registrations: Vec::new(),
+            needs_claim: None,
+            answer: None,
+            fresh: None,
             timers: BinaryHeap::new(),
             next_offer_id: 1,
             counters: AuthorityCounters::default(),
@@ -271,9 +399,12 @@ impl Authority {
         self.offers.len()
     }
 
-    /// Rebuilds the client directory, the softwire index and the timers from a table loaded by
-    /// journal replay. Call once, on a fresh authority, before the first [`Authority::handle`].
-    /// Bindings outside every subnet or owned by another shard are left alone (not indexed).
+    /// Rebuilds the client directory, the softwire claims and the timers from a table loaded by
+    /// journal replay (and import). Call once, on a fresh authority, before the first
+    /// [`Authority::handle`]. Bindings outside every subnet or owned by another shard are left
+    /// alone (not indexed). The active leases' softwire sources owned by this shard are claimed
+    /// at once; the others wait in [`Authority::take_registrations`] for the shell to claim at
+    /// their owners (see the module docs).
     pub fn restore(&mut self, table: &LeaseShard) {
         let q = V4Query::all();
         let mut cur = table.start_v4(&q);
@@ -310,7 +441,13 @@ impl Authority {
             match state {
                 dhcp_state::ACTIVE => {
                     if let Some(sw) = sw {
-                        self.softwires.insert(sw, cid);
+                        let claim = self.new_claim(sw, &cid);
+                        if claim.owner(self.shards) == self.shard {
+                            let granted = self.claim_softwire(&claim);
+                            self.settle_registration(claim, granted);
+                        } else {
+                            self.registrations.push(claim);
+                        }
                     }
                     self.timers.push(Reverse((expires, Timer::Lease(unit))));
                 }
@@ -428,10 +565,132 @@ impl Authority {
         Some(o)
     }
 
+    /// This shard's client `cid` no longer holds `sw`: forget it here and free it at its
+    /// owner (inline when that is this shard).
     fn drop_softwire(&mut self, sw: Ipv6Addr, cid: Option<&[u8]>) {
-        if self.softwires.get(&sw).map(Vec::as_slice) == cid {
-            self.softwires.remove(&sw);
+        let Some(cid) = cid else {
+            return;
+        };
+        let seq = match self.held.get(&sw) {
+            Some((c, seq)) if c[..] == cid[..] => *seq,
+            _ => return,
+        };
+        self.held.remove(&sw);
+        self.free_claim(SoftwireClaim {
+            softwire: sw,
+            client: cid.to_vec(),
+            seq,
+        });
+    }
+
+    /// Frees a claim of this shard's at its owner: inline when local, else queued.
+    fn free_claim(&mut self, claim: SoftwireClaim) {
+        if claim.owner(self.shards) == self.shard {
+            self.free_softwire(&claim);
+        } else if !self.frees.contains(&claim) {
+            self.frees.push(claim);
         }
+    }
+
+    fn new_claim(&mut self, sw: Ipv6Addr, client: &[u8]) -> SoftwireClaim {
+        let seq = self.next_claim_seq;
+        self.next_claim_seq += 1;
+        SoftwireClaim {
+            softwire: sw,
+            client: client.to_vec(),
+            seq,
+        }
+    }
+
+    /// Owner side: claims `sw` for `client`. Granted when no client holds it or `client`
+    /// already does; the claim then stands until [`Authority::free_softwire`].
+    pub fn claim_softwire(&mut self, claim: &SoftwireClaim) -> bool {
+        self.counters.softwire_claims += 1;
+        match self.claims.get_mut(&claim.softwire) {
+            Some((c, seq)) => {
+                let mine = c[..] == claim.client[..];
+                if mine {
+                    *seq = (*seq).max(claim.seq);
+                }
+                mine
+            }
+            None => {
+                self.claims
+                    .insert(claim.softwire, (claim.client.clone(), claim.seq));
+                true
+            }
+        }
+    }
+
+    /// Owner side: frees the source if this client holds it under this claim's number (a
+    /// stale free is ignored).
+    pub fn free_softwire(&mut self, claim: &SoftwireClaim) {
+        if self
+            .claims
+            .get(&claim.softwire)
+            .is_some_and(|(c, seq)| c[..] == claim.client[..] && *seq == claim.seq)
+        {
+            self.claims.remove(&claim.softwire);
+        }
+    }
+
+    /// Owner side: who holds `sw`, if anyone.
+    pub fn softwire_holder(&self, sw: &Ipv6Addr) -> Option<&[u8]> {
+        self.claims.get(sw).map(|(c, _)| c.as_slice())
+    }
+
+    /// The number of claims this shard holds as owner.
+    pub fn softwire_claims_owned(&self) -> usize {
+        self.claims.len()
+    }
+
+    /// Claims freed by [`Authority::expire`] (or left over) for the shell to send to their
+    /// owners with [`Authority::free_softwire`].
+    pub fn take_softwire_frees(&mut self) -> Vec<SoftwireClaim> {
+        std::mem::take(&mut self.frees)
+    }
+
+    /// The restored active leases' claims owned by other shards (see [`Authority::restore`]):
+    /// the shell claims each at its owner and reports with [`Authority::settle_registration`],
+    /// every shard before any serves.
+    pub fn take_registrations(&mut self) -> Vec<SoftwireClaim> {
+        std::mem::take(&mut self.registrations)
+    }
+
+    /// The owner's answer to a restored claim.
+    pub fn settle_registration(&mut self, claim: SoftwireClaim, granted: bool) {
+        if granted {
+            self.held.insert(claim.softwire, (claim.client, claim.seq));
+        } else {
+            self.counters.softwire_restore_conflicts += 1;
+        }
+    }
+
+    /// Whether a claim on `sw` for `client` stands: `Some(answer)`, or `None` after recording
+    /// [`Outcome::needs_claim`] (the owner is another shard and no answer is at hand).
+    fn claim(&mut self, sw: Ipv6Addr, client: &[u8]) -> Option<bool> {
+        if self.held.get(&sw).is_some_and(|(c, _)| c[..] == client[..]) {
+            return Some(true);
+        }
+        let (claim, granted) = if shard_of_softwire(sw, self.shards) == self.shard {
+            let c = self.new_claim(sw, client);
+            let g = self.claim_softwire(&c);
+            (c, g)
+        } else if let Some(a) = self
+            .answer
+            .as_ref()
+            .filter(|a| a.claim.softwire == sw && a.claim.client[..] == client[..])
+        {
+            (a.claim.clone(), a.granted)
+        } else {
+            self.counters.softwire_remote_claims += 1;
+            self.needs_claim = Some(self.new_claim(sw, client));
+            return None;
+        };
+        if granted {
+            self.fresh = Some(claim);
+        }
+        Some(granted)
     }
 
     fn owns(&self, addr: u32) -> bool {
@@ -591,7 +850,9 @@ impl Authority {
         }
     }
 
-    /// Handles one datagram from `src` (see the module docs).
+    /// Handles one datagram from `src` (see the module docs). When the outcome has
+    /// [`Outcome::needs_claim`], nothing was changed or answered: see
+    /// [`Authority::handle_claimed`].
     pub fn handle(
         &mut self,
         table: &mut LeaseShard,
@@ -600,6 +861,58 @@ impl Authority {
         now: u32,
     ) -> Outcome {
         self.counters.received += 1;
+        self.handle_claimed(table, datagram, src, now, None)
+    }
+
+    /// Handles again a datagram whose first [`Authority::handle`] returned
+    /// [`Outcome::needs_claim`], with the owner shard's `answer` (or, with `None`, the same as
+    /// `handle` without counting the datagram again). The datagram is decided afresh on the
+    /// state found now; a granted claim left unused is in [`Outcome::frees`].
+    pub fn handle_claimed(
+        &mut self,
+        table: &mut LeaseShard,
+        datagram: &[u8],
+        src: Ipv6Addr,
+        now: u32,
+        answer: Option<ClaimAnswer>,
+    ) -> Outcome {
+        self.answer = answer;
+        self.needs_claim = None;
+        self.fresh = None;
+        let mut out = self.handle_inner(table, datagram, src, now);
+        if let Some(c) = self.needs_claim.take() {
+            // Stopped before any change.
+            out = Outcome {
+                needs_claim: Some(c),
+                ..Outcome::default()
+            };
+        }
+        // A granted claim the lease logic did not keep (a conflict fallback, too early an
+        // update, a NAK) goes back to its owner; so does an answered one not asked again.
+        let unused = self
+            .fresh
+            .take()
+            .into_iter()
+            .chain(self.answer.take().filter(|a| a.granted).map(|a| a.claim));
+        for c in unused {
+            match self.held.get_mut(&c.softwire) {
+                // Kept (or held by an earlier copy of this request): the owner keeps the
+                // highest number it granted, so does the holder.
+                Some((cid, seq)) if cid[..] == c.client[..] => *seq = (*seq).max(c.seq),
+                _ => self.free_claim(c),
+            }
+        }
+        out.frees = std::mem::take(&mut self.frees);
+        out
+    }
+
+    fn handle_inner(
+        &mut self,
+        table: &mut LeaseShard,
+        datagram: &[u8],
+        src: Ipv6Addr,
+        now: u32,
+    ) -> Outcome {
         let q = match wire::unwrap(datagram, self.cfg.max_datagram) {
             Ok(q) => q,
             Err(e) => {
@@ -694,7 +1007,24 @@ impl Authority {
                 remote_id: h.remote_id.map(<[u8]>::to_vec),
             }),
         };
+        let rai = v4.option(v4opt::RELAY_AGENT_INFO);
+        let (circuit_id, remote_id, relay_id) =
+            match relay_fields(rai.as_deref(), ctx.relay.as_ref()) {
+                Ok(f) => f,
+                Err(()) => {
+                    // A relay agent's broken option 82 does not cost the client its lease: it is
+                    // ignored (counted), the v6 relay chain's values are kept.
+                    if self.answer.is_none() {
+                        // (Counted once: not again when handled with a claim's answer.)
+                        self.counters.option82_malformed += 1;
+                    }
+                    relay_fields(None, ctx.relay.as_ref()).unwrap_or_default()
+                }
+            };
         let req = Req {
+            circuit_id,
+            remote_id,
+            relay_id,
             v4,
             client,
             wants_159,
@@ -744,7 +1074,11 @@ impl Authority {
         if reply.is_some() {
             self.counters.replies += 1;
         }
-        Outcome { reply, changes }
+        Outcome {
+            reply,
+            changes,
+            ..Outcome::default()
+        }
     }
 
     fn discover(
@@ -898,12 +1232,14 @@ impl Authority {
             .filter(|(u, _)| *u == unit)
             .map(|(_, b)| b.clone());
         let old_sw = renewing.as_ref().and_then(|b| b.softwire_src);
+        // The source the renewed lease holds a claim on (a restored duplicate does not).
+        let old_held =
+            old_sw.filter(|o| self.held.get(o).is_some_and(|(c, _)| c[..] == r.client[..]));
         let mut sw = r.softwire.or(old_sw);
         if let Some(new) = r.softwire {
-            let taken = self
-                .softwires
-                .get(&new)
-                .is_some_and(|c| c[..] != r.client[..]);
+            // Only a source the client does not hold yet is asked for (stops here, unchanged,
+            // when its owner is another shard and no answer is at hand).
+            let taken = !self.claim(new, &r.client)?;
             if taken {
                 self.counters.softwire_conflicts += 1;
                 if active.is_none() {
@@ -911,7 +1247,7 @@ impl Authority {
                     return self.nak();
                 }
                 // RFC 8539 §8.2: ACK with the existing binding.
-                sw = old_sw;
+                sw = old_held;
                 if renewing.is_none() {
                     // The client's active lease is elsewhere; answer with it unchanged.
                     let (u, b) = active?;
@@ -929,7 +1265,8 @@ impl Authority {
         }
         // Another ACTIVE lease of this client (for example on another subnet) is released.
         if let Some((u, mut b)) = active.filter(|(u, _)| *u != unit) {
-            if let Some(o) = b.softwire_src {
+            // Its source is freed unless the new lease keeps it.
+            if let Some(o) = b.softwire_src.filter(|&o| Some(o) != sw) {
                 self.drop_softwire(o, Some(&r.client));
             }
             b.state = dhcp_state::RELEASED;
@@ -963,9 +1300,9 @@ impl Authority {
             cltt: now,
             state_start: renewing.as_ref().map_or(now, |b| b.state_start),
             expires: now.saturating_add(s.lease_time),
-            circuit_id: None,
-            remote_id: r.ctx.relay.as_ref().and_then(|x| x.remote_id.clone()),
-            relay_id: r.ctx.relay.as_ref().and_then(|x| x.relay_id.clone()),
+            circuit_id: r.circuit_id.clone(),
+            remote_id: r.remote_id.clone(),
+            relay_id: r.relay_id.clone(),
             softwire_src: sw,
             v6: Some(r.ctx.clone()),
             data_source: 0,
@@ -982,8 +1319,9 @@ impl Authority {
         if let Some(o) = old_sw.filter(|&o| Some(o) != sw) {
             self.drop_softwire(o, Some(&r.client));
         }
-        if let Some(n) = sw {
-            self.softwires.insert(n, r.client.clone());
+        // Held now: the new source claimed above (the old one, when kept, stays held).
+        if let Some(f) = self.fresh.as_ref().filter(|f| Some(f.softwire) == sw) {
+            self.held.insert(f.softwire, (f.client.clone(), f.seq));
         }
         let prev_set = self.dir.get(&r.client).map_or(0, |e| e.sw_set_at);
         let sw_set_at = if renewing.is_none() || sw != old_sw {
@@ -1059,9 +1397,9 @@ impl Authority {
             cltt: now,
             state_start: now,
             expires: now.saturating_add(self.cfg.abandoned_hold),
-            circuit_id: None,
-            remote_id: r.ctx.relay.as_ref().and_then(|x| x.remote_id.clone()),
-            relay_id: r.ctx.relay.as_ref().and_then(|x| x.relay_id.clone()),
+            circuit_id: r.circuit_id.clone(),
+            remote_id: r.remote_id.clone(),
+            relay_id: r.relay_id.clone(),
             softwire_src: None,
             v6: Some(r.ctx.clone()),
             data_source: 0,

@@ -108,6 +108,12 @@ pub fn shard_of_client(id: &[u8], shards: usize) -> usize {
     shard_of(id, shards)
 }
 
+/// The shard that serializes claims on a softwire source address (RFC 8539 §8.2 uniqueness
+/// across shards): `stable_hash(octets) mod shards`. `shards` of 0 is taken as 1.
+pub fn shard_of_softwire(src: std::net::Ipv6Addr, shards: usize) -> usize {
+    shard_of(&src.octets(), shards)
+}
+
 /// The shard that owns a plain DHCPv6 binding (all links of one DUID live together):
 /// `stable_hash(duid) mod shards`. `shards` of 0 is taken as 1.
 pub fn shard_of_duid(duid: &[u8], shards: usize) -> usize {

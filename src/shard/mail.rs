@@ -40,6 +40,19 @@ pub enum Mail {
         datagram: Vec<u8>,
         src: std::net::SocketAddr,
     },
+    /// Client's shard -> the owner shard of these softwire sources: claim them (answered by
+    /// `SoftwireClaimed` with the same `id`, one answer per claim, in order).
+    SoftwireClaim {
+        from: u32,
+        id: u64,
+        claims: Vec<crate::authority::SoftwireClaim>,
+    },
+    /// Owner -> client's shard: the answers to `SoftwireClaim` `id`.
+    SoftwireClaimed { id: u64, granted: Vec<bool> },
+    /// Client's shard -> owner: these clients no longer hold these sources.
+    SoftwireFree {
+        claims: Vec<crate::authority::SoftwireClaim>,
+    },
 }
 
 impl Mail {
@@ -50,7 +63,11 @@ impl Mail {
             | Mail::Chunk { key, .. }
             | Mail::Cancel { key } => *key,
             // Not routed by key (`ShardCtx::deliver_active` routes it).
-            Mail::Active(_) | Mail::Dhcp4o6 { .. } => QueryKey {
+            Mail::Active(_)
+            | Mail::Dhcp4o6 { .. }
+            | Mail::SoftwireClaim { .. }
+            | Mail::SoftwireClaimed { .. }
+            | Mail::SoftwireFree { .. } => QueryKey {
                 origin: u32::MAX,
                 id: u64::MAX,
             },

@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     pub horizons: Vec<AtomicU32>,
     /// The DHCP4o6 authority's checked settings, when it runs.
     pub authority: Option<crate::authority::ValidConfig>,
+    /// Shards that have claimed their restored softwire sources at the owners (none serves
+    /// DHCP4o6 before all have).
+    pub softwires_registered: AtomicUsize,
 }
 
 /// One shard's executor-local state.
@@ -129,6 +132,9 @@ pub(crate) struct ShardCtx {
     hub: active::Hub,
     /// The DHCP4o6 lease authority of this shard, when it runs.
     auth: Option<Rc<udp::AuthShell>>,
+    /// Softwire claims this shard asked other shards for: where each answer goes.
+    claims_pending: RefCell<HashMap<u64, LocalSender<Vec<bool>>>>,
+    next_claim: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for ShardCtx {
@@ -186,6 +192,34 @@ impl ShardCtx {
             Mail::Dhcp4o6 { datagram, src } => {
                 if let Some(shell) = &self.auth {
                     udp::spawn_handle(self, shell, datagram, src);
+                }
+            }
+            Mail::SoftwireClaim { from, id, claims } => {
+                let granted = match &self.auth {
+                    Some(shell) => {
+                        let mut a = shell.authority.borrow_mut();
+                        claims.iter().map(|c| a.claim_softwire(c)).collect()
+                    }
+                    None => vec![false; claims.len()],
+                };
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    ctx.post(from as usize, Mail::SoftwireClaimed { id, granted })
+                        .await;
+                })
+                .detach();
+            }
+            Mail::SoftwireClaimed { id, granted } => {
+                if let Some(tx) = self.claims_pending.borrow_mut().remove(&id) {
+                    let _ = tx.try_send(granted);
+                }
+            }
+            Mail::SoftwireFree { claims } => {
+                if let Some(shell) = &self.auth {
+                    let mut a = shell.authority.borrow_mut();
+                    for c in &claims {
+                        a.free_softwire(c);
+                    }
                 }
             }
             m @ Mail::Chunk { .. } => {
@@ -279,6 +313,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         horizons: (0..shards).map(|_| AtomicU32::new(u32::MAX)).collect(),
         authority,
         config,
+        softwires_registered: AtomicUsize::new(0),
     });
     // Check every address once here, so a bad one is reported before any executor starts;
     // every shard then binds its own SO_REUSEPORT socket on it.
@@ -515,6 +550,8 @@ async fn shard_main(
         shutdown: Semaphore::new(0),
         hub: active::Hub::new(active::history_limits(&shared.config), history_start),
         auth,
+        claims_pending: RefCell::new(HashMap::new()),
+        next_claim: std::cell::Cell::new(0),
     });
     shared.horizons[id].store(history_start, Ordering::Release);
     // One task per peer drains that peer's channel into `deliver`.
@@ -526,6 +563,24 @@ async fn shard_main(
                 ctx.deliver(m);
             }
         }));
+    }
+    // RFC 8539 §8.2 across shards: the restored leases' softwire sources are claimed at their
+    // owners, by every shard, before any shard serves DHCP4o6.
+    if let Some(shell) = &ctx.auth {
+        let regs = shell.authority.borrow_mut().take_registrations();
+        let granted = udp::claim_at_owners(&ctx, &regs).await;
+        {
+            let mut a = shell.authority.borrow_mut();
+            for (c, g) in regs.into_iter().zip(granted) {
+                a.settle_registration(c, g);
+            }
+        }
+        shared.softwires_registered.fetch_add(1, Ordering::AcqRel);
+        while shared.softwires_registered.load(Ordering::Acquire) < shared.shards
+            && !stop.load(Ordering::SeqCst)
+        {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
     let _ = ready.send(Ok(()));
 

@@ -5,6 +5,11 @@
 //! before the reply leaves; then they are published to active leasequery; then the reply is
 //! sent from the owning shard's socket (all shards' sockets share the address and port).
 //! A timer task runs expiry and, past `journal_compact_bytes`, a snapshot of the shard.
+//!
+//! Softwire sources (RFC 8539 §8.2) are unique across shards: when the authority stops with
+//! `needs_claim`, [`claim_at_owners`] asks the source's owner shard by mail and the datagram is
+//! handled again with the answer; freed claims go to their owners ([`free_at_owners`]) once the
+//! changes are durable.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -137,15 +142,41 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             .fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let now = unix_now();
-    let out = {
+    let mut out = {
         let mut table = ctx.table.borrow_mut();
         shell
             .authority
             .borrow_mut()
-            .handle(&mut table, datagram, src_ip, now)
+            .handle(&mut table, datagram, src_ip, unix_now())
     };
-    if !commit(ctx, shell, &out.changes).await {
+    if let Some(claim) = out.needs_claim.take() {
+        // RFC 8539 §8.2 across shards: the source's owner decides, then the datagram is
+        // handled again with the answer (it asks no second claim).
+        let granted = claim_at_owners(ctx, std::slice::from_ref(&claim)).await;
+        let answer = authority::ClaimAnswer {
+            claim,
+            granted: granted.first().copied().unwrap_or(false),
+        };
+        out = {
+            let mut table = ctx.table.borrow_mut();
+            shell.authority.borrow_mut().handle_claimed(
+                &mut table,
+                datagram,
+                src_ip,
+                unix_now(),
+                Some(answer),
+            )
+        };
+        if let Some(c) = out.needs_claim.take() {
+            // Not expected: the answer covers the one claim a datagram makes. Dropped (the
+            // client retransmits).
+            debug!(?c, "dhcp4o6: a second softwire claim for one datagram");
+            return;
+        }
+    }
+    let durable = commit(ctx, shell, &out.changes).await;
+    free_at_owners(ctx, std::mem::take(&mut out.frees)).await;
+    if !durable {
         // Not durable: no acknowledgement leaves (the client retransmits).
         return;
     }
@@ -234,6 +265,72 @@ mod fault {
     }
 }
 
+/// Claims softwire sources at their owner shards (the local ones by a direct call); one answer
+/// per claim, in order. A claim whose owner cannot be reached (shutdown) is refused.
+pub(super) async fn claim_at_owners(
+    ctx: &Rc<ShardCtx>,
+    claims: &[authority::SoftwireClaim],
+) -> Vec<bool> {
+    let shards = ctx.shared.shards;
+    let mut granted = vec![false; claims.len()];
+    let Some(shell) = &ctx.auth else {
+        return granted;
+    };
+    for owner in 0..shards {
+        let idx: Vec<usize> = (0..claims.len())
+            .filter(|&i| claims[i].owner(shards) == owner)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        if owner == ctx.id {
+            let mut a = shell.authority.borrow_mut();
+            for &i in &idx {
+                granted[i] = a.claim_softwire(&claims[i]);
+            }
+            continue;
+        }
+        let id = ctx.next_claim.get();
+        ctx.next_claim.set(id + 1);
+        let (tx, rx) = glommio::channels::local_channel::new_bounded(1);
+        ctx.claims_pending.borrow_mut().insert(id, tx);
+        let mail = Mail::SoftwireClaim {
+            from: ctx.id as u32,
+            id,
+            claims: idx.iter().map(|&i| claims[i].clone()).collect(),
+        };
+        if ctx.senders.send_to(owner, mail).await.is_err() {
+            ctx.claims_pending.borrow_mut().remove(&id);
+            ctx.stats().mesh_send_failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Some(answers) = rx.recv().await {
+            for (&i, g) in idx.iter().zip(answers) {
+                granted[i] = g;
+            }
+        }
+    }
+    granted
+}
+
+/// Frees softwire claims at their owner shards (the authority has freed the local ones).
+async fn free_at_owners(ctx: &Rc<ShardCtx>, frees: Vec<authority::SoftwireClaim>) {
+    if frees.is_empty() {
+        return;
+    }
+    let shards = ctx.shared.shards;
+    let mut by_owner: Vec<Vec<authority::SoftwireClaim>> = vec![Vec::new(); shards];
+    for c in frees {
+        let o = c.owner(shards);
+        by_owner[o].push(c);
+    }
+    for (owner, claims) in by_owner.into_iter().enumerate() {
+        if !claims.is_empty() {
+            ctx.post(owner, Mail::SoftwireFree { claims }).await;
+        }
+    }
+}
+
 /// Journals `changes` and waits until they are durable (when there is a journal), then
 /// publishes them to active leasequery. False when the journal failed.
 async fn commit(ctx: &Rc<ShardCtx>, shell: &AuthShell, changes: &[Change]) -> bool {
@@ -277,6 +374,8 @@ pub(super) async fn timer_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
             shell.authority.borrow_mut().expire(&mut table, unix_now())
         };
         commit(&ctx, &shell, &changes).await;
+        let frees = shell.authority.borrow_mut().take_softwire_frees();
+        free_at_owners(&ctx, frees).await;
         if let Some(j) = &shell.journal {
             if j.journal_bytes() > compact_at && !j.snapshot_in_progress() {
                 snapshot(&ctx, j);
