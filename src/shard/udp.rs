@@ -265,6 +265,9 @@ mod fault {
     }
 }
 
+/// Longest wait for an owner shard's answer to a softwire claim.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Claims softwire sources at their owner shards (the local ones by a direct call); one answer
 /// per claim, in order. A claim whose owner cannot be reached (shutdown) is refused.
 pub(super) async fn claim_at_owners(
@@ -304,9 +307,25 @@ pub(super) async fn claim_at_owners(
             ctx.stats().mesh_send_failed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if let Some(answers) = rx.recv().await {
-            for (&i, g) in idx.iter().zip(answers) {
-                granted[i] = g;
+        // The owner answers within a turn of its executor; a shard that does not answer within
+        // CLAIM_WAIT (stopping, or stalled) counts as a refusal, so no handler waits forever.
+        let answer = futures_lite::future::or(async { rx.recv().await }, async {
+            glommio::timer::sleep(CLAIM_WAIT).await;
+            None
+        })
+        .await;
+        match answer {
+            Some(answers) => {
+                for (&i, g) in idx.iter().zip(answers) {
+                    granted[i] = g;
+                }
+            }
+            None => {
+                ctx.claims_pending.borrow_mut().remove(&id);
+                ctx.stats().mesh_send_failed.fetch_add(1, Ordering::Relaxed);
+                // Should the owner still grant them, the frees (same sequence numbers) undo it.
+                let frees = idx.iter().map(|&i| claims[i].clone()).collect();
+                free_at_owners(ctx, frees).await;
             }
         }
     }
