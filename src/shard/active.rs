@@ -16,10 +16,12 @@
 //! `Shared::subscribers[s]` counts the subscriptions on shard `s` (every shard reads it before
 //! sending); `Shared::horizons[s]` is shard `s`'s history horizon, so a connection's shard
 //! answers DataMissing at once without asking. A destination shard encodes each change once per
-//! [`WireKey`] among its subscribers that match it, and queues the shared encoding in each
-//! subscriber's coalescing [`Backlog`]; the subscriber's driver patches its transaction ids when
-//! it copies the messages into its write buffer. The pending batch of a shard is bounded
-//! (config `active_fanout_pending`): if the mesh cannot take it, the subscribers that would miss changes are
+//! [`WireKey`] among its subscribers that match it, builds the change's binding key once, and
+//! queues the shared encoding in each subscriber's [`Backlog`] (plain appends while the
+//! subscriber keeps up; coalescing by binding once a bound is reached); the subscriber's driver
+//! patches its transaction ids when it copies the messages into its write buffer. The pending
+//! batch of a shard is bounded (config `active_fanout_pending`): if the mesh cannot take it, the
+//! subscribers that would miss changes are
 //! terminated (QueryTerminated, counted as `active_terminated_fanout`), never silently skipped.
 //!
 //! # One subscription
