@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build first: cargo build --release --bin leasequeryd --bin loadgen. Env: CONC (default 64), THR (1), RUNS ("1 2 3"),
+# Build first: cargo build --release --bin leasequeryd --bin loadgen (or set LQD_BIN_DIR to a directory with both). Env: CONC (default 64), THR (1), RUNS ("1 2 3"),
 # EXTRA (more server flags, e.g. "--spin-before-park-us 50"), SHARDS (2), PIN_SERVER / PIN_LOADGEN
 # (command prefixes, e.g. "taskset -c 0" and "taskset -c 1", to give each its own core).
 # DORA/s on 2 shards, durable (--data-dir) vs in memory; 3 runs each, fresh server per run.
 set -u
-R="$(cd "$(dirname "$0")/.." && pwd)/target/release"
+R="${LQD_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
 for mode in memory durable; do
   for run in ${RUNS:-1 2 3}; do
     D=$(mktemp -d /tmp/lqd-dora.XXXX)
