@@ -31,6 +31,9 @@ use super::codes::{self, dhcp_state, v4msg, v4opt, v6msg, v6opt};
 use super::error::EncodeError;
 use super::record::{PortParams, RelayRecord, V4Record, V6Record};
 
+mod template;
+pub use template::BindingEncoder;
+
 /// Seconds from 1970-01-01 to 2000-01-01: the DHCPv6 time epoch (RFC 8415 §11.2).
 const EPOCH_2000: u32 = 946_684_800;
 /// Largest DHCPv6 option payload, DHCPv4 TCP message or TCP frame body.
@@ -757,19 +760,7 @@ fn o6_client_data<S: Sink>(
         .bind_prefix
         .filter(|_| oro.contains(v6opt::S46_BIND_IPV6_PREFIX))
     {
-        if len > 128 {
-            return Err(EncodeError::Invalid("bind prefix length over 128"));
-        }
-        v6_opt(s, v6opt::S46_BIND_IPV6_PREFIX, |s| {
-            s.u8(len);
-            s.put(
-                prefix
-                    .octets()
-                    .get(..usize::from(len).div_ceil(8))
-                    .unwrap_or_default(),
-            );
-            Ok(())
-        })?;
+        bind_prefix_opt(s, len, prefix)?;
     }
     if let Some(relay) = rec
         .v6
@@ -779,6 +770,23 @@ fn o6_client_data<S: Sink>(
         lq_relay_data(s, &relay)?;
     }
     Ok(())
+}
+
+/// OPTION_S46_BIND_IPV6_PREFIX (137, RFC 8539 §6): prefix length, then the prefix's octets.
+fn bind_prefix_opt<S: Sink>(s: &mut S, len: u8, prefix: Ipv6Addr) -> Result<(), EncodeError> {
+    if len > 128 {
+        return Err(EncodeError::Invalid("bind prefix length over 128"));
+    }
+    v6_opt(s, v6opt::S46_BIND_IPV6_PREFIX, |s| {
+        s.u8(len);
+        s.put(
+            prefix
+                .octets()
+                .get(..usize::from(len).div_ceil(8))
+                .unwrap_or_default(),
+        );
+        Ok(())
+    })
 }
 
 /// A DHCPv4 option of any length: split into consecutive 255-octet pieces (RFC 3396) when
