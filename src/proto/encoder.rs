@@ -16,6 +16,11 @@
 //! it computes is the length written. (A count-then-write encoder measured no faster: the
 //! counting pass costs about an eighth of a write; `cargo bench --bench encoder`.)
 //!
+//! Bulk scans encode DHCPv4 and DHCP4o6 bindings with [`BindingEncoder`] instead: a template
+//! of each message's per-query part made once per scan turn, then per record one copy, patches
+//! and direct puts; its output is this module's, octet for octet (`tests/encoder_template.rs`),
+//! and anything unusual goes through the code here.
+//!
 //! Stream shapes (which message is first) are the caller's; the encoder applies the per-message
 //! rules: LEASEQUERY-REPLY carries Client-ID (the requestor's) and Server-ID, LEASEQUERY-DATA and
 //! LEASEQUERY-DONE never do (RFC 5460 §5.2.1, §5.2.2); OPTION_LQ_BASE_TIME goes in every v6
