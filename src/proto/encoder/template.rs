@@ -46,6 +46,37 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// One message's frame, already sized, written front to back with a cursor kept in a register
+/// (a put past the end writes nothing but still moves the cursor, so `pos != b.len()` at the
+/// end tells a length mistake).
+struct Out<'b> {
+    b: &'b mut [u8],
+    pos: usize,
+}
+
+impl Sink for Out<'_> {
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        let end = self.pos.saturating_add(b.len());
+        if let Some(dst) = self.b.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+    #[inline]
+    fn pos(&self) -> usize {
+        self.pos
+    }
+    #[inline]
+    fn set_u16(&mut self, at: usize, v: u16) {
+        patch(self.b, at, &v.to_be_bytes());
+    }
+    #[inline]
+    fn patch(&mut self, at: usize, b: &[u8]) {
+        patch(self.b, at, b);
+    }
+}
+
 /// Overwrites `b.len()` octets at `at`; out of range: nothing.
 #[inline]
 fn patch(buf: &mut [u8], at: usize, b: &[u8]) {
@@ -231,7 +262,7 @@ impl<'a> BindingEncoder<'a> {
                 available: w.remaining(),
             });
         }
-        if self.put(w.buf, rec, start, total, cd_len) && w.buf.len() - start == total {
+        if self.put(w.buf, rec, start, total, cd_len) {
             Ok(EncodedAt {
                 start,
                 len: total,
@@ -239,7 +270,7 @@ impl<'a> BindingEncoder<'a> {
                 v4_xid_at: self.v4_xid_at.map(|o| start + o),
             })
         } else {
-            // Not expected: the fast path's length disagrees with what it wrote.
+            // Not expected: the length pass disagrees with what was written.
             w.buf.truncate(start);
             w.write(&self.reference(rec))
         }
@@ -297,8 +328,9 @@ impl<'a> BindingEncoder<'a> {
         rec.v6.and_then(|v6| v6.relay).filter(|_| self.w47)
     }
 
-    /// Writes the message (`total` octets, checked to fit) at `start`; false on a failure the
-    /// length pass should have caught.
+    /// Writes the message (`total` octets, checked to fit) at `start`, the buffer's end; false
+    /// on a failure the length pass should have caught. The head is one copy; the rest is
+    /// written into the frame's remaining, zeroed octets.
     #[inline]
     fn put(
         &self,
@@ -309,8 +341,16 @@ impl<'a> BindingEncoder<'a> {
         cd_len: usize,
     ) -> bool {
         buf.extend_from_slice(&self.head);
+        buf.resize(start + total, 0);
+        let Some(frame) = buf.get_mut(start..) else {
+            return false;
+        };
+        let mut o = Out {
+            b: frame,
+            pos: self.head.len(),
+        };
         {
-            let h = buf.get_mut(start..).unwrap_or_default();
+            let h = &mut *o.b;
             patch(h, 0, &((total - 2) as u16).to_be_bytes());
             if let Form::O6(_) = self.form {
                 let v4_len = total - cd_len - 4 - self.v4_at;
@@ -327,17 +367,17 @@ impl<'a> BindingEncoder<'a> {
             };
             patch(h, b + 242, &[msg_type]);
         }
-        let ok = self.put_v4_options(buf, rec);
+        let ok = self.put_v4_options(&mut o, rec);
         if let Form::O6(_) = self.form {
-            put_v6_head(buf, v6opt::CLIENT_DATA, cd_len);
-            self.put_client_data(buf, rec);
+            put_v6_head(&mut o, v6opt::CLIENT_DATA, cd_len);
+            self.put_client_data(&mut o, rec);
         }
-        ok
+        ok && o.pos == total
     }
 
     /// The v4 options past the head, in [`super::v4_binding`]'s order, and END.
     #[inline]
-    fn put_v4_options(&self, buf: &mut Vec<u8>, rec: &V4Record<'_>) -> bool {
+    fn put_v4_options(&self, buf: &mut Out<'_>, rec: &V4Record<'_>) -> bool {
         let now = self.now4;
         if rec.expires != 0 {
             put_v4_u32(buf, v4opt::LEASE_TIME, rec.expires.saturating_sub(now));
@@ -357,16 +397,16 @@ impl<'a> BindingEncoder<'a> {
             );
         }
         if self.w156 {
-            buf.extend_from_slice(&[v4opt::DHCP_STATE, 1, rec.state]);
+            buf.put(&[v4opt::DHCP_STATE, 1, rec.state]);
         }
         if rec.data_source != 0 && self.w157 {
-            buf.extend_from_slice(&[v4opt::DATA_SOURCE, 1, rec.data_source]);
+            buf.put(&[v4opt::DATA_SOURCE, 1, rec.data_source]);
         }
         if let Some(id) = rec.client_id {
             match u8::try_from(id.len()) {
                 Ok(len) => {
-                    buf.extend_from_slice(&[v4opt::CLIENT_ID, len]);
-                    buf.extend_from_slice(id);
+                    buf.put(&[v4opt::CLIENT_ID, len]);
+                    buf.put(id);
                 }
                 Err(_) => v4_opt(buf, v4opt::CLIENT_ID, &[id]),
             }
@@ -376,40 +416,40 @@ impl<'a> BindingEncoder<'a> {
             o[0] = v4opt::DHCP4O6_S46_SADDR;
             o[1] = 16;
             o[2..].copy_from_slice(&src.octets());
-            buf.extend_from_slice(&o);
+            buf.put(&o);
         }
         if let Some(pp) = rec.port_params.filter(|_| self.w159) {
             let [hi, lo] = pp.wire_psid().to_be_bytes();
-            buf.extend_from_slice(&[v4opt::V4_PORTPARAMS, 4, pp.offset, pp.psid_len, hi, lo]);
+            buf.put(&[v4opt::V4_PORTPARAMS, 4, pp.offset, pp.psid_len, hi, lo]);
         }
         let mut ok = true;
         match relay_info_len(rec) {
             Some(None) => {}
             Some(Some(len)) if len <= 255 => {
-                buf.extend_from_slice(&[v4opt::RELAY_AGENT_INFO, len as u8]);
+                buf.put(&[v4opt::RELAY_AGENT_INFO, len as u8]);
                 for (code, v) in [
                     (v4relay::CIRCUIT_ID, rec.circuit_id),
                     (v4relay::REMOTE_ID, rec.remote_id),
                     (v4relay::RELAY_ID, rec.relay_id),
                 ] {
                     if let Some(v) = v {
-                        buf.extend_from_slice(&[code, v.len() as u8]);
-                        buf.extend_from_slice(v);
+                        buf.put(&[code, v.len() as u8]);
+                        buf.put(v);
                     }
                 }
             }
             _ => ok = relay_agent_info(buf, rec).is_ok(),
         }
-        buf.push(v4opt::END);
+        buf.put(&[v4opt::END]);
         ok
     }
 
     /// OPTION_CLIENT_DATA's contents, in [`super::o6_client_data`]'s order.
     #[inline]
-    fn put_client_data(&self, buf: &mut Vec<u8>, rec: &V4Record<'_>) {
+    fn put_client_data(&self, buf: &mut Out<'_>, rec: &V4Record<'_>) {
         if let Some(duid) = rec.client_id.and_then(duid_of_client_id) {
             put_v6_head(buf, v6opt::CLIENTID, duid.len());
-            buf.extend_from_slice(duid);
+            buf.put(duid);
         }
         let since = if rec.cltt != 0 {
             rec.cltt
@@ -417,24 +457,24 @@ impl<'a> BindingEncoder<'a> {
             rec.state_start
         };
         put_v6_head(buf, v6opt::CLT_TIME, 4);
-        buf.extend_from_slice(&self.now6.saturating_sub(since).to_be_bytes());
+        buf.put(&self.now6.saturating_sub(since).to_be_bytes());
         if let Some(src) = rec.softwire_src {
             let (bind, bind_len) = v4v6bind(rec.addr, src, rec.port_params);
             let bind = bind.get(..bind_len).unwrap_or_default();
             if self.w92 {
-                buf.extend_from_slice(bind);
+                buf.put(bind);
             }
             if self.w96 {
                 let br_len = if self.br.is_some() { 20 } else { 0 };
                 put_v6_head(buf, v6opt::S46_CONT_LW, br_len + bind_len);
                 if let Some(br) = self.br {
                     put_v6_head(buf, v6opt::S46_BR, 16);
-                    buf.extend_from_slice(&br.octets());
+                    buf.put(&br.octets());
                 }
-                buf.extend_from_slice(bind);
+                buf.put(bind);
             }
         }
-        buf.extend_from_slice(&self.opt137);
+        buf.put(&self.opt137);
         if let Some(r) = self.relay(rec) {
             put_v6_head(buf, v6opt::LQ_RELAY_DATA, relay_data_len(&r) - 4);
             let mut fixed = [0u8; 16 + 2 + 32];
@@ -442,7 +482,7 @@ impl<'a> BindingEncoder<'a> {
             fixed[17] = r.hop_count;
             fixed[18..34].copy_from_slice(&r.link_address.octets());
             fixed[34..].copy_from_slice(&r.peer_address.octets());
-            buf.extend_from_slice(&fixed);
+            buf.put(&fixed);
             for (code, v) in [
                 (v6opt::INTERFACE_ID, r.interface_id),
                 (v6opt::RELAY_ID, r.relay_id),
@@ -450,7 +490,7 @@ impl<'a> BindingEncoder<'a> {
             ] {
                 if let Some(v) = v {
                     put_v6_head(buf, code, v.len());
-                    buf.extend_from_slice(v);
+                    buf.put(v);
                 }
             }
         }
@@ -483,16 +523,16 @@ fn v4_head(
 
 /// A DHCPv6 option header (the length was checked to fit in 16 bits).
 #[inline]
-fn put_v6_head(buf: &mut Vec<u8>, code: u16, len: usize) {
+fn put_v6_head(buf: &mut Out<'_>, code: u16, len: usize) {
     let [c0, c1] = code.to_be_bytes();
     let [l0, l1] = (len as u16).to_be_bytes();
-    buf.extend_from_slice(&[c0, c1, l0, l1]);
+    buf.put(&[c0, c1, l0, l1]);
 }
 
 #[inline]
-fn put_v4_u32(buf: &mut Vec<u8>, code: u8, v: u32) {
+fn put_v4_u32(buf: &mut Out<'_>, code: u8, v: u32) {
     let [a, b, c, d] = v.to_be_bytes();
-    buf.extend_from_slice(&[code, 4, a, b, c, d]);
+    buf.put(&[code, 4, a, b, c, d]);
 }
 
 /// Option 82's payload length: `Some(None)` without sub-options, `None` when a sub-option is
