@@ -1,5 +1,10 @@
 //! Reply encoder throughput: records/s and bytes/s encoding DHCP4o6, DHCPv4 and DHCPv6 binding
 //! records into a 1 MiB buffer (flushed, i.e. cleared, whenever it is full).
+//!
+//! `records` and `bytes` measure the path a bulk scan uses: for DHCP4o6 and DHCPv4 the
+//! per-query template encoder ([`BindingEncoder`], made once per query), for DHCPv6 the
+//! reference encoder. `reference` measures the reference encoder ([`StreamWriter::write`] of a
+//! [`Reply`]) for DHCP4o6 and DHCPv4, the path that was `records` before the template.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -7,7 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use leasequery::proto::codes::{dhcp_state, v6opt};
 use leasequery::proto::encoder::{
-    Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams, V6ReplyParams,
+    BindingEncoder, Dhcp4o6ReplyParams, EncodedAt, OroSet, PrlSet, Reply, StreamWriter,
+    V4ReplyParams, V6ReplyParams,
 };
 use leasequery::proto::record::{PortParams, RelayRecord, V4Record, V6Addr, V6Context, V6Record};
 use leasequery::proto::EncodeError;
@@ -87,7 +93,9 @@ fn bench(c: &mut Criterion) {
         bind_prefix: None,
     };
 
-    let cases: [(&str, Reply<'_>); 3] = [
+    let t6 = BindingEncoder::dhcp4o6(&o6, false);
+    let t4 = BindingEncoder::v4(&v4, false);
+    let cases: [(&str, Reply<'_>, Option<&BindingEncoder<'_>>); 3] = [
         (
             "4o6",
             Reply::O6Binding {
@@ -95,6 +103,7 @@ fn bench(c: &mut Criterion) {
                 rec: &v4rec,
                 first: false,
             },
+            Some(&t6),
         ),
         (
             "v4",
@@ -103,6 +112,7 @@ fn bench(c: &mut Criterion) {
                 rec: &v4rec,
                 first: false,
             },
+            Some(&t4),
         ),
         (
             "v6",
@@ -111,16 +121,26 @@ fn bench(c: &mut Criterion) {
                 rec: &v6rec,
                 first: false,
             },
+            None,
         ),
     ];
     let mut buf = Vec::with_capacity(1 << 20);
-    for (name, reply) in cases {
+    for (name, reply, template) in cases {
         let per = reply.frame_len().expect("encodable") as u64;
         let mut g = c.benchmark_group(format!("encode_{name}"));
+        let reference = |w: &mut StreamWriter<'_>| w.write(black_box(&reply));
+        let scan_path = |w: &mut StreamWriter<'_>| match template {
+            Some(t) => t.write(w, black_box(&v4rec)),
+            None => w.write(black_box(&reply)),
+        };
         g.throughput(Throughput::Elements(RECORDS));
-        g.bench_function("records", |b| b.iter(|| fill(&mut buf, &reply)));
+        g.bench_function("records", |b| b.iter(|| fill(&mut buf, scan_path)));
         g.throughput(Throughput::Bytes(RECORDS * per));
-        g.bench_function("bytes", |b| b.iter(|| fill(&mut buf, &reply)));
+        g.bench_function("bytes", |b| b.iter(|| fill(&mut buf, scan_path)));
+        if template.is_some() {
+            g.throughput(Throughput::Elements(RECORDS));
+            g.bench_function("reference", |b| b.iter(|| fill(&mut buf, reference)));
+        }
         // The sizing pass alone (what a count-then-write encoder spends on top of writing).
         g.throughput(Throughput::Elements(RECORDS));
         g.bench_function("frame_len_only", |b| {
@@ -134,13 +154,16 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// Writes `RECORDS` copies of `reply`, clearing the 1 MiB buffer whenever it is full.
-fn fill(buf: &mut Vec<u8>, reply: &Reply<'_>) {
+/// Writes `RECORDS` records with `write`, clearing the 1 MiB buffer whenever it is full.
+fn fill(
+    buf: &mut Vec<u8>,
+    write: impl Fn(&mut StreamWriter<'_>) -> Result<EncodedAt, EncodeError>,
+) {
     buf.clear();
     let mut w = StreamWriter::new(buf);
     let mut n = 0;
     while n < RECORDS {
-        match w.write(black_box(reply)) {
+        match write(&mut w) {
             Ok(_) => n += 1,
             Err(EncodeError::BufferFull { .. }) => {
                 buf.clear(); // the "flush"

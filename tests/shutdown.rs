@@ -124,6 +124,10 @@ fn sigterm_ends_running_queries_with_query_terminated_and_exits_zero() {
         assert_eq!(v.xid, 0x0102_0304);
         match v.message_type() {
             Some(v4msg::LEASEACTIVE) => got4 += 1,
+            // A query for all addresses lists, after a shard's bindings, the demo authority's
+            // pool addresses without one (RFC 6926 §6.2): a shard can get there before the
+            // SIGTERM when the socket buffers are large.
+            Some(v4msg::LEASEUNASSIGNED) => got4 += 1,
             Some(v4msg::LEASEQUERYDONE) => {
                 assert_eq!(
                     v.option(v4opt::STATUS_CODE).unwrap()[0],

@@ -267,6 +267,25 @@ impl Arena {
         self.walk(off, which).0
     }
 
+    /// Every field of the record at `off`, in one walk (what [`Arena::field`] gives for each).
+    fn fields(&self, off: u32) -> [Option<&[u8]>; FIELDS] {
+        let mut out = [None; FIELDS];
+        let mut at = off as usize;
+        for f in out.iter_mut() {
+            let (Some(&lo), Some(&hi)) = (self.bytes.get(at), self.bytes.get(at + 1)) else {
+                break;
+            };
+            let len = u16::from_le_bytes([lo, hi]);
+            at += 2;
+            if len != NONE_LEN {
+                let end = at + len as usize;
+                *f = self.bytes.get(at..end);
+                at = end;
+            }
+        }
+        out
+    }
+
     fn free(&mut self, off: u32) {
         let end = self.walk(off, FIELDS).1;
         self.garbage += end.saturating_sub(off as usize);
@@ -703,7 +722,12 @@ impl LeaseShard {
 
     fn v4_record(&self, s: u32) -> Option<V4Record<'_>> {
         let slot = self.v4.get(s as usize).filter(|sl| sl.seq != 0)?;
-        let a = &self.arena;
+        Some(self.v4_view(slot))
+    }
+
+    /// The record view of a live slot. The arena record is walked once for all its fields.
+    fn v4_view<'t>(&'t self, slot: &'t V4Slot) -> V4Record<'t> {
+        let f = self.arena.fields(slot.var);
         let v6 = (slot.flags & HAS_V6 != 0).then(|| V6Context {
             client_src: Ipv6Addr::from(slot.client_src),
             link: addr_from(self.v4_links.bytes(slot.link)),
@@ -720,23 +744,23 @@ impl LeaseShard {
                     remote_id: r.remote_id.as_deref(),
                 }),
         });
-        Some(V4Record {
+        V4Record {
             addr: Ipv4Addr::from(slot.addr),
             port_params: slot.port_params(),
             htype: slot.htype,
-            chaddr: a.field(slot.var, F_CHADDR).unwrap_or(&[]),
-            client_id: a.field(slot.var, F_CLIENT_ID),
+            chaddr: f[F_CHADDR].unwrap_or(&[]),
+            client_id: f[F_CLIENT_ID],
             state: slot.state,
             cltt: slot.cltt,
             state_start: slot.state_start,
             expires: slot.expires,
-            circuit_id: a.field(slot.var, F_CIRCUIT_ID),
-            remote_id: a.field(slot.var, F_REMOTE_ID),
+            circuit_id: f[F_CIRCUIT_ID],
+            remote_id: f[F_REMOTE_ID],
             relay_id: (slot.relay != 0).then(|| self.v4_relays.bytes(slot.relay)),
             softwire_src: (slot.flags & HAS_SW != 0).then(|| Ipv6Addr::from(slot.softwire)),
             v6,
             data_source: slot.data_source,
-        })
+        }
     }
 
     fn v4_matches(&self, q: &V4Query, slot: &V4Slot) -> bool {
@@ -821,7 +845,7 @@ impl LeaseShard {
             if slot.seq == 0 || slot.seq > start || !self.v4_matches(q, slot) {
                 return None;
             }
-            self.v4_record(s)
+            Some(self.v4_view(slot))
         };
         drive(cands, cur, budget, visit, emit)
     }
@@ -1135,6 +1159,7 @@ mod tests {
         assert_eq!(a.field(off, F_CLIENT_ID), None);
         assert_eq!(a.field(off, F_REMOTE_ID), Some(&[][..]));
         assert_eq!(a.field(off, F_CIRCUIT_ID), Some(&[9u8][..]));
+        assert_eq!(a.fields(off), [0, 1, 2, 3].map(|i| a.field(off, i)));
         a.free(off);
         assert_eq!(a.garbage, 2 + 2 + 2 + 2 + 2 + 1);
     }

@@ -16,6 +16,11 @@
 //! it computes is the length written. (A count-then-write encoder measured no faster: the
 //! counting pass costs about an eighth of a write; `cargo bench --bench encoder`.)
 //!
+//! Bulk scans encode DHCPv4 and DHCP4o6 bindings with [`BindingEncoder`] instead: a template
+//! of each message's per-query part made once per scan turn, then per record one copy, patches
+//! and direct puts; its output is this module's, octet for octet (`tests/encoder_template.rs`),
+//! and anything unusual goes through the code here.
+//!
 //! Stream shapes (which message is first) are the caller's; the encoder applies the per-message
 //! rules: LEASEQUERY-REPLY carries Client-ID (the requestor's) and Server-ID, LEASEQUERY-DATA and
 //! LEASEQUERY-DONE never do (RFC 5460 §5.2.1, §5.2.2); OPTION_LQ_BASE_TIME goes in every v6
@@ -30,6 +35,9 @@ use smallvec::SmallVec;
 use super::codes::{self, dhcp_state, v4msg, v4opt, v6msg, v6opt};
 use super::error::EncodeError;
 use super::record::{PortParams, RelayRecord, V4Record, V6Record};
+
+mod template;
+pub use template::BindingEncoder;
 
 /// Seconds from 1970-01-01 to 2000-01-01: the DHCPv6 time epoch (RFC 8415 §11.2).
 const EPOCH_2000: u32 = 946_684_800;
@@ -757,19 +765,7 @@ fn o6_client_data<S: Sink>(
         .bind_prefix
         .filter(|_| oro.contains(v6opt::S46_BIND_IPV6_PREFIX))
     {
-        if len > 128 {
-            return Err(EncodeError::Invalid("bind prefix length over 128"));
-        }
-        v6_opt(s, v6opt::S46_BIND_IPV6_PREFIX, |s| {
-            s.u8(len);
-            s.put(
-                prefix
-                    .octets()
-                    .get(..usize::from(len).div_ceil(8))
-                    .unwrap_or_default(),
-            );
-            Ok(())
-        })?;
+        bind_prefix_opt(s, len, prefix)?;
     }
     if let Some(relay) = rec
         .v6
@@ -779,6 +775,23 @@ fn o6_client_data<S: Sink>(
         lq_relay_data(s, &relay)?;
     }
     Ok(())
+}
+
+/// OPTION_S46_BIND_IPV6_PREFIX (137, RFC 8539 §6): prefix length, then the prefix's octets.
+fn bind_prefix_opt<S: Sink>(s: &mut S, len: u8, prefix: Ipv6Addr) -> Result<(), EncodeError> {
+    if len > 128 {
+        return Err(EncodeError::Invalid("bind prefix length over 128"));
+    }
+    v6_opt(s, v6opt::S46_BIND_IPV6_PREFIX, |s| {
+        s.u8(len);
+        s.put(
+            prefix
+                .octets()
+                .get(..usize::from(len).div_ceil(8))
+                .unwrap_or_default(),
+        );
+        Ok(())
+    })
 }
 
 /// A DHCPv4 option of any length: split into consecutive 255-octet pieces (RFC 3396) when

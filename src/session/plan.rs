@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::lease::{V4Query, V6Query};
 use crate::proto::codes::{v4msg, v4opt, v6msg, v6opt, v6status};
 use crate::proto::encoder::{
-    Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams, V6ReplyParams, V6Status,
+    BindingEncoder, Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams,
+    V6ReplyParams, V6Status,
 };
 use crate::proto::record::{V4Record, V6Record};
 use crate::proto::EncodeError;
@@ -113,12 +114,14 @@ pub enum Encoded {
     TooLong,
 }
 
-/// The borrowed encoder parameters of a plan at one instant, made once per scan turn.
+/// The borrowed encoder parameters of a plan at one instant, made once per scan turn; for v4
+/// and DHCP4o6 with the per-query template encoder made from them ([`BindingEncoder`]: the same
+/// octets as the reference encoder, decided once per turn instead of once per record).
 #[derive(Debug)]
 pub enum PlanEncoder<'p> {
     V6(V6ReplyParams<'p>),
-    V4(V4ReplyParams),
-    Dhcp4o6(Dhcp4o6ReplyParams<'p>),
+    V4(V4ReplyParams, BindingEncoder<'static>),
+    Dhcp4o6(Dhcp4o6ReplyParams<'p>, BindingEncoder<'p>),
 }
 
 impl PlanEncoder<'_> {
@@ -131,16 +134,9 @@ impl PlanEncoder<'_> {
                 rec: r,
                 first: false,
             }),
-            (PlanEncoder::V4(p), Record::V4(r)) => w.write(&Reply::V4Binding {
-                p,
-                rec: r,
-                first: false,
-            }),
-            (PlanEncoder::Dhcp4o6(p), Record::V4(r)) => w.write(&Reply::O6Binding {
-                p,
-                rec: r,
-                first: false,
-            }),
+            (PlanEncoder::V4(_, t) | PlanEncoder::Dhcp4o6(_, t), Record::V4(r)) => {
+                t.write(&mut w, r)
+            }
             // A record of the other family cannot come from a scan of this plan's target.
             _ => return Encoded::TooLong,
         };
@@ -157,18 +153,25 @@ impl ScanPlan {
     pub fn encoder(&self, now: u32) -> PlanEncoder<'_> {
         match &self.form {
             Form::V6(f) => PlanEncoder::V6(f.params(now)),
-            Form::V4(f) => PlanEncoder::V4(f.params(now)),
+            Form::V4(f) => {
+                let p = f.params(now);
+                PlanEncoder::V4(p, BindingEncoder::v4(&p, false))
+            }
             Form::Dhcp4o6 {
                 v6,
                 v4,
                 br,
                 bind_prefix,
-            } => PlanEncoder::Dhcp4o6(Dhcp4o6ReplyParams {
-                v6: v6.params(now),
-                v4: v4.params(now),
-                br: *br,
-                bind_prefix: *bind_prefix,
-            }),
+            } => {
+                let p = Dhcp4o6ReplyParams {
+                    v6: v6.params(now),
+                    v4: v4.params(now),
+                    br: *br,
+                    bind_prefix: *bind_prefix,
+                };
+                let t = BindingEncoder::dhcp4o6(&p, false);
+                PlanEncoder::Dhcp4o6(p, t)
+            }
         }
     }
 
@@ -227,7 +230,7 @@ impl ScanPlan {
                 })
             }
             (Form::Dhcp4o6 { .. }, how) => {
-                let PlanEncoder::Dhcp4o6(p) = self.encoder(now) else {
+                let PlanEncoder::Dhcp4o6(p, _) = self.encoder(now) else {
                     unreachable!("form is Dhcp4o6")
                 };
                 match how {
@@ -385,7 +388,7 @@ mod tests {
             form: Form::V4(v4form()),
         };
         check(&v4, Record::V4(rec), |e, b| {
-            let PlanEncoder::V4(p) = e else { panic!() };
+            let PlanEncoder::V4(p, _) = e else { panic!() };
             StreamWriter::new(b)
                 .write(&Reply::V4Binding {
                     p,
@@ -405,7 +408,9 @@ mod tests {
             },
         };
         check(&o6, Record::V4(rec), |e, b| {
-            let PlanEncoder::Dhcp4o6(p) = e else { panic!() };
+            let PlanEncoder::Dhcp4o6(p, _) = e else {
+                panic!()
+            };
             StreamWriter::new(b)
                 .write(&Reply::O6Binding {
                     p,
