@@ -580,14 +580,10 @@ fn fanout_overflow_terminates_subscribers_instead_of_losing_updates() {
     env.srv.signal("TERM");
     env.srv.wait_exit(Duration::from_secs(20)).expect("exits");
     let log = env.srv.log();
-    let counter = |name: &str| -> u64 {
-        log.lines()
-            .filter(|l| l.contains("counters:"))
-            .flat_map(|l| l.split_whitespace())
-            .filter_map(|w| w.strip_prefix(&format!("{name}=")))
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum()
-    };
-    assert_eq!(counter("active_terminated_fanout"), 2, "{log}");
-    assert_eq!(counter("active_subscribers"), 0, "{log}");
+    assert_eq!(
+        common::log_counter(&log, "active_terminated_fanout"),
+        2,
+        "{log}"
+    );
+    assert_eq!(common::log_counter(&log, "active_subscribers"), 0, "{log}");
 }

@@ -16,15 +16,6 @@ use leasequery::proto::codes::{v4msg, v4opt};
 use leasequery::proto::v4::{self, V4Option};
 
 /// Sums `name=value` over the per-shard counter lines of the shutdown log.
-fn counter(log: &str, name: &str) -> u64 {
-    log.lines()
-        .filter(|l| l.contains("counters:"))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|w| w.strip_prefix(&format!("{name}=")))
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
-}
-
 /// A requestor connection whose receive buffer is tiny, so the server's sends block soon.
 fn stalled(addr: std::net::SocketAddr) -> std::net::TcpStream {
     let s = socket2::Socket::new(
@@ -126,19 +117,23 @@ fn a_stalled_subscriber_is_terminated_while_ten_others_get_every_change() {
     env.srv.signal("TERM");
     env.srv.wait_exit(Duration::from_secs(15)).expect("exits");
     let log = env.srv.log();
-    assert_eq!(counter(&log, "active_started"), 12, "{log}");
+    assert_eq!(common::log_counter(&log, "active_started"), 12, "{log}");
     assert_eq!(
-        counter(&log, "active_terminated_send_timeout")
-            + counter(&log, "active_terminated_backlog"),
+        common::log_counter(&log, "active_terminated_send_timeout")
+            + common::log_counter(&log, "active_terminated_backlog"),
         1,
         "{log}"
     );
-    assert_eq!(counter(&log, "active_ended_peer"), 1, "{log}");
-    assert_eq!(counter(&log, "active_terminated_shutdown"), 10, "{log}");
+    assert_eq!(common::log_counter(&log, "active_ended_peer"), 1, "{log}");
+    assert_eq!(
+        common::log_counter(&log, "active_terminated_shutdown"),
+        10,
+        "{log}"
+    );
     // The gauge is back to 0 on every shard (zero counters are not logged).
-    assert_eq!(counter(&log, "active_subscribers"), 0, "{log}");
+    assert_eq!(common::log_counter(&log, "active_subscribers"), 0, "{log}");
     assert!(
-        counter(&log, "active_updates_sent") >= 10 * u64::from(N),
+        common::log_counter(&log, "active_updates_sent") >= 10 * u64::from(N),
         "{log}"
     );
 }
@@ -177,8 +172,16 @@ fn the_backlog_bound_terminates_a_stalled_subscriber() {
     env.srv.signal("TERM");
     env.srv.wait_exit(Duration::from_secs(15)).expect("exits");
     let log = env.srv.log();
-    assert_eq!(counter(&log, "active_terminated_backlog"), 1, "{log}");
-    assert_eq!(counter(&log, "active_terminated_shutdown"), 1, "{log}");
+    assert_eq!(
+        common::log_counter(&log, "active_terminated_backlog"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        common::log_counter(&log, "active_terminated_shutdown"),
+        1,
+        "{log}"
+    );
 }
 
 /// A tiny deterministic generator (xorshift).

@@ -81,17 +81,6 @@ fn by_link(xid: u32) -> Vec<u8> {
     out
 }
 
-/// The sum over shards of a counter in the exit log's `counters:` lines.
-fn counter(log: &str, name: &str) -> u64 {
-    let key = format!("{name}=");
-    log.lines()
-        .filter(|l| l.contains("counters:"))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|w| w.strip_prefix(key.as_str()))
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum()
-}
-
 fn framed(msg: &[u8]) -> Vec<u8> {
     let mut f = (msg.len() as u16).to_be_bytes().to_vec();
     f.extend_from_slice(msg);
@@ -210,7 +199,7 @@ fn s5_rfc5460_5_1_garbage_closes_the_connection_and_the_server_survives() {
     let mut srv = srv;
     assert!(srv.terminate().expect("exits").success());
     assert_eq!(
-        counter(&srv.log(), "closed_protocol_error"),
+        common::log_counter(&srv.log(), "closed_protocol_error"),
         4,
         "{}",
         srv.log()
@@ -255,7 +244,7 @@ fn s9_rfc5460_7_requestor_closing_mid_stream_stops_the_query_and_frees_its_state
     }
     assert!(srv.terminate().expect("exits").success());
     let log = srv.log();
-    assert_eq!(counter(&log, "bulk_terminated"), 1, "{log}");
+    assert_eq!(common::log_counter(&log, "bulk_terminated"), 1, "{log}");
 }
 
 #[test]
@@ -349,7 +338,7 @@ fn s23_duplicate_xid_while_running_is_dropped_silently() {
     drop(c);
     assert!(srv.terminate().expect("exits").success());
     assert_eq!(
-        counter(&srv.log(), "queries_duplicate_xid"),
+        common::log_counter(&srv.log(), "queries_duplicate_xid"),
         1,
         "{}",
         srv.log()

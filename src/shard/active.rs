@@ -54,6 +54,9 @@ use crate::lease::{
 };
 use crate::session::active::{ActiveFilter, ActivePlan, Backlog, BacklogLimits, Encoded, WireKey};
 
+/// Most bindings a catching-up subscription remembers (see `Sub::seen`); past it a state may
+/// reach the subscriber twice (harmless: the same state again).
+const SEEN_DURING_CATCH_UP: usize = 65_536;
 /// Most changes in one catch-up batch.
 const CATCH_UP_BATCH: usize = 256;
 /// History entries examined per catch-up step before yielding.
@@ -119,6 +122,13 @@ struct Sub {
     /// Shards whose catch-up has not ended.
     catching_up: Cell<usize>,
     catch_up_lost: Cell<bool>,
+    /// While catching up: the last change queued per binding, live or catch-up (at most
+    /// [`SEEN_DURING_CATCH_UP`] bindings). A change published on a shard just before its
+    /// catch-up window was fixed can reach this subscription both as a live update (its
+    /// fan-out mail still on the way when the subscription was registered) and in that shard's
+    /// catch-up, in either order; the second copy of the same change is skipped, so the
+    /// subscriber gets that state once.
+    seen: RefCell<HashMap<Rc<BindingKey>, Change>>,
     /// Shards waiting for a catch-up credit.
     owed: RefCell<Vec<u32>>,
 }
@@ -160,6 +170,20 @@ impl Sub {
                 self.terminate(End::Backlog);
             }
         }
+    }
+
+    /// While catching up: false when this very change was queued already (live or by the
+    /// catch-up, see `seen`), counted as coalesced; otherwise it is remembered.
+    fn first_copy(&self, ctx: &ShardCtx, key: &Rc<BindingKey>, c: &Change) -> bool {
+        let mut seen = self.seen.borrow_mut();
+        if seen.get(key) == Some(c) {
+            ctx.stats().active_coalesced.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if seen.len() < SEEN_DURING_CATCH_UP || seen.contains_key(key) {
+            seen.insert(key.clone(), c.clone());
+        }
+        true
     }
 
     fn control(&self, ctx: &ShardCtx, bytes: Vec<u8>) {
@@ -345,6 +369,9 @@ impl ShardCtx {
                     match e {
                         Some(e) => {
                             let k = key.get_or_insert_with(|| Rc::new(BindingKey::of(c)));
+                            if s.catching_up.get() > 0 && !s.first_copy(self, k, c) {
+                                continue;
+                            }
                             s.queue(self, Some(k.clone()), e.clone());
                         }
                         None => {
@@ -449,8 +476,12 @@ impl ShardCtx {
         }
         let now = unix_now();
         for c in &changes {
+            let key = Rc::new(BindingKey::of(c));
+            if !sub.first_copy(self, &key, c) {
+                continue;
+            }
             match sub.plan.encode_change(c, now) {
-                Some(e) => sub.queue(self, Some(Rc::new(BindingKey::of(c))), Rc::new(e)),
+                Some(e) => sub.queue(self, Some(key), Rc::new(e)),
                 None => {
                     self.stats()
                         .records_too_long
@@ -470,6 +501,7 @@ impl ShardCtx {
                 // RFC 7653 §8.4.1 case 2: stop catch-up at once, DataMissing, live goes on.
                 sub.catch_up_lost.set(true);
                 sub.catching_up.set(0);
+                *sub.seen.borrow_mut() = HashMap::new();
                 for s in 0..self.shared.shards {
                     self.post_later(s, Mail::Active(ActiveMail::CatchUpCancel { key }));
                 }
@@ -478,6 +510,9 @@ impl ShardCtx {
             Some(CatchUpEnd::Done) => {
                 let left = sub.catching_up.get().saturating_sub(1);
                 sub.catching_up.set(left);
+                if left == 0 {
+                    *sub.seen.borrow_mut() = HashMap::new();
+                }
                 if left == 0 {
                     sub.control(self, sub.plan.catch_up_complete(now));
                 }
@@ -611,6 +646,7 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         end: Cell::new(None),
         catching_up: Cell::new(0),
         catch_up_lost: Cell::new(false),
+        seen: RefCell::new(HashMap::new()),
         owed: RefCell::new(Vec::new()),
     });
     // Registered before catch-up starts anywhere, so that no change falls between the two.

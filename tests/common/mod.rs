@@ -9,6 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The sum over shards of a counter in a server's exit log (its `counters:` lines).
+pub fn log_counter(log: &str, name: &str) -> u64 {
+    let key = format!("{name}=");
+    log.lines()
+        .filter(|l| l.contains("counters:"))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|w| w.strip_prefix(key.as_str()))
+        .map(|v| v.parse::<u64>().expect("a counter's value is a number"))
+        .sum()
+}
+
 /// A free TCP port on loopback (IPv4 and IPv6 both checked), found by binding port 0.
 pub fn free_port() -> u16 {
     loop {
