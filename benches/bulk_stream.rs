@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench bulk_stream` (env: `BULK_N` bindings, default 1000000; `BULK_RUNS`
 //! runs per case, default 5; `BULK_SHARDS` "1,2"; `BULK_CONCURRENT` requestors for the
-//! concurrent case, default 8; `BULK_CHUNK` the server's chunk_size). Prints one line per run and the medians; quote ratios, not
+//! concurrent case, default 8; `BULK_CHUNK` the server's chunk_size; `BULK_CONFIG` more config
+//! lines, `;`-separated, e.g. `BULK_CONFIG="spin_before_park_us = 50;credits_per_shard = 4"`). Prints one line per run and the medians; quote ratios, not
 //! absolute figures (the machine is shared and noisy).
 
 use std::io::{Read, Write};
@@ -78,10 +79,19 @@ fn start(import: &std::path::Path, shards: usize) -> Srv {
     let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
     let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
-    // BULK_CHUNK: the server's chunk_size (octets per socket write), through a config file.
+    // BULK_CHUNK: the server's chunk_size (octets per socket write); BULK_CONFIG: more config
+    // lines (e.g. "spin_before_park_us = 50"); both through a config file.
+    let mut cfg_text = String::new();
     if let Ok(chunk) = std::env::var("BULK_CHUNK") {
+        cfg_text.push_str(&format!("chunk_size = {chunk}\n"));
+    }
+    if let Ok(extra) = std::env::var("BULK_CONFIG") {
+        cfg_text.push_str(&extra.replace(';', "\n"));
+        cfg_text.push('\n');
+    }
+    if !cfg_text.is_empty() {
         let cfg = import.with_extension(format!("{shards}.toml"));
-        std::fs::write(&cfg, format!("chunk_size = {chunk}\n")).unwrap();
+        std::fs::write(&cfg, cfg_text).unwrap();
         cmd.arg("--config").arg(cfg);
     }
     let mut child = cmd
