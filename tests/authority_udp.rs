@@ -195,11 +195,7 @@ fn active_leases(srv: &common::Server) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
 #[test]
 fn a_lease_survives_a_restart_with_a_data_dir_and_bulk_leasequery_sees_it() {
     let data = TempDir::new("authority-data");
-    let dir = data.path().display().to_string();
-    let mut srv = ServerBuilder::new()
-        .arg("--data-dir")
-        .arg(dir.clone())
-        .start();
+    let mut srv = ServerBuilder::new().data_dir(data.path()).start();
     let c = Client::new(srv.dhcp4o6, 9, true);
     let ack = c.dora(0x9000);
     assert_eq!(
@@ -208,7 +204,7 @@ fn a_lease_survives_a_restart_with_a_data_dir_and_bulk_leasequery_sees_it() {
         "bulk leasequery lists the new lease"
     );
     srv.kill(); // SIGKILL: only what the journal made durable survives.
-    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    let srv = ServerBuilder::new().data_dir(data.path()).start();
     assert_eq!(active_leases(&srv), vec![(ack.yiaddr, Some(c.softwire))]);
     // The restarted server knows the client: a renewal keeps the address.
     let c2 = Client {
@@ -569,11 +565,7 @@ fn bulk_v4_by_82(
 #[test]
 fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
     let data = TempDir::new("authority-82");
-    let dir = data.path().display().to_string();
-    let mut srv = ServerBuilder::new()
-        .arg("--data-dir")
-        .arg(dir.clone())
-        .start();
+    let mut srv = ServerBuilder::new().data_dir(data.path()).start();
     let hop = RelayHop {
         link: "2001:db8:1::".parse().unwrap(),
         peer: "fe80::82".parse().unwrap(),
@@ -617,7 +609,7 @@ fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
     // The v6 chain's Remote-ID is not what the v4 binding answers to.
     assert!(bulk_v4_by_82(&srv, 0x8212, (2, b"v6-remote".to_vec())).is_empty());
     srv.kill();
-    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    let srv = ServerBuilder::new().data_dir(data.path()).start();
     assert_eq!(bulk_v4_by_82(&srv, 0x8213, (2, remote)), want);
     assert_eq!(bulk_v4_by_82(&srv, 0x8214, (12, relay)), want);
 }
@@ -628,11 +620,7 @@ fn option_82_inside_the_4o6_message_is_recorded_and_queryable() {
 #[test]
 fn softwire_claims_survive_a_restart_across_shards() {
     let data = TempDir::new("authority-sw-restart");
-    let dir = data.path().display().to_string();
-    let mut srv = ServerBuilder::new()
-        .arg("--data-dir")
-        .arg(dir.clone())
-        .start();
+    let mut srv = ServerBuilder::new().data_dir(data.path()).start();
     let mut clients = (100..200u8).map(|n| Client::new(srv.dhcp4o6, n, false));
     let mut a = clients.find(|c| shard_of(c, 2) == 0).unwrap();
     let b = clients.find(|c| shard_of(c, 2) == 1).unwrap();
@@ -646,7 +634,7 @@ fn softwire_claims_survive_a_restart_across_shards() {
         matches!(ack.option(109), Some(V4Option::Dhcp4o6SoftwireSource(s)) if *s == a.softwire)
     );
     srv.kill();
-    let srv = ServerBuilder::new().arg("--data-dir").arg(dir).start();
+    let srv = ServerBuilder::new().data_dir(data.path()).start();
     let b = Client {
         server: srv.dhcp4o6,
         softwire: a.softwire,

@@ -335,10 +335,7 @@ fn small_churn_direct_verifies() {
 #[test]
 fn small_churn_relayed_open_loop_durable_verifies() {
     let data = TempDir::new("churn-data");
-    let srv = ServerBuilder::new()
-        .arg("--data-dir")
-        .arg(data.path().to_str().unwrap())
-        .start();
+    let srv = ServerBuilder::new().data_dir(data.path()).start();
     let out = TempDir::new("churn-relay");
     let o = churn(
         &srv,

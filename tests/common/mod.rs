@@ -103,6 +103,10 @@ impl ServerBuilder {
         self.env.push((k.into(), v.into()));
         self
     }
+    /// Runs the server durable, with its journal in `dir` (`--data-dir`).
+    pub fn data_dir(self, dir: &Path) -> Self {
+        self.arg("--data-dir").arg(dir.display().to_string())
+    }
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
