@@ -12,7 +12,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The server's default chunk_size: octets per socket write.
 const CHUNK: usize = 256 * 1024;
+
+/// The write size of this run: `BULK_CHUNK` (also given to the server) or the default, so the
+/// ceiling writes what the server writes.
+fn chunk() -> usize {
+    std::env::var("BULK_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CHUNK)
+}
 
 fn free_port() -> u16 {
     loop {
@@ -159,6 +169,45 @@ struct Run {
     total: Duration,
     bytes: u64,
     messages: u64,
+    /// CPU time of the requestor's thread over the stream.
+    cpu: Duration,
+}
+
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID, nanosecond resolution).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A process's CPU time so far: (all threads' run time from `/proc/PID/task/*/schedstat`, in
+/// ns; user and system clock ticks from `/proc/PID/stat`, for the split). Threads that have
+/// exited are not in `task/`: the server's shards live as long as the process.
+fn proc_cpu(pid: u32) -> (u64, u64, u64) {
+    let mut run_ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                run_ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
+    (run_ns, tick(11), tick(12))
 }
 
 /// Sends one framed query and reads until the stream's end: DONE (v6 16) or a lone REPLY (15
@@ -169,6 +218,7 @@ fn run_query(addr: SocketAddr, query: &[u8], v4: bool) -> Run {
     let mut f = (query.len() as u16).to_be_bytes().to_vec();
     f.extend_from_slice(query);
     let t0 = Instant::now();
+    let c0 = thread_cpu();
     s.write_all(&f).unwrap();
     let mut buf = vec![0u8; 4 << 20];
     let (mut have, mut pos) = (0usize, 0usize);
@@ -199,6 +249,7 @@ fn run_query(addr: SocketAddr, query: &[u8], v4: bool) -> Run {
                     total: t0.elapsed(),
                     bytes: bytes + pos as u64,
                     messages,
+                    cpu: thread_cpu() - c0,
                 };
             }
         }
@@ -227,32 +278,50 @@ fn find_v4_type(m: &[u8]) -> Option<u8> {
     None
 }
 
-/// The loopback ceiling: a plain sender of pre-filled CHUNK-sized buffers, `bytes` in all.
-fn ceiling(bytes: u64) -> Duration {
+/// What the ceiling took: the reader's wall time from its connect to the last octet, and the
+/// CPU time of the sending and of the reading thread.
+struct Ceiling {
+    wall: Duration,
+    sender_cpu: Duration,
+    reader_cpu: Duration,
+}
+
+/// The loopback ceiling: a plain sender of pre-filled buffers of the server's write size
+/// (`chunk()`), `bytes` in all.
+fn ceiling(bytes: u64) -> Ceiling {
     let l = TcpListener::bind("[::1]:0").unwrap();
     let addr = l.local_addr().unwrap();
     let sender = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        let buf = vec![0x5au8; CHUNK];
+        let write_size = chunk();
+        let buf = vec![0x5au8; write_size];
+        let c0 = thread_cpu();
         let mut left = bytes;
         while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+            let n = left.min(write_size as u64) as usize;
             s.write_all(&buf[..n]).unwrap();
             left -= n as u64;
         }
+        thread_cpu() - c0
     });
     let mut c = TcpStream::connect(addr).unwrap();
     let mut buf = vec![0u8; 4 << 20];
     let t0 = Instant::now();
+    let c0 = thread_cpu();
     let mut got = 0u64;
     while got < bytes {
         let n = c.read(&mut buf).unwrap();
         assert!(n > 0);
         got += n as u64;
     }
-    let d = t0.elapsed();
-    sender.join().unwrap();
-    d
+    let wall = t0.elapsed();
+    let reader_cpu = thread_cpu() - c0;
+    let sender_cpu = sender.join().unwrap();
+    Ceiling {
+        wall,
+        sender_cpu,
+        reader_cpu,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -285,7 +354,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let import = dir.join("leases.jsonl");
     write_import(n, &import);
-    println!("bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {CHUNK} octets");
+    println!("bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets", chunk());
     for &shards in &shard_list {
         let srv = start(&import, shards);
         for (name, addr, q, v4) in [
@@ -293,8 +362,12 @@ fn main() {
             ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true),
         ] {
             let (mut rates, mut bps, mut firsts, mut ratios) = (vec![], vec![], vec![], vec![]);
+            let (mut srv_cpu, mut req_cpu, mut ceil_cpu, mut cpu_ratios, mut busy) =
+                (vec![], vec![], vec![], vec![], vec![]);
             for _ in 0..runs {
+                let p0 = proc_cpu(srv.child.id());
                 let r = run_query(addr, &q, v4);
+                let p1 = proc_cpu(srv.child.id());
                 assert_eq!(
                     r.messages as usize,
                     n + 1,
@@ -302,18 +375,40 @@ fn main() {
                 );
                 let c = ceiling(r.bytes);
                 let secs = r.total.as_secs_f64();
+                let csecs = c.wall.as_secs_f64();
                 rates.push(n as f64 / secs);
                 bps.push(r.bytes as f64 / secs);
                 firsts.push(r.first.as_secs_f64() * 1e3);
-                ratios.push(c.as_secs_f64() / secs);
+                ratios.push(csecs / secs);
+                // CPU per record: the server (all shards), the requestor's thread, and the
+                // ceiling's two threads for the same octets. If both were limited by the cores'
+                // time alone, the ratio to the ceiling would be ceiling CPU / stream CPU.
+                let server_ns = p1.0.saturating_sub(p0.0) as f64 / n as f64;
+                let (du, ds) = (p1.1.saturating_sub(p0.1), p1.2.saturating_sub(p0.2));
+                let user_share = du as f64 / (du + ds).max(1) as f64;
+                let req_ns = r.cpu.as_nanos() as f64 / n as f64;
+                let ceil_ns = (c.sender_cpu + c.reader_cpu).as_nanos() as f64 / n as f64;
+                srv_cpu.push(server_ns);
+                req_cpu.push(req_ns);
+                ceil_cpu.push(ceil_ns);
+                cpu_ratios.push(ceil_ns / (server_ns + req_ns));
+                busy.push((server_ns + req_ns) * n as f64 / 1e9 / secs);
                 println!(
                     "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}",
                     n as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     r.first.as_secs_f64() * 1e3,
                     r.bytes,
-                    r.bytes as f64 / c.as_secs_f64() / 1e6,
-                    c.as_secs_f64() / secs
+                    r.bytes as f64 / csecs / 1e6,
+                    csecs / secs
+                );
+                println!(
+                    "    CPU per record: server {server_ns:.0} ns ({:.0}% user), requestor {req_ns:.0} ns, {:.2} cores busy; ceiling sender {:.0} + reader {:.0} ns, {:.2} cores busy",
+                    user_share * 100.0,
+                    (server_ns + req_ns) * n as f64 / 1e9 / secs,
+                    c.sender_cpu.as_nanos() as f64 / n as f64,
+                    c.reader_cpu.as_nanos() as f64 / n as f64,
+                    (c.sender_cpu + c.reader_cpu).as_secs_f64() / csecs,
                 );
             }
             println!(
@@ -322,6 +417,14 @@ fn main() {
                 median(bps) / 1e6,
                 median(firsts),
                 median(ratios)
+            );
+            println!(
+                "MEDIAN shards={shards} {name}: CPU per record server {:.0} ns + requestor {:.0} ns (ceiling {:.0} ns), {:.2} cores busy; CPU ratio {:.2}",
+                median(srv_cpu),
+                median(req_cpu),
+                median(ceil_cpu),
+                median(busy),
+                median(cpu_ratios)
             );
         }
         // Concurrent requestors, each streaming everything.
