@@ -354,7 +354,10 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let import = dir.join("leases.jsonl");
     write_import(n, &import);
-    println!("bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets", chunk());
+    println!(
+        "bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets",
+        chunk()
+    );
     for &shards in &shard_list {
         let srv = start(&import, shards);
         for (name, addr, q, v4) in [
