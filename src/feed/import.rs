@@ -237,6 +237,26 @@ pub fn parse_line(raw: &str) -> Result<Option<FeedBinding>, String> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
+    // Fast path: the line straight into its typed form. Both forms refuse unknown fields and
+    // need their key field, so a line that parses as one is exactly a line `parse_general`
+    // reads as that form, with the same result (a test checks it). Anything else (a bad line,
+    // a duplicated key) takes the general path, which words the error.
+    let v4_first = line.contains("\"ipv4\"");
+    for v4 in [v4_first, !v4_first] {
+        if v4 {
+            if let Ok(parsed) = serde_json::from_str::<V4Line>(line) {
+                return v4_binding(parsed).map(|b| Some(FeedBinding::V4(b)));
+            }
+        } else if let Ok(parsed) = serde_json::from_str::<V6Line>(line) {
+            return v6_binding(parsed).map(|b| Some(FeedBinding::V6(b)));
+        }
+    }
+    parse_general(line)
+}
+
+/// A trimmed, non-comment line through a JSON value: the form is chosen by the `"ipv4"` or
+/// `"duid"` key, and every error is worded here.
+fn parse_general(line: &str) -> Result<Option<FeedBinding>, String> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
     let Some(obj) = value.as_object() else {
@@ -452,4 +472,103 @@ fn v6_binding(l: V6Line) -> Result<V6Binding, String> {
         relay_id: hex_opt("relay_id", l.relay_id, 1, 130)?,
         remote_id: hex_opt("remote_id", l.remote_id, 5, 1024)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON member: keys of both forms (some escaped or unknown), values right and wrong.
+    fn member() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "ipv4",
+            "ipv\\u0034",
+            "psid",
+            "chaddr",
+            "client_id",
+            "state",
+            "cltt",
+            "expires",
+            "relay_id",
+            "remote_id",
+            "link",
+            "softwire_src",
+            "duid",
+            "iana",
+            "iapd",
+            "bogus",
+        ]);
+        let value = prop::sample::select(vec![
+            r#""192.0.2.10""#,
+            r#""192.0.2.300""#,
+            r#"{"offset":0,"len":4,"id":3}"#,
+            r#"{"offset":0,"len":4,"id":99}"#,
+            r#""02:00:00:00:00:01""#,
+            r#""0003000102""#,
+            r#""zz""#,
+            r#""active""#,
+            r#""asleep""#,
+            "1700000000",
+            "2000000000",
+            "-1",
+            "1.5",
+            "null",
+            r#""2001:db8:1::""#,
+            r#""2001:db8:1::10""#,
+            r#"[{"addr":"2001:db8:1::5","preferred":10,"valid":20}]"#,
+            r#"[{"prefix":"2001:db8:100::/56","preferred":10,"valid":20}]"#,
+            "[]",
+        ]);
+        (key, value).prop_map(|(k, v)| format!("\"{k}\":{v}"))
+    }
+
+    /// Lines that are mostly complete bindings of either form, plus random members on top.
+    fn line() -> impl Strategy<Value = String> {
+        let v4 = r#""ipv4":"192.0.2.10","chaddr":"02:00:00:00:00:01","state":"active","cltt":1700000000,"expires":2000000000"#;
+        let v6 = r#""duid":"000300010200","link":"2001:db8:1::","cltt":1700000000"#;
+        (
+            prop::sample::select(vec![v4, v6, ""]),
+            prop::collection::vec(member(), 0..4),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(base, extra, extra_first, trailing)| {
+                let mut parts: Vec<String> = Vec::new();
+                if !base.is_empty() {
+                    parts.push(base.to_string());
+                }
+                if extra_first {
+                    parts.splice(0..0, extra);
+                } else {
+                    parts.extend(extra);
+                }
+                let tail = if trailing { " x" } else { "" };
+                format!("{{{}}}{tail}", parts.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The fast path gives exactly what the general path gives: the same binding, or for a
+        /// line it does not take, the general path's own error.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(l in line()) {
+            prop_assert_eq!(parse_line(&l), parse_general(l.trim()));
+        }
+    }
+
+    #[test]
+    fn duplicated_keys_and_both_forms_read_as_before() {
+        // A duplicated key: the general path keeps the last one (the typed parse refuses it).
+        let dup = r#"{"ipv4":"192.0.2.1","ipv4":"192.0.2.2","chaddr":"02:00:00:00:00:01","state":"active","cltt":1,"expires":2}"#;
+        match parse_line(dup) {
+            Ok(Some(FeedBinding::V4(b))) => assert_eq!(b.addr, Ipv4Addr::new(192, 0, 2, 2)),
+            other => panic!("{other:?}"),
+        }
+        // Both key fields: read as v4, which refuses `duid`.
+        let both = r#"{"duid":"00030001","ipv4":"192.0.2.1","chaddr":"02:00:00:00:00:01","state":"active","cltt":1,"expires":2}"#;
+        let err = parse_line(both).expect_err("both forms");
+        assert!(err.contains("duid"), "{err}");
+    }
 }
