@@ -494,6 +494,56 @@ impl LeaseShard {
         LeaseShard::default()
     }
 
+    /// Makes room for these bindings before they are inserted in bulk (an import, a journal
+    /// replay): the slot vectors and each hash index grow once, to what these bindings will
+    /// put in them, instead of doubling on the way, where every doubling rehashes each entry
+    /// (a random read of its slot and arena record). Each index is sized by the bindings that
+    /// will be in it, so an index the data does not use stays empty. Only capacity changes.
+    pub fn reserve_for(&mut self, v4: &[V4Binding], v6: &[V6Binding]) {
+        let mut per_ix = [0usize; V4_INDEXES];
+        per_ix[IX_KEY] = v4.len();
+        for b in v4 {
+            per_ix[IX_CLIENT_ID] += usize::from(b.client_id.is_some());
+            per_ix[IX_CHADDR] += usize::from(!b.chaddr.is_empty());
+            per_ix[IX_REMOTE_ID] += usize::from(b.remote_id.is_some());
+            per_ix[IX_SOFTWIRE] += usize::from(b.softwire_src.is_some());
+        }
+        self.v4.reserve(v4.len().saturating_sub(self.v4_free.len()));
+        let (slots, arena) = (&self.v4, &self.arena);
+        for (ix, (t, &n)) in self.v4_ix.iter_mut().zip(per_ix.iter()).enumerate() {
+            t.reserve(n, |&o| {
+                slots
+                    .get(o as usize)
+                    .and_then(|sl| v4_ix_hash(ix, sl, arena))
+                    .unwrap_or(0)
+            });
+        }
+        self.v6.reserve(v6.len().saturating_sub(self.v6_free.len()));
+        let slots = &self.v6;
+        self.v6_key.reserve(v6.len(), |&o| {
+            slots
+                .get(o as usize)
+                .map_or(0, |sl| v6_key_hash(&sl.duid, Ipv6Addr::from(sl.link)))
+        });
+        self.v6_duid.reserve(v6.len(), |&o| {
+            slots.get(o as usize).map_or(0, |sl| stable_hash(&sl.duid))
+        });
+        let addrs = v6.iter().map(|b| b.iana.len()).sum();
+        self.v6_addr.reserve(addrs, |&(o, j)| {
+            slots
+                .get(o as usize)
+                .and_then(|sl| sl.iana.get(j as usize))
+                .map_or(0, |a| stable_hash(&a.addr.octets()))
+        });
+        let prefixes = v6.iter().map(|b| b.iapd.len()).sum();
+        self.v6_prefix.reserve(prefixes, |&(o, j)| {
+            slots
+                .get(o as usize)
+                .and_then(|sl| sl.iapd.get(j as usize))
+                .map_or(0, |p| prefix_hash(p.prefix, p.prefix_len))
+        });
+    }
+
     /// The number of v4/4o6 bindings.
     pub fn len_v4(&self) -> usize {
         self.v4_len
@@ -1162,6 +1212,58 @@ mod tests {
         assert_eq!(a.fields(off), [0, 1, 2, 3].map(|i| a.field(off, i)));
         a.free(off);
         assert_eq!(a.garbage, 2 + 2 + 2 + 2 + 2 + 1);
+    }
+
+    fn plain_v4(i: u32, remote: bool) -> V4Binding {
+        V4Binding {
+            addr: Ipv4Addr::from(0x0a00_0000 + i),
+            port_params: None,
+            htype: 1,
+            chaddr: vec![2, 0, 0, 0, (i >> 8) as u8, i as u8],
+            client_id: None,
+            state: 2,
+            cltt: 1,
+            state_start: 1,
+            expires: 2,
+            circuit_id: None,
+            remote_id: remote.then(|| i.to_be_bytes().to_vec()),
+            relay_id: None,
+            softwire_src: None,
+            v6: None,
+            data_source: 0,
+        }
+    }
+
+    #[test]
+    fn reserve_for_sizes_each_index_once_and_only_the_used_ones() {
+        // 3000 bindings, a third with a remote-id; none with a client-id or softwire source.
+        let v4: Vec<V4Binding> = (0..3000).map(|i| plain_v4(i, i % 3 == 0)).collect();
+        let mut t = LeaseShard::new();
+        t.reserve_for(&v4, &[]);
+        let cap = |t: &LeaseShard, ix: usize| t.v4_ix[ix].capacity();
+        let before = [IX_KEY, IX_CHADDR, IX_REMOTE_ID].map(|ix| cap(&t, ix));
+        assert!(
+            before[0] >= 3000 && before[1] >= 3000 && before[2] >= 1000,
+            "{before:?}"
+        );
+        // The remote-id index is sized by the bindings that have one, not by all.
+        assert!(before[2] < before[0], "{before:?}");
+        assert_eq!(cap(&t, IX_CLIENT_ID), 0);
+        assert_eq!(cap(&t, IX_SOFTWIRE), 0);
+        assert!(t.v4.capacity() >= 3000);
+        for b in v4 {
+            t.upsert_v4(b).unwrap();
+        }
+        // Nothing grew (no rehash on the way), and every binding is found.
+        assert_eq!(
+            [IX_KEY, IX_CHADDR, IX_REMOTE_ID].map(|ix| cap(&t, ix)),
+            before
+        );
+        assert_eq!(t.len_v4(), 3000);
+        for i in [0u32, 1, 2999] {
+            let rec = t.v4_record(t.v4_find(Ipv4Addr::from(0x0a00_0000 + i), None).unwrap());
+            assert_eq!(rec.unwrap().remote_id.is_some(), i % 3 == 0);
+        }
     }
 
     #[test]

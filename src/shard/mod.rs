@@ -484,6 +484,7 @@ async fn shard_main(
     // is logged, not fatal.
     let (v4, v6) = part;
     let imported = !v4.is_empty() || !v6.is_empty();
+    table.reserve_for(&v4, &v6);
     for b in v4 {
         if let Err(e) = table.upsert_v4(b) {
             warn!(shard = id, "import: {e}");
