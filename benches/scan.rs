@@ -35,14 +35,8 @@ const TURN: usize = 512;
 const DUID: [u8; 10] = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
 
 fn binding(i: u32) -> V4Binding {
-    let mac = [
-        2,
-        0,
-        (i >> 24) as u8,
-        (i >> 16) as u8,
-        (i >> 8) as u8,
-        i as u8,
-    ];
+    let mut mac = [2u8, 0, 0, 0, 0, 0];
+    mac[2..].copy_from_slice(&i.to_be_bytes());
     let mut client_id = vec![0xff, 0, 0, 0, 0, 0, 3, 0, 1, 2, 0, 0];
     client_id.extend_from_slice(&i.to_be_bytes()[1..]);
     let softwire = Ipv6Addr::from((0x2001_0db8_0001_u128 << 80) | u128::from(i));
