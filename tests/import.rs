@@ -388,3 +388,15 @@ fn an_unreadable_file_names_the_file() {
     assert_eq!((e.file, e.line), (path.display().to_string(), 0));
     assert!(e.reason.starts_with("cannot read: "), "{}", e.reason);
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_named_by_its_number() {
+    // The file is read a line at a time: the error names the line, and nothing is loaded.
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-utf8.jsonl");
+    let mut bytes = format!("{GOOD_V4}\n").into_bytes();
+    bytes.extend_from_slice(b"{\"ipv4\":\"192.0.2.9\xff\xfe\"}\n");
+    std::fs::write(&path, bytes).unwrap();
+    let e = load_file(&path, 2).unwrap_err();
+    assert_eq!((e.file, e.line), (path.display().to_string(), 2));
+    assert!(e.reason.starts_with("cannot read: "), "{}", e.reason);
+}

@@ -17,7 +17,7 @@
 //!
 //! See [`load_str`] for the meaning of each field.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -128,15 +128,29 @@ struct V6Line {
     remote_id: Option<String>,
 }
 
-/// Reads and checks an import file; see [`load_str`].
+/// Reads and checks an import file, a line at a time (the file is never held whole in
+/// memory); see [`load_str`] for the checks. A line that is not UTF-8 is an error on that line.
 pub fn load_file(path: &Path, shards: usize) -> Result<ImportedShards, ImportError> {
+    use std::io::BufRead;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ImportError {
+    let fail = |line: usize, e: std::io::Error| ImportError {
         file: name.clone(),
-        line: 0,
+        line,
         reason: format!("cannot read: {e}"),
-    })?;
-    load_str(&name, &text, shards)
+    };
+    let f = std::fs::File::open(path).map_err(|e| fail(0, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut loader = Loader::new(&name, shards);
+    let mut raw = String::new();
+    for n in 1usize.. {
+        raw.clear();
+        match reader.read_line(&mut raw) {
+            Ok(0) => break,
+            Ok(_) => loader.line(n, raw.strip_suffix('\n').unwrap_or(&raw))?,
+            Err(e) => return Err(fail(n, e)),
+        }
+    }
+    Ok(loader.out)
 }
 
 /// Checks the import text `text` (named `file` in errors) and partitions it into `shards`
@@ -164,28 +178,55 @@ pub fn load_file(path: &Path, shards: usize) -> Result<ImportedShards, ImportErr
 ///   At most [`MAX_V6_LEASES`] (1000) `iana` + `iapd` entries per line.
 /// - Duplicates (same `ipv4` + `psid`, or same `duid` + `link`) are errors naming both lines.
 pub fn load_str(file: &str, text: &str, shards: usize) -> Result<ImportedShards, ImportError> {
-    let shards = shards.max(1);
-    let mut out = ImportedShards {
-        v4: vec![Vec::new(); shards],
-        v6: vec![Vec::new(); shards],
-    };
-    let mut v4_seen: HashMap<(Ipv4Addr, Option<PortParams>), usize> = HashMap::new();
-    let mut v4_shape: HashMap<Ipv4Addr, (Option<(u8, u8)>, usize)> = HashMap::new();
-    let mut v6_seen: HashMap<(Vec<u8>, Ipv6Addr), usize> = HashMap::new();
+    let mut loader = Loader::new(file, shards);
     for (n, raw) in (1usize..).zip(text.lines()) {
+        loader.line(n, raw)?;
+    }
+    Ok(loader.out)
+}
+
+/// The checks that need the whole file (duplicates, one port-set shape per address), and the
+/// bindings so far, partitioned into shards.
+struct Loader<'f> {
+    file: &'f str,
+    shards: usize,
+    out: ImportedShards,
+    v4_seen: HashMap<(Ipv4Addr, Option<PortParams>), usize>,
+    v4_shape: HashMap<Ipv4Addr, (Option<(u8, u8)>, usize)>,
+    v6_seen: HashMap<(Vec<u8>, Ipv6Addr), usize>,
+}
+
+impl<'f> Loader<'f> {
+    fn new(file: &'f str, shards: usize) -> Loader<'f> {
+        let shards = shards.max(1);
+        Loader {
+            file,
+            shards,
+            out: ImportedShards {
+                v4: vec![Vec::new(); shards],
+                v6: vec![Vec::new(); shards],
+            },
+            v4_seen: HashMap::new(),
+            v4_shape: HashMap::new(),
+            v6_seen: HashMap::new(),
+        }
+    }
+
+    /// Line `n` (1-based), without its line end.
+    fn line(&mut self, n: usize, raw: &str) -> Result<(), ImportError> {
         let err = |reason: String| ImportError {
-            file: file.to_string(),
+            file: self.file.to_string(),
             line: n,
             reason,
         };
         let b = match parse_line(raw).map_err(err)? {
-            None => continue,
+            None => return Ok(()),
             Some(b) => b,
         };
         match b {
             FeedBinding::V4(b) => {
                 let shape = b.port_params.map(|p| (p.offset, p.psid_len));
-                if let Some(&(first_shape, first)) = v4_shape.get(&b.addr) {
+                if let Some(&(first_shape, first)) = self.v4_shape.get(&b.addr) {
                     if first_shape != shape {
                         return Err(err(format!(
                             "{} conflicts with line {first}: full address vs. port set, or another PSID offset/length",
@@ -193,31 +234,31 @@ pub fn load_str(file: &str, text: &str, shards: usize) -> Result<ImportedShards,
                         )));
                     }
                 }
-                if let Some(first) = v4_seen.insert((b.addr, b.port_params), n) {
+                if let Some(first) = self.v4_seen.insert((b.addr, b.port_params), n) {
                     return Err(err(format!(
                         "duplicate binding {} (first on line {first})",
                         key4(&b)
                     )));
                 }
-                v4_shape.entry(b.addr).or_insert((shape, n));
-                if let Some(s) = out.v4.get_mut(shard_of_addr(b.addr, shards)) {
+                self.v4_shape.entry(b.addr).or_insert((shape, n));
+                if let Some(s) = self.out.v4.get_mut(shard_of_addr(b.addr, self.shards)) {
                     s.push(b);
                 }
             }
             FeedBinding::V6(b) => {
-                if let Some(first) = v6_seen.insert((b.duid.clone(), b.link), n) {
+                if let Some(first) = self.v6_seen.insert((b.duid.clone(), b.link), n) {
                     return Err(err(format!(
                         "duplicate binding for this duid on link {} (first on line {first})",
                         b.link
                     )));
                 }
-                if let Some(s) = out.v6.get_mut(shard_of_duid(&b.duid, shards)) {
+                if let Some(s) = self.out.v6.get_mut(shard_of_duid(&b.duid, self.shards)) {
                     s.push(b);
                 }
             }
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// One binding of a JSON-lines file (import or feed).
