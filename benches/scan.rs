@@ -3,7 +3,8 @@
 //! yields with the per-query template encoder, in the scanner's budgeted turns.
 //!
 //! `cargo bench --bench scan` (env `SCAN_N` bindings, default 500,000: one shard's half of the
-//! bulk_stream bench; `SCAN_RUNS` passes per case, default 7). Prints ns per record, the median
+//! bulk_stream bench; `SCAN_RUNS` passes per case, default 7; `SCAN_ONLY` runs only the cases
+//! whose name contains it, e.g. `SCAN_ONLY=4o6` for a profile). Prints ns per record, the median
 //! over the passes, for:
 //! - `walk`: the scan with a consumer that only reads the record's address;
 //! - `walk+fields`: the consumer reads every field the encoder reads (so the cache misses are
@@ -201,6 +202,9 @@ fn main() {
 /// Runs `pass` `runs` times (each returns the records it saw and the octets it wrote) and
 /// prints the median and the fastest ns per record.
 fn timed(name: &str, runs: u32, expect: u64, mut pass: impl FnMut() -> (u64, u64)) {
+    if std::env::var("SCAN_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let mut ns = vec![];
     let mut octets = 0;
     for _ in 0..runs {
