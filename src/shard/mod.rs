@@ -380,6 +380,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .map(|_| shared.config.dhcp4o6_listen.to_string())
             .unwrap_or_else(|| "off".into()),
         durable = shared.config.data_dir.is_some(),
+        // From reading the config to every shard serving: import, journal replay and the
+        // shards' table builds included.
+        startup_ms = started.elapsed().as_millis() as u64,
         "leasequeryd serving"
     );
 
