@@ -400,3 +400,29 @@ fn a_line_that_is_not_utf8_is_named_by_its_number() {
     assert_eq!((e.file, e.line), (path.display().to_string(), 2));
     assert!(e.reason.starts_with("cannot read: "), "{}", e.reason);
 }
+
+#[test]
+fn a_large_file_reports_its_first_bad_line_and_cross_round_duplicates() {
+    // 50,000 lines: several rounds of parsing on threads. The first bad line is the one
+    // named, whatever comes after it; a duplicate far from its first copy names both lines.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("large.jsonl");
+    let line = |i: u32| GOOD_V4.replace("192.0.2.10", &Ipv4Addr::from(0x0a00_0000 + i).to_string());
+    let mut lines: Vec<String> = (0..50_000).map(line).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    assert_eq!(load_file(&path, 2).unwrap().v4_count(), 50_000);
+
+    lines[30_000] = v4_with("state", r#""bogus""#);
+    lines[45_000] = "not json".into();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let e = load_file(&path, 2).unwrap_err();
+    assert_eq!(e.line, 30_001, "{e}");
+
+    lines[30_000] = line(30_000);
+    lines[45_000] = line(45_000);
+    lines[40_000] = line(4);
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let e = load_file(&path, 2).unwrap_err();
+    assert_eq!(e.line, 40_001, "{e}");
+    assert!(e.reason.contains("first on line 5"), "{e}");
+}
