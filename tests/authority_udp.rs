@@ -160,34 +160,40 @@ fn dora_direct_full_and_shared_addresses_with_the_softwire_source_echoed() {
     assert_ne!(pp(&aa), pp(&ba), "two clients never share (IPv4, PSID)");
 }
 
-fn bulk_v4_all(xid: u32) -> Vec<u8> {
+/// Sends one DHCPv4 bulk leasequery (PRL `prl`, then `extra`) and returns every reply before
+/// its DHCPLEASEQUERYDONE, each checked to carry the query's xid.
+fn bulk_v4(srv: &common::Server, xid: u32, prl: Vec<u8>, extra: Vec<V4Option>) -> Vec<v4::Message> {
     let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
-    m.options
-        .push(V4Option::ParameterRequestList(vec![51, 109, 159]));
+    m.options.push(V4Option::ParameterRequestList(prl));
+    m.options.extend(extra);
     let mut out = Vec::new();
     m.encode(&mut out).unwrap();
-    out
+    let mut c = srv.connect4();
+    c.send(&out);
+    let mut got = Vec::new();
+    loop {
+        let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
+        assert_eq!(r.xid, xid);
+        if r.message_type() == Some(v4msg::LEASEQUERYDONE) {
+            return got;
+        }
+        got.push(r);
+    }
 }
 
 /// Every (yiaddr, softwire source) a DHCPv4 bulk query of all addresses returns as ACTIVE.
 fn active_leases(srv: &common::Server) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
-    let mut c = srv.connect4();
-    c.send(&bulk_v4_all(0x55));
-    let mut out = Vec::new();
-    loop {
-        let m = v4::Message::decode(&c.recv().expect("a message")).unwrap();
-        match m.message_type() {
-            Some(t) if t == v4msg::LEASEQUERYDONE => break,
-            Some(t) if t == v4msg::LEASEACTIVE => {
-                let sw = match m.option(109) {
-                    Some(V4Option::Dhcp4o6SoftwireSource(a)) => Some(*a),
-                    _ => None,
-                };
-                out.push((m.ciaddr, sw));
-            }
-            _ => {}
-        }
-    }
+    let mut out: Vec<_> = bulk_v4(srv, 0x55, vec![51, 109, 159], vec![])
+        .into_iter()
+        .filter(|m| m.message_type() == Some(v4msg::LEASEACTIVE))
+        .map(|m| {
+            let sw = match m.option(109) {
+                Some(V4Option::Dhcp4o6SoftwireSource(a)) => Some(*a),
+                _ => None,
+            };
+            (m.ciaddr, sw)
+        })
+        .collect();
     out.sort();
     out
 }
@@ -357,32 +363,17 @@ fn all_configured_addresses_lists_every_pool_address_once() {
         .unwrap()
         .subnets;
     let query = |xid: u32, extra: Vec<V4Option>| {
-        let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
-        m.options.push(V4Option::ParameterRequestList(vec![
-            leasequery::proto::codes::v4opt::DHCP_STATE,
-        ]));
-        m.options.extend(extra);
-        let mut out = Vec::new();
-        m.encode(&mut out).unwrap();
-        let mut c = srv.connect4();
-        c.send(&out);
-        let mut got = Vec::new();
-        loop {
-            let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
-            assert_eq!(r.xid, xid);
-            match r.message_type() {
-                Some(t) if t == v4msg::LEASEQUERYDONE => break,
-                t => got.push((
-                    r.ciaddr,
-                    t,
-                    match r.option(leasequery::proto::codes::v4opt::DHCP_STATE) {
-                        Some(V4Option::DhcpState(s)) => Some(*s),
-                        _ => None,
-                    },
-                )),
-            }
-        }
-        got
+        let prl = vec![leasequery::proto::codes::v4opt::DHCP_STATE];
+        bulk_v4(&srv, xid, prl, extra)
+            .into_iter()
+            .map(|r| {
+                let state = match r.option(leasequery::proto::codes::v4opt::DHCP_STATE) {
+                    Some(V4Option::DhcpState(s)) => Some(*s),
+                    _ => None,
+                };
+                (r.ciaddr, r.message_type(), state)
+            })
+            .collect::<Vec<_>>()
     };
     let got = query(0x6300, vec![]);
     let mut count = std::collections::HashMap::new();
@@ -523,39 +514,26 @@ fn bulk_v4_by_82(
     xid: u32,
     sub: (u8, Vec<u8>),
 ) -> Vec<(Ipv4Addr, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
-    let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
-    m.options
-        .push(V4Option::ParameterRequestList(vec![51, 82, 109]));
-    m.options.push(V4Option::RelayAgentInfo(v4::RelayAgentInfo {
+    let query = V4Option::RelayAgentInfo(v4::RelayAgentInfo {
         sub_options: vec![sub],
-    }));
-    let mut out = Vec::new();
-    m.encode(&mut out).unwrap();
-    let mut c = srv.connect4();
-    c.send(&out);
-    let mut got = Vec::new();
-    loop {
-        let r = v4::Message::decode(&c.recv().expect("a message")).unwrap();
-        assert_eq!(r.xid, xid);
-        match r.message_type() {
-            Some(t) if t == v4msg::LEASEQUERYDONE => break,
-            Some(t) if t == v4msg::LEASEACTIVE => {
-                let info = match r.option(82) {
-                    Some(V4Option::RelayAgentInfo(i)) => i.clone(),
-                    o => panic!("no option 82: {o:?}"),
-                };
-                let own = |x: Option<&[u8]>| x.map(<[u8]>::to_vec);
-                got.push((
-                    r.ciaddr,
-                    own(info.circuit_id()),
-                    own(info.remote_id()),
-                    own(info.relay_id()),
-                ));
-            }
-            t => panic!("unexpected {t:?}"),
-        }
-    }
-    got
+    });
+    bulk_v4(srv, xid, vec![51, 82, 109], vec![query])
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.message_type(), Some(v4msg::LEASEACTIVE));
+            let info = match r.option(82) {
+                Some(V4Option::RelayAgentInfo(i)) => i.clone(),
+                o => panic!("no option 82: {o:?}"),
+            };
+            let own = |x: Option<&[u8]>| x.map(<[u8]>::to_vec);
+            (
+                r.ciaddr,
+                own(info.circuit_id()),
+                own(info.remote_id()),
+                own(info.relay_id()),
+            )
+        })
+        .collect()
 }
 
 /// Option 82 in the DHCPv4 message of a 4o6 DORA (relayed, so the v6 chain has its own
