@@ -1,7 +1,11 @@
 //! The DHCP4o6 lease authority, sans-io: DHCPV4-QUERY datagrams built with the crate's owned
 //! codecs, replies checked with the crate's decoders and cross-checked with dhcproto 0.15.
 
+mod common;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use common::rfc4361_client_id as cid;
 
 use dhcproto::{v4 as dp, Decodable, Decoder};
 use leasequery::authority::{client_shard, Authority, AuthorityConfig, Outcome, ValidConfig};
@@ -16,13 +20,6 @@ const NOW: u32 = 1_767_225_600;
 
 fn src() -> Ipv6Addr {
     "::1".parse().unwrap()
-}
-
-fn cid(n: u32) -> Vec<u8> {
-    let mut v = vec![255];
-    v.extend_from_slice(&n.to_be_bytes());
-    v.extend_from_slice(&[0, 3, 0, 1, 2, 0, 0, 0, (n >> 8) as u8, n as u8]);
-    v
 }
 
 /// A client's DHCPv4 message.

@@ -5,7 +5,11 @@
 //! ([`Authority::handle_claimed`]); frees go to the owners; restore re-registers the active
 //! sources at their owners.
 
+mod common;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use common::rfc4361_client_id as cid;
 
 use leasequery::authority::{
     client_shard, Authority, AuthorityConfig, ClaimAnswer, Outcome, SoftwireClaim, ValidConfig,
@@ -22,13 +26,6 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 fn src() -> Ipv6Addr {
     "::1".parse().unwrap()
-}
-
-fn cid(n: u32) -> Vec<u8> {
-    let mut v = vec![255];
-    v.extend_from_slice(&n.to_be_bytes());
-    v.extend_from_slice(&[0, 3, 0, 1, 2, 0, 0, 0, (n >> 8) as u8, n as u8]);
-    v
 }
 
 /// A DHCPV4-QUERY (direct) carrying a DHCPv4 message of client `n`.

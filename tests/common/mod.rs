@@ -9,6 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Test client `n`'s option 61 payload in RFC 4361 form: type 255, IAID `n`, and a DUID-LL
+/// (type 3, hardware type 1) of the MAC address 02:00:00:00 followed by `n`'s low 16 bits.
+pub fn rfc4361_client_id(n: u32) -> Vec<u8> {
+    let mut v = vec![255];
+    v.extend_from_slice(&n.to_be_bytes());
+    v.extend_from_slice(&[0, 3, 0, 1, 2, 0, 0, 0, (n >> 8) as u8, n as u8]);
+    v
+}
+
 /// The sum over shards of a counter in a server's exit log (its `counters:` lines).
 pub fn log_counter(log: &str, name: &str) -> u64 {
     let key = format!("{name}=");
