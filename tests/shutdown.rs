@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use common::ServerBuilder;
@@ -11,75 +10,67 @@ use leasequery::proto::codes::{v4msg, v4opt, v4status, v6msg, v6opt, v6status};
 use leasequery::proto::v4;
 use leasequery::proto::v6::MessageView;
 
-/// `n` DHCP4o6 bindings on one link, 16 PSIDs per address.
-fn import(n: usize) -> String {
-    let mut s = String::new();
-    for i in 0..n {
-        let a = std::net::Ipv4Addr::from(0xc633_6400u32 + (i / 16) as u32);
-        writeln!(
-            s,
-            r#"{{"ipv4":"{a}","psid":{{"offset":0,"len":4,"id":{}}},"chaddr":"020000{:06x}","client_id":"ff{:08x}0003000102{:08x}","state":"active","cltt":1767225600,"expires":1867225600,"link":"2001:db8:1::","softwire_src":"2001:db8:1::{:x}:{:x}"}}"#,
-            i % 16,
-            i,
-            i,
-            i,
-            i >> 16,
-            i & 0xffff
-        )
-        .unwrap();
-    }
-    s
+use common::{bulk_v4_all, import_4o6 as import, query_4o6_link};
+
+/// The most octets the server and the kernel can hold of one stream that its requestor does not
+/// read: the server's send buffer (at most `tcp_wmem`'s maximum, read from /proc), the
+/// requestor's locked receive buffer (the kernel doubles what is asked, then adds overhead: 4x
+/// is generous), and the server's own queue (every shard's credits plus the chunk each shard
+/// sends last, of `chunk_size` octets each; the defaults 2 and 256 KiB).
+fn stream_capacity(shards: usize, rcvbuf: usize) -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 << 20);
+    let core_wmem = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0usize);
+    let credits = 2;
+    let chunk = 256 * 1024;
+    wmem_max.max(2 * core_wmem) + 4 * rcvbuf + shards * (credits + 1) * chunk
 }
 
-fn bulk_v4_all(xid: u32) -> Vec<u8> {
-    let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
-    m.options
-        .push(v4::V4Option::ParameterRequestList(vec![51, 91, 109, 159]));
-    let mut out = Vec::new();
-    m.encode(&mut out).unwrap();
-    out
-}
-
-fn query_4o6_link(xid: u32) -> Vec<u8> {
-    let mut m = vec![14, (xid >> 16) as u8, (xid >> 8) as u8, xid as u8];
-    m.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
-    m.extend_from_slice(&[0, 44, 0, 23, 4]);
-    m.extend_from_slice(
-        &"2001:db8:1::"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
-    m.extend_from_slice(&[0, 6, 0, 2, 0, 92]);
-    let v4 = bulk_v4_all(0x11223344);
-    m.extend_from_slice(&v6opt::DHCPV4_MSG.to_be_bytes());
-    m.extend_from_slice(&(v4.len() as u16).to_be_bytes());
-    m.extend_from_slice(&v4);
-    m
-}
-
-/// A requestor that does not read stalls the stream (socket buffers full); SIGTERM then makes
-/// the server end both streams with QueryTerminated as their last message and exit 0.
+/// A requestor that does not read stalls the stream; SIGTERM then makes the server end both
+/// streams with QueryTerminated as their last message and exit 0.
+///
+/// The stream's state at SIGTERM is certain, whatever the machine's buffers: each requestor
+/// reads the first message (so the stream has begun), its receive window is small and locked,
+/// and each stream is more than twice what the server, its send buffer and the requestor's
+/// receive buffer can hold together, so no stream can have ended before the SIGTERM.
 #[test]
 fn sigterm_ends_running_queries_with_query_terminated_and_exits_zero() {
-    let n = 60_000;
+    const RCVBUF: usize = 16 * 1024;
+    // The smallest record of either stream (a DHCPv4 LEASEACTIVE of these bindings is about 300
+    // octets, a DHCP4o6 LEASEQUERY-DATA about 380).
+    const MIN_RECORD: usize = 200;
+    let shards = 2;
+    let n = (2 * stream_capacity(shards, RCVBUF) / MIN_RECORD + 1).max(60_000);
     let mut srv = ServerBuilder::new()
-        .shards(2)
+        .shards(shards)
         .import(import(n))
         .arg("--shutdown-deadline")
         .arg("20")
         .start();
-    let mut c6 = srv.connect6();
-    let mut c4 = srv.connect4();
+    let mut c6 = common::Conn::connect_small_window(srv.lq6, RCVBUF);
+    let mut c4 = common::Conn::connect_small_window(srv.lq4, RCVBUF);
     c6.send(&query_4o6_link(0xabcdef));
     c4.send(&bulk_v4_all(0x0102_0304));
-    // Let the streams start and fill the socket buffers.
-    std::thread::sleep(Duration::from_millis(700));
+    // Both streams have begun: their first messages are here.
+    let first6 = c6.recv().expect("the 4o6 stream's first message");
+    let first4 = c4.recv().expect("the v4 stream's first message");
+    // Let the server fill the buffers (not needed for the outcome: no stream fits in them).
+    std::thread::sleep(Duration::from_millis(300));
     srv.signal("TERM");
 
+    let mut pending6 = Some(first6);
+    let mut pending4 = Some(first4);
     let mut got6 = 0usize;
     let last6 = loop {
-        let m = c6.recv().expect("stream ended without a DONE");
+        let m = pending6
+            .take()
+            .or_else(|| c6.recv())
+            .expect("stream ended without a DONE");
         let v = MessageView::parse(&m).unwrap();
         assert_eq!(v.xid, 0xabcdef);
         match v.msg_type {
@@ -118,16 +109,20 @@ fn sigterm_ends_running_queries_with_query_terminated_and_exits_zero() {
     );
 
     let mut got4 = 0usize;
+    let mut messages4 = 0usize;
     loop {
-        let m = c4.recv().expect("v4 stream ended without a DONE");
+        let m = pending4
+            .take()
+            .or_else(|| c4.recv())
+            .expect("v4 stream ended without a DONE");
         let v = v4::MessageView::parse(&m).unwrap();
         assert_eq!(v.xid, 0x0102_0304);
+        messages4 += 1;
         match v.message_type() {
             Some(v4msg::LEASEACTIVE) => got4 += 1,
             // A query for all addresses lists, after a shard's bindings, the demo authority's
-            // pool addresses without one (RFC 6926 §6.2): a shard can get there before the
-            // SIGTERM when the socket buffers are large.
-            Some(v4msg::LEASEUNASSIGNED) => got4 += 1,
+            // pool addresses without one (RFC 6926 §6.2).
+            Some(v4msg::LEASEUNASSIGNED) => {}
             Some(v4msg::LEASEQUERYDONE) => {
                 assert_eq!(
                     v.option(v4opt::STATUS_CODE).unwrap()[0],
@@ -138,7 +133,10 @@ fn sigterm_ends_running_queries_with_query_terminated_and_exits_zero() {
             t => panic!("unexpected v4 type {t:?}"),
         }
     }
-    assert!(got4 < n, "the v4 stream was cut short ({got4} of {n})");
+    assert!(
+        messages4 >= 2 && got4 < n,
+        "the v4 stream was cut short ({got4} of {n})"
+    );
     let status = srv
         .wait_exit(Duration::from_secs(25))
         .expect("server exited");

@@ -2,6 +2,7 @@
 //! it (SIGTERM, then SIGKILL) when dropped.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -221,6 +222,15 @@ impl Server {
             let _ = c.wait();
         }
     }
+    /// The server's resident set size in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -322,4 +332,54 @@ impl Conn {
             Ok(_) => false,
         }
     }
+}
+
+/// `n` DHCP4o6 bindings on one link, 16 PSIDs per address.
+pub fn import_4o6(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let a = std::net::Ipv4Addr::from(0xc633_6400u32 + (i / 16) as u32);
+        writeln!(
+            s,
+            r#"{{"ipv4":"{a}","psid":{{"offset":0,"len":4,"id":{}}},"chaddr":"020000{:06x}","client_id":"ff{:08x}0003000102{:08x}","state":"active","cltt":1767225600,"expires":1867225600,"link":"2001:db8:1::","softwire_src":"2001:db8:1::{:x}:{:x}"}}"#,
+            i % 16,
+            i,
+            i,
+            i,
+            i >> 16,
+            i & 0xffff
+        )
+        .unwrap();
+    }
+    s
+}
+
+/// A DHCPv4 bulk query for all configured addresses (RFC 6926 §6.2), PRL 51, 91, 109, 159.
+pub fn bulk_v4_all(xid: u32) -> Vec<u8> {
+    let mut m = leasequery::proto::v4::Message::new(1, leasequery::proto::codes::v4msg::BULKLEASEQUERY, xid);
+    m.options
+        .push(leasequery::proto::v4::V4Option::ParameterRequestList(vec![51, 91, 109, 159]));
+    let mut out = Vec::new();
+    m.encode(&mut out).unwrap();
+    out
+}
+
+/// A DHCP4o6 bulk query by link address 2001:db8:1:: carrying `bulk_v4_all` (the draft's
+/// QUERY_BY_LINK_ADDRESS), ORO 92.
+pub fn query_4o6_link(xid: u32) -> Vec<u8> {
+    let mut m = vec![14, (xid >> 16) as u8, (xid >> 8) as u8, xid as u8];
+    m.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+    m.extend_from_slice(&[0, 44, 0, 23, 4]);
+    m.extend_from_slice(
+        &"2001:db8:1::"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    m.extend_from_slice(&[0, 6, 0, 2, 0, 92]);
+    let v4 = bulk_v4_all(0x11223344);
+    m.extend_from_slice(&leasequery::proto::codes::v6opt::DHCPV4_MSG.to_be_bytes());
+    m.extend_from_slice(&(v4.len() as u16).to_be_bytes());
+    m.extend_from_slice(&v4);
+    m
 }
