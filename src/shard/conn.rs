@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Semaphore;
+use glommio::sync::{Semaphore, StaticPermit};
 use hashbrown::HashSet;
 use tracing::debug;
 
@@ -81,10 +81,34 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
 
 /// One buffer for the writer task: `buf[skip..]` is written, then the buffer goes back to the
 /// scanner it came from as a credit (when `credit` is set).
+///
+/// What the queue holds is bounded although its type is not: a query holds one of the
+/// connection's `max_queries_per_connection` permits from the moment its frame is read until its
+/// last message leaves this queue (written, or dropped because the socket is gone), and while it
+/// holds it the query has at most `shards x credits_per_shard` scanner buffers (every chunk is
+/// written into a credit), its promoted first message and its last message queued. An active
+/// query holds no permit; its sends are bounded by its own backlog (`shard::active`).
 struct Out {
     buf: Vec<u8>,
     skip: usize,
     credit: Option<(usize, QueryKey)>,
+    /// On a query's last message (or a lone error reply): the query's permit, returned when the
+    /// writer is done with this buffer (RFC 5460 §7.3: a query is finished when its last octet
+    /// is written, not when its scan ends).
+    _permit: Option<QueryPermit>,
+}
+
+/// One of a connection's parallel-query permits; when it is dropped the connection notes the
+/// time (the idle timeout counts from the moment the last outstanding query finished).
+struct QueryPermit {
+    _permit: StaticPermit,
+    last_done: Rc<Cell<Instant>>,
+}
+
+impl Drop for QueryPermit {
+    fn drop(&mut self) {
+        self.last_done.set(Instant::now());
+    }
 }
 
 /// The state of one requestor connection, shared by its reader, writer and query tasks.
@@ -94,8 +118,13 @@ struct Connection {
     out: LocalSender<Out>,
     /// Transaction ids of queries running now (duplicates are dropped).
     running: RefCell<HashSet<u32>>,
-    /// Permits for parallel queries: the reader takes one before reading a frame.
-    permits: Semaphore,
+    /// Permits for parallel queries: the reader takes one before reading a frame; a query gives
+    /// it back when its last message has been written.
+    permits: Rc<Semaphore>,
+    /// `max_queries_per_connection`.
+    max_queries: u64,
+    /// When the last outstanding query finished (or the connection opened).
+    last_done: Rc<Cell<Instant>>,
     /// Shared with the writer: set when a write failed or timed out.
     signals: Rc<Signals>,
     /// The transaction id of the active query running on this connection (RFC 7653 §9.4: at
@@ -125,7 +154,11 @@ impl Connection {
         let (reader, writer) = futures_lite::io::split(stream);
         let (out_tx, out_rx) = local_channel::new_unbounded::<Out>();
         let conn = Rc::new(Connection {
-            permits: Semaphore::new(ctx.shared.config.max_queries_per_connection as u64),
+            permits: Rc::new(Semaphore::new(
+                ctx.shared.config.max_queries_per_connection as u64,
+            )),
+            max_queries: ctx.shared.config.max_queries_per_connection as u64,
+            last_done: Rc::new(Cell::new(Instant::now())),
             ctx: ctx.clone(),
             family,
 
@@ -147,10 +180,9 @@ impl Connection {
         ));
         conn.clone().read_loop(reader).await;
         conn.reader_done.close();
-        // Wait for running queries to finish (RFC 5460 §7.4: finish outstanding requests
-        // after the peer closed), then let the writer drain and stop.
-        let max = ctx.shared.config.max_queries_per_connection as u64;
-        let _ = conn.permits.acquire(max).await;
+        // Wait for running queries to finish and their last messages to be written (RFC 5460
+        // §7.4: finish outstanding requests after the peer closed), then let the writer stop.
+        let _ = conn.permits.acquire(conn.max_queries).await;
         conn.permits.close();
         drop(conn);
         writer_task.await;
@@ -162,12 +194,12 @@ impl Connection {
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             // Never read more queries than we can run at once (RFC 5460 §7.3, RFC 6926 §8.4).
-            if self.permits.acquire(1).await.is_err() {
+            let Some(permit) = self.take_permit().await else {
                 return;
-            }
-            // From here one permit is held: every path gives it back or hands it to a query.
+            };
+            // From here one permit is held: it is dropped with an answer that needs no writing,
+            // or travels with the query to its last message.
             let Some(msg) = self.next_message(&mut reader, &mut rbuf).await else {
-                self.permits.signal(1);
                 return;
             };
             ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
@@ -182,8 +214,7 @@ impl Connection {
                 );
                 if let Some(bytes) = busy {
                     ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                    self.send(bytes);
-                    self.permits.signal(1);
+                    self.send_last(bytes, Some(permit));
                     continue;
                 }
             }
@@ -200,17 +231,14 @@ impl Connection {
                     ctx.stats()
                         .closed_protocol_error
                         .fetch_add(1, Ordering::Relaxed);
-                    self.permits.signal(1);
                     return;
                 }
                 Action::Drop => {
                     ctx.stats().queries_dropped.fetch_add(1, Ordering::Relaxed);
-                    self.permits.signal(1);
                 }
                 Action::Reply { bytes, close } => {
                     ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                    self.send(bytes);
-                    self.permits.signal(1);
+                    self.send_last(bytes, Some(permit));
                     if close {
                         return;
                     }
@@ -218,17 +246,17 @@ impl Connection {
                 Action::Active(plan) => {
                     // The active query holds no permit: the reader keeps reading, to refuse
                     // further queries and to see the peer close.
-                    self.permits.signal(1);
                     if !self.running.borrow().is_empty() {
                         let id = &ctx.shared.identity;
                         if let Some(b) =
                             session::active::busy_reply(self.family, &msg, id, unix_now())
                         {
                             ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                            self.send(b);
+                            self.send_last(b, Some(permit));
                         }
                         continue;
                     }
+                    drop(permit);
                     self.start_active(plan);
                 }
                 Action::Scan(plan) => {
@@ -238,15 +266,13 @@ impl Connection {
                         ctx.stats()
                             .queries_duplicate_xid
                             .fetch_add(1, Ordering::Relaxed);
-                        self.permits.signal(1);
                         continue;
                     }
                     let conn = self.clone();
                     glommio::spawn_local(async move {
                         let xid = plan.xid;
-                        conn.run_bulk(Arc::from(plan)).await;
+                        conn.run_bulk(Arc::from(plan), permit).await;
                         conn.running.borrow_mut().remove(&xid);
-                        conn.permits.signal(1);
                     })
                     .detach();
                 }
@@ -254,15 +280,37 @@ impl Connection {
         }
     }
 
+    /// Waits for one of the connection's parallel-query permits; `None` once they are closed.
+    async fn take_permit(&self) -> Option<QueryPermit> {
+        let permit = self.permits.acquire_static_permit(1).await.ok()?;
+        Some(QueryPermit {
+            _permit: permit,
+            last_done: self.last_done.clone(),
+        })
+    }
+
+    /// True when no query is outstanding: no active query, and every permit but the reader's
+    /// own is free (each bulk query holds one until its last octet is written).
+    fn quiet(&self) -> bool {
+        self.running.borrow().is_empty() && self.permits.available() + 1 >= self.max_queries
+    }
+
     /// The next complete message, or `None` when the connection is to close: the peer closed
-    /// (a partial frame is discarded, scenario 2), a zero-length frame (scenario 1), idle
-    /// timeout, shutdown, or the writer failed.
+    /// (a partial frame is discarded, scenario 2), a zero-length frame (scenario 1), shutdown,
+    /// the writer failed, or BULK_LQ_DATA_TIMEOUT ran out. Two clocks use that timeout (RFC
+    /// 5460 §7.1, §7.4): a frame must be complete within it of its first octet (however slowly
+    /// the octets trickle in), and a connection without a frame begun and with no query
+    /// outstanding is closed after it of idleness.
     async fn next_message(
         &self,
         reader: &mut ReadHalf<TcpStream>,
         rbuf: &mut BytesMut,
     ) -> Option<Vec<u8>> {
-        let idle = self.ctx.shared.config.data_timeout();
+        let limit = self.ctx.shared.config.data_timeout();
+        // A frame begun (octets of it already here) has its clock start now; otherwise the
+        // idle clock runs from now, or from when the last query finished if that is later.
+        let mut frame_since = (!rbuf.is_empty()).then(Instant::now);
+        let mut idle_since = Instant::now();
         loop {
             if self.signals.broken.get() {
                 return None;
@@ -282,48 +330,73 @@ impl Connection {
                     return None;
                 }
             }
-            match self.read_some(reader, rbuf, idle).await {
-                ReadOutcome::Data(n) if n > 0 => {}
+            let since = match frame_since {
+                Some(t) => t,
+                None => idle_since.max(self.last_done.get()),
+            };
+            // `None` (a deadline past what `Instant` holds) waits without a limit.
+            let deadline = since.checked_add(limit);
+            match self.read_some(reader, rbuf, deadline).await {
+                ReadOutcome::Data(n) if n > 0 => {
+                    frame_since.get_or_insert_with(Instant::now);
+                }
+                ReadOutcome::TimedOut => {
+                    if frame_since.is_some() {
+                        self.ctx
+                            .stats()
+                            .closed_frame_timeout
+                            .fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                    if self.quiet() && self.last_done.get() <= since {
+                        self.ctx.stats().closed_idle.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                    // A query is outstanding (not idle; a blocked send is the writer's to
+                    // time out), or one finished since: the idle clock starts again.
+                    idle_since = Instant::now();
+                }
                 _ => return None,
             }
         }
     }
 
-    /// Reads more bytes, waiting at most the idle timeout while no query runs.
+    /// Reads more bytes, waiting at most until `deadline`, shutdown, or the connection broken.
     async fn read_some(
         &self,
         reader: &mut ReadHalf<TcpStream>,
         rbuf: &mut BytesMut,
-        idle: Duration,
+        deadline: Option<Instant>,
     ) -> ReadOutcome {
         let ctx = &self.ctx;
         let mut tmp = [0u8; READ_CHUNK];
-        loop {
-            let read = reader.read(&mut tmp);
+        let read = async {
             let stop = ctx.shutdown.acquire(1);
             let dead = self.signals.dead.acquire(1);
-            let timed = glommio::timer::timeout(idle, async {
-                futures_lite::future::or(async { Ok(Some(read.await)) }, async {
-                    // Shutdown, or the connection was broken (an active query closing it).
-                    let _ = futures_lite::future::or(stop, dead).await;
-                    Ok(None)
-                })
-                .await
-            });
-            match timed.await {
-                Ok(Some(Ok(n))) => {
-                    rbuf.extend_from_slice(&tmp[..n]);
-                    return ReadOutcome::Data(n);
-                }
-                Ok(Some(Err(_))) => return ReadOutcome::Closed,
-                Ok(None) => return ReadOutcome::Stop,
-                Err(_) => {
-                    if self.running.borrow().is_empty() {
-                        ctx.stats().closed_idle.fetch_add(1, Ordering::Relaxed);
-                        return ReadOutcome::Closed;
-                    }
+            futures_lite::future::or(async { Some(reader.read(&mut tmp).await) }, async {
+                // Shutdown, or the connection was broken (an active query closing it).
+                let _ = futures_lite::future::or(stop, dead).await;
+                None
+            })
+            .await
+        };
+        let res = match deadline {
+            Some(d) => {
+                let wait = d.saturating_duration_since(Instant::now());
+                match glommio::timer::timeout(wait, async { Ok(read.await) }).await {
+                    Ok(r) => r,
+                    Err(_) => return ReadOutcome::TimedOut,
                 }
             }
+            None => read.await,
+        };
+        match res {
+            Some(Ok(n)) => {
+                rbuf.extend_from_slice(&tmp[..n]);
+                ReadOutcome::Data(n)
+            }
+            Some(Err(_)) => ReadOutcome::Closed,
+            None => ReadOutcome::Stop,
         }
     }
 
@@ -340,6 +413,7 @@ impl Connection {
                     buf,
                     skip: 0,
                     credit,
+                    _permit: None,
                 });
             }),
             dead: self.signals.clone(),
@@ -355,16 +429,22 @@ impl Connection {
 
     /// Queues bytes for the writer.
     fn send(&self, bytes: Vec<u8>) {
+        self.send_last(bytes, None);
+    }
+
+    /// Queues a query's last message, with the query's permit (given back once it is written).
+    fn send_last(&self, bytes: Vec<u8>, permit: Option<QueryPermit>) {
         let _ = self.out.try_send(Out {
             buf: bytes,
             skip: 0,
             credit: None,
+            _permit: permit,
         });
     }
 
     /// The origin side of a bulk query: scatter the scan, gather chunks, promote the first
     /// record, end the stream the way the RFC says.
-    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>) {
+    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>, permit: QueryPermit) {
         let ctx = &self.ctx;
         let shards = ctx.shared.shards;
         let key = ctx.new_query_key();
@@ -447,7 +527,12 @@ impl Connection {
                 finished += 1;
             }
             if skip < buf.len() || credit.is_some() {
-                let _ = self.out.try_send(Out { buf, skip, credit });
+                let _ = self.out.try_send(Out {
+                    buf,
+                    skip,
+                    credit,
+                    _permit: None,
+                });
             }
         };
         ctx.routes.borrow_mut().remove(&key);
@@ -455,7 +540,7 @@ impl Connection {
         match outcome {
             Ok(()) => {
                 ctx.stats().bulk_completed.fetch_add(1, Ordering::Relaxed);
-                self.send(plan.finish(total, unix_now()));
+                self.send_last(plan.finish(total, unix_now()), Some(permit));
             }
             Err(()) => {
                 for s in 0..shards {
@@ -463,17 +548,25 @@ impl Connection {
                 }
                 ctx.stats().bulk_terminated.fetch_add(1, Ordering::Relaxed);
                 if !self.signals.broken.get() {
-                    self.send(plan.terminated(first_sent, unix_now()));
+                    self.send_last(plan.terminated(first_sent, unix_now()), Some(permit));
                 }
             }
         }
     }
 }
 
+/// How one write of the writer task ended.
+enum WriteEnd {
+    Written,
+    TimedOut,
+    Failed(std::io::Error),
+}
+
 enum ReadOutcome {
     Data(usize),
     Closed,
     Stop,
+    TimedOut,
 }
 
 /// Writes queued buffers in order; returns each scanner buffer as a credit once written. A
@@ -492,27 +585,45 @@ async fn writer_loop(
             continue;
         }
         let data = &out.buf[out.skip.min(out.buf.len())..];
-        let res = glommio::timer::timeout(timeout, async {
+        // The deadline is checked before the write is polled again: when the timer fires, the
+        // poll it causes may find room in the socket that readiness did not report (the kernel
+        // accepts data below the POLLOUT threshold), and a write rescued that way would let a
+        // requestor that reads nothing hold the connection for 2T, not T.
+        let res = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(timeout).await;
+                WriteEnd::TimedOut
+            },
             // A connection broken elsewhere (an active query's send timeout) abandons the write.
             futures_lite::future::or(
-                async { writer.write_all(data).await.map_err(Into::into) },
+                async {
+                    match writer.write_all(data).await {
+                        Ok(()) => WriteEnd::Written,
+                        Err(e) => WriteEnd::Failed(e),
+                    }
+                },
                 async {
                     let _ = signals.dead.acquire(1).await;
-                    Err(std::io::Error::other("connection broken").into())
+                    WriteEnd::Failed(std::io::Error::other("connection broken"))
                 },
-            )
-            .await
-        })
+            ),
+        )
         .await;
-        if let Err(e) = res {
-            debug!(%peer, "write failed: {e}");
-            if matches!(e, glommio::GlommioError::TimedOut(_)) {
+        match res {
+            WriteEnd::Written => {}
+            WriteEnd::TimedOut => {
+                debug!(%peer, "send blocked for BULK_LQ_DATA_TIMEOUT: connection closed");
                 ctx.stats()
                     .closed_send_timeout
                     .fetch_add(1, Ordering::Relaxed);
+                signals.break_now();
+                continue;
             }
-            signals.break_now();
-            continue;
+            WriteEnd::Failed(e) => {
+                debug!(%peer, "write failed: {e}");
+                signals.break_now();
+                continue;
+            }
         }
         ctx.stats()
             .bytes_sent

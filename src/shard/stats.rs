@@ -37,6 +37,9 @@ counters! {
     closed_idle,
     /// Connections closed because a send stayed blocked for BULK_LQ_DATA_TIMEOUT.
     closed_send_timeout,
+    /// Connections closed because a frame was not complete BULK_LQ_DATA_TIMEOUT after its first
+    /// octet (a query trickled in).
+    closed_frame_timeout,
     /// Queries received (all kinds).
     queries,
     /// Queries dropped: no OPTION_CLIENTID / OPTION_LQ_QUERY, or a foreign server id.
