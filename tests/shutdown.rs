@@ -188,3 +188,41 @@ fn restart_on_the_same_ports_after_closing_connections_and_no_second_server() {
         again.err().unwrap_or_default()
     );
 }
+
+/// Issue 19 item 6: the shutdown deadline is the moment the process has exited, counted from
+/// the signal, even with a requestor that never reads (its stream cannot end by itself). The
+/// server leaves itself a margin (it exits 100 ms before the deadline), which is what this test
+/// allows for the test's own polling.
+#[test]
+fn shutdown_with_a_requestor_that_never_reads_exits_within_the_deadline() {
+    const RCVBUF: usize = 16 * 1024;
+    let shards = 2;
+    let n = (2 * stream_capacity(shards, RCVBUF) / 200 + 1).max(60_000);
+    for deadline in [1u64, 2] {
+        let mut srv = ServerBuilder::new()
+            .shards(shards)
+            .import(import(n))
+            .arg("--shutdown-deadline")
+            .arg(deadline.to_string())
+            .start();
+        let mut c = common::Conn::connect_small_window(srv.lq4, RCVBUF);
+        c.send(&bulk_v4_all(9));
+        assert!(c.recv().is_some(), "the stream's first message");
+        let signalled = std::time::Instant::now();
+        srv.signal("TERM");
+        let status = srv
+            .wait_exit(Duration::from_secs(deadline + 10))
+            .expect("server exited");
+        let took = signalled.elapsed();
+        assert!(
+            took <= Duration::from_secs(deadline),
+            "exit {took:?} after SIGTERM (deadline {deadline} s)"
+        );
+        assert!(
+            took >= Duration::from_millis(deadline * 1000 / 2),
+            "exited after {took:?}: before the queries had their time"
+        );
+        assert!(status.success(), "exit status {status:?}");
+        drop(c);
+    }
+}

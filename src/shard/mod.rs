@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     /// Connections open now, over every shard and listener.
     pub connections: AtomicUsize,
     pub stopping: AtomicBool,
+    /// When the first SIGTERM/SIGINT arrived: every shutdown deadline counts from it.
+    pub shutdown_at: std::sync::OnceLock<Instant>,
     pub stats: Vec<Stats>,
     /// Every link a binding was imported on (for NotConfigured).
     pub links: LinkSet,
@@ -306,6 +308,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
+        shutdown_at: std::sync::OnceLock::new(),
         identity,
         shards,
         links,
@@ -325,8 +328,25 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(ServerError::Signals)?;
+    // A thread waits for the signals and notes when the first arrived (the shutdown deadline
+    // counts from that moment, not from when a poll noticed it).
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .map_err(ServerError::Signals)?;
+    let (signalled_tx, signalled) = std::sync::mpsc::channel::<()>();
+    {
+        let stop = stop.clone();
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let _ = shared.shutdown_at.set(Instant::now());
+                    stop.store(true, Ordering::SeqCst);
+                    let _ = signalled_tx.send(());
+                }
+            })
+            .map_err(ServerError::Signals)?;
     }
 
     let mesh = MeshBuilder::full(shards, MESH_CAPACITY);
@@ -387,11 +407,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
 
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+        let _ = signalled.recv_timeout(Duration::from_millis(50));
     }
     info!("shutting down");
     shared.stopping.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for h in handles {
@@ -412,6 +432,26 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// How often a shard looks at the stop flag the signal thread sets.
+const STOP_POLL: Duration = Duration::from_millis(10);
+/// The process exits this long before `shutdown_deadline` has passed since the signal (time
+/// for the counters' log lines and the process's own exit).
+const EXIT_MARGIN: Duration = Duration::from_millis(100);
+/// Shards stop waiting for their connections this long before the deadline (time to leave
+/// their executors before the process exits).
+const SHARD_MARGIN: Duration = Duration::from_millis(150);
+
+/// The moment `margin` before `shutdown_deadline` has passed since the signal arrived (or
+/// since now, when the stop came from elsewhere).
+fn shutdown_deadline(shared: &Shared, margin: Duration) -> Instant {
+    let at = *shared.shutdown_at.get_or_init(Instant::now);
+    let total = Duration::from_secs(shared.config.shutdown_deadline)
+        .saturating_sub(margin)
+        .max(Duration::from_millis(10))
+        .min(Duration::from_secs(24 * 3600));
+    at.checked_add(total).unwrap_or(at)
 }
 
 /// Checks that `addr` can be bound the way the shards bind it (SO_REUSEADDR + SO_REUSEPORT, so
@@ -609,7 +649,7 @@ async fn shard_main(
 
     // Shutdown watcher: the signal thread only sets an atomic; poll it.
     while !stop.load(Ordering::SeqCst) {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+        glommio::timer::sleep(STOP_POLL).await;
     }
     ctx.shutdown.close();
     if let Some(f) = feed {
@@ -631,7 +671,7 @@ async fn shard_main(
     }
     // Wait (bounded by the process-wide deadline) for connections of this shard to finish
     // their QueryTerminated messages.
-    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    let deadline = shutdown_deadline(&shared, SHARD_MARGIN);
     while ctx.stats().connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
