@@ -683,8 +683,10 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         }
     }
 
-    let idle = Duration::from_secs(cfg.active_idle_timeout);
-    let send_timeout = Duration::from_secs(cfg.active_send_timeout);
+    // Validation keeps both within a day; the cap keeps glommio's `Instant + Duration` timers
+    // from overflowing whatever reaches here.
+    let idle = timer_secs(cfg.active_idle_timeout);
+    let send_timeout = timer_secs(cfg.active_send_timeout);
     let chunk = cfg.chunk_size;
     let (v6x, v4x) = (plan.v6_xid(), plan.v4_xid());
     // The write buffer grows to what a write needs (at most about a chunk) and shrinks back after
@@ -789,7 +791,9 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
             let (text, limit) = match end {
                 End::Shutdown => (
                     "server shutting down",
-                    send_timeout.min(Duration::from_millis(cfg.shutdown_deadline * 500)),
+                    send_timeout.min(Duration::from_millis(
+                        cfg.shutdown_deadline.saturating_mul(500),
+                    )),
                 ),
                 End::Backlog => ("subscriber too slow: backlog over its bound", send_timeout),
                 _ => ("updates lost between shards", send_timeout),
@@ -808,6 +812,12 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         }
         End::SendTimeout | End::PeerGone => io.dead.break_now(),
     }
+}
+
+/// A timer of `secs` seconds, capped at [`crate::config::MAX_DATA_TIMEOUT_SECS`]: glommio adds
+/// a timer's duration to `Instant::now()` unchecked, which panics near 2^63 seconds.
+fn timer_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(crate::config::MAX_DATA_TIMEOUT_SECS))
 }
 
 enum Event {

@@ -65,8 +65,21 @@ fn identity(config: &Config) -> Identity {
     };
     Identity {
         server_duid,
-        server_id: config.server_id,
+        // Validation refused a config without one; loopback is never reached.
+        server_id: config
+            .v4_server_id()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
     }
+}
+
+/// `now + secs` seconds, saturating: `secs` is capped at [`crate::config::MAX_DATA_TIMEOUT_SECS`]
+/// times 365 (validation keeps every configured duration far below it), and an `Instant` that
+/// cannot hold even that is replaced by `now` plus one day. Never panics, whatever `secs` is.
+pub(crate) fn deadline_after(now: Instant, secs: u64) -> Instant {
+    let cap = crate::config::MAX_DATA_TIMEOUT_SECS.saturating_mul(365);
+    now.checked_add(Duration::from_secs(secs.min(cap)))
+        .or_else(|| now.checked_add(Duration::from_secs(crate::config::MAX_DATA_TIMEOUT_SECS)))
+        .unwrap_or(now)
 }
 
 /// What stops the server from starting.
@@ -391,7 +404,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
     info!("shutting down");
     shared.stopping.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    let deadline = deadline_after(Instant::now(), shared.config.shutdown_deadline);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for h in handles {
@@ -631,7 +644,7 @@ async fn shard_main(
     }
     // Wait (bounded by the process-wide deadline) for connections of this shard to finish
     // their QueryTerminated messages.
-    let deadline = Instant::now() + Duration::from_secs(shared.config.shutdown_deadline);
+    let deadline = deadline_after(Instant::now(), shared.config.shutdown_deadline);
     while ctx.stats().connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
