@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use active_common::{v4_line, Env, Got, Sub};
 use common::{free_port, ServerBuilder, TempDir};
-use leasequery::proto::codes::v4status;
+use leasequery::proto::codes::{v4msg, v4status};
+use leasequery::proto::v4;
 
 /// Runs `leasequeryd ARGS` and waits (at most `within`) for it to exit; its status code and
 /// stderr. A process still running then is killed and reported as `None`.
@@ -97,7 +98,11 @@ fn durations_that_would_overflow_are_refused_at_start() {
         args.extend(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, log) = run_to_exit(&args, Duration::from_secs(10));
-        assert_eq!(code, Some(2), "{key}: must be refused at start; log:\n{log}");
+        assert_eq!(
+            code,
+            Some(2),
+            "{key}: must be refused at start; log:\n{log}"
+        );
         assert!(log.contains(key), "{key}: the error names the key: {log}");
         assert!(!log.contains("panicked"), "{log}");
     }
@@ -184,7 +189,11 @@ fn every_example_file_loads_with_the_binary() {
             .try_start()
             .unwrap_or_else(|log| panic!("examples/{name} does not load:\n{log}"));
         let status = srv.terminate().expect("exits");
-        assert!(status.success(), "examples/{name}: {status:?}\n{}", srv.log());
+        assert!(
+            status.success(),
+            "examples/{name}: {status:?}\n{}",
+            srv.log()
+        );
     }
 }
 
@@ -300,4 +309,59 @@ fn running_out_of_file_descriptors_is_warned_and_logged_rate_limited() {
     assert!(n >= 1, "EMFILE logged:\n{text}");
     assert!(n <= allowed, "{n} lines, at most {allowed}:\n{text}");
     assert!(text.contains("open_file_limit=\"96\""), "{text}");
+}
+
+/// Item 5: option 54 on TCP 67 was 127.0.0.1 whatever `lq4_listen` was; it is now the
+/// listener's address (here 127.0.0.2, a loopback address that is not 127.0.0.1) when
+/// `server_id` is not set, and `server_id` when it is.
+#[test]
+fn option_54_comes_from_lq4_listen_unless_server_id_is_set() {
+    let first_server_id = |extra: &[&str]| {
+        let lq4: std::net::SocketAddr = format!("127.0.0.2:{}", free_port()).parse().unwrap();
+        let lq6 = format!("[::1]:{}", free_port()).parse().unwrap();
+        let udp = format!("[::1]:{}", free_port()).parse().unwrap();
+        let mut b = ServerBuilder::new().shards(1).listen(lq6, lq4, udp);
+        let dir = TempDir::new("sid");
+        if !extra.is_empty() {
+            let f = dir.path().join("c.toml");
+            std::fs::write(&f, extra.join("\n")).unwrap();
+            b = b.arg("--config").arg(f.display().to_string());
+        }
+        let srv = b.start();
+        let mut c = srv.connect4();
+        let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, 0x5401);
+        m.options.push(v4::V4Option::ParameterRequestList(vec![51]));
+        let mut out = Vec::new();
+        m.encode(&mut out).unwrap();
+        c.send(&out);
+        let first = v4::Message::decode(&c.recv().expect("a reply")).unwrap();
+        first.options.iter().find_map(|o| match o {
+            v4::V4Option::ServerId(a) => Some(a.to_string()),
+            _ => None,
+        })
+    };
+    assert_eq!(first_server_id(&[]).as_deref(), Some("127.0.0.2"));
+    assert_eq!(
+        first_server_id(&["server_id = \"192.0.2.54\""]).as_deref(),
+        Some("192.0.2.54")
+    );
+}
+
+/// Item 5: `allow = ["::ffff:127.0.0.1/128"]` did not admit 127.0.0.1 (sources were
+/// normalized from v4-mapped, blocks were not); it does now.
+#[test]
+fn a_v4_mapped_allow_block_admits_its_ipv4_requestor() {
+    let srv = ServerBuilder::new()
+        .shards(1)
+        .arg("--allow")
+        .arg("::ffff:127.0.0.1/128")
+        .start();
+    let mut c = srv.connect4();
+    assert!(
+        !c.closed_silently(Duration::from_millis(500)),
+        "127.0.0.1 closed although ::ffff:127.0.0.1/128 is allowed"
+    );
+    // ::1 is not in that list.
+    let mut c6 = srv.connect6();
+    assert!(c6.closed_silently(Duration::from_secs(5)));
 }
