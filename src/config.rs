@@ -775,6 +775,15 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.data_timeout(), Duration::from_secs(MAX_DATA_TIMEOUT_SECS));
+        // The shutdown deadlines: checked arithmetic, whatever the value.
+        let now = std::time::Instant::now();
+        assert_eq!(
+            crate::shard::deadline_after(now, 5),
+            now + Duration::from_secs(5)
+        );
+        for secs in [u64::MAX, i64::MAX as u64] {
+            assert!(crate::shard::deadline_after(now, secs) > now);
+        }
     }
 
     /// Issue 19 item 5: a bad `log` filter was accepted silently (and replaced by "info").
