@@ -23,6 +23,18 @@ pub const ACTIVE_LQ_SEND_TIMEOUT_SECS: u64 = 120;
 /// Default SO_RCVBUF of the DHCP4o6 UDP sockets: 4 MiB (tuning/README.md: with the kernel's
 /// default buffer, 512 clients in flight overflowed it).
 pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// Largest `bulk_lq_data_timeout`, `active_idle_timeout` and `active_send_timeout`: one day. A
+/// larger value has no use (a requestor silent for a day is gone) and, near 2^63 seconds, an
+/// `Instant` plus it overflows.
+pub const MAX_DATA_TIMEOUT_SECS: u64 = 86_400;
+/// Largest `shutdown_deadline`: one hour (systemd's default stop timeout is 90 s).
+pub const MAX_SHUTDOWN_DEADLINE_SECS: u64 = 3_600;
+/// File descriptors a running server holds besides its requestor connections: per shard (the
+/// glommio rings and their eventfds, two listeners, the DHCP4o6 socket, journal files, mesh
+/// wake-ups) and for the process (stdio, signal pipe, import and feed files).
+pub const FDS_PER_SHARD: u64 = 16;
+/// See [`FDS_PER_SHARD`].
+pub const FDS_BASE: u64 = 32;
 
 /// A CIDR block of the requestor allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +45,7 @@ pub struct Cidr {
 
 impl Cidr {
     /// True when `ip` is inside the block. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
-    /// matched as the IPv4 address it carries.
+    /// matched as the IPv4 address it carries (and a mapped block is parsed as the IPv4 block).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6
@@ -77,6 +89,16 @@ impl FromStr for Cidr {
                 .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
             None => max,
         };
+        // An IPv4-mapped block (`::ffff:a.b.c.d/96..=128`) is the IPv4 block it maps: sources
+        // are matched the same way (see `contains`), so `::ffff:127.0.0.1/128` admits 127.0.0.1.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix_len >= 96) {
+                return Ok(Cidr {
+                    addr: IpAddr::V4(v4),
+                    prefix_len: prefix_len - 96,
+                });
+            }
+        }
         Ok(Cidr { addr, prefix_len })
     }
 }
@@ -123,8 +145,9 @@ pub struct Config {
     pub credits_per_shard: usize,
     /// This server's DUID (hex) for OPTION_SERVERID; default: derived from /etc/machine-id.
     pub server_duid: Option<String>,
-    /// The DHCPv4 server identifier (option 54) sent in v4 replies.
-    pub server_id: std::net::Ipv4Addr,
+    /// The DHCPv4 server identifier (option 54) sent in v4 replies; default: the address of
+    /// `lq4_listen` when that is one IPv4 address (required otherwise, e.g. for `0.0.0.0`).
+    pub server_id: Option<std::net::Ipv4Addr>,
     /// Serve active leasequery (RFC 7653, RFC 7724). Off by default (RFC 7653 §9.1).
     pub active: bool,
     /// Serve active leasequery without TLS: a second, separate switch (RFC 7653 §9.1).
@@ -186,7 +209,7 @@ impl Default for Config {
             chunk_size: 256 * 1024,
             credits_per_shard: 2,
             server_duid: None,
-            server_id: std::net::Ipv4Addr::LOCALHOST,
+            server_id: None,
             active: false,
             allow_insecure_active: false,
             active_idle_timeout: ACTIVE_LQ_IDLE_TIMEOUT_SECS,
@@ -359,8 +382,25 @@ impl Config {
         if self.max_queries_per_connection == 0 || self.max_queries_per_connection > 64 {
             return bad("max_queries_per_connection must be 1..=64".into());
         }
-        if self.bulk_lq_data_timeout == 0 {
-            return bad("bulk_lq_data_timeout must be at least 1 second".into());
+        for (key, v) in [
+            ("bulk_lq_data_timeout", self.bulk_lq_data_timeout),
+            ("active_idle_timeout", self.active_idle_timeout),
+            ("active_send_timeout", self.active_send_timeout),
+        ] {
+            if !(1..=MAX_DATA_TIMEOUT_SECS).contains(&v) {
+                return bad(format!(
+                    "{key} = {v}: must be 1..={MAX_DATA_TIMEOUT_SECS} seconds (one day)"
+                ));
+            }
+        }
+        if self.shutdown_deadline > MAX_SHUTDOWN_DEADLINE_SECS {
+            return bad(format!(
+                "shutdown_deadline = {}: must be 0..={MAX_SHUTDOWN_DEADLINE_SECS} seconds (one hour)",
+                self.shutdown_deadline
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return bad(format!("log {:?}: not a tracing filter: {e}", self.log));
         }
         if !(65537..=16 * 1024 * 1024).contains(&self.chunk_size) {
             return bad("chunk_size must be 65537..=16777216 octets (a chunk must hold the largest framed message)".into());
@@ -383,11 +423,6 @@ impl Config {
                 _ => return bad(format!("server_duid {d:?}: must be 2..130 octets of hex")),
             }
         }
-        if self.active_idle_timeout == 0 || self.active_send_timeout == 0 {
-            return bad(
-                "active_idle_timeout and active_send_timeout must be at least 1 second".into(),
-            );
-        }
         if self.active_backlog_bindings == 0 || self.active_backlog_bytes < 65_537 {
             return bad("active_backlog_bindings must be at least 1 and active_backlog_bytes at least 65537 (one message)".into());
         }
@@ -409,6 +444,31 @@ impl Config {
         if self.journal_compact_bytes < 1024 * 1024 {
             return bad("journal_compact_bytes must be at least 1048576".into());
         }
+        match self.server_id {
+            Some(id) if id.is_unspecified() || id.is_broadcast() || id.is_multicast() => {
+                return bad(format!("server_id {id}: must be a unicast IPv4 address"));
+            }
+            Some(_) => {}
+            None if self.v4_server_id().is_none() => {
+                return bad(format!(
+                    "server_id is not set and lq4_listen {} is not one IPv4 address to take it \
+                     from: set server_id (DHCPv4 option 54) to this server's address",
+                    self.lq4_listen
+                ));
+            }
+            None => {}
+        }
+        if self.authority_enabled
+            && self.authority.is_none()
+            && !self.dhcp4o6_listen.ip().to_canonical().is_loopback()
+        {
+            return bad(format!(
+                "dhcp4o6_listen {} is not a loopback address and there is no [authority] table: \
+                 the embedded demo pools are served on loopback only; configure [authority] or \
+                 set authority_enabled = false (--no-authority)",
+                self.dhcp4o6_listen
+            ));
+        }
         if self.authority_enabled {
             self.authority_config()
                 .validate()
@@ -424,6 +484,41 @@ impl Config {
             .unwrap_or_else(crate::authority::AuthorityConfig::demo)
     }
 
+    /// The DHCPv4 server identifier (option 54) in effect: `server_id`, else the address of
+    /// `lq4_listen` when that is one IPv4 address (IPv4-mapped included, `0.0.0.0` not);
+    /// `None` only for a configuration [`Config::validate`] refuses.
+    pub fn v4_server_id(&self) -> Option<std::net::Ipv4Addr> {
+        self.server_id
+            .or_else(|| match self.lq4_listen.ip().to_canonical() {
+                IpAddr::V4(a) if !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast() => {
+                    Some(a)
+                }
+                _ => None,
+            })
+    }
+
+    /// Start-up warnings about the host's limits, given the soft open-file limit
+    /// (RLIMIT_NOFILE, see [`open_file_limit`]): `max_connections` beyond what that limit
+    /// leaves after the server's own descriptors.
+    pub fn limit_warnings(&self, open_files: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(limit) = open_files {
+            let own = FDS_BASE + FDS_PER_SHARD * self.shard_count() as u64;
+            let need = (self.max_connections as u64).saturating_add(own);
+            if need > limit {
+                out.push(format!(
+                    "max_connections = {} needs about {need} open files ({own} for the server \
+                     itself) but the open-file limit (RLIMIT_NOFILE) is {limit}: connections \
+                     past about {} cannot be accepted; raise the limit (systemd LimitNOFILE=, \
+                     ulimit -n) or lower max_connections",
+                    self.max_connections,
+                    limit.saturating_sub(own)
+                ));
+            }
+        }
+        out
+    }
+
     /// The shard count in effect (0 resolves to the number of online CPUs).
     pub fn shard_count(&self) -> usize {
         if self.shards == 0 {
@@ -435,15 +530,32 @@ impl Config {
         }
     }
 
-    /// The idle / blocked-send timeout.
+    /// The idle / blocked-send timeout (capped at [`MAX_DATA_TIMEOUT_SECS`], as validation
+    /// does: the connection's timers add it to `Instant::now()`).
     pub fn data_timeout(&self) -> Duration {
-        Duration::from_secs(self.bulk_lq_data_timeout)
+        Duration::from_secs(self.bulk_lq_data_timeout.min(MAX_DATA_TIMEOUT_SECS))
     }
 
     /// True when `ip` may connect.
     pub fn allowed(&self, ip: IpAddr) -> bool {
         self.allow.iter().any(|c| c.contains(ip))
     }
+}
+
+/// This process's soft open-file limit (RLIMIT_NOFILE) from `/proc/self/limits`; `None` when
+/// it is unlimited or cannot be read.
+pub fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&text)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.strip_prefix("Max open files")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Decodes an even-length hex string (colons allowed between octets).
@@ -613,6 +725,218 @@ mod tests {
         let mut off = bad.clone();
         off.authority_enabled = false;
         off.validate().unwrap();
+    }
+
+    fn invalid(text: &str) -> String {
+        Config::from_toml(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .validate()
+            .expect_err(text)
+            .to_string()
+    }
+
+    /// Issue 19 item 2: durations near 2^63 s passed validation and overflowed `Instant +
+    /// Duration` at run time; every duration now has a maximum, named in the error.
+    #[test]
+    fn every_duration_has_a_sane_maximum() {
+        for key in [
+            "bulk_lq_data_timeout",
+            "active_idle_timeout",
+            "active_send_timeout",
+        ] {
+            for v in ["86401", "9223372036854775807"] {
+                let e = invalid(&format!("{key} = {v}"));
+                assert!(e.contains(key) && e.contains("86400"), "{key} = {v}: {e}");
+            }
+            assert!(invalid(&format!("{key} = 0")).contains(key));
+            Config::from_toml(&format!("{key} = 86400"))
+                .unwrap()
+                .validate()
+                .unwrap();
+        }
+        for v in ["3601", "9223372036854775807"] {
+            let e = invalid(&format!("shutdown_deadline = {v}"));
+            assert!(e.contains("shutdown_deadline") && e.contains("3600"), "{e}");
+        }
+        for v in ["0", "3600"] {
+            let c = Config::from_toml(&format!("shutdown_deadline = {v}")).unwrap();
+            c.validate().unwrap();
+        }
+        // Flags go through the same check.
+        let flags = Flags {
+            shutdown_deadline: Some(u64::MAX),
+            ..Default::default()
+        };
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("shutdown_deadline"), "{e}");
+        // What reaches a timer is capped even when validation was skipped.
+        let c = Config {
+            bulk_lq_data_timeout: u64::MAX,
+            ..Config::default()
+        };
+        assert_eq!(c.data_timeout(), Duration::from_secs(MAX_DATA_TIMEOUT_SECS));
+        // The shutdown deadlines: checked arithmetic, whatever the value.
+        let now = std::time::Instant::now();
+        assert_eq!(
+            crate::shard::deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        for secs in [u64::MAX, i64::MAX as u64] {
+            assert!(crate::shard::deadline_after(now, Duration::from_secs(secs)) > now);
+        }
+    }
+
+    /// Issue 19 item 5: a bad `log` filter was accepted silently (and replaced by "info").
+    #[test]
+    fn a_bad_log_filter_is_refused_naming_the_key() {
+        let e = invalid("log = \"bogus[[[\"");
+        assert!(e.contains("log") && e.contains("bogus[[["), "{e}");
+        let e = invalid("log = \"info,leasequery=loud\"");
+        assert!(e.contains("log"), "{e}");
+        for ok in ["info", "leasequery=debug,warn", "off"] {
+            Config::from_toml(&format!("log = \"{ok}\""))
+                .unwrap()
+                .validate()
+                .unwrap();
+        }
+    }
+
+    /// Issue 19 item 5: sources are normalized from v4-mapped to IPv4; allow-list blocks now
+    /// are too, so a mapped block admits the IPv4 requestor it names.
+    #[test]
+    fn v4_mapped_allow_blocks_admit_their_ipv4_requestors() {
+        let c = Config::from_toml("allow = [\"::ffff:127.0.0.1/128\"]").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.allow, vec!["127.0.0.1/32".parse::<Cidr>().unwrap()]);
+        assert!(c.allowed("127.0.0.1".parse().unwrap()));
+        assert!(c.allowed("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.allowed("127.0.0.2".parse().unwrap()));
+        let b: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(b, "10.0.0.0/8".parse().unwrap());
+        assert!(b.contains("10.9.9.9".parse().unwrap()));
+        let all: Cidr = "::ffff:0.0.0.0/96".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        // A block wider than the mapped range stays IPv6.
+        let wide: Cidr = "::ffff:0.0.0.0/80".parse().unwrap();
+        assert!(wide.addr.is_ipv6());
+        let flags = Flags {
+            allow: vec!["::ffff:127.0.0.1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(Config::load(&flags)
+            .unwrap()
+            .allowed("127.0.0.1".parse().unwrap()));
+    }
+
+    /// Issue 19 item 5: two `[[authority.subnet]]` with one name were accepted.
+    #[test]
+    fn duplicate_subnet_names_are_refused() {
+        let subnet = |pool: &str| {
+            format!(
+                "[[authority.subnet]]\nname = \"a\"\nlinks = [\"::1/128\"]\npool = \"{pool}\"\n\
+                 lease_time = 60\nrenew_time = 30\nrebind_time = 50\n"
+            )
+        };
+        let text = format!(
+            "[authority]\n{}{}",
+            subnet("192.0.2.0/24"),
+            subnet("198.51.100.0/24")
+        );
+        let e = invalid(&text);
+        assert!(
+            e.contains("\"a\"") && e.contains("name") && e.contains("unique"),
+            "{e}"
+        );
+        let text = text.replacen("name = \"a\"", "name = \"b\"", 1);
+        Config::from_toml(&text).unwrap().validate().unwrap();
+    }
+
+    /// Issue 19 item 5: option 54 defaulted to 127.0.0.1 whatever lq4_listen was; it now comes
+    /// from lq4_listen, and must be set when that is not one IPv4 address.
+    #[test]
+    fn server_id_comes_from_the_listener_or_must_be_set() {
+        let id = |text: &str| {
+            let c = Config::from_toml(text).unwrap();
+            c.validate().unwrap();
+            c.v4_server_id().unwrap().to_string()
+        };
+        assert_eq!(id(""), "127.0.0.1");
+        assert_eq!(id("lq4_listen = \"192.0.2.7:67\""), "192.0.2.7");
+        assert_eq!(id("lq4_listen = \"[::ffff:192.0.2.8]:67\""), "192.0.2.8");
+        assert_eq!(
+            id("lq4_listen = \"0.0.0.0:67\"\nserver_id = \"192.0.2.9\""),
+            "192.0.2.9"
+        );
+        assert_eq!(
+            id("lq4_listen = \"192.0.2.7:67\"\nserver_id = \"192.0.2.9\""),
+            "192.0.2.9"
+        );
+        for text in ["lq4_listen = \"0.0.0.0:67\"", "lq4_listen = \"[::]:67\""] {
+            let e = invalid(text);
+            assert!(e.contains("server_id") && e.contains("lq4_listen"), "{e}");
+        }
+        let e = invalid("server_id = \"0.0.0.0\"");
+        assert!(e.contains("server_id"), "{e}");
+    }
+
+    /// Issue 19 item 5: without `[authority]` the demo pools were served on any address; they
+    /// are now served only on a loopback `dhcp4o6_listen`.
+    #[test]
+    fn demo_pools_are_served_on_loopback_only() {
+        for addr in ["[2001:db8::1]:547", "[::]:547", "0.0.0.0:547"] {
+            let e = invalid(&format!("dhcp4o6_listen = \"{addr}\""));
+            assert!(
+                e.contains("dhcp4o6_listen")
+                    && e.contains("[authority]")
+                    && e.contains("authority_enabled"),
+                "{e}"
+            );
+        }
+        for ok in [
+            "dhcp4o6_listen = \"[::1]:547\"",
+            "dhcp4o6_listen = \"127.0.0.1:547\"",
+            "dhcp4o6_listen = \"[::]:547\"\nauthority_enabled = false",
+        ] {
+            Config::from_toml(ok).unwrap().validate().unwrap();
+        }
+        let mut flags = Flags {
+            dhcp4o6_listen: Some("[::]:547".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(Config::load(&flags).is_err());
+        flags.no_authority = true;
+        Config::load(&flags).unwrap();
+        // With its own [authority] the listener may be anywhere.
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/leasequeryd.toml");
+        let mut c = Config::from_file(&path).unwrap();
+        c.dhcp4o6_listen = "[::]:547".parse().unwrap();
+        c.validate().unwrap();
+    }
+
+    /// Issue 19 item 5: `max_connections` above the open-file limit was not mentioned.
+    #[test]
+    fn max_connections_above_the_open_file_limit_is_warned_with_both_numbers() {
+        let c = Config {
+            max_connections: 5000,
+            shards: 2,
+            ..Config::default()
+        };
+        let w = c.limit_warnings(Some(1024));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("5000") && w[0].contains("1024"), "{}", w[0]);
+        assert!(c.limit_warnings(Some(1 << 20)).is_empty());
+        assert!(c.limit_warnings(None).is_empty());
+        assert!(Config::default().limit_warnings(Some(1024)).is_empty());
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63469                63469                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_file_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_file_limit(unlimited), None);
+        // This host's own limit reads (Linux).
+        assert!(open_file_limit().is_some_and(|n| n > 0));
     }
 
     #[test]

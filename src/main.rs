@@ -6,7 +6,36 @@ use std::process::ExitCode;
 use clap::Parser;
 use leasequery::config::{Config, Flags};
 
+/// Exit status after a panic anywhere in the process (EX_SOFTWARE, sysexits.h).
+const EXIT_PANIC: i32 = 70;
+
+/// A panic in any thread (a shard's executor, the main thread, a helper) ends the process at
+/// once with [`EXIT_PANIC`]: a shard that died would otherwise leave a process that looks alive
+/// and serves nothing on that shard. The supervisor (systemd `Restart=on-failure`) restarts it;
+/// every acknowledged lease is in the journal (`--data-dir`), so nothing acknowledged is lost.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // The standard report first (thread name, location, backtrace when asked for).
+        default(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(
+                thread = name,
+                "panic: {info}; exiting with status {EXIT_PANIC} (restart me)"
+            );
+        } else {
+            eprintln!(
+                "leasequeryd: panic in thread {name}: {info}; exiting with status {EXIT_PANIC}"
+            );
+        }
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_on_panic();
     let flags = Flags::parse();
     let config = match Config::load(&flags) {
         Ok(c) => c,
@@ -15,6 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Config::load checked the filter.
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
@@ -22,6 +52,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for w in config.limit_warnings(leasequery::config::open_file_limit()) {
+        tracing::warn!("{w}");
+    }
     match leasequery::shard::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -967,9 +967,11 @@ proptest! {
 
 #[test]
 fn example_file_is_the_demo() {
+    // A server config file (`--config`) whose [authority] table is the embedded demo.
     let text = include_str!("../examples/authority-demo.toml");
-    let parsed: AuthorityConfig = toml::from_str(text).expect("example parses");
-    assert_eq!(parsed, AuthorityConfig::demo());
+    let parsed = leasequery::config::Config::from_toml(text).expect("example parses");
+    parsed.validate().expect("example validates");
+    assert_eq!(parsed.authority, Some(AuthorityConfig::demo()));
 }
 
 #[test]

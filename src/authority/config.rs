@@ -257,6 +257,7 @@ impl AuthorityConfig {
     ///   reserved), BR 2001:db8::1, for clients that list 159 in their PRL.
     ///
     /// Leases last 3600 s (T1 1800 s, T2 3150 s); the server identifier is 192.0.2.1.
+    /// `Config::validate` runs it only on a loopback `dhcp4o6_listen`.
     pub fn demo() -> AuthorityConfig {
         let links = vec!["::1/128".to_string(), "2001:db8::/32".to_string()];
         AuthorityConfig {
@@ -308,8 +309,13 @@ impl AuthorityConfig {
             return Err(bad("", "max_datagram", "must be 1500..=65535"));
         }
         let mut subnets = Vec::with_capacity(self.subnets.len());
+        let mut names = std::collections::HashSet::with_capacity(self.subnets.len());
         for s in &self.subnets {
             let n = s.name.as_str();
+            // Names key logs and counters: two subnets with one name could not be told apart.
+            if !names.insert(n) {
+                return Err(bad(n, "name", "used by two subnets (names must be unique)"));
+            }
             if s.links.is_empty() || s.links.len() > MAX_LINKS {
                 return Err(bad(n, "links", format!("need 1..={MAX_LINKS} prefixes")));
             }

@@ -45,6 +45,42 @@ pub struct Polled {
     pub bad: Vec<BadLine>,
     /// The file shrank and is read again from its start.
     pub restarted: bool,
+    /// The file's state changed since the last poll (the first poll reports any state but
+    /// [`FeedState::Readable`]): the shell logs it once, then nothing until it changes again.
+    pub state: Option<FeedState>,
+}
+
+/// Whether the feed file can be followed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedState {
+    /// A regular file, read.
+    Readable,
+    /// No file at the path (yet): waited for.
+    Missing,
+    /// Something other than a regular file (a directory, a FIFO, a device): not opened, waited
+    /// for until it is a regular file.
+    NotAFile,
+    /// Opening or reading it failed (the error, e.g. permission denied): retried every poll.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for FeedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeedState::Readable => f.write_str("readable: following it"),
+            FeedState::Missing => {
+                f.write_str("does not exist; waiting for it (logged again only when that changes)")
+            }
+            FeedState::NotAFile => f.write_str(
+                "not a regular file (a directory?); ignored until it is one (logged again only \
+                 when that changes)",
+            ),
+            FeedState::Unreadable(e) => write!(
+                f,
+                "cannot be read: {e}; retrying every poll (logged again only when that changes)"
+            ),
+        }
+    }
 }
 
 /// Splits a growing byte stream into lines and parses each (no I/O).
@@ -110,6 +146,8 @@ pub struct FeedFollower {
     split: LineSplitter,
     bad_lines: u64,
     applied: u64,
+    /// The state the last poll found (`None` before the first).
+    state: Option<FeedState>,
 }
 
 impl FeedFollower {
@@ -121,6 +159,7 @@ impl FeedFollower {
             split: LineSplitter::default(),
             bad_lines: 0,
             applied: 0,
+            state: None,
         }
     }
 
@@ -140,40 +179,69 @@ impl FeedFollower {
     }
 
     /// Reads what was appended since the last poll (at most [`MAX_READ`] octets). A missing
-    /// file is not an error (nothing yet).
-    pub fn poll(&mut self) -> std::io::Result<Polled> {
+    /// file, a path that is not a regular file and a read error are not errors of the poll:
+    /// nothing is read, and [`Polled::state`] reports the state when it changed.
+    pub fn poll(&mut self) -> Polled {
         let mut out = Polled::default();
+        let state = match self.read(&mut out) {
+            Ok(()) => FeedState::Readable,
+            Err(s) => s,
+        };
+        let first = self.state.is_none();
+        if self.state.as_ref() != Some(&state) {
+            if !(first && state == FeedState::Readable) {
+                out.state = Some(state.clone());
+            }
+            self.state = Some(state);
+        }
+        out
+    }
+
+    fn read(&mut self, out: &mut Polled) -> Result<(), FeedState> {
+        let unreadable = |e: std::io::Error| FeedState::Unreadable(e.to_string());
+        // Looked at before opening: opening a directory succeeds (the read fails), opening a
+        // FIFO blocks the executor.
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FeedState::Missing),
+            Err(e) => return Err(unreadable(e)),
+            Ok(m) if !m.is_file() => return Err(FeedState::NotAFile),
+            Ok(_) => {}
+        }
         let mut f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FeedState::Missing),
+            Err(e) => return Err(unreadable(e)),
         };
-        let len = f.metadata()?.len();
+        let meta = f.metadata().map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(FeedState::NotAFile);
+        }
+        let len = meta.len();
         if len < self.offset {
             self.offset = 0;
             self.split = LineSplitter::default();
             out.restarted = true;
         }
         if len == self.offset {
-            return Ok(out);
+            return Ok(());
         }
-        f.seek(SeekFrom::Start(self.offset))?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(unreadable)?;
         let want = usize::try_from(len - self.offset)
             .unwrap_or(MAX_READ)
             .min(MAX_READ);
         let mut buf = vec![0u8; want];
         let mut got = 0;
         while got < want {
-            match f.read(&mut buf[got..])? {
+            match f.read(&mut buf[got..]).map_err(unreadable)? {
                 0 => break,
                 n => got += n,
             }
         }
         self.offset += got as u64;
-        self.split.push(&buf[..got], &mut out);
+        self.split.push(&buf[..got], out);
         self.bad_lines += out.bad.len() as u64;
         self.applied += out.bindings.len() as u64;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -215,21 +283,54 @@ mod tests {
         let _ = std::fs::remove_file(&p);
         let mut f = FeedFollower::new(&p);
         assert_eq!(
-            f.poll().unwrap(),
-            Polled::default(),
-            "missing file: nothing yet"
+            f.poll(),
+            Polled {
+                state: Some(FeedState::Missing),
+                ..Polled::default()
+            },
+            "missing file: nothing yet, said once"
         );
+        assert_eq!(f.poll(), Polled::default(), "then quiet");
         std::fs::write(&p, format!("{V4}\n{}", &V4[..10])).unwrap();
-        assert_eq!(f.poll().unwrap().bindings.len(), 1);
+        let got = f.poll();
+        assert_eq!(got.bindings.len(), 1);
+        assert_eq!(got.state, Some(FeedState::Readable), "it appeared");
         let mut more = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         std::io::Write::write_all(&mut more, format!("{}\n", &V4[10..]).as_bytes()).unwrap();
-        assert_eq!(f.poll().unwrap().bindings.len(), 1);
+        assert_eq!(f.poll().bindings.len(), 1);
         assert_eq!(f.applied(), 2);
         std::fs::write(&p, "nope\n").unwrap();
-        let r = f.poll().unwrap();
+        let r = f.poll();
         assert!(r.restarted);
         assert_eq!(r.bad.len(), 1);
         assert_eq!(f.bad_lines(), 1);
+        assert_eq!(r.state, None, "still readable: nothing to say");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A directory at the feed path is said once (not every poll), then quiet; a missing file
+    /// is said once too; each change of state is said once.
+    #[test]
+    fn a_directory_or_missing_feed_is_logged_once_per_change() {
+        let dir = std::env::temp_dir().join(format!("lqd-follow-dir-{}", std::process::id()));
+        let p = dir.join("feed.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&p).unwrap();
+        let mut f = FeedFollower::new(&p);
+        assert_eq!(f.poll().state, Some(FeedState::NotAFile));
+        for _ in 0..20 {
+            assert_eq!(f.poll(), Polled::default());
+        }
+        std::fs::remove_dir(&p).unwrap();
+        assert_eq!(f.poll().state, Some(FeedState::Missing));
+        assert_eq!(f.poll().state, None);
+        std::fs::write(&p, format!("{V4}\n")).unwrap();
+        let r = f.poll();
+        assert_eq!((r.state, r.bindings.len()), (Some(FeedState::Readable), 1));
+        assert_eq!(f.poll(), Polled::default());
+        assert!(FeedState::NotAFile
+            .to_string()
+            .contains("not a regular file"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -42,11 +42,11 @@ use std::time::{Duration, Instant};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::sync::Semaphore;
 use hashbrown::HashMap;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::mail::{Mail, QueryKey};
 use super::{unix_now, ShardCtx};
-use crate::feed::follow::{FeedFollower, POLL_INTERVAL};
+use crate::feed::follow::{FeedFollower, FeedState, POLL_INTERVAL};
 use crate::feed::FeedBinding;
 use crate::lease::{
     shard_of_addr, shard_of_duid, BindingKey, CatchUpStep, Change, ChangeKind, History,
@@ -572,44 +572,46 @@ pub(super) async fn follow_feed(ctx: Rc<ShardCtx>, path: std::path::PathBuf) {
     let name = path.display().to_string();
     let shards = ctx.shared.shards;
     loop {
-        match f.poll() {
-            Err(e) => warn!("feed {name}: {e}"),
-            Ok(p) => {
-                if p.restarted {
-                    warn!("feed {name}: the file shrank; reading it again from its start");
-                }
-                for b in &p.bad {
-                    warn!("feed {name}:{}: {} (line skipped)", b.line, b.reason);
-                }
-                ctx.stats()
-                    .feed_bad_lines
-                    .fetch_add(p.bad.len() as u64, Ordering::Relaxed);
-                ctx.stats()
-                    .feed_lines
-                    .fetch_add(p.bindings.len() as u64, Ordering::Relaxed);
-                let mut per: Vec<(Vec<V4Binding>, Vec<V6Binding>)> =
-                    (0..shards).map(|_| (Vec::new(), Vec::new())).collect();
-                for b in p.bindings {
-                    match b {
-                        FeedBinding::V4(b) => {
-                            if let Some(s) = per.get_mut(shard_of_addr(b.addr, shards)) {
-                                s.0.push(b);
-                            }
-                        }
-                        FeedBinding::V6(b) => {
-                            if let Some(s) = per.get_mut(shard_of_duid(&b.duid, shards)) {
-                                s.1.push(b);
-                            }
-                        }
+        let p = f.poll();
+        match &p.state {
+            None => {}
+            Some(FeedState::Readable) => info!("feed {name}: {}", FeedState::Readable),
+            Some(s) => warn!("feed {name}: {s}"),
+        }
+        if p.restarted {
+            warn!("feed {name}: the file shrank; reading it again from its start");
+        }
+        for b in &p.bad {
+            warn!("feed {name}:{}: {} (line skipped)", b.line, b.reason);
+        }
+        ctx.stats()
+            .feed_bad_lines
+            .fetch_add(p.bad.len() as u64, Ordering::Relaxed);
+        ctx.stats()
+            .feed_lines
+            .fetch_add(p.bindings.len() as u64, Ordering::Relaxed);
+        let mut per: Vec<(Vec<V4Binding>, Vec<V6Binding>)> =
+            (0..shards).map(|_| (Vec::new(), Vec::new())).collect();
+        for b in p.bindings {
+            match b {
+                FeedBinding::V4(b) => {
+                    if let Some(s) = per.get_mut(shard_of_addr(b.addr, shards)) {
+                        s.0.push(b);
                     }
                 }
-                for (s, (v4, v6)) in per.into_iter().enumerate() {
-                    if !v4.is_empty() || !v6.is_empty() {
-                        ctx.post(s, Mail::Active(ActiveMail::Feed { v4, v6 })).await;
+                FeedBinding::V6(b) => {
+                    if let Some(s) = per.get_mut(shard_of_duid(&b.duid, shards)) {
+                        s.1.push(b);
                     }
                 }
             }
         }
+        for (s, (v4, v6)) in per.into_iter().enumerate() {
+            if !v4.is_empty() || !v6.is_empty() {
+                ctx.post(s, Mail::Active(ActiveMail::Feed { v4, v6 })).await;
+            }
+        }
+
         glommio::timer::sleep(POLL_INTERVAL).await;
     }
 }
@@ -681,8 +683,10 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         }
     }
 
-    let idle = Duration::from_secs(cfg.active_idle_timeout);
-    let send_timeout = Duration::from_secs(cfg.active_send_timeout);
+    // Validation keeps both within a day; the cap keeps glommio's `Instant + Duration` timers
+    // from overflowing whatever reaches here.
+    let idle = timer_secs(cfg.active_idle_timeout);
+    let send_timeout = timer_secs(cfg.active_send_timeout);
     let chunk = cfg.chunk_size;
     let (v6x, v4x) = (plan.v6_xid(), plan.v4_xid());
     // The write buffer grows to what a write needs (at most about a chunk) and shrinks back after
@@ -787,7 +791,9 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
             let (text, limit) = match end {
                 End::Shutdown => (
                     "server shutting down",
-                    send_timeout.min(Duration::from_millis(cfg.shutdown_deadline * 500)),
+                    send_timeout.min(Duration::from_millis(
+                        cfg.shutdown_deadline.saturating_mul(500),
+                    )),
                 ),
                 End::Backlog => ("subscriber too slow: backlog over its bound", send_timeout),
                 _ => ("updates lost between shards", send_timeout),
@@ -806,6 +812,12 @@ pub(super) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {
         }
         End::SendTimeout | End::PeerGone => io.dead.break_now(),
     }
+}
+
+/// A timer of `secs` seconds, capped at [`crate::config::MAX_DATA_TIMEOUT_SECS`]: glommio adds
+/// a timer's duration to `Instant::now()` unchecked, which panics near 2^63 seconds.
+fn timer_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(crate::config::MAX_DATA_TIMEOUT_SECS))
 }
 
 enum Event {

@@ -28,16 +28,65 @@ pub use crate::session::Family;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Accepts connections on one listener until the task is cancelled.
+///
+/// A failed accept is retried after 10 ms; it is logged at WARN, at most once per 10 s per
+/// listener and shard (with the count of failures since the last line). Running out of file
+/// descriptors (EMFILE / ENFILE) says so, with the open-file limit: the connections wait in the
+/// listen backlog until descriptors are free again.
 pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family: Family) {
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+    fn os_error(e: &glommio::GlommioError<()>) -> Option<i32> {
+        match e {
+            glommio::GlommioError::IoError(io) => io.raw_os_error(),
+            glommio::GlommioError::EnhancedIoError { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+    // Read now: once descriptors run out, /proc/self/limits cannot be opened either.
+    let fd_limit = crate::config::open_file_limit()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let mut last_log: Option<std::time::Instant> = None;
+    let mut failed_since_log = 0u64;
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                debug!(shard = ctx.id, "accept failed: {e}");
+                failed_since_log += 1;
+                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    let local = listener.local_addr().ok();
+                    let listen = local.map(|a| a.to_string()).unwrap_or_default();
+                    if matches!(os_error(&e), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                        tracing::warn!(
+                            shard = ctx.id,
+                            listen,
+                            failures = failed_since_log,
+                            open_file_limit = fd_limit.as_str(),
+                            max_connections = ctx.shared.config.max_connections,
+                            "accept failed: out of file descriptors ({e}); connections wait \
+                             in the backlog (raise the open-file limit or lower max_connections)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            shard = ctx.id,
+                            listen,
+                            failures = failed_since_log,
+                            "accept failed: {e}"
+                        );
+                    }
+                    last_log = Some(std::time::Instant::now());
+                    failed_since_log = 0;
+                }
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
+        // Test-only (cargo feature `fault-injection`): the shard that accepts a connection
+        // panics, as a bug in a shard would (the process must exit, not limp on).
+        #[cfg(feature = "fault-injection")]
+        if std::env::var_os("LEASEQUERYD_FAULT_PANIC_ON_ACCEPT").is_some() {
+            panic!("fault injection: shard {} panics on accept", ctx.id);
+        }
         let peer = match stream.peer_addr() {
             Ok(p) => p,
             Err(_) => continue,

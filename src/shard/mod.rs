@@ -65,8 +65,21 @@ fn identity(config: &Config) -> Identity {
     };
     Identity {
         server_duid,
-        server_id: config.server_id,
+        // Validation refused a config without one; loopback is never reached.
+        server_id: config
+            .v4_server_id()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
     }
+}
+
+/// `now + d`, saturating: `d` is capped at [`crate::config::MAX_DATA_TIMEOUT_SECS`] times 365
+/// (validation keeps every configured duration far below it), and an `Instant` that cannot hold
+/// even that is replaced by `now` plus one day. Never panics, whatever `d` is.
+pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {
+    let cap = Duration::from_secs(crate::config::MAX_DATA_TIMEOUT_SECS.saturating_mul(365));
+    now.checked_add(d.min(cap))
+        .or_else(|| now.checked_add(Duration::from_secs(crate::config::MAX_DATA_TIMEOUT_SECS)))
+        .unwrap_or(now)
 }
 
 /// What stops the server from starting.
@@ -449,9 +462,8 @@ fn shutdown_deadline(shared: &Shared, margin: Duration) -> Instant {
     let at = *shared.shutdown_at.get_or_init(Instant::now);
     let total = Duration::from_secs(shared.config.shutdown_deadline)
         .saturating_sub(margin)
-        .max(Duration::from_millis(10))
-        .min(Duration::from_secs(24 * 3600));
-    at.checked_add(total).unwrap_or(at)
+        .max(Duration::from_millis(10));
+    deadline_after(at, total)
 }
 
 /// Checks that `addr` can be bound the way the shards bind it (SO_REUSEADDR + SO_REUSEPORT, so
