@@ -29,7 +29,7 @@ use leasequery::requestor::{softwire_of, Event, LwB4, RelayHop};
 use crate::active::Stamps;
 use crate::report::{Counters, Metric, RunReport};
 
-/// The link-address of the simulated relay.
+/// The default link-address of the simulated relay (`--link`).
 pub const RELAY_LINK: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
 /// The relay's DUID (DUID-LL 02:00:00:00:52:4c, "RL"), sent as OPTION_RELAY_ID.
 pub const RELAY_ID: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x52, 0x4c];
@@ -45,8 +45,10 @@ pub struct ChurnArgs {
     pub first: u32,
     /// Share of clients listing option 159 (shared addresses), 0..=1.
     pub shared_ratio: f64,
-    /// Queries go through one Relay-Forward on [`RELAY_LINK`].
+    /// Queries go through one Relay-Forward on `link`.
     pub relay: bool,
+    /// The relay's link-address (the server selects the subnet by it).
+    pub link: Ipv6Addr,
     /// Open loop: exchanges per second in total.
     pub rate: Option<f64>,
     /// Closed loop: exchanges outstanding in total.
@@ -103,10 +105,10 @@ pub fn loadgen_client(c: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([c[1], c[2], c[3], c[4]]))
 }
 
-/// The relay hop client `index` goes through.
-pub fn relay_hop(index: u32) -> RelayHop {
+/// The relay hop client `index` goes through, on `link`.
+pub fn relay_hop(index: u32, link: Ipv6Addr) -> RelayHop {
     RelayHop {
-        link: RELAY_LINK,
+        link,
         peer: softwire_of(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), index, 0),
         interface_id: Some(format!("lwb4-{index}").into_bytes()),
         relay_id: Some(RELAY_ID.to_vec()),
@@ -360,6 +362,12 @@ impl Worker<'_> {
             }
             add(&mut self.c, &format!("timeouts_{kind}"), 1);
             add(&mut self.c, "timeouts", 1);
+            if kind == "discover" {
+                // No OFFER at all: by the kind of address asked for, for the pool note.
+                let shared = pick(self.clients[p.client].index(), 0x5eed, self.a.shared_ratio);
+                let k = if shared { "shared" } else { "full" };
+                add(&mut self.c, &format!("no_offer_{k}"), 1);
+            }
             self.progress.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -484,7 +492,7 @@ pub fn run(
                             index,
                             pick(index, 0x5eed, a.shared_ratio),
                             softwire_of(a.softwire_prefix, index, 0),
-                            a.relay.then(|| relay_hop(index)),
+                            a.relay.then(|| relay_hop(index, a.link)),
                         )
                     })
                     .collect();
@@ -541,10 +549,38 @@ pub fn run(
     report.elapsed = t0.elapsed();
     ledger.sort_by(|x, y| x.client_id.cmp(&y.client_id));
     report.counters.insert("held".into(), ledger.len() as u64);
+    if let Some(note) = no_offer_note(a, &report.counters) {
+        report.notes.push(note);
+    }
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     let acks = report.counters.get("acks").copied().unwrap_or(0) as f64;
     report.rates.insert("acks/s".into(), acks / secs);
     Ok((report, ledger))
+}
+
+/// The line that explains DISCOVER timeouts: the server sends no OFFER when the subnet's pool
+/// has no free address (or port set) left, so clients that never got one point at the pool.
+fn no_offer_note(a: &ChurnArgs, c: &Counters) -> Option<String> {
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    let n = get("timeouts_discover");
+    if n == 0 {
+        return None;
+    }
+    let selector = if a.relay {
+        format!("relay link-address {}", a.link)
+    } else {
+        match direct_source(a.server) {
+            Ok(s) => format!("direct clients from {s}"),
+            Err(_) => "direct clients".to_string(),
+        }
+    };
+    Some(format!(
+        "no OFFER for {n} clients: the server's pool for this link may be exhausted ({selector}; \
+         {} asked for a full address, {} for a shared one; see `loadgen churn --help` for how \
+         the server picks the subnet)",
+        get("no_offer_full"),
+        get("no_offer_shared")
+    ))
 }
 
 /// The IPv6 source the kernel picks for datagrams to `server`: the link a direct client's

@@ -44,12 +44,14 @@ enum Cmd {
     /// K requestors run bulk queries in parallel and measure time to first binding, stream
     /// duration, bindings/s and bytes/s.
     Bulk {
-        /// The server's DHCPv6 / DHCP4o6 leasequery address.
-        #[arg(long, default_value = "[::1]:547")]
-        server6: SocketAddr,
-        /// The server's DHCPv4 leasequery address.
-        #[arg(long, default_value = "127.0.0.1:67")]
-        server4: SocketAddr,
+        /// The server's DHCPv6 / DHCP4o6 leasequery TCP address (the same flag in every
+        /// scenario).
+        // `--server6`, the flag's first spelling, stays as a hidden alias for old scripts.
+        #[arg(long = "server6-lq", alias = "server6", default_value = "[::1]:547")]
+        server6_lq: SocketAddr,
+        /// The server's DHCPv4 leasequery TCP address.
+        #[arg(long = "server4-lq", alias = "server4", default_value = "127.0.0.1:67")]
+        server4_lq: SocketAddr,
         /// Parallel requestors (threads, pinned round-robin to cores).
         #[arg(long, default_value_t = 2)]
         requestors: usize,
@@ -84,6 +86,7 @@ enum Cmd {
     /// N simulated lwB4 clients (DHCPv4-over-DHCPv6, RFC 7341) do DORA, renewals (some with a
     /// new softwire source) and releases over UDP; `--verify` then checks the server's bulk
     /// leasequery answer against what the clients hold.
+    #[command(after_help = SUBNET_HELP)]
     Churn {
         #[command(flatten)]
         churn: ChurnOpts,
@@ -98,6 +101,7 @@ enum Cmd {
     /// while a churn (the `churn` options) changes bindings; measures the change-to-subscriber
     /// latency; `--verify` checks every subscriber's table against what the clients hold.
     /// The server needs `--active --allow-insecure-active` and `--max-connections` above S.
+    #[command(after_help = SUBNET_HELP)]
     Active {
         #[command(flatten)]
         churn: ChurnOpts,
@@ -110,6 +114,7 @@ enum Cmd {
     },
     /// Everything at once: the churn, K bulk requestors and S active subscribers; `--verify`
     /// checks the server's bulk answer and every subscriber's table against the ledger.
+    #[command(after_help = SUBNET_HELP)]
     Mixed {
         #[command(flatten)]
         churn: ChurnOpts,
@@ -149,6 +154,21 @@ enum Cmd {
     },
 }
 
+/// How the server places the churn clients, shown under `--help` of `churn`, `active`, `mixed`.
+const SUBNET_HELP: &str = "\
+How the server picks the subnet (its [[subnet]] tables; README \"DHCP4o6 lease authority\"):
+  each client's DHCPV4-QUERY is placed by one IPv6 address, the selector:
+  - with --relay or --link ADDR: the relay's link-address, ADDR (default 2001:db8:1::);
+  - direct (no relay): the IPv6 source address of loadgen's socket, which the kernel picks
+    towards --server (::1 for a server on [::1]).
+  The subnets whose `links` prefixes contain the selector (the longest prefix wins) are the
+  candidates: the --shared-ratio share of clients lists option 159 and gets the first shared
+  subnet (psid_len), the others the first full-address subnet. A subnet never lends addresses
+  to another, so a pool that runs out shows as clients without an OFFER.
+The embedded default setup (no [[subnet]] in the config) serves ::1/128 and 2001:db8::/32 with
+about 250 full addresses and 3,800 shared port sets: the defaults (1000 clients, --shared-ratio
+0.9) fit it.";
+
 /// The lwB4 clients of `churn`, `active` and `mixed`.
 #[derive(clap::Args, Debug, Clone)]
 struct ChurnOpts {
@@ -161,13 +181,18 @@ struct ChurnOpts {
     /// Index of the first client (client-ids, MACs and softwire sources derive from it).
     #[arg(long, default_value_t = 0)]
     first_client: u32,
-    /// Share of clients that list option 159 (shared addresses with a PSID), 0..1.
-    #[arg(long, default_value_t = 0.5)]
+    /// Share of clients that list option 159 (shared addresses with a PSID), 0..1; the others
+    /// ask for a full address (the default setup has about 250 of those).
+    #[arg(long, default_value_t = 0.9)]
     shared_ratio: f64,
-    /// Send through one simulated relay (Relay-Forward, link 2001:db8:1::, interface-id,
-    /// relay-id, remote-id).
+    /// Send through one simulated relay (Relay-Forward with link-address --link,
+    /// interface-id, relay-id, remote-id).
     #[arg(long)]
     relay: bool,
+    /// The simulated relay's link-address, which selects the server's subnet (implies
+    /// --relay; default 2001:db8:1::).
+    #[arg(long, value_name = "ADDR")]
+    link: Option<std::net::Ipv6Addr>,
     /// Open loop: exchanges per second in total (default: closed loop).
     #[arg(long)]
     rate: Option<f64>,
@@ -272,7 +297,8 @@ impl ChurnOpts {
             clients: self.clients,
             first: self.first_client,
             shared_ratio: self.shared_ratio,
-            relay: self.relay,
+            relay: self.relay || self.link.is_some(),
+            link: self.link.unwrap_or(churn::RELAY_LINK),
             rate: self.rate,
             concurrency: self.concurrency,
             renewals: self.renewals,
@@ -306,10 +332,27 @@ fn run_churn(
 /// source the kernel picks towards the server for direct clients.
 fn churn_links(args: &churn::ChurnArgs) -> std::io::Result<Vec<std::net::Ipv6Addr>> {
     if args.relay {
-        Ok(vec![churn::RELAY_LINK])
+        Ok(vec![args.link])
     } else {
         churn::direct_source(args.server).map(|a| vec![a])
     }
+}
+
+/// Why a verification against an empty ledger proves nothing: the clients hold no lease because
+/// their exchanges were lost (timeouts, unanswered messages), not because they released. `None`
+/// when the ledger has leases or the run lost nothing.
+fn empty_ledger_reason(r: &report::RunReport, ledger: &[churn::Entry]) -> Option<String> {
+    let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
+    let (timeouts, sent, received) = (get("timeouts"), get("sent"), get("received"));
+    if !ledger.is_empty() || (timeouts == 0 && received >= sent) {
+        return None;
+    }
+    Some(format!(
+        "nothing verified: the ledger is empty because the clients' exchanges were lost \
+         ({timeouts} timeouts, {} of {sent} messages unanswered), so no client holds a lease to \
+         compare with the server",
+        sent.saturating_sub(received)
+    ))
 }
 
 /// `--verify` through bulk leasequery: the server's 4o6 bindings on the clients' links (left
@@ -344,7 +387,10 @@ fn verify_bulk(
             for d in diffs.iter().take(1000) {
                 eprintln!("verify: {d}");
             }
-            if diffs.is_empty() {
+            if let Some(reason) = empty_ledger_reason(r, ledger) {
+                eprintln!("verify: FAILED, {reason}");
+                r.counters.insert("error_verify_empty_ledger".into(), 1);
+            } else if diffs.is_empty() {
                 println!(
                     "verify: OK, the server's {} active 4o6 bindings equal the ledger",
                     ledger.len()
@@ -469,7 +515,10 @@ fn run_active(
             .insert("verify_subscribers".into(), tables.len() as u64);
         r.counters
             .insert("error_verify_subscribers_differing".into(), bad);
-        if bad == 0 {
+        if let Some(reason) = empty_ledger_reason(&r, &ledger) {
+            eprintln!("verify: subscribers: FAILED, {reason}");
+            r.counters.insert("error_verify_empty_ledger".into(), 1);
+        } else if bad == 0 {
             println!(
                 "verify: OK, all {} following subscribers' tables equal the ledger of {} leases",
                 tables.len(),
@@ -486,6 +535,21 @@ fn run_active(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let server = match &cli.cmd {
+        Cmd::Bulk {
+            server6_lq,
+            server4_lq,
+            ..
+        } => format!("leasequery {server6_lq}, {server4_lq}"),
+        Cmd::Churn {
+            churn, server6_lq, ..
+        } => format!("DHCP4o6 {}, leasequery {server6_lq}", churn.server),
+        Cmd::Active { churn, subs, .. } | Cmd::Mixed { churn, subs, .. } => format!(
+            "DHCP4o6 {}, leasequery {}, {}",
+            churn.server, subs.server6_lq, subs.server4_lq
+        ),
+        Cmd::Ceiling { .. } | Cmd::Percentiles { .. } => "loopback".to_string(),
+    };
     let report = match cli.cmd {
         Cmd::Percentiles { file } => {
             let h = std::fs::read(&file).and_then(|b| report::read_hlog(&b));
@@ -582,8 +646,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bulk {
-            server6,
-            server4,
+            server6_lq,
+            server4_lq,
             requestors,
             queries,
             duration,
@@ -615,8 +679,8 @@ fn main() -> ExitCode {
                 queries_kinds
             };
             let args = bulk::BulkArgs {
-                server6,
-                server4,
+                server6: server6_lq,
+                server4: server4_lq,
                 requestors,
                 queries,
                 duration: duration.map(Duration::from_secs_f64),
@@ -680,6 +744,7 @@ fn main() -> ExitCode {
     };
     let mut report = report;
     report.command = command;
+    report.server = server;
     print!("{}", report.summary());
     if let Err(e) = report.write(&cli.out) {
         eprintln!(

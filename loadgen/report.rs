@@ -118,6 +118,10 @@ pub struct RunReport {
     pub metrics: Vec<Metric>,
     /// Rates worth a line of their own (name -> per second), e.g. bindings/s.
     pub rates: BTreeMap<String, f64>,
+    /// Sentences that explain the counters (e.g. why DISCOVERs timed out), printed last.
+    pub notes: Vec<String>,
+    /// The server's addresses as the run used them, for the plots.
+    pub server: String,
 }
 
 impl RunReport {
@@ -180,6 +184,9 @@ impl RunReport {
                 h.value_at_quantile(0.999)
             );
         }
+        for n in &self.notes {
+            let _ = writeln!(s, "{n}");
+        }
         s
     }
 
@@ -228,7 +235,22 @@ impl RunReport {
             "counters": self.counters,
             "rates": self.rates,
             "metrics": metrics,
+            "notes": self.notes,
         })
+    }
+
+    /// The samples of metric `name` recorded as 0 and why (the plot shades them).
+    fn zeros_of(&self, name: &str) -> Option<(u64, String)> {
+        let n = match name {
+            "active_update" => self.counters.get("active_update_before_ack").copied()?,
+            _ => return None,
+        };
+        Some((
+            n,
+            "the update reached the subscriber before the client had read its DHCPACK \
+             (active_update_before_ack)"
+                .into(),
+        ))
     }
 
     /// Writes every report file into `dir` (created if needed).
@@ -239,59 +261,61 @@ impl RunReport {
             dir.join("summary.json"),
             serde_json::to_string_pretty(&self.json())? + "\n",
         )?;
+        let date = utc_date(SystemTime::now());
         for m in self.metrics.iter().filter(|m| !m.total.is_empty()) {
             std::fs::write(dir.join(format!("{}.hgrm", m.name)), hgrm(&m.total, 1.0))?;
             let mut f =
                 io::BufWriter::new(std::fs::File::create(dir.join(format!("{}.hlog", m.name)))?);
             write_hlog(&mut f, m)?;
             f.flush()?;
-            crate::plot::percentile_svg(&dir.join(format!("{}.svg", m.name)), m)?;
+            let ctx = crate::plot::PlotContext {
+                scenario: self.scenario.clone(),
+                date: date.clone(),
+                server: self.server.clone(),
+                zeros: self.zeros_of(m.name),
+            };
+            crate::plot::percentile_svg(&dir.join(format!("{}.svg", m.name)), m, &ctx)?;
         }
         Ok(())
     }
 }
 
-/// The percentile distribution in HdrHistogram's text format (as its
-/// `outputPercentileDistribution` writes it, 5 ticks per half distance), values divided by
-/// `scale`.
+/// The percentile distribution in HdrHistogram's text format, as its
+/// `outputPercentileDistribution` writes it (5 ticks per half distance): per row the value (divided
+/// by `scale`, as many decimals as the histogram's significant digits), the percentile level
+/// iterated to, the running total of values up to that value (`TotalCount`: the last row holds
+/// the histogram's count) and 1/(1-percentile); then the `#[Mean ..]`, `#[Max ..]` and
+/// `#[Buckets ..]` footer.
 pub fn hgrm(h: &Histogram<u64>, scale: f64) -> String {
     let mut s = String::new();
+    let digits = usize::from(h.sigfig());
     let _ = writeln!(
         s,
         "{:>12} {:>14} {:>10} {:>14}\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
-    for v in h.iter_quantiles(5) {
-        let q = v.quantile_iterated_to();
-        let value = v.value_iterated_to() as f64 / scale;
-        if q < 1.0 {
+    for (value, level, total) in percentile_rows(h, 5) {
+        let q = level / 100.0;
+        let value = value as f64 / scale;
+        if level != 100.0 {
             let _ = writeln!(
                 s,
-                "{:12.3} {:2.12} {:10} {:14.2}",
-                value,
-                q,
-                v.count_since_last_iteration(),
+                "{value:12.digits$} {q:2.12} {total:10} {:14.2}",
                 1.0 / (1.0 - q)
             );
         } else {
-            let _ = writeln!(
-                s,
-                "{:12.3} {:2.12} {:10}",
-                value,
-                q,
-                v.count_since_last_iteration()
-            );
+            let _ = writeln!(s, "{value:12.digits$} {q:2.12} {total:10}");
         }
     }
     let _ = writeln!(
         s,
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        "#[Mean    = {:12.digits$}, StdDeviation   = {:12.digits$}]",
         h.mean() / scale,
         h.stdev() / scale
     );
     let _ = writeln!(
         s,
-        "#[Max     = {:12.3}, Total count    = {:12}]",
+        "#[Max     = {:12.digits$}, Total count    = {:12}]",
         h.max() as f64 / scale,
         h.len()
     );
@@ -303,6 +327,63 @@ pub fn hgrm(h: &Histogram<u64>, scale: f64) -> String {
         1u64 << (2.0 * 10f64.powi(i32::from(h.sigfig()))).log2().ceil() as u32
     );
     s
+}
+
+/// The rows of HdrHistogram's percentile distribution, (value, percentile level 0..=100, count
+/// of values up to the value), stepped as the reference implementation's `PercentileIterator`
+/// steps: `ticks_per_half` levels per half of the distance left to 100 %, a row at the first
+/// bucket whose running total reaches the level (several rows for one bucket that passes
+/// several levels), and once every value is counted one last row at 100 %. (The hdrhistogram
+/// crate's quantile iterator sums its steps as fractions and misses a level that a bucket
+/// reaches exactly, e.g. 900 of 3000 values at 30 %.)
+pub fn percentile_rows(h: &Histogram<u64>, ticks_per_half: u32) -> Vec<(u64, f64, u64)> {
+    let n = h.len();
+    let mut rows = Vec::new();
+    let mut level = 0.0f64;
+    let mut total = 0u64;
+    let mut value = 0u64;
+    for v in h.iter_recorded() {
+        total += v.count_at_value();
+        value = v.value_iterated_to();
+        while 100.0 * total as f64 / n as f64 >= level {
+            rows.push((value, level, total));
+            // The reference's tick: fixed within each half distance to 100 %.
+            let halvings = ((100.0 / (100.0 - level)).ln() / 2f64.ln()) as i64;
+            let ticks = i64::from(ticks_per_half) * 2f64.powf((halvings + 1) as f64) as i64;
+            level += 100.0 / ticks as f64;
+            if total >= n {
+                rows.push((value, 100.0, total));
+                return rows;
+            }
+        }
+    }
+    if n > 0 {
+        rows.push((value, 100.0, n));
+    }
+    rows
+}
+
+/// `t` as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// Writes a metric's intervals as an HdrHistogram interval log (V2 deflate).
@@ -422,6 +503,14 @@ mod tests {
             .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
             .unwrap();
         assert!(last.contains("1.000000000000"), "{last}");
+    }
+
+    #[test]
+    fn utc_dates_are_civil() {
+        let at = |s: u64| utc_date(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01 00:00 UTC");
+        assert_eq!(at(951_782_400 + 3_661), "2000-02-29 01:01 UTC");
+        assert_eq!(at(1_767_225_600 - 60), "2025-12-31 23:59 UTC");
     }
 
     #[test]

@@ -7,12 +7,16 @@
 //! `[::1]:547`, and tears everything down when the script ends (the namespace goes with its
 //! last process). The tools come from Debian (`tshark`) and PyPI (`dhcpkit`); `.ci/run` installs
 //! them and sets `LQD_REQUIRE_PEERS=1`, which turns a missing tool into a failure. Without that
-//! variable a missing tool skips the test with a message on stderr.
+//! variable a missing tool skips the test: libtest still reports it `ok` (a test cannot mark
+//! itself ignored at run time), so the skip writes `SKIPPED <test>: ...` straight to the
+//! process's stderr, which libtest does not capture, and the line shows in the normal
+//! `cargo test` output (`a_missing_peer_tool_is_reported_in_the_normal_output` checks that).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -33,8 +37,8 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// True when every tool is there; otherwise fails (CI) or tells why it skips.
-fn tools(list: &[&str]) -> bool {
+/// True when every tool is there; otherwise fails (CI) or reports that `test` skips.
+fn tools(test: &str, list: &[&str]) -> bool {
     let missing: Vec<&str> = list.iter().copied().filter(|t| !have(t)).collect();
     if missing.is_empty() {
         return true;
@@ -42,8 +46,54 @@ fn tools(list: &[&str]) -> bool {
     if std::env::var_os("LQD_REQUIRE_PEERS").is_some() {
         panic!("peer tools missing: {missing:?} (bash .ci/run installs them)");
     }
-    eprintln!("SKIPPED: peer tools missing: {missing:?}; run bash .ci/run to install them");
+    // Not eprintln!: libtest captures that and shows it only for a failing test, so the skip
+    // would read as a plain `ok`. A write to the stderr handle itself is not captured.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: peer tools missing: {missing:?} (the test reports ok but checked \
+         nothing; bash .ci/run installs them, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
+    );
     false
+}
+
+/// Runs this test binary's `test` alone with no tool on PATH (so every peer tool is missing);
+/// `require` sets LQD_REQUIRE_PEERS. Returns (success, stdout, stderr).
+fn run_without_tools(test: &str, require: bool) -> (bool, String, String) {
+    let empty = TempDir::new("no-tools");
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([test, "--exact", "--test-threads", "1"])
+        .env("PATH", empty.path())
+        .env_remove("LQD_REQUIRE_PEERS");
+    if require {
+        cmd.env("LQD_REQUIRE_PEERS", "1");
+    }
+    let out = cmd.output().expect("run the test binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 19 item 8: a peer test that skips for a missing tool says so in the normal output
+/// (no --nocapture), and with LQD_REQUIRE_PEERS=1 (CI) the same test fails instead.
+#[test]
+fn a_missing_peer_tool_is_reported_in_the_normal_output() {
+    for test in [
+        "tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks",
+        "dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address",
+    ] {
+        let (ok, stdout, stderr) = run_without_tools(test, false);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(
+            stderr.contains(&format!("SKIPPED {test}: peer tools missing: [")),
+            "the skip is not in the normal output:\n{stdout}{stderr}"
+        );
+        let (ok, stdout, stderr) = run_without_tools(test, true);
+        assert!(!ok, "LQD_REQUIRE_PEERS=1 must fail: {stdout}{stderr}");
+        assert!(stdout.contains("peer tools missing"), "{stdout}{stderr}");
+    }
 }
 
 /// 300 plain v6 bindings on link 2001:db8:7:: behind one relay, and 40 DHCP4o6 bindings on
@@ -164,7 +214,10 @@ grep -q "leasequeryd serving" server.log || {{ echo "server did not start"; cat 
 
 #[test]
 fn tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks() {
-    if !tools(&["unshare", "ip", "tshark", "python3", "timeout"]) {
+    if !tools(
+        "tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks",
+        &["unshare", "ip", "tshark", "python3", "timeout"],
+    ) {
         return;
     }
     let dir = TempDir::new("tshark");
@@ -312,7 +365,10 @@ kill -INT $TS; wait $TS
 
 #[test]
 fn dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address() {
-    if !tools(&["unshare", "ip", "ipv6-dhcp-test-leasequery", "timeout"]) {
+    if !tools(
+        "dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address",
+        &["unshare", "ip", "ipv6-dhcp-test-leasequery", "timeout"],
+    ) {
         return;
     }
     let dir = TempDir::new("dhcpkit");
