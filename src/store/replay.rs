@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::record::{
-    self, decode_payload, unframe, FileHeader, FileKind, Frame, Payload, BLOCK, FRAME_LEN,
-    HEADER_LEN, MAX_PAYLOAD,
+    self, decode_payload, unframe, FileHeader, FileKind, Frame, Payload, RecordError, BLOCK,
+    FRAME_LEN, HEADER_LEN, MAX_PAYLOAD,
 };
 use super::{io_err, parse_name, shard_dir, snapshot_name, sync_dir, StoreError};
 use crate::lease::{shard_of_addr, shard_of_duid, Change, ChangeKind, V4Binding, V6Binding};
@@ -235,11 +235,18 @@ fn replay_shard(
     snaps.sort();
     journals.sort();
     let base = snaps.last().map_or(0, |(s, _)| *s);
+    // The record sequence number the next journal record must have (a shard's numbering
+    // starts at 1; a snapshot says where it goes on).
+    let mut expected = 1u64;
+    // The file the numbering so far comes from, for the error of a gap at a segment's start.
+    let mut prev_file: Option<PathBuf> = None;
     if let Some((_, path)) = snaps.last() {
         let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
         let h = check_header(path, &data, FileKind::Snapshot, k)?;
         counts.push(h.shards);
         load_snapshot(path, &data, state, out)?;
+        expected = h.record_seq;
+        prev_file = Some(path.clone());
     }
     // Older snapshots and segments a finished compaction no longer needs.
     for (seq, path) in snaps.iter().chain(journals.iter()) {
@@ -262,6 +269,10 @@ fn replay_shard(
             out.torn_tails_cut += 1;
             continue;
         }
+        if let Err(e @ RecordError::BadVersion(_)) = FileHeader::decode(&data) {
+            // Another format version is never taken for a torn write.
+            return Err(corrupt(path, 0, format!("header: {e}")));
+        }
         let h = match check_header(path, &data, FileKind::Journal, k) {
             Ok(h) => h,
             // A torn first write of the newest segment: a bad header and nothing valid after it.
@@ -273,7 +284,29 @@ fn replay_shard(
             Err(e) => return Err(e),
         };
         counts.push(h.shards);
-        if let Some(cut) = walk_journal(path, &data, last, state, out)? {
+        if h.record_seq != expected {
+            let after = prev_file.as_ref().map_or_else(
+                || "the shard's first record".to_string(),
+                |f| format!("{} ends before record {expected}", f.display()),
+            );
+            let reason = if h.record_seq > expected {
+                format!(
+                    "segment starts at record {}, but {after}: records {expected}..={} are missing",
+                    h.record_seq,
+                    h.record_seq - 1
+                )
+            } else {
+                format!(
+                    "segment starts at record {}, but {after}: records overlap",
+                    h.record_seq
+                )
+            };
+            return Err(corrupt(path, 0, reason));
+        }
+        let (cut, next) = walk_journal(path, &data, last, expected, state, out)?;
+        expected = next;
+        prev_file = Some(path.clone());
+        if let Some(cut) = cut {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -299,11 +332,22 @@ fn load_snapshot(
         let rest = data
             .get(p..)
             .ok_or_else(|| corrupt(path, p, "snapshot ends early"))?;
-        let (payload, total) = match unframe(rest) {
-            Ok(Frame::Record { payload, total }) => (payload, total),
+        let (seq, payload, total) = match unframe(rest) {
+            Ok(Frame::Record {
+                seq,
+                payload,
+                total,
+            }) => (seq, payload, total),
             Ok(Frame::Padding) => return Err(corrupt(path, p, "snapshot ends early")),
             Err(e) => return Err(corrupt(path, p, e)),
         };
+        if seq != count + 1 {
+            return Err(corrupt(
+                path,
+                p,
+                format!("snapshot record {seq} where record {} belongs", count + 1),
+            ));
+        }
         match decode_payload(payload).map_err(|e| corrupt(path, p, e))? {
             Payload::Change(c) => {
                 state.apply(c);
@@ -324,19 +368,50 @@ fn load_snapshot(
     Ok(())
 }
 
-/// Applies a segment's records; returns where to cut a torn tail (only when `last`).
+/// Applies a segment's records, numbered from `expected` on; returns where to cut a torn
+/// tail (only when `last`) and the number the next record (in the next segment) must have.
+///
+/// A record with a good checksum but another number than the next one is refused: a higher
+/// number means that records vanished before it (a zeroed block reads as padding), a lower one
+/// that data repeats. The offset named for a gap is the first block boundary after the last
+/// good record, where the lost commit started.
 fn walk_journal(
     path: &Path,
     data: &[u8],
     last: bool,
+    mut expected: u64,
     state: &mut State,
     out: &mut Replayed,
-) -> Result<Option<usize>, StoreError> {
+) -> Result<(Option<usize>, u64), StoreError> {
     let mut p = BLOCK.min(data.len());
+    // The end of the last good record (the records start at BLOCK).
+    let mut good_end = p;
     while p < data.len() {
         let rest = data.get(p..).unwrap_or_default();
         let bad = match unframe(rest) {
-            Ok(Frame::Record { payload, total }) => {
+            Ok(Frame::Record {
+                seq,
+                payload,
+                total,
+            }) => {
+                if seq != expected {
+                    let reason = if seq > expected {
+                        let gap = good_end.div_ceil(BLOCK) * BLOCK;
+                        return Err(corrupt(
+                            path,
+                            gap,
+                            format!(
+                                "records {expected}..={} are missing: no valid record between \
+                                 offset {good_end} and record {seq} at offset {p} (zeroed or \
+                                 lost data)",
+                                seq - 1
+                            ),
+                        ));
+                    } else {
+                        format!("record {seq} where record {expected} belongs (repeated data)")
+                    };
+                    return Err(corrupt(path, p, reason));
+                }
                 match decode_payload(payload) {
                     Ok(Payload::Change(c)) => {
                         state.apply(c);
@@ -349,6 +424,8 @@ fn walk_journal(
                     Err(e) => return Err(corrupt(path, p, e)),
                 }
                 p += total;
+                good_end = p;
+                expected += 1;
                 continue;
             }
             Ok(Frame::Padding) => {
@@ -376,9 +453,9 @@ fn walk_journal(
                 format!("{bad}, in a segment a later one follows"),
             ));
         }
-        return Ok(Some(p));
+        return Ok((Some(p), expected));
     }
-    Ok(None)
+    Ok((None, expected))
 }
 
 /// The offset of the first position at or after `from` holding a frame with a good checksum.
@@ -416,7 +493,7 @@ pub(crate) fn snapshot_bytes(
             kind: ChangeKind::Feed,
             binding: b.clone(),
         };
-        record::encode_change(&c, &mut buf)?;
+        record::encode_change(count + 1, &c, &mut buf)?;
         count += 1;
     }
     for b in v6 {
@@ -425,7 +502,7 @@ pub(crate) fn snapshot_bytes(
             kind: ChangeKind::Feed,
             binding: b.clone(),
         };
-        record::encode_change(&c, &mut buf)?;
+        record::encode_change(count + 1, &c, &mut buf)?;
         count += 1;
     }
     record::encode_snapshot_end(count, &mut buf);
@@ -452,6 +529,7 @@ fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
             shards: shards as u32,
             shard: k as u32,
             seq: 1,
+            record_seq: 1,
         };
         let empty = Vec::new();
         let empty6 = Vec::new();
