@@ -513,7 +513,8 @@ fn shard_count_change_keeps_every_binding_once() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["shard-0", "shard-1", "shard-2"]);
+    assert_eq!(dirs, ["shard-0", "shard-1", "shard-2", "shards"]);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "3\n");
     // Every new shard's journal opens.
     for k in 0..3 {
         Journal::open(&dir, k, 3).unwrap();
@@ -989,7 +990,10 @@ fn record_numbers_survive_rotation_snapshots_and_restarts() {
         for i in 0..150 {
             let b = v4(i, 10);
             table.upsert_v4(b.clone()).unwrap();
-            assert_eq!(j.append(&ch4(ChangeKind::New, &b)).unwrap(), u64::from(i) + 1);
+            assert_eq!(
+                j.append(&ch4(ChangeKind::New, &b)).unwrap(),
+                u64::from(i) + 1
+            );
             if i % 20 == 19 {
                 j.commit().await.unwrap();
             }
@@ -1072,4 +1076,62 @@ fn format_version_1_files_are_refused() {
         }
         assert_eq!(std::fs::read(&seg).unwrap(), v1, "left as it was");
     }
+}
+
+/// Issue 13 item 4: a missing `shard-N/` was not noticed (replay gave the other shards'
+/// bindings only). The shard set is recorded in `DIR/shards` and every shard holds a file, so
+/// a missing or emptied shard directory is refused, also for a shard-count change.
+#[test]
+fn a_missing_shard_directory_is_refused() {
+    let tmp = TempDir::new("missing-shard");
+    let dir = tmp.0.clone();
+    let mut model = Model::default();
+    // Three shards; shard 2 gets no change at all.
+    let changes: Vec<Change> = (0..60)
+        .map(|i| ch4(ChangeKind::New, &v4(i, 5)))
+        .filter(|c| matches!(c, Change::V4 { binding, .. } if shard_of_addr(binding.addr, 3) < 2))
+        .collect();
+    changes.iter().for_each(|c| model.apply(c));
+    let d = dir.clone();
+    run(move || async move {
+        let js: Vec<Journal> = (0..3).map(|k| Journal::open(&d, k, 3).unwrap()).collect();
+        for c in &changes {
+            if let Change::V4 { binding, .. } = c {
+                js[shard_of_addr(binding.addr, 3)].append(c).unwrap();
+            }
+        }
+        js[0].commit().await.unwrap();
+        js[1].commit().await.unwrap();
+    });
+    model.check(&replay(&dir, 3).unwrap(), 3);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "3\n");
+    // The shard without data holds an empty snapshot now.
+    assert!(dir.join("shard-2/snapshot-0000000000000001.snap").exists());
+    let keep = TempDir::new("missing-shard-keep");
+    copy_dir(&dir, &keep.0);
+    for lost in [1usize, 2] {
+        std::fs::remove_dir_all(dir.join(format!("shard-{lost}"))).unwrap();
+        for shards in [3, 2] {
+            match replay(&dir, shards) {
+                Err(e @ StoreError::MissingShard { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(&format!("shard-{lost}: missing")), "{msg}");
+                    assert!(msg.contains("records 3 shards"), "{msg}");
+                }
+                other => panic!("shard-{lost} missing, {shards} shards: {other:?}"),
+            }
+        }
+        // Emptied is missing too.
+        std::fs::create_dir_all(dir.join(format!("shard-{lost}"))).unwrap();
+        assert!(matches!(
+            replay(&dir, 3),
+            Err(StoreError::MissingShard { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        copy_dir(&keep.0, &dir);
+    }
+    // All there: a shard-count change on purpose works and records the new set.
+    model.check(&replay(&dir, 2).unwrap(), 2);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "2\n");
+    model.check(&replay(&dir, 2).unwrap(), 2);
 }

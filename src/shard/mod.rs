@@ -253,6 +253,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             v6: vec![Vec::new(); shards],
         },
     };
+    let (v4, v6) = (imported.v4_count(), imported.v6_count());
     let authority = if config.authority_enabled {
         Some(config.authority_config().validate()?)
     } else {
@@ -263,7 +264,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let replayed = crate::store::replay(dir, shards)?;
+        let mut replayed = crate::store::replay(dir, shards)?;
         info!(
             v4 = replayed.v4_count(),
             v6 = replayed.v6_count(),
@@ -271,13 +272,23 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             resharded = replayed.resharded,
             "replayed the lease journal"
         );
-        // Journal state is newer than the import: it is applied after it.
-        for (into, from) in imported.v4.iter_mut().zip(replayed.v4) {
-            into.extend(from);
+        if config.import.is_some() {
+            // With a data directory an import is part of the durable state: upserted by key
+            // into what the data directory holds, and written as its new snapshots before any
+            // shard serves (a later start needs no --import).
+            replayed.upsert(
+                std::mem::take(&mut imported.v4),
+                std::mem::take(&mut imported.v6),
+            );
+            crate::store::write_state(dir, shards, &replayed.v4, &replayed.v6)?;
+            info!(
+                v4 = replayed.v4_count(),
+                v6 = replayed.v6_count(),
+                "import written to the data directory"
+            );
         }
-        for (into, from) in imported.v6.iter_mut().zip(replayed.v6) {
-            into.extend(from);
-        }
+        imported.v4 = replayed.v4;
+        imported.v6 = replayed.v6;
     }
     let mut links = LinkSet::default();
     for b in imported.v4.iter().flatten() {
@@ -293,7 +304,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             links.insert_prefix(p, len);
         }
     }
-    let (v4, v6) = (imported.v4_count(), imported.v6_count());
     if config.import.is_some() {
         info!(
             v4,

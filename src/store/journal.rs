@@ -171,10 +171,7 @@ impl Journal {
         let mut journal_bytes = 0u64;
         // The newest file (a segment after the snapshot of the same number) says where the
         // record numbering goes on.
-        let newest = files
-            .iter()
-            .map(|(snap, seq, _)| (*seq, !*snap))
-            .max();
+        let newest = files.iter().map(|(snap, seq, _)| (*seq, !*snap)).max();
         let mut next_seq = 1u64;
         for (snap, seq, path) in files {
             let mut head = [0u8; HEADER_LEN];

@@ -44,6 +44,52 @@ impl Replayed {
     pub fn v6_count(&self) -> usize {
         self.v6.iter().map(Vec::len).sum()
     }
+
+    /// Upserts bindings partitioned for the same shard count (an import): one with the key of
+    /// a replayed binding (`(ipv4, psid)`, `(duid, link)`) replaces it, the others are added.
+    pub fn upsert(&mut self, v4: Vec<Vec<V4Binding>>, v6: Vec<Vec<V6Binding>>) {
+        for (into, from) in self.v4.iter_mut().zip(v4) {
+            if into.is_empty() {
+                *into = from;
+                continue;
+            }
+            let mut at: HashMap<(Ipv4Addr, Option<PortParams>), usize> = into
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ((b.addr, b.port_params), i))
+                .collect();
+            for b in from {
+                match at.get(&(b.addr, b.port_params)) {
+                    Some(&i) => into[i] = b,
+                    None => {
+                        at.insert((b.addr, b.port_params), into.len());
+                        into.push(b);
+                    }
+                }
+            }
+        }
+        for (into, from) in self.v6.iter_mut().zip(v6) {
+            if into.is_empty() {
+                *into = from;
+                continue;
+            }
+            let mut at: HashMap<(Vec<u8>, Ipv6Addr), usize> = into
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ((b.duid.clone(), b.link), i))
+                .collect();
+            for b in from {
+                let key = (b.duid.clone(), b.link);
+                match at.get(&key) {
+                    Some(&i) => into[i] = b,
+                    None => {
+                        at.insert(key, into.len());
+                        into.push(b);
+                    }
+                }
+            }
+        }
+    }
 }
 
 type V4Map = HashMap<(Ipv4Addr, Option<PortParams>), V4Binding>;
@@ -82,6 +128,9 @@ const RESHARD_TMP: &str = "reshard.tmp";
 const RESHARD_NEW: &str = "reshard.new";
 const RESHARD_DONE_MARK: &str = "old-removed";
 
+/// The file in the data directory that records its shard set: the shard count, one line.
+pub const SHARDS_FILE: &str = "shards";
+
 /// Rebuilds every binding stored under `dir` and returns them grouped by shard for
 /// `shards_now` shards (0 is taken as 1).
 ///
@@ -104,6 +153,7 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
     if dir.join(RESHARD_NEW).exists() {
         finish_reshard(dir)?;
     }
+    let recorded = read_shard_count(dir)?;
     let mut out = Replayed::default();
     let mut state = State::default();
     let mut found_counts: Vec<u32> = Vec::new();
@@ -123,6 +173,21 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
         }
     }
     shard_ids.sort_unstable();
+    // Every shard of the recorded set must be there (each always holds a file once its data
+    // directory has a shard set): a lost `shard-K/` would otherwise start the server with the
+    // other shards' leases only. Checked before a shard-count change too.
+    if let Some(n) = recorded {
+        for k in 0..n {
+            let sdir = shard_dir(dir, k);
+            if !has_store_files(&sdir)? {
+                return Err(StoreError::MissingShard {
+                    dir: sdir.display().to_string(),
+                    shards: n,
+                    file: dir.join(SHARDS_FILE).display().to_string(),
+                });
+            }
+        }
+    }
     for &k in &shard_ids {
         replay_shard(
             &shard_dir(dir, k),
@@ -145,6 +210,15 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
             })
         }
     };
+    if let (Some(n), Some(old)) = (recorded, out.old_shards) {
+        if n != old {
+            return Err(StoreError::Corrupt {
+                file: dir.join(SHARDS_FILE).display().to_string(),
+                offset: 0,
+                reason: format!("records {n} shards, but the files were written under {old}"),
+            });
+        }
+    }
     let layout_ok =
         out.old_shards.is_none_or(|n| n == shards_now) && shard_ids.iter().all(|&k| k < shards_now);
     out.v4 = vec![Vec::new(); shards_now];
@@ -173,8 +247,74 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
     if !layout_ok {
         reshard(dir, shards_now, &out)?;
         out.resharded = true;
+    } else {
+        // Every shard holds a file from now on (an empty snapshot when it has no data), and
+        // the shard set is recorded, so that a missing shard directory is noticed.
+        for k in 0..shards_now {
+            let sdir = shard_dir(dir, k);
+            if !has_store_files(&sdir)? {
+                std::fs::create_dir_all(&sdir).map_err(|e| io_err(&sdir, e))?;
+                let header = FileHeader {
+                    kind: FileKind::Snapshot,
+                    shards: shards_now as u32,
+                    shard: k as u32,
+                    seq: 1,
+                    record_seq: 1,
+                };
+                let tmp = sdir.join(format!("{}.tmp", snapshot_name(1)));
+                write_synced(&tmp, &snapshot_bytes(&header, &[], &[])?)?;
+                let to = sdir.join(snapshot_name(1));
+                std::fs::rename(&tmp, &to).map_err(|e| io_err(&to, e))?;
+                sync_dir(&sdir)?;
+            }
+        }
+        sync_dir(dir)?;
+        if recorded != Some(shards_now) {
+            write_shard_count(dir, shards_now)?;
+        }
     }
     Ok(out)
+}
+
+/// The shard count recorded in `DIR/shards` (`None` when the file does not exist).
+fn read_shard_count(dir: &Path) -> Result<Option<usize>, StoreError> {
+    let path = dir.join(SHARDS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .map(Some)
+            .ok_or_else(|| corrupt(&path, 0, "not a shard count")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+/// Records `shards` in `dir/shards` (temp file, sync, rename, directory sync).
+fn write_shard_count(dir: &Path, shards: usize) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{SHARDS_FILE}.tmp"));
+    write_synced(&tmp, format!("{shards}\n").as_bytes())?;
+    let to = dir.join(SHARDS_FILE);
+    std::fs::rename(&tmp, &to).map_err(|e| io_err(&to, e))?;
+    sync_dir(dir)
+}
+
+/// True when `sdir` holds a journal segment or snapshot (false when it does not exist).
+fn has_store_files(sdir: &Path) -> Result<bool, StoreError> {
+    let entries = match std::fs::read_dir(sdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(sdir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(sdir, e))?;
+        if entry.file_name().to_str().and_then(parse_name).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn corrupt(path: &Path, offset: usize, reason: impl std::fmt::Display) -> StoreError {
@@ -509,6 +649,48 @@ pub(crate) fn snapshot_bytes(
     Ok(buf)
 }
 
+/// Writes (streamed, then synced) the snapshot file [`snapshot_bytes`] would give.
+fn write_snapshot_file(
+    path: &Path,
+    header: &FileHeader,
+    v4: &[V4Binding],
+    v6: &[V6Binding],
+) -> Result<(), StoreError> {
+    let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; BLOCK];
+    if let Some(h) = buf.get_mut(..HEADER_LEN) {
+        h.copy_from_slice(&header.encode());
+    }
+    w.write_all(&buf).map_err(|e| io_err(path, e))?;
+    let mut count = 0u64;
+    let changes = v4
+        .iter()
+        .map(|b| Change::V4 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        })
+        .chain(v6.iter().map(|b| Change::V6 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        }));
+    for c in changes {
+        buf.clear();
+        record::encode_change(count + 1, &c, &mut buf)?;
+        w.write_all(&buf).map_err(|e| io_err(path, e))?;
+        count += 1;
+    }
+    buf.clear();
+    record::encode_snapshot_end(count, &mut buf);
+    w.write_all(&buf).map_err(|e| io_err(path, e))?;
+    w.into_inner()
+        .map_err(|e| io_err(path, e.error()))?
+        .sync_all()
+        .map_err(|e| io_err(path, e))
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     std::fs::File::create(path)
         .and_then(|mut f| {
@@ -519,7 +701,27 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
+    write_state(dir, shards, &r.v4, &r.v6)
+}
+
+/// Makes `v4[k]` / `v6[k]` the whole durable state of shard `k` of `shards` under `dir` (the
+/// bindings must be partitioned by [`shard_of_addr`] / [`shard_of_duid`] for `shards`): one
+/// snapshot per shard, written under `DIR/reshard.tmp` and committed by renaming it to
+/// `DIR/reshard.new` (an interrupted rewrite is finished or discarded by the next [`replay`]),
+/// then moved into place with the recorded shard set; every older file is removed. Run it
+/// before any [`Journal`](super::Journal) of `dir` is open. The start uses it to make an
+/// import durable.
+pub fn write_state(
+    dir: &Path,
+    shards: usize,
+    v4: &[Vec<V4Binding>],
+    v6: &[Vec<V6Binding>],
+) -> Result<(), StoreError> {
+    let shards = shards.max(1);
     let tmp = dir.join(RESHARD_TMP);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
     for k in 0..shards {
         let sdir = shard_dir(&tmp, k);
@@ -531,16 +733,15 @@ fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
             seq: 1,
             record_seq: 1,
         };
-        let empty = Vec::new();
-        let empty6 = Vec::new();
-        let bytes = snapshot_bytes(
+        write_snapshot_file(
+            &sdir.join(snapshot_name(1)),
             &header,
-            r.v4.get(k).unwrap_or(&empty),
-            r.v6.get(k).unwrap_or(&empty6),
+            v4.get(k).map_or(&[], Vec::as_slice),
+            v6.get(k).map_or(&[], Vec::as_slice),
         )?;
-        write_synced(&sdir.join(snapshot_name(1)), &bytes)?;
         sync_dir(&sdir)?;
     }
+    write_synced(&tmp.join(SHARDS_FILE), format!("{shards}\n").as_bytes())?;
     sync_dir(&tmp)?;
     let new = dir.join(RESHARD_NEW);
     std::fs::rename(&tmp, &new).map_err(|e| io_err(&new, e))?;
@@ -572,7 +773,10 @@ fn finish_reshard(dir: &Path) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(&new).map_err(|e| io_err(&new, e))? {
         let entry = entry.map_err(|e| io_err(&new, e))?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.starts_with("shard-")) {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("shard-") || n == SHARDS_FILE)
+        {
             let to = dir.join(&name);
             std::fs::rename(entry.path(), &to).map_err(|e| io_err(&to, e))?;
         }
