@@ -196,11 +196,13 @@ impl ShardCtx {
             }
             Mail::SoftwireClaim { from, id, claims } => {
                 let granted = match &self.auth {
-                    Some(shell) => {
+                    // A shard whose journal failed grants nothing: the leases it undid may
+                    // hold sources it had freed.
+                    Some(shell) if !shell.failed.get() => {
                         let mut a = shell.authority.borrow_mut();
                         claims.iter().map(|c| a.claim_softwire(c)).collect()
                     }
-                    None => vec![false; claims.len()],
+                    _ => vec![false; claims.len()],
                 };
                 let ctx = self.clone();
                 glommio::spawn_local(async move {

@@ -652,6 +652,10 @@ async fn flush(
             return Err(io_err(&inner.dir, "no open segment"));
         };
         let path = inner.dir.join(journal_name(segment));
+        #[cfg(feature = "fault-injection")]
+        if fault::fail_write() {
+            return Err(io_err(&path, "fault injection: journal write failed"));
+        }
         let n = write_padded(&o.file, &path, &data, o.pos, inner.config.write_chunk).await?;
         o.pos += n;
         written += n;
@@ -697,4 +701,31 @@ fn last_record_seq(data: &[u8]) -> Option<u64> {
         }
     }
     last
+}
+
+/// Test-only fault switch (cargo feature `fault-injection`): see Cargo.toml.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Journal writes tried, over every shard of the process.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    /// `LEASEQUERYD_FAULT_JOURNAL_FAIL_AFTER=N`: the first N journal writes (one per group
+    /// commit and segment, over every shard) succeed, every later one fails as a disk error
+    /// would.
+    pub(super) fn fail_write() -> bool {
+        let Some(after) = std::env::var("LEASEQUERYD_FAULT_JOURNAL_FAIL_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        if n >= after {
+            tracing::warn!("fault injection: journal write fails");
+            return true;
+        }
+        false
+    }
 }
