@@ -513,7 +513,8 @@ fn shard_count_change_keeps_every_binding_once() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["shard-0", "shard-1", "shard-2"]);
+    assert_eq!(dirs, ["shard-0", "shard-1", "shard-2", "shards"]);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "3\n");
     // Every new shard's journal opens.
     for k in 0..3 {
         Journal::open(&dir, k, 3).unwrap();
@@ -892,4 +893,245 @@ fn throughput_probe() {
             s.written / 1024
         );
     });
+}
+
+/// Issue 13 item 4: a zeroed 4 KiB block between valid records was read as padding and the
+/// commit in it silently dropped (`torn_tails_cut=0`). Records are numbered now: the gap stops
+/// the start with the file and the offset of the lost block.
+#[test]
+fn zeroed_block_between_records_is_a_gap_not_padding() {
+    let tmp = TempDir::new("zeroed-block");
+    let dir = tmp.0.clone();
+    let _ = write_batches(&dir, 3, 10);
+    let seg = journal_files(&dir.join("shard-0")).pop().unwrap();
+    let mut data = std::fs::read(&seg).unwrap();
+    let offs = record_offsets(&data);
+    assert_eq!(offs.len(), 30);
+    // Each commit of 10 records fits in one block: commit 2 is the block at offset 8192.
+    assert_eq!((offs[0], offs[10], offs[20]), (BLOCK, 2 * BLOCK, 3 * BLOCK));
+    data[2 * BLOCK..3 * BLOCK].fill(0);
+    std::fs::write(&seg, &data).unwrap();
+    match replay(&dir, 1) {
+        Err(StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(file, seg.display().to_string());
+            assert_eq!(offset, 2 * BLOCK as u64, "{reason}");
+            assert!(reason.contains("records 11..=20 are missing"), "{reason}");
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    // Nothing was cut or changed.
+    assert_eq!(std::fs::read(&seg).unwrap(), data);
+
+    // The first block of records zeroed: the first record found is not record 1.
+    let tmp = TempDir::new("zeroed-first");
+    let dir = tmp.0.clone();
+    let _ = write_batches(&dir, 2, 10);
+    let seg = journal_files(&dir.join("shard-0")).pop().unwrap();
+    let mut data = std::fs::read(&seg).unwrap();
+    data[BLOCK..2 * BLOCK].fill(0);
+    std::fs::write(&seg, &data).unwrap();
+    match replay(&dir, 1) {
+        Err(StoreError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, seg.display().to_string());
+            assert_eq!(offset, BLOCK as u64);
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+
+    // The last block of an older segment zeroed: the next segment does not follow on.
+    let tmp = TempDir::new("zeroed-older-tail");
+    let dir = tmp.0.clone();
+    let _ = write_batches(&dir, 3, 10);
+    let first = journal_files(&dir.join("shard-0")).pop().unwrap();
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open(&d, 0, 1).unwrap();
+        assert_eq!(j.last_seq(), 30, "the numbering goes on after a restart");
+        assert_eq!(j.append(&ch4(ChangeKind::New, &v4(500, 1))).unwrap(), 31);
+        j.commit().await.unwrap();
+    });
+    let files = journal_files(&dir.join("shard-0"));
+    assert_eq!(files.len(), 2);
+    let mut data = std::fs::read(&first).unwrap();
+    data[3 * BLOCK..4 * BLOCK].fill(0);
+    std::fs::write(&first, &data).unwrap();
+    match replay(&dir, 1) {
+        Err(StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(file, files[1].display().to_string());
+            assert_eq!(offset, 0);
+            assert!(reason.contains("records 21..=30 are missing"), "{reason}");
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+}
+
+/// The numbering goes on over segment rotation, a snapshot and restarts; a torn tail of the
+/// newest segment is still only cut, and the next run numbers on from the last record kept.
+#[test]
+fn record_numbers_survive_rotation_snapshots_and_restarts() {
+    let tmp = TempDir::new("numbering");
+    let dir = tmp.0.clone();
+    let cfg = JournalConfig {
+        segment_bytes: 6 * 1024,
+        ..JournalConfig::default()
+    };
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open_with(&d, 0, 1, cfg).unwrap();
+        let mut table = LeaseShard::new();
+        for i in 0..150 {
+            let b = v4(i, 10);
+            table.upsert_v4(b.clone()).unwrap();
+            assert_eq!(
+                j.append(&ch4(ChangeKind::New, &b)).unwrap(),
+                u64::from(i) + 1
+            );
+            if i % 20 == 19 {
+                j.commit().await.unwrap();
+            }
+        }
+        j.commit().await.unwrap();
+        assert!(journal_files(j.dir()).len() > 2);
+        let snap = j.snapshot(table_v4(&table), Vec::new());
+        let late = v4(900, 11);
+        assert_eq!(j.append(&ch4(ChangeKind::New, &late)).unwrap(), 151);
+        snap.await.unwrap();
+        j.commit().await.unwrap();
+    });
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!((r.snapshot_bindings, r.journal_records), (150, 1));
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open_with(&d, 0, 1, cfg).unwrap();
+        assert_eq!(j.last_seq(), 151);
+        for i in 0..3 {
+            assert_eq!(
+                j.append(&ch4(ChangeKind::New, &v4(901 + i, 12))).unwrap(),
+                152 + u64::from(i)
+            );
+            j.commit().await.unwrap();
+        }
+    });
+    // A torn tail: the last record half written.
+    let seg = journal_files(&dir.join("shard-0")).pop().unwrap();
+    let data = std::fs::read(&seg).unwrap();
+    let last = *record_offsets(&data).last().unwrap();
+    std::fs::write(&seg, &data[..last + 20]).unwrap();
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!(r.torn_tails_cut, 1);
+    assert_eq!(r.v4_count(), 150 + 1 + 2);
+    let d = dir.clone();
+    run(move || async move {
+        let j = Journal::open_with(&d, 0, 1, cfg).unwrap();
+        assert_eq!(j.last_seq(), 153, "numbered on from the last record kept");
+        j.append(&ch4(ChangeKind::New, &v4(950, 13))).unwrap();
+        j.commit().await.unwrap();
+    });
+    let r = replay(&dir, 1).unwrap();
+    assert_eq!(r.torn_tails_cut, 0);
+    assert_eq!(r.v4_count(), 150 + 1 + 3);
+}
+
+/// A data directory written by format version 1 is refused by its version (file and offset),
+/// never cut or removed as a torn write.
+#[test]
+fn format_version_1_files_are_refused() {
+    let tmp = TempDir::new("v1");
+    let dir = tmp.0.clone();
+    let sdir = dir.join("shard-0");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(b"LQSTORE\0");
+    v1.extend_from_slice(&1u16.to_be_bytes());
+    v1.extend_from_slice(&[1, 0]);
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&0u32.to_be_bytes());
+    v1.extend_from_slice(&1u64.to_be_bytes());
+    let crc = crc32fast::hash(&v1);
+    v1.extend_from_slice(&crc.to_be_bytes());
+    v1.resize(2 * BLOCK, 0);
+    // A version 1 record: [len][crc][payload] (no sequence number).
+    v1[BLOCK..BLOCK + 4].copy_from_slice(&5u32.to_be_bytes());
+    let seg = sdir.join("journal-0000000000000001.log");
+    std::fs::write(&seg, &v1).unwrap();
+    for _ in 0..2 {
+        match replay(&dir, 1) {
+            Err(StoreError::Corrupt {
+                file,
+                offset: 0,
+                reason,
+            }) => {
+                assert_eq!(file, seg.display().to_string());
+                assert!(reason.contains("format version 1"), "{reason}");
+            }
+            other => panic!("expected a version error, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&seg).unwrap(), v1, "left as it was");
+    }
+}
+
+/// Issue 13 item 4: a missing `shard-N/` was not noticed (replay gave the other shards'
+/// bindings only). The shard set is recorded in `DIR/shards` and every shard holds a file, so
+/// a missing or emptied shard directory is refused, also for a shard-count change.
+#[test]
+fn a_missing_shard_directory_is_refused() {
+    let tmp = TempDir::new("missing-shard");
+    let dir = tmp.0.clone();
+    let mut model = Model::default();
+    // Three shards; shard 2 gets no change at all.
+    let changes: Vec<Change> = (0..60)
+        .map(|i| ch4(ChangeKind::New, &v4(i, 5)))
+        .filter(|c| matches!(c, Change::V4 { binding, .. } if shard_of_addr(binding.addr, 3) < 2))
+        .collect();
+    changes.iter().for_each(|c| model.apply(c));
+    let d = dir.clone();
+    run(move || async move {
+        let js: Vec<Journal> = (0..3).map(|k| Journal::open(&d, k, 3).unwrap()).collect();
+        for c in &changes {
+            if let Change::V4 { binding, .. } = c {
+                js[shard_of_addr(binding.addr, 3)].append(c).unwrap();
+            }
+        }
+        js[0].commit().await.unwrap();
+        js[1].commit().await.unwrap();
+    });
+    model.check(&replay(&dir, 3).unwrap(), 3);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "3\n");
+    // The shard without data holds an empty snapshot now.
+    assert!(dir.join("shard-2/snapshot-0000000000000001.snap").exists());
+    let keep = TempDir::new("missing-shard-keep");
+    copy_dir(&dir, &keep.0);
+    for lost in [1usize, 2] {
+        std::fs::remove_dir_all(dir.join(format!("shard-{lost}"))).unwrap();
+        for shards in [3, 2] {
+            match replay(&dir, shards) {
+                Err(e @ StoreError::MissingShard { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(&format!("shard-{lost}: missing")), "{msg}");
+                    assert!(msg.contains("records 3 shards"), "{msg}");
+                }
+                other => panic!("shard-{lost} missing, {shards} shards: {other:?}"),
+            }
+        }
+        // Emptied is missing too.
+        std::fs::create_dir_all(dir.join(format!("shard-{lost}"))).unwrap();
+        assert!(matches!(
+            replay(&dir, 3),
+            Err(StoreError::MissingShard { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        copy_dir(&keep.0, &dir);
+    }
+    // All there: a shard-count change on purpose works and records the new set.
+    model.check(&replay(&dir, 2).unwrap(), 2);
+    assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "2\n");
+    model.check(&replay(&dir, 2).unwrap(), 2);
 }

@@ -174,18 +174,19 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn change_round_trips(c in change()) {
+    fn change_round_trips(c in change(), seq in any::<u64>()) {
         let mut buf = Vec::new();
-        encode_change(&c, &mut buf).expect("encodes");
-        let (p, used) = decode_record(&buf).expect("decodes");
+        encode_change(seq, &c, &mut buf).expect("encodes");
+        let (s, p, used) = decode_record(&buf).expect("decodes");
         prop_assert_eq!(used, buf.len());
+        prop_assert_eq!(s, seq);
         prop_assert_eq!(p, Payload::Change(c));
     }
 
     #[test]
     fn truncations_are_errors(c in change(), cut in any::<prop::sample::Index>()) {
         let mut buf = Vec::new();
-        encode_change(&c, &mut buf).expect("encodes");
+        encode_change(1, &c, &mut buf).expect("encodes");
         let n = cut.index(buf.len());
         prop_assert_eq!(decode_record(&buf[..n]).unwrap_err(), RecordError::Truncated);
     }
@@ -193,13 +194,13 @@ proptest! {
     #[test]
     fn bit_flips_are_caught(c in change(), bit in any::<prop::sample::Index>()) {
         let mut buf = Vec::new();
-        encode_change(&c, &mut buf).expect("encodes");
+        encode_change(77, &c, &mut buf).expect("encodes");
         let b = bit.index(buf.len() * 8);
         buf[b / 8] ^= 1 << (b % 8);
         // A flip in the length may make the frame shorter/longer (Truncated, BadLength, or a
         // CRC mismatch over other octets) or zero (padding): never the original record.
         match decode_record(&buf) {
-            Ok((p, _)) => prop_assert!(false, "flipped record decoded: {:?}", p),
+            Ok((_, p, _)) => prop_assert!(false, "flipped record decoded: {:?}", p),
             Err(e) => prop_assert!(matches!(
                 e,
                 RecordError::BadCrc | RecordError::Truncated | RecordError::BadLength(_)
@@ -262,19 +263,26 @@ fn payload_layout_is_pinned() {
         binding: sample_v4(),
     };
     let mut buf = Vec::new();
-    encode_change(&c, &mut buf).unwrap();
+    encode_change(0x0102_0304_0506_0708, &c, &mut buf).unwrap();
     let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+    assert_eq!(FRAME_LEN, 16);
     assert_eq!(len + FRAME_LEN, buf.len());
+    // The record sequence number after length and CRC.
+    assert_eq!(&buf[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
     // tag, at, kind, address, port params.
     assert_eq!(
         &buf[FRAME_LEN..FRAME_LEN + 15],
         &[1, 0, 0, 0, 7, 1, 192, 0, 2, 10, 1, 0, 4, 0, 3]
     );
+    // The CRC covers length, sequence number and payload.
     let crc = u32::from_be_bytes(buf[4..8].try_into().unwrap());
     let mut h = crc32fast::Hasher::new();
     h.update(&buf[..4]);
     h.update(&buf[8..]);
     assert_eq!(crc, h.finalize());
+    let mut renumbered = buf.clone();
+    renumbered[15] ^= 1;
+    assert_eq!(decode_record(&renumbered).unwrap_err(), RecordError::BadCrc);
 }
 
 #[test]
@@ -312,6 +320,7 @@ fn padding_trailing_and_bad_fields() {
     b.chaddr = vec![0; 17];
     let mut out = Vec::new();
     assert!(encode_change(
+        1,
         &Change::V4 {
             at: 0,
             kind: ChangeKind::New,
@@ -325,7 +334,7 @@ fn padding_trailing_and_bad_fields() {
     encode_snapshot_end(5, &mut end);
     assert_eq!(
         decode_record(&end).unwrap(),
-        (Payload::SnapshotEnd(5), end.len())
+        (6, Payload::SnapshotEnd(5), end.len())
     );
 }
 
@@ -336,9 +345,13 @@ fn header_round_trip_and_damage() {
         shards: 3,
         shard: 2,
         seq: 0x1234,
+        record_seq: 0x0a0b_0c0d_0e0f_1011,
     };
     let bytes = h.encode();
+    assert_eq!(HEADER_LEN, 40);
     assert_eq!(&bytes[..8], b"LQSTORE\0");
+    assert_eq!(&bytes[8..10], &[0, 2], "format version 2");
+    assert_eq!(&bytes[28..36], &[10, 11, 12, 13, 14, 15, 16, 17]);
     assert_eq!(FileHeader::decode(&bytes).unwrap(), h);
     assert_eq!(
         FileHeader::decode(&bytes[..HEADER_LEN - 1]).unwrap_err(),
@@ -350,6 +363,29 @@ fn header_round_trip_and_damage() {
     let mut bad = bytes;
     bad[20] ^= 1;
     assert_eq!(FileHeader::decode(&bad).unwrap_err(), RecordError::BadCrc);
+    let mut bad = bytes;
+    bad[31] ^= 1;
+    assert_eq!(FileHeader::decode(&bad).unwrap_err(), RecordError::BadCrc);
+}
+
+/// A header written by format version 1 (32 octets, no record numbering) is named as that
+/// version, never read as a damaged or torn header.
+#[test]
+fn format_version_1_header_is_refused_by_version() {
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(b"LQSTORE\0");
+    v1.extend_from_slice(&1u16.to_be_bytes());
+    v1.extend_from_slice(&[1, 0]);
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&0u32.to_be_bytes());
+    v1.extend_from_slice(&1u64.to_be_bytes());
+    let crc = crc32fast::hash(&v1);
+    v1.extend_from_slice(&crc.to_be_bytes());
+    v1.resize(4096, 0);
+    let err = FileHeader::decode(&v1).unwrap_err();
+    assert_eq!(err, RecordError::BadVersion(1));
+    assert!(err.to_string().contains("version 1"), "{err}");
+    assert!(err.to_string().contains("version 2"), "{err}");
 }
 
 #[test]

@@ -13,9 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_record(data);
     if let Ok(Payload::Change(c)) = decode_payload(data) {
         let mut buf = Vec::new();
-        encode_change(&c, &mut buf).expect("a decoded change encodes");
-        let (again, used) = decode_record(&buf).expect("re-encoded change decodes");
-        assert_eq!(used, buf.len());
+        encode_change(7, &c, &mut buf).expect("a decoded change encodes");
+        let (seq, again, used) = decode_record(&buf).expect("re-encoded change decodes");
+        assert_eq!((seq, used), (7, buf.len()));
         assert_eq!(again, Payload::Change(c));
     }
 });

@@ -469,7 +469,13 @@ pub struct LeaseShard {
     v6_relays: Interner,
     v6_remotes: Interner,
     v6_link64: Interner,
+    /// While recording ([`LeaseShard::record_v4_undo`]): what each v4 upsert or remove replaced.
+    undo_v4: Option<Vec<V4Undo>>,
 }
+
+/// What one v4 upsert or remove replaced: the key and the binding it had before (`None`: there
+/// was none). Applied newest first, these undo the changes ([`LeaseShard::undo_v4`]).
+pub type V4Undo = (Ipv4Addr, Option<PortParams>, Option<V4Binding>);
 
 fn check_len(f: &Option<Vec<u8>>) -> Result<(), LeaseError> {
     match f {
@@ -544,6 +550,44 @@ impl LeaseShard {
         });
     }
 
+    /// Starts recording what each v4 upsert and remove replaces, until
+    /// [`take_v4_undo`](LeaseShard::take_v4_undo).
+    pub fn record_v4_undo(&mut self) {
+        self.undo_v4 = Some(Vec::new());
+    }
+
+    /// Stops recording and returns what was replaced since
+    /// [`record_v4_undo`](LeaseShard::record_v4_undo), oldest first.
+    pub fn take_v4_undo(&mut self) -> Vec<V4Undo> {
+        self.undo_v4.take().unwrap_or_default()
+    }
+
+    /// Puts back what `undo` (oldest first) says the changes replaced, newest first.
+    pub fn undo_v4(&mut self, undo: Vec<V4Undo>) {
+        for (addr, port_params, before) in undo.into_iter().rev() {
+            match before {
+                // It was in the table, so it fits again.
+                Some(b) => {
+                    let _ = self.upsert_v4(b);
+                }
+                None => {
+                    self.remove_v4(addr, port_params);
+                }
+            }
+        }
+    }
+
+    fn note_v4_undo(&mut self, addr: Ipv4Addr, port_params: Option<PortParams>) {
+        if self.undo_v4.is_some() {
+            let before = self
+                .get_v4(addr, port_params)
+                .map(|r| V4Binding::from_record(&r));
+            if let Some(log) = self.undo_v4.as_mut() {
+                log.push((addr, port_params, before));
+            }
+        }
+    }
+
     /// The number of v4/4o6 bindings.
     pub fn len_v4(&self) -> usize {
         self.v4_len
@@ -603,6 +647,7 @@ impl LeaseShard {
                 return Err(LeaseError::Full);
             }
         }
+        self.note_v4_undo(b.addr, b.port_params);
         let (s, seq, new) = match self.v4_find(b.addr, b.port_params) {
             Some(s) => {
                 self.v4_unlink(s, IX_KEY + 1);
@@ -755,6 +800,7 @@ impl LeaseShard {
         let Some(s) = self.v4_find(addr, port_params) else {
             return false;
         };
+        self.note_v4_undo(addr, port_params);
         self.v4_unlink(s, IX_KEY);
         if let Some(e) = self.v4.get_mut(s as usize) {
             *e = V4Slot::default();

@@ -211,11 +211,13 @@ impl ShardCtx {
             }
             Mail::SoftwireClaim { from, id, claims } => {
                 let granted = match &self.auth {
-                    Some(shell) => {
+                    // A shard whose journal failed grants nothing: the leases it undid may
+                    // hold sources it had freed.
+                    Some(shell) if !shell.failed.get() => {
                         let mut a = shell.authority.borrow_mut();
                         claims.iter().map(|c| a.claim_softwire(c)).collect()
                     }
-                    None => vec![false; claims.len()],
+                    _ => vec![false; claims.len()],
                 };
                 let ctx = self.clone();
                 glommio::spawn_local(async move {
@@ -268,6 +270,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             v6: vec![Vec::new(); shards],
         },
     };
+    let (v4, v6) = (imported.v4_count(), imported.v6_count());
     let authority = if config.authority_enabled {
         Some(config.authority_config().validate()?)
     } else {
@@ -278,7 +281,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let replayed = crate::store::replay(dir, shards)?;
+        let mut replayed = crate::store::replay(dir, shards)?;
         info!(
             v4 = replayed.v4_count(),
             v6 = replayed.v6_count(),
@@ -286,13 +289,23 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             resharded = replayed.resharded,
             "replayed the lease journal"
         );
-        // Journal state is newer than the import: it is applied after it.
-        for (into, from) in imported.v4.iter_mut().zip(replayed.v4) {
-            into.extend(from);
+        if config.import.is_some() {
+            // With a data directory an import is part of the durable state: upserted by key
+            // into what the data directory holds, and written as its new snapshots before any
+            // shard serves (a later start needs no --import).
+            replayed.upsert(
+                std::mem::take(&mut imported.v4),
+                std::mem::take(&mut imported.v6),
+            );
+            crate::store::write_state(dir, shards, &replayed.v4, &replayed.v6)?;
+            info!(
+                v4 = replayed.v4_count(),
+                v6 = replayed.v6_count(),
+                "import written to the data directory"
+            );
         }
-        for (into, from) in imported.v6.iter_mut().zip(replayed.v6) {
-            into.extend(from);
-        }
+        imported.v4 = replayed.v4;
+        imported.v6 = replayed.v6;
     }
     let mut links = LinkSet::default();
     for b in imported.v4.iter().flatten() {
@@ -308,7 +321,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             links.insert_prefix(p, len);
         }
     }
-    let (v4, v6) = (imported.v4_count(), imported.v6_count());
     if config.import.is_some() {
         info!(
             v4,

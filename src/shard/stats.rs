@@ -96,6 +96,10 @@ counters! {
     dhcp4o6_forwarded,
     /// DHCPV4-RESPONSEs sent.
     dhcp4o6_replies,
-    /// Journal appends or commits that failed (no reply was sent for them).
+    /// Journal appends or commits that failed (no reply was sent for them; their table changes
+    /// were undone).
     journal_failures,
+    /// DHCP4o6 datagrams dropped because this shard's journal failed earlier (its authority is
+    /// stopped until a restart).
+    dhcp4o6_dropped_journal_failed,
 }

@@ -6,12 +6,20 @@
 //! sent from the owning shard's socket (all shards' sockets share the address and port).
 //! A timer task runs expiry and, past `journal_compact_bytes`, a snapshot of the shard.
 //!
+//! The authority writes its changes into the table at once; until the journal says they are
+//! durable the shell keeps what each of them replaced ([`AuthShell`]'s undo log). When the
+//! journal fails (an append, a write or a sync), every change not yet durable is undone in the
+//! table, newest first, nothing of it is published or acknowledged, and this shard's authority
+//! stops: it answers no datagram, runs no expiry and grants no softwire claim until a restart
+//! replays the journal (which refuses everything after a failure anyway).
+//!
 //! Softwire sources (RFC 8539 §8.2) are unique across shards: when the authority stops with
 //! `needs_claim`, [`claim_at_owners`] asks the source's owner shard by mail and the datagram is
 //! handled again with the answer; freed claims go to their owners ([`free_at_owners`]) once the
 //! changes are durable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -23,7 +31,8 @@ use tracing::{debug, error, warn};
 use super::mail::Mail;
 use super::{unix_now, ShardCtx};
 use crate::authority::{self, Authority};
-use crate::lease::{Change, ScanStep, V4Binding, V4Query, V6Binding, V6Query};
+use crate::lease::table::V4Undo;
+use crate::lease::{Change, LeaseShard, ScanStep, V4Binding, V4Query, V6Binding, V6Query};
 use crate::store::Journal;
 
 /// Datagrams received beyond this size are cut by the kernel and dropped by the authority.
@@ -38,6 +47,11 @@ pub(crate) struct AuthShell {
     pub journal: Option<Journal>,
     pub socket: UdpSocket,
     in_flight: Rc<glommio::sync::Semaphore>,
+    /// What the table changes not yet durable replaced, in the order they were made, each
+    /// with the journal sequence number that makes it durable (only with a journal).
+    undo: RefCell<VecDeque<(u64, V4Undo)>>,
+    /// The journal failed: the authority of this shard is stopped.
+    pub failed: Cell<bool>,
 }
 
 impl std::fmt::Debug for AuthShell {
@@ -53,7 +67,24 @@ impl AuthShell {
             journal,
             socket,
             in_flight: Rc::new(glommio::sync::Semaphore::new(MAX_IN_FLIGHT as u64)),
+            undo: RefCell::new(VecDeque::new()),
+            failed: Cell::new(false),
         }
+    }
+
+    /// Runs `f` (the authority on the table) and returns its result with what its table
+    /// changes replaced (recorded only when there is a journal to wait for).
+    fn run<T>(
+        &self,
+        table: &mut LeaseShard,
+        f: impl FnOnce(&mut LeaseShard) -> T,
+    ) -> (T, Vec<V4Undo>) {
+        if self.journal.is_none() {
+            return (f(table), Vec::new());
+        }
+        table.record_v4_undo();
+        let out = f(table);
+        (out, table.take_v4_undo())
     }
 }
 
@@ -142,12 +173,20 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             .fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let mut out = {
+    if shell.failed.get() {
+        ctx.stats()
+            .dhcp4o6_dropped_journal_failed
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let (mut out, mut undo) = {
         let mut table = ctx.table.borrow_mut();
-        shell
-            .authority
-            .borrow_mut()
-            .handle(&mut table, datagram, src_ip, unix_now())
+        shell.run(&mut table, |t| {
+            shell
+                .authority
+                .borrow_mut()
+                .handle(t, datagram, src_ip, unix_now())
+        })
     };
     if let Some(claim) = out.needs_claim.take() {
         // RFC 8539 §8.2 across shards: the source's owner decides, then the datagram is
@@ -157,16 +196,28 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             claim,
             granted: granted.first().copied().unwrap_or(false),
         };
-        out = {
+        if shell.failed.get() {
+            // The journal failed while the claim was asked.
+            ctx.stats()
+                .dhcp4o6_dropped_journal_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let (again, more) = {
             let mut table = ctx.table.borrow_mut();
-            shell.authority.borrow_mut().handle_claimed(
-                &mut table,
-                datagram,
-                src_ip,
-                unix_now(),
-                Some(answer),
-            )
+            shell.run(&mut table, |t| {
+                shell.authority.borrow_mut().handle_claimed(
+                    t,
+                    datagram,
+                    src_ip,
+                    unix_now(),
+                    Some(answer),
+                )
+            })
         };
+        out = again;
+        // (The first handling stops before it changes the table; kept in order all the same.)
+        undo.extend(more);
         if let Some(c) = out.needs_claim.take() {
             // Not expected: the answer covers the one claim a datagram makes. Dropped (the
             // client retransmits).
@@ -174,12 +225,13 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             return;
         }
     }
-    let durable = commit(ctx, shell, &out.changes).await;
-    free_at_owners(ctx, std::mem::take(&mut out.frees)).await;
+    let durable = commit(ctx, shell, &out.changes, undo).await;
     if !durable {
-        // Not durable: no acknowledgement leaves (the client retransmits).
+        // Not durable: the changes were undone, no acknowledgement leaves and the claims it
+        // freed stay held (the leases that hold them are back in the table).
         return;
     }
+    free_at_owners(ctx, std::mem::take(&mut out.frees)).await;
     if let Some(reply) = out.reply {
         match shell.socket.send_to(&reply, src).await {
             Ok(_) => {
@@ -350,31 +402,72 @@ async fn free_at_owners(ctx: &Rc<ShardCtx>, frees: Vec<authority::SoftwireClaim>
     }
 }
 
-/// Journals `changes` and waits until they are durable (when there is a journal), then
-/// publishes them to active leasequery. False when the journal failed.
-async fn commit(ctx: &Rc<ShardCtx>, shell: &AuthShell, changes: &[Change]) -> bool {
-    if changes.is_empty() {
-        return true;
+impl AuthShell {
+    /// The journal failed: every table change not yet durable is undone (newest first) and the
+    /// authority of this shard stops.
+    fn journal_failed(&self, ctx: &ShardCtx, what: &str, e: &crate::store::StoreError) {
+        ctx.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
+        let undo: Vec<V4Undo> = self.undo.borrow_mut().drain(..).map(|(_, u)| u).collect();
+        let n = undo.len();
+        ctx.table.borrow_mut().undo_v4(undo);
+        if !self.failed.replace(true) {
+            error!(
+                shard = ctx.id,
+                undone = n,
+                "journal {what} failed: {e}; the changes not yet durable were undone and this \
+                 shard's DHCP4o6 authority stops until a restart"
+            );
+        }
     }
+}
+
+/// Journals `changes` (whose table changes replaced `undo`) and waits until they are durable
+/// (when there is a journal), then publishes them to active leasequery. False when the journal
+/// failed: then every table change not yet durable has been undone and nothing was published.
+async fn commit(
+    ctx: &Rc<ShardCtx>,
+    shell: &AuthShell,
+    changes: &[Change],
+    undo: Vec<V4Undo>,
+) -> bool {
     if let Some(j) = &shell.journal {
+        // No await between the table changes and these appends: the undo log is in the order
+        // the changes were made.
         let mut last = None;
+        let mut failure = None;
         for c in changes {
             match j.append(c) {
                 Ok(seq) => last = Some(seq),
                 Err(e) => {
-                    error!(shard = ctx.id, "journal append failed: {e}");
-                    ctx.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
-                    return false;
+                    failure = Some(e);
+                    break;
                 }
             }
         }
+        {
+            let tag = last.unwrap_or_else(|| j.last_seq());
+            let mut log = shell.undo.borrow_mut();
+            log.extend(undo.into_iter().map(|u| (tag, u)));
+        }
+        if let Some(e) = failure {
+            shell.journal_failed(ctx, "append", &e);
+            return false;
+        }
         if let Some(seq) = last {
             if let Err(e) = j.wait_durable(seq).await {
-                error!(shard = ctx.id, "journal commit failed: {e}");
-                ctx.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
+                shell.journal_failed(ctx, "commit", &e);
                 return false;
             }
         }
+        // Durable: forget what the durable changes replaced.
+        let durable = j.durable_seq();
+        let mut log = shell.undo.borrow_mut();
+        while log.front().is_some_and(|(seq, _)| *seq <= durable) {
+            log.pop_front();
+        }
+    }
+    if changes.is_empty() {
+        return true;
     }
     #[cfg(feature = "fault-injection")]
     let changes = &fault::unpublished(changes)[..];
@@ -388,11 +481,18 @@ pub(super) async fn timer_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
     loop {
         // Timers have one-second resolution (lease times are whole seconds).
         glommio::timer::sleep(Duration::from_secs(1)).await;
-        let changes = {
+        if shell.failed.get() {
+            continue;
+        }
+        let (changes, undo) = {
             let mut table = ctx.table.borrow_mut();
-            shell.authority.borrow_mut().expire(&mut table, unix_now())
+            shell.run(&mut table, |t| {
+                shell.authority.borrow_mut().expire(t, unix_now())
+            })
         };
-        commit(&ctx, &shell, &changes).await;
+        if !commit(&ctx, &shell, &changes, undo).await {
+            continue;
+        }
         let frees = shell.authority.borrow_mut().take_softwire_frees();
         free_at_owners(&ctx, frees).await;
         if let Some(j) = &shell.journal {

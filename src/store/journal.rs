@@ -68,6 +68,8 @@ pub struct SnapshotInfo {
 struct Batch {
     segment: u64,
     bytes: Vec<u8>,
+    /// The record sequence number of the batch's first record.
+    first_seq: u64,
     last_seq: u64,
 }
 
@@ -167,6 +169,10 @@ impl Journal {
             files.push((snap, seq, entry.path()));
         }
         let mut journal_bytes = 0u64;
+        // The newest file (a segment after the snapshot of the same number) says where the
+        // record numbering goes on.
+        let newest = files.iter().map(|(snap, seq, _)| (*seq, !*snap)).max();
+        let mut next_seq = 1u64;
         for (snap, seq, path) in files {
             let mut head = [0u8; HEADER_LEN];
             let len = std::fs::File::open(&path)
@@ -192,6 +198,14 @@ impl Journal {
             if !snap && seq >= last_snap {
                 journal_bytes += len;
             }
+            if newest == Some((seq, !snap)) {
+                next_seq = if snap {
+                    h.record_seq
+                } else {
+                    let data = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+                    last_record_seq(&data).map_or(h.record_seq, |s| s.saturating_add(1))
+                };
+            }
         }
         Ok(Journal {
             inner: Rc::new(Inner {
@@ -200,8 +214,8 @@ impl Journal {
                 shards,
                 config,
                 st: RefCell::new(State {
-                    next_seq: 1,
-                    durable: 0,
+                    next_seq,
+                    durable: next_seq - 1,
                     batches: VecDeque::new(),
                     pending: 0,
                     flushing: false,
@@ -225,8 +239,10 @@ impl Journal {
         &self.inner.dir
     }
 
-    /// Buffers `change` for the next group commit and returns its sequence number (1, 2, ...
-    /// in append order). Nothing is durable until [`wait_durable`](Journal::wait_durable) or
+    /// Buffers `change` for the next group commit and returns its sequence number: the record
+    /// sequence number written with it (1, 2, ... in append order over the shard's whole
+    /// journal: a journal opened on existing files goes on after their last record). Nothing
+    /// is durable until [`wait_durable`](Journal::wait_durable) or
     /// [`commit`](Journal::commit) says so.
     pub fn append(&self, change: &Change) -> Result<u64, StoreError> {
         let mut guard = self.inner.st.borrow_mut();
@@ -247,6 +263,7 @@ impl Journal {
             st.batches.push_back(Batch {
                 segment,
                 bytes: Vec::with_capacity(4096),
+                first_seq: st.next_seq,
                 last_seq: 0,
             });
         }
@@ -256,7 +273,7 @@ impl Journal {
         };
         let before = batch.bytes.len();
         // Encoded in place; on error the batch is left as it was.
-        let res = record::encode_change(change, &mut batch.bytes);
+        let res = record::encode_change(seq, change, &mut batch.bytes);
         let len = (batch.bytes.len() - before) as u64;
         let empty = batch.bytes.is_empty();
         if res.is_ok() {
@@ -278,7 +295,8 @@ impl Journal {
         Ok(seq)
     }
 
-    /// The sequence number of the last append (0 before any).
+    /// The sequence number of the last append (before any: of the last record on disk, 0
+    /// when there is none).
     pub fn last_seq(&self) -> u64 {
         self.inner.st.borrow().next_seq - 1
     }
@@ -460,6 +478,7 @@ impl Journal {
             shards: self.inner.shards as u32,
             shard: self.inner.shard as u32,
             seq,
+            record_seq: st.next_seq,
         };
         let bytes = snapshot_bytes(&header, &v4, &v6)?;
         st.segment = seq;
@@ -595,6 +614,7 @@ async fn flush(
     let mut i = 0;
     while i < batches.len() {
         let segment = batches.get(i).map_or(0, |b| b.segment);
+        let first_seq = batches.get(i).map_or(0, |b| b.first_seq);
         let mut data = Vec::new();
         while let Some(b) = batches.get(i).filter(|b| b.segment == segment) {
             data.extend_from_slice(&b.bytes);
@@ -613,6 +633,7 @@ async fn flush(
                 shards: inner.shards as u32,
                 shard: inner.shard as u32,
                 seq: segment,
+                record_seq: first_seq,
             };
             let mut head = vec![0u8; BLOCK];
             if let Some(h) = head.get_mut(..HEADER_LEN) {
@@ -631,6 +652,10 @@ async fn flush(
             return Err(io_err(&inner.dir, "no open segment"));
         };
         let path = inner.dir.join(journal_name(segment));
+        #[cfg(feature = "fault-injection")]
+        if fault::fail_write() {
+            return Err(io_err(&path, "fault injection: journal write failed"));
+        }
         let n = write_padded(&o.file, &path, &data, o.pos, inner.config.write_chunk).await?;
         o.pos += n;
         written += n;
@@ -658,4 +683,49 @@ async fn flush(
         st.pending = st.pending.saturating_sub(freed);
     }
     Ok((open, last_seq, written))
+}
+
+/// The sequence number of the last record of a journal segment's bytes (walked from
+/// [`BLOCK`] to the first bad frame; replay has cut torn tails before a journal opens).
+fn last_record_seq(data: &[u8]) -> Option<u64> {
+    let mut p = BLOCK;
+    let mut last = None;
+    while let Some(rest) = data.get(p..).filter(|r| !r.is_empty()) {
+        match record::unframe(rest) {
+            Ok(record::Frame::Record { seq, total, .. }) => {
+                last = Some(seq);
+                p += total;
+            }
+            Ok(record::Frame::Padding) => p = (p / BLOCK + 1) * BLOCK,
+            Err(_) => break,
+        }
+    }
+    last
+}
+
+/// Test-only fault switch (cargo feature `fault-injection`): see Cargo.toml.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Journal writes tried, over every shard of the process.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    /// `LEASEQUERYD_FAULT_JOURNAL_FAIL_AFTER=N`: the first N journal writes (one per group
+    /// commit and segment, over every shard) succeed, every later one fails as a disk error
+    /// would.
+    pub(super) fn fail_write() -> bool {
+        let Some(after) = std::env::var("LEASEQUERYD_FAULT_JOURNAL_FAIL_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        if n >= after {
+            tracing::warn!("fault injection: journal write fails");
+            return true;
+        }
+        false
+    }
 }

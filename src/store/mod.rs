@@ -14,6 +14,7 @@
 //!
 //! ```text
 //! DIR/server-duid                          the server DUID, lower-case hex, one line
+//! DIR/shards                               the shard set: the shard count, one line
 //! DIR/shard-K/journal-<seq>.log            journal segments of shard K (seq: 16 hex digits)
 //! DIR/shard-K/snapshot-<seq>.snap          the snapshot of shard K (normally one)
 //! DIR/shard-K/*.tmp                        a snapshot being written (removed by replay)
@@ -40,6 +41,16 @@
 //! damaged header and no valid record is a torn first commit: it is removed (and counted). A
 //! bad record at the end of an older segment (a later one exists) is a corrupt middle too.
 //!
+//! Records are numbered 1, 2, ... per shard without a gap (over rotation, restarts and
+//! snapshots; see [`record`]): a valid record whose number is not the next one, or a segment
+//! that does not start where the previous file ended, is a corrupt middle too (a zeroed block
+//! reads as padding, so without the numbers the commit in it would vanish unnoticed).
+//!
+//! `DIR/shards` records the shard set; from the first replay on every `shard-K` (K below it)
+//! holds a file (an empty snapshot when it has no data), so a missing or emptied shard
+//! directory stops the start ([`StoreError::MissingShard`]); a shard-count change rewrites the
+//! file with the layout.
+//!
 //! Limits: a segment is read whole into memory at replay (bounded by
 //! [`JournalConfig::segment_bytes`] plus one commit); after a power loss (not `kill -9`) a
 //! multi-block commit that was never acknowledged could persist out of order and be reported
@@ -55,7 +66,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use journal::{Journal, JournalConfig, SnapshotInfo, StoreStats};
-pub use replay::{replay, Replayed};
+pub use replay::{replay, write_state, Replayed, SHARDS_FILE};
 
 use record::RecordError;
 
@@ -100,6 +111,20 @@ pub enum StoreError {
         expected: usize,
         /// The shard count expected.
         expected_shards: usize,
+    },
+    /// A shard of the data directory's recorded shard set (`DIR/shards`) is missing: its
+    /// directory is gone or holds no journal segment or snapshot.
+    #[error(
+        "{dir}: missing or empty, but {file} records {shards} shards: that shard's leases would \
+         be lost (restore the directory; to start without them, remove {file})"
+    )]
+    MissingShard {
+        /// The shard directory.
+        dir: String,
+        /// The recorded shard count.
+        shards: usize,
+        /// The file that records it.
+        file: String,
     },
     /// A change could not be encoded.
     #[error("cannot encode change: {0}")]

@@ -1,20 +1,28 @@
 //! The journal's binary encoding (sans-io): one [`Change`] per record, records framed with a
-//! length and a CRC-32, and the header that starts every journal segment and snapshot file.
+//! length, a sequence number and a CRC-32, and the header that starts every journal segment and
+//! snapshot file.
 //!
 //! # Framing
 //!
 //! Every integer is big-endian. A record is
 //!
 //! ```text
-//! [len: u32][crc: u32][payload: len octets]
+//! [len: u32][crc: u32][seq: u64][payload: len octets]
 //! ```
 //!
-//! `len` is 1..=[`MAX_PAYLOAD`]; `crc` is CRC-32 (IEEE 802.3, the zlib/`crc32fast` one) of the
-//! four `len` octets followed by the payload, so a damaged length is caught too. A `len` of 0 is
-//! never a record: it marks zero padding up to the next [`BLOCK`] boundary (the journal pads
-//! each group commit to the O_DIRECT block size; records may span blocks inside one commit).
+//! `len` is 1..=[`MAX_PAYLOAD`] (the payload's length); `crc` is CRC-32 (IEEE 802.3, the
+//! zlib/`crc32fast` one) of the four `len` octets, the eight `seq` octets and the payload, so a
+//! damaged length or sequence number is caught too. A `len` of 0 is never a record: it marks
+//! zero padding up to the next [`BLOCK`] boundary (the journal pads each group commit to the
+//! O_DIRECT block size; records may span blocks inside one commit).
 //!
-//! # Payload, format version 1
+//! `seq` numbers the records of one shard's journal: 1, 2, 3, ... in append order, without a
+//! gap, across segment rotation, restarts and snapshots (each file header says where its
+//! numbering starts, [`FileHeader::record_seq`]). Replay checks it, so data that vanished
+//! between valid records (a zeroed block reads as padding) is a gap, not padding. In a snapshot
+//! the records are numbered 1..=n and the end record n + 1.
+//!
+//! # Payload, format version 2
 //!
 //! The first octet is a tag:
 //!
@@ -34,13 +42,15 @@
 //! where `opt{..}` is an octet 0 (absent) or 1 (present) followed by the fields when present,
 //! `bytes8` is `u8` length + octets, `bytes16` is `u16` length + octets and `optbytes` is
 //! `opt{bytes16}`. A payload must be consumed exactly; anything else is a [`RecordError`].
+//! (The payload is the same as in format version 1; version 1 frames had no `seq`.)
 //!
 //! # File header
 //!
 //! Every journal segment and snapshot starts with a header of [`HEADER_LEN`] octets padded with
 //! zeros to [`BLOCK`]: `magic "LQSTORE\0"`, `version u16` ([`FORMAT_VERSION`]), `file kind u8`
-//! ([`FileKind`]), `reserved u8 (0)`, `shards u32`, `shard u32`, `seq u64`, `crc u32` (CRC-32 of
-//! the 28 octets before it). Records start at offset [`BLOCK`].
+//! ([`FileKind`]), `reserved u8 (0)`, `shards u32`, `shard u32`, `seq u64`, `record_seq u64`,
+//! `crc u32` (CRC-32 of the 36 octets before it). Records start at offset [`BLOCK`]. A file of
+//! another version is refused ([`RecordError::BadVersion`]): this build reads version 2 only.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -50,16 +60,16 @@ use crate::lease::{Change, ChangeKind, RelayBinding, V4Binding, V6Binding, V6Con
 use crate::proto::record::{PortParams, V6Addr, V6Prefix};
 
 /// The on-disk format version written in every file header.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// The file header magic.
 pub const MAGIC: [u8; 8] = *b"LQSTORE\0";
 /// Octets of a file header before its padding.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 40;
 /// The block size files are written in (a multiple of every O_DIRECT alignment in use: 512 and
 /// 4096); records start at this offset and every group commit is padded to it.
 pub const BLOCK: usize = 4096;
-/// Octets of a record's frame before its payload.
-pub const FRAME_LEN: usize = 8;
+/// Octets of a record's frame before its payload (length, CRC, sequence number).
+pub const FRAME_LEN: usize = 16;
 /// The largest payload a record may have (1 MiB): a larger length is damage, not data.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -98,8 +108,9 @@ pub enum RecordError {
     /// A file header with the wrong magic.
     #[error("bad magic")]
     BadMagic,
-    /// A file header of an unknown format version.
-    #[error("unsupported format version {0}")]
+    /// A file header of another format version than [`FORMAT_VERSION`] (version 1, written
+    /// before records had sequence numbers, is not read).
+    #[error("unsupported store format version {0} (this build reads version 2 only)")]
     BadVersion(u16),
     /// A value too large to encode (a field above 65535 octets, more than 65535 addresses).
     #[error("too large to encode: {0}")]
@@ -137,6 +148,10 @@ pub struct FileHeader {
     pub shard: u32,
     /// The file's sequence number (the `<seq>` of its name).
     pub seq: u64,
+    /// Journal segment: the record sequence number of its first record (the one it would
+    /// have when it holds none). Snapshot: the sequence number of the first journal record
+    /// after it (every record below it is in the snapshot).
+    pub record_seq: u64,
 }
 
 impl FileHeader {
@@ -151,6 +166,7 @@ impl FileHeader {
         w.extend_from_slice(&self.shards.to_be_bytes());
         w.extend_from_slice(&self.shard.to_be_bytes());
         w.extend_from_slice(&self.seq.to_be_bytes());
+        w.extend_from_slice(&self.record_seq.to_be_bytes());
         let crc = crc32fast::hash(&w);
         w.extend_from_slice(&crc.to_be_bytes());
         out.copy_from_slice(&w);
@@ -165,13 +181,15 @@ impl FileHeader {
         if r.take(8)? != MAGIC {
             return Err(RecordError::BadMagic);
         }
-        let mut c = Reader(crc);
-        if c.u32()? != crc32fast::hash(body) {
-            return Err(RecordError::BadCrc);
-        }
+        // The version before the CRC: a header of another version (another length) is named
+        // as such, never taken for a torn write.
         let version = r.u16()?;
         if version != FORMAT_VERSION {
             return Err(RecordError::BadVersion(version));
+        }
+        let mut c = Reader(crc);
+        if c.u32()? != crc32fast::hash(body) {
+            return Err(RecordError::BadCrc);
         }
         let kind = match r.u8()? {
             1 => FileKind::Journal,
@@ -184,21 +202,25 @@ impl FileHeader {
             shards: r.u32()?,
             shard: r.u32()?,
             seq: r.u64()?,
+            record_seq: r.u64()?,
         })
     }
 }
 
-/// Appends one framed record holding `payload` to `out`.
-pub fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
+/// Appends one framed record with sequence number `seq` holding `payload` to `out`.
+pub fn frame(seq: u64, payload: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
     if payload.is_empty() || payload.len() > MAX_PAYLOAD {
         return Err(RecordError::TooLarge("record payload"));
     }
     let len = (payload.len() as u32).to_be_bytes();
+    let seq = seq.to_be_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
+    h.update(&seq);
     h.update(payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&h.finalize().to_be_bytes());
+    out.extend_from_slice(&seq);
     out.extend_from_slice(payload);
     Ok(())
 }
@@ -208,6 +230,8 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
 pub enum Frame<'a> {
     /// A record whose CRC matches; `total` octets (frame + payload) were used.
     Record {
+        /// Its sequence number.
+        seq: u64,
         /// The payload.
         payload: &'a [u8],
         /// Frame and payload length.
@@ -230,21 +254,25 @@ pub fn unframe(bytes: &[u8]) -> Result<Frame<'_>, RecordError> {
         return Err(RecordError::BadLength(len));
     }
     let crc = r.u32()?;
+    let seq_octets = r.array::<8>()?;
     let payload = r.take(len as usize)?;
     let mut h = crc32fast::Hasher::new();
     h.update(&len_octets);
+    h.update(&seq_octets);
     h.update(payload);
     if h.finalize() != crc {
         return Err(RecordError::BadCrc);
     }
     Ok(Frame::Record {
+        seq: u64::from_be_bytes(seq_octets),
         payload,
         total: FRAME_LEN + len as usize,
     })
 }
 
-/// Appends the framed record of `change` to `out` (on error `out` is unchanged).
-pub fn encode_change(change: &Change, out: &mut Vec<u8>) -> Result<(), RecordError> {
+/// Appends the framed record of `change`, numbered `seq`, to `out` (on error `out` is
+/// unchanged).
+pub fn encode_change(seq: u64, change: &Change, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_LEN]);
     let res = encode_payload(change, out).and_then(|()| {
@@ -261,24 +289,28 @@ pub fn encode_change(change: &Change, out: &mut Vec<u8>) -> Result<(), RecordErr
             return Err(e);
         }
     };
+    let seq = seq.to_be_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
+    h.update(&seq);
     h.update(out.get(start + FRAME_LEN..).unwrap_or_default());
     let crc = h.finalize().to_be_bytes();
     if let Some(f) = out.get_mut(start..start + FRAME_LEN) {
         f[..4].copy_from_slice(&len);
-        f[4..].copy_from_slice(&crc);
+        f[4..8].copy_from_slice(&crc);
+        f[8..].copy_from_slice(&seq);
     }
     Ok(())
 }
 
-/// Appends the framed snapshot end record (`count` binding records before it) to `out`.
+/// Appends the framed snapshot end record (`count` binding records before it, so numbered
+/// `count + 1`) to `out`.
 pub fn encode_snapshot_end(count: u64, out: &mut Vec<u8>) {
     let mut p = Vec::with_capacity(9);
     p.push(TAG_END);
     p.extend_from_slice(&count.to_be_bytes());
     // A 9-octet payload always frames.
-    let _ = frame(&p, out);
+    let _ = frame(count.saturating_add(1), &p, out);
 }
 
 /// Writes the unframed payload of `change` to `out`.
@@ -425,12 +457,16 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Payload, RecordError> {
     Ok(out)
 }
 
-/// Reads and decodes the framed record at the start of `bytes`: the payload and the octets
-/// used. Padding is reported as [`RecordError::BadLength`]`(0)`.
-pub fn decode_record(bytes: &[u8]) -> Result<(Payload, usize), RecordError> {
+/// Reads and decodes the framed record at the start of `bytes`: its sequence number, the
+/// payload and the octets used. Padding is reported as [`RecordError::BadLength`]`(0)`.
+pub fn decode_record(bytes: &[u8]) -> Result<(u64, Payload, usize), RecordError> {
     match unframe(bytes)? {
         Frame::Padding => Err(RecordError::BadLength(0)),
-        Frame::Record { payload, total } => Ok((decode_payload(payload)?, total)),
+        Frame::Record {
+            seq,
+            payload,
+            total,
+        } => Ok((seq, decode_payload(payload)?, total)),
     }
 }
 

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::record::{
-    self, decode_payload, unframe, FileHeader, FileKind, Frame, Payload, BLOCK, FRAME_LEN,
-    HEADER_LEN, MAX_PAYLOAD,
+    self, decode_payload, unframe, FileHeader, FileKind, Frame, Payload, RecordError, BLOCK,
+    FRAME_LEN, HEADER_LEN, MAX_PAYLOAD,
 };
 use super::{io_err, parse_name, shard_dir, snapshot_name, sync_dir, StoreError};
 use crate::lease::{shard_of_addr, shard_of_duid, Change, ChangeKind, V4Binding, V6Binding};
@@ -43,6 +43,52 @@ impl Replayed {
     /// The number of plain v6 bindings over all shards.
     pub fn v6_count(&self) -> usize {
         self.v6.iter().map(Vec::len).sum()
+    }
+
+    /// Upserts bindings partitioned for the same shard count (an import): one with the key of
+    /// a replayed binding (`(ipv4, psid)`, `(duid, link)`) replaces it, the others are added.
+    pub fn upsert(&mut self, v4: Vec<Vec<V4Binding>>, v6: Vec<Vec<V6Binding>>) {
+        for (into, from) in self.v4.iter_mut().zip(v4) {
+            if into.is_empty() {
+                *into = from;
+                continue;
+            }
+            let mut at: HashMap<(Ipv4Addr, Option<PortParams>), usize> = into
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ((b.addr, b.port_params), i))
+                .collect();
+            for b in from {
+                match at.get(&(b.addr, b.port_params)) {
+                    Some(&i) => into[i] = b,
+                    None => {
+                        at.insert((b.addr, b.port_params), into.len());
+                        into.push(b);
+                    }
+                }
+            }
+        }
+        for (into, from) in self.v6.iter_mut().zip(v6) {
+            if into.is_empty() {
+                *into = from;
+                continue;
+            }
+            let mut at: HashMap<(Vec<u8>, Ipv6Addr), usize> = into
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ((b.duid.clone(), b.link), i))
+                .collect();
+            for b in from {
+                let key = (b.duid.clone(), b.link);
+                match at.get(&key) {
+                    Some(&i) => into[i] = b,
+                    None => {
+                        at.insert(key, into.len());
+                        into.push(b);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -82,6 +128,9 @@ const RESHARD_TMP: &str = "reshard.tmp";
 const RESHARD_NEW: &str = "reshard.new";
 const RESHARD_DONE_MARK: &str = "old-removed";
 
+/// The file in the data directory that records its shard set: the shard count, one line.
+pub const SHARDS_FILE: &str = "shards";
+
 /// Rebuilds every binding stored under `dir` and returns them grouped by shard for
 /// `shards_now` shards (0 is taken as 1).
 ///
@@ -104,6 +153,7 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
     if dir.join(RESHARD_NEW).exists() {
         finish_reshard(dir)?;
     }
+    let recorded = read_shard_count(dir)?;
     let mut out = Replayed::default();
     let mut state = State::default();
     let mut found_counts: Vec<u32> = Vec::new();
@@ -123,6 +173,21 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
         }
     }
     shard_ids.sort_unstable();
+    // Every shard of the recorded set must be there (each always holds a file once its data
+    // directory has a shard set): a lost `shard-K/` would otherwise start the server with the
+    // other shards' leases only. Checked before a shard-count change too.
+    if let Some(n) = recorded {
+        for k in 0..n {
+            let sdir = shard_dir(dir, k);
+            if !has_store_files(&sdir)? {
+                return Err(StoreError::MissingShard {
+                    dir: sdir.display().to_string(),
+                    shards: n,
+                    file: dir.join(SHARDS_FILE).display().to_string(),
+                });
+            }
+        }
+    }
     for &k in &shard_ids {
         replay_shard(
             &shard_dir(dir, k),
@@ -145,6 +210,15 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
             })
         }
     };
+    if let (Some(n), Some(old)) = (recorded, out.old_shards) {
+        if n != old {
+            return Err(StoreError::Corrupt {
+                file: dir.join(SHARDS_FILE).display().to_string(),
+                offset: 0,
+                reason: format!("records {n} shards, but the files were written under {old}"),
+            });
+        }
+    }
     let layout_ok =
         out.old_shards.is_none_or(|n| n == shards_now) && shard_ids.iter().all(|&k| k < shards_now);
     out.v4 = vec![Vec::new(); shards_now];
@@ -173,8 +247,74 @@ pub fn replay(dir: &Path, shards_now: usize) -> Result<Replayed, StoreError> {
     if !layout_ok {
         reshard(dir, shards_now, &out)?;
         out.resharded = true;
+    } else {
+        // Every shard holds a file from now on (an empty snapshot when it has no data), and
+        // the shard set is recorded, so that a missing shard directory is noticed.
+        for k in 0..shards_now {
+            let sdir = shard_dir(dir, k);
+            if !has_store_files(&sdir)? {
+                std::fs::create_dir_all(&sdir).map_err(|e| io_err(&sdir, e))?;
+                let header = FileHeader {
+                    kind: FileKind::Snapshot,
+                    shards: shards_now as u32,
+                    shard: k as u32,
+                    seq: 1,
+                    record_seq: 1,
+                };
+                let tmp = sdir.join(format!("{}.tmp", snapshot_name(1)));
+                write_synced(&tmp, &snapshot_bytes(&header, &[], &[])?)?;
+                let to = sdir.join(snapshot_name(1));
+                std::fs::rename(&tmp, &to).map_err(|e| io_err(&to, e))?;
+                sync_dir(&sdir)?;
+            }
+        }
+        sync_dir(dir)?;
+        if recorded != Some(shards_now) {
+            write_shard_count(dir, shards_now)?;
+        }
     }
     Ok(out)
+}
+
+/// The shard count recorded in `DIR/shards` (`None` when the file does not exist).
+fn read_shard_count(dir: &Path) -> Result<Option<usize>, StoreError> {
+    let path = dir.join(SHARDS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .map(Some)
+            .ok_or_else(|| corrupt(&path, 0, "not a shard count")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+/// Records `shards` in `dir/shards` (temp file, sync, rename, directory sync).
+fn write_shard_count(dir: &Path, shards: usize) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{SHARDS_FILE}.tmp"));
+    write_synced(&tmp, format!("{shards}\n").as_bytes())?;
+    let to = dir.join(SHARDS_FILE);
+    std::fs::rename(&tmp, &to).map_err(|e| io_err(&to, e))?;
+    sync_dir(dir)
+}
+
+/// True when `sdir` holds a journal segment or snapshot (false when it does not exist).
+fn has_store_files(sdir: &Path) -> Result<bool, StoreError> {
+    let entries = match std::fs::read_dir(sdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(sdir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(sdir, e))?;
+        if entry.file_name().to_str().and_then(parse_name).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn corrupt(path: &Path, offset: usize, reason: impl std::fmt::Display) -> StoreError {
@@ -235,11 +375,18 @@ fn replay_shard(
     snaps.sort();
     journals.sort();
     let base = snaps.last().map_or(0, |(s, _)| *s);
+    // The record sequence number the next journal record must have (a shard's numbering
+    // starts at 1; a snapshot says where it goes on).
+    let mut expected = 1u64;
+    // The file the numbering so far comes from, for the error of a gap at a segment's start.
+    let mut prev_file: Option<PathBuf> = None;
     if let Some((_, path)) = snaps.last() {
         let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
         let h = check_header(path, &data, FileKind::Snapshot, k)?;
         counts.push(h.shards);
         load_snapshot(path, &data, state, out)?;
+        expected = h.record_seq;
+        prev_file = Some(path.clone());
     }
     // Older snapshots and segments a finished compaction no longer needs.
     for (seq, path) in snaps.iter().chain(journals.iter()) {
@@ -262,6 +409,10 @@ fn replay_shard(
             out.torn_tails_cut += 1;
             continue;
         }
+        if let Err(e @ RecordError::BadVersion(_)) = FileHeader::decode(&data) {
+            // Another format version is never taken for a torn write.
+            return Err(corrupt(path, 0, format!("header: {e}")));
+        }
         let h = match check_header(path, &data, FileKind::Journal, k) {
             Ok(h) => h,
             // A torn first write of the newest segment: a bad header and nothing valid after it.
@@ -273,7 +424,29 @@ fn replay_shard(
             Err(e) => return Err(e),
         };
         counts.push(h.shards);
-        if let Some(cut) = walk_journal(path, &data, last, state, out)? {
+        if h.record_seq != expected {
+            let after = prev_file.as_ref().map_or_else(
+                || "the shard's first record".to_string(),
+                |f| format!("{} ends before record {expected}", f.display()),
+            );
+            let reason = if h.record_seq > expected {
+                format!(
+                    "segment starts at record {}, but {after}: records {expected}..={} are missing",
+                    h.record_seq,
+                    h.record_seq - 1
+                )
+            } else {
+                format!(
+                    "segment starts at record {}, but {after}: records overlap",
+                    h.record_seq
+                )
+            };
+            return Err(corrupt(path, 0, reason));
+        }
+        let (cut, next) = walk_journal(path, &data, last, expected, state, out)?;
+        expected = next;
+        prev_file = Some(path.clone());
+        if let Some(cut) = cut {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -299,11 +472,22 @@ fn load_snapshot(
         let rest = data
             .get(p..)
             .ok_or_else(|| corrupt(path, p, "snapshot ends early"))?;
-        let (payload, total) = match unframe(rest) {
-            Ok(Frame::Record { payload, total }) => (payload, total),
+        let (seq, payload, total) = match unframe(rest) {
+            Ok(Frame::Record {
+                seq,
+                payload,
+                total,
+            }) => (seq, payload, total),
             Ok(Frame::Padding) => return Err(corrupt(path, p, "snapshot ends early")),
             Err(e) => return Err(corrupt(path, p, e)),
         };
+        if seq != count + 1 {
+            return Err(corrupt(
+                path,
+                p,
+                format!("snapshot record {seq} where record {} belongs", count + 1),
+            ));
+        }
         match decode_payload(payload).map_err(|e| corrupt(path, p, e))? {
             Payload::Change(c) => {
                 state.apply(c);
@@ -324,19 +508,50 @@ fn load_snapshot(
     Ok(())
 }
 
-/// Applies a segment's records; returns where to cut a torn tail (only when `last`).
+/// Applies a segment's records, numbered from `expected` on; returns where to cut a torn
+/// tail (only when `last`) and the number the next record (in the next segment) must have.
+///
+/// A record with a good checksum but another number than the next one is refused: a higher
+/// number means that records vanished before it (a zeroed block reads as padding), a lower one
+/// that data repeats. The offset named for a gap is the first block boundary after the last
+/// good record, where the lost commit started.
 fn walk_journal(
     path: &Path,
     data: &[u8],
     last: bool,
+    mut expected: u64,
     state: &mut State,
     out: &mut Replayed,
-) -> Result<Option<usize>, StoreError> {
+) -> Result<(Option<usize>, u64), StoreError> {
     let mut p = BLOCK.min(data.len());
+    // The end of the last good record (the records start at BLOCK).
+    let mut good_end = p;
     while p < data.len() {
         let rest = data.get(p..).unwrap_or_default();
         let bad = match unframe(rest) {
-            Ok(Frame::Record { payload, total }) => {
+            Ok(Frame::Record {
+                seq,
+                payload,
+                total,
+            }) => {
+                if seq != expected {
+                    let reason = if seq > expected {
+                        let gap = good_end.div_ceil(BLOCK) * BLOCK;
+                        return Err(corrupt(
+                            path,
+                            gap,
+                            format!(
+                                "records {expected}..={} are missing: no valid record between \
+                                 offset {good_end} and record {seq} at offset {p} (zeroed or \
+                                 lost data)",
+                                seq - 1
+                            ),
+                        ));
+                    } else {
+                        format!("record {seq} where record {expected} belongs (repeated data)")
+                    };
+                    return Err(corrupt(path, p, reason));
+                }
                 match decode_payload(payload) {
                     Ok(Payload::Change(c)) => {
                         state.apply(c);
@@ -349,6 +564,8 @@ fn walk_journal(
                     Err(e) => return Err(corrupt(path, p, e)),
                 }
                 p += total;
+                good_end = p;
+                expected += 1;
                 continue;
             }
             Ok(Frame::Padding) => {
@@ -376,9 +593,9 @@ fn walk_journal(
                 format!("{bad}, in a segment a later one follows"),
             ));
         }
-        return Ok(Some(p));
+        return Ok((Some(p), expected));
     }
-    Ok(None)
+    Ok((None, expected))
 }
 
 /// The offset of the first position at or after `from` holding a frame with a good checksum.
@@ -416,7 +633,7 @@ pub(crate) fn snapshot_bytes(
             kind: ChangeKind::Feed,
             binding: b.clone(),
         };
-        record::encode_change(&c, &mut buf)?;
+        record::encode_change(count + 1, &c, &mut buf)?;
         count += 1;
     }
     for b in v6 {
@@ -425,11 +642,53 @@ pub(crate) fn snapshot_bytes(
             kind: ChangeKind::Feed,
             binding: b.clone(),
         };
-        record::encode_change(&c, &mut buf)?;
+        record::encode_change(count + 1, &c, &mut buf)?;
         count += 1;
     }
     record::encode_snapshot_end(count, &mut buf);
     Ok(buf)
+}
+
+/// Writes (streamed, then synced) the snapshot file [`snapshot_bytes`] would give.
+fn write_snapshot_file(
+    path: &Path,
+    header: &FileHeader,
+    v4: &[V4Binding],
+    v6: &[V6Binding],
+) -> Result<(), StoreError> {
+    let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; BLOCK];
+    if let Some(h) = buf.get_mut(..HEADER_LEN) {
+        h.copy_from_slice(&header.encode());
+    }
+    w.write_all(&buf).map_err(|e| io_err(path, e))?;
+    let mut count = 0u64;
+    let changes = v4
+        .iter()
+        .map(|b| Change::V4 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        })
+        .chain(v6.iter().map(|b| Change::V6 {
+            at: b.cltt,
+            kind: ChangeKind::Feed,
+            binding: b.clone(),
+        }));
+    for c in changes {
+        buf.clear();
+        record::encode_change(count + 1, &c, &mut buf)?;
+        w.write_all(&buf).map_err(|e| io_err(path, e))?;
+        count += 1;
+    }
+    buf.clear();
+    record::encode_snapshot_end(count, &mut buf);
+    w.write_all(&buf).map_err(|e| io_err(path, e))?;
+    w.into_inner()
+        .map_err(|e| io_err(path, e.error()))?
+        .sync_all()
+        .map_err(|e| io_err(path, e))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -442,7 +701,27 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
+    write_state(dir, shards, &r.v4, &r.v6)
+}
+
+/// Makes `v4[k]` / `v6[k]` the whole durable state of shard `k` of `shards` under `dir` (the
+/// bindings must be partitioned by [`shard_of_addr`] / [`shard_of_duid`] for `shards`): one
+/// snapshot per shard, written under `DIR/reshard.tmp` and committed by renaming it to
+/// `DIR/reshard.new` (an interrupted rewrite is finished or discarded by the next [`replay`]),
+/// then moved into place with the recorded shard set; every older file is removed. Run it
+/// before any [`Journal`](super::Journal) of `dir` is open. The start uses it to make an
+/// import durable.
+pub fn write_state(
+    dir: &Path,
+    shards: usize,
+    v4: &[Vec<V4Binding>],
+    v6: &[Vec<V6Binding>],
+) -> Result<(), StoreError> {
+    let shards = shards.max(1);
     let tmp = dir.join(RESHARD_TMP);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
     for k in 0..shards {
         let sdir = shard_dir(&tmp, k);
@@ -452,17 +731,17 @@ fn reshard(dir: &Path, shards: usize, r: &Replayed) -> Result<(), StoreError> {
             shards: shards as u32,
             shard: k as u32,
             seq: 1,
+            record_seq: 1,
         };
-        let empty = Vec::new();
-        let empty6 = Vec::new();
-        let bytes = snapshot_bytes(
+        write_snapshot_file(
+            &sdir.join(snapshot_name(1)),
             &header,
-            r.v4.get(k).unwrap_or(&empty),
-            r.v6.get(k).unwrap_or(&empty6),
+            v4.get(k).map_or(&[], Vec::as_slice),
+            v6.get(k).map_or(&[], Vec::as_slice),
         )?;
-        write_synced(&sdir.join(snapshot_name(1)), &bytes)?;
         sync_dir(&sdir)?;
     }
+    write_synced(&tmp.join(SHARDS_FILE), format!("{shards}\n").as_bytes())?;
     sync_dir(&tmp)?;
     let new = dir.join(RESHARD_NEW);
     std::fs::rename(&tmp, &new).map_err(|e| io_err(&new, e))?;
@@ -494,7 +773,10 @@ fn finish_reshard(dir: &Path) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(&new).map_err(|e| io_err(&new, e))? {
         let entry = entry.map_err(|e| io_err(&new, e))?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.starts_with("shard-")) {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("shard-") || n == SHARDS_FILE)
+        {
             let to = dir.join(&name);
             std::fs::rename(entry.path(), &to).map_err(|e| io_err(&to, e))?;
         }
