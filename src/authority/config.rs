@@ -69,7 +69,9 @@ pub struct SubnetConfig {
     /// The IPv6 prefixes (CIDR) that select this subnet (see [`AuthorityConfig`]).
     pub links: Vec<String>,
     /// The IPv4 pool: a CIDR (`192.0.2.0/24`: the network and broadcast addresses are left out
-    /// for prefixes up to /30) or an inclusive range (`192.0.2.10-192.0.2.99`).
+    /// for prefixes up to /30) or an inclusive range (`192.0.2.10-192.0.2.99`). Only unicast
+    /// host addresses: a pool touching 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4 is
+    /// refused (RFC 1122 §3.2.1.3).
     pub pool: String,
     /// Lease time (option 51), seconds.
     pub lease_time: u32,
@@ -242,6 +244,28 @@ fn parse_pool(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>)> {
     Some((first.into(), last.into(), Some(m.into())))
 }
 
+/// IPv4 blocks whose addresses are not unicast host addresses (RFC 1122 §3.2.1.3; multicast and
+/// the reserved class E, RFC 1112 §4): a pool must not hold any of them.
+const NOT_UNICAST: [(u32, u32, &str); 4] = [
+    (0x0000_0000, 0x00ff_ffff, "0.0.0.0/8 addresses (\"this network\")"),
+    (0x7f00_0000, 0x7fff_ffff, "127.0.0.0/8 addresses (loopback)"),
+    (0xe000_0000, 0xefff_ffff, "224.0.0.0/4 addresses (multicast)"),
+    (
+        0xf000_0000,
+        0xffff_ffff,
+        "240.0.0.0/4 addresses (reserved, and 255.255.255.255 broadcast)",
+    ),
+];
+
+/// The first block of [`NOT_UNICAST`] that the inclusive range `first..=last` touches.
+fn not_unicast_hosts(first: Ipv4Addr, last: Ipv4Addr) -> Option<&'static str> {
+    let (f, l) = (u32::from(first), u32::from(last));
+    NOT_UNICAST
+        .iter()
+        .find(|(a, b, _)| f <= *b && *a <= l)
+        .map(|(_, _, why)| *why)
+}
+
 /// The lowest PSID that holds no port below 1024, for offset 0 and length `k`.
 fn first_free_psid(k: u8) -> u16 {
     // PSID p covers ports [p * 2^(16-k), (p+1) * 2^(16-k)).
@@ -322,6 +346,13 @@ impl AuthorityConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             let (first, last, mask) = parse_pool(&s.pool)
                 .ok_or_else(|| bad(n, "pool", format!("bad pool {:?}", s.pool)))?;
+            if let Some(why) = not_unicast_hosts(first, last) {
+                return Err(bad(
+                    n,
+                    "pool",
+                    format!("{:?} holds {why} (RFC 1122 §3.2.1.3)", s.pool),
+                ));
+            }
             if s.lease_time == 0 || s.rebind_time >= s.lease_time || s.renew_time >= s.rebind_time {
                 return Err(bad(
                     n,
@@ -405,9 +436,19 @@ impl AuthorityConfig {
             }
         }
         let server_id = match &self.server_id {
-            Some(s) => s
-                .parse()
-                .map_err(|_| bad("", "server_id", format!("bad address {s:?}")))?,
+            Some(s) => {
+                let a: Ipv4Addr = s
+                    .parse()
+                    .map_err(|_| bad("", "server_id", format!("bad address {s:?}")))?;
+                if let Some(why) = not_unicast_hosts(a, a) {
+                    return Err(bad(
+                        "",
+                        "server_id",
+                        format!("{s:?} is one of the {why} (RFC 1122 §3.2.1.3)"),
+                    ));
+                }
+                a
+            }
             None => {
                 // Take the first pool address of the first subnet out of its pool.
                 let s = subnets
@@ -494,6 +535,61 @@ mod tests {
         let mut c = AuthorityConfig::demo();
         c.subnets[0].links[0] = "nope".into();
         assert!(c.validate().is_err());
+    }
+
+    /// Issue 13 item 7: pools (and a server identifier) of addresses that are not unicast host
+    /// addresses are refused, the message naming the subnet (RFC 1122 §3.2.1.3).
+    #[test]
+    fn pools_of_non_unicast_addresses_are_refused() {
+        for pool in [
+            "127.0.0.0/30",
+            "224.0.0.0/30",
+            "0.0.0.0/0",
+            "0.1.2.3-0.1.2.9",
+            "126.255.255.250-127.0.0.1",
+            "239.255.255.255/32",
+            "240.0.0.0/24",
+            "255.255.255.255/32",
+            "223.255.255.250-224.0.0.0",
+        ] {
+            let mut c = AuthorityConfig::demo();
+            c.subnets[1].pool = pool.into();
+            let err = c.validate().expect_err(pool);
+            assert!(
+                matches!(
+                    &err,
+                    ConfigError::Invalid { subnet, field: "pool", .. } if subnet == "shared"
+                ),
+                "{pool}: {err}"
+            );
+            assert!(err.to_string().contains("\"shared\""), "{pool}: {err}");
+        }
+        // The edges just outside the refused blocks are fine.
+        for pool in [
+            "1.0.0.0/24",
+            "126.255.255.0/24",
+            "128.0.0.0/24",
+            "223.255.255.0/24",
+        ] {
+            let mut c = AuthorityConfig::demo();
+            c.subnets[1].pool = pool.into();
+            let v = c.validate().unwrap_or_else(|e| panic!("{pool}: {e}"));
+            assert!(v.subnets[1].first < v.subnets[1].last);
+        }
+        for id in ["127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0"] {
+            let mut c = AuthorityConfig::demo();
+            c.server_id = Some(id.into());
+            assert!(
+                matches!(
+                    c.validate(),
+                    Err(ConfigError::Invalid {
+                        field: "server_id",
+                        ..
+                    })
+                ),
+                "{id}"
+            );
+        }
     }
 
     #[test]
