@@ -30,6 +30,10 @@ pub const MAX_LINKS: usize = 1024;
 ///   candidate is `shared_only`, its message is discarded (RFC 7618 §8: a server with only shared
 ///   pools discards requests whose PRL lacks 159).
 ///
+/// Only DISCOVER, REQUEST and INFORM are placed on a subnet. DHCPRELEASE and DHCPDECLINE name a
+/// lease the client holds and find it by client identity and address, on any link (a RELEASE
+/// carries no PRL at all, RFC 2131 §4.4.6).
+///
 /// A lease never falls back to another subnet when its subnet's pool is exhausted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

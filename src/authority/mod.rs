@@ -51,6 +51,9 @@
 //!   server may hold it).
 //! - The server echoes option 61 in every reply (RFC 6842).
 //! - A client identifier (61) in RFC 4361 form (type 255) is required on every message.
+//! - DHCPRELEASE and DHCPDECLINE select no subnet: the lease they name is found by client
+//!   identity and address, whatever option 55 lists (a RELEASE has none, RFC 2131 §4.4.6) and
+//!   whichever link they come from.
 //! - Hold times: an EXPIRED or RELEASED lease stays the client's for `expired_hold`, a declined
 //!   address is ABANDONED for `abandoned_hold`; after that the unit may go to another client (the
 //!   record stays in the table, in its state, until then).
@@ -190,7 +193,8 @@ pub struct AuthorityCounters {
     pub drop_wrong_shard: u64,
     /// Dropped: no subnet for the selector address.
     pub drop_no_subnet: u64,
-    /// Dropped: a shared-only link and a client that does not list 159.
+    /// Dropped: a shared-only link and a DISCOVER, REQUEST or INFORM that does not list 159
+    /// (RELEASE and DECLINE select no subnet).
     pub drop_needs_159: u64,
     /// Dropped: a REQUEST for another server (option 54 not ours): the offer was withdrawn.
     pub drop_other_server: u64,
@@ -1037,6 +1041,22 @@ impl Authority {
             oro_br: q.oro_br,
             oro_bind_prefix: q.oro_bind_prefix,
         };
+        if matches!(msg_type, v4msg::DECLINE | v4msg::RELEASE) {
+            // These name a lease the client holds, found by its identity and address (and
+            // PSID when given); no subnet is selected for them. A RELEASE carries no option 55
+            // (RFC 2131 §4.4.6), so the selection would drop it on a shared-only link.
+            let mut changes = Vec::new();
+            if msg_type == v4msg::DECLINE {
+                self.decline(table, &req, now, &mut changes);
+            } else {
+                self.release(table, &req, now, &mut changes);
+            }
+            self.maybe_compact_timers(table);
+            return Outcome {
+                changes,
+                ..Outcome::default()
+            };
+        }
         let subnet = match self.select(selector, wants_159) {
             Ok(s) => s,
             Err(true) => {
@@ -1052,14 +1072,6 @@ impl Authority {
         let reply = match msg_type {
             v4msg::DISCOVER => self.discover(table, subnet, &req, now),
             v4msg::REQUEST => self.request(table, subnet, &req, now, &mut changes),
-            v4msg::DECLINE => {
-                self.decline(table, &req, now, &mut changes);
-                None
-            }
-            v4msg::RELEASE => {
-                self.release(table, &req, now, &mut changes);
-                None
-            }
             v4msg::INFORM => {
                 self.counters.informs += 1;
                 Some(Reply::InformAck(subnet))
