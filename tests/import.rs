@@ -155,6 +155,7 @@ fn demo_file_fills_shards_that_answer_queries() {
             changed_since: None,
             changed_until: None,
             only_4o6,
+            only_active: false,
         };
         let mut n = 0;
         for t in &shards {
