@@ -687,6 +687,48 @@ fn decline_on_a_shared_only_link_abandons_the_unit() {
     assert_eq!((ack.v4.yiaddr, pp_of(&ack.v4)), (a, Some(pp)));
 }
 
+/// Issue 13 item 6: `lease_time = 4294967295` (RFC 2131 §3.3) is infinite: 51 = 0xffffffff
+/// in the OFFER and ACK, `expires` is u32::MAX (what the encoders report as 0xffffffff), and no
+/// expiry is scheduled, on the first lease, a renewal and after a restore.
+#[test]
+fn an_infinite_lease_never_expires() {
+    let mut cfg = AuthorityConfig::demo();
+    cfg.subnets.truncate(1);
+    cfg.subnets[0].lease_time = u32::MAX;
+    cfg.server_id = Some("192.0.2.1".into());
+    let cfg = cfg.validate().unwrap();
+    let mut e = Env::new(&cfg);
+    let ack = e.dora(&c(1, 0), NOW);
+    assert_eq!(
+        ack.dp.opts().get(dp::OptionCode::AddressLeaseTime),
+        Some(&dp::DhcpOption::AddressLeaseTime(u32::MAX))
+    );
+    let a = ack.v4.yiaddr;
+    assert_eq!(e.t.get_v4(a, None).unwrap().expires, u32::MAX);
+    let o = e.direct(
+        &C {
+            t: v4msg::REQUEST,
+            ciaddr: a,
+            ..c(1, 0)
+        },
+        true,
+        NOW + 1800,
+    );
+    assert_eq!(
+        open(&o.reply.unwrap(), &[]).v4.option(v4opt::LEASE_TIME),
+        Some(&V4Option::LeaseTime(u32::MAX))
+    );
+    assert_eq!(e.t.get_v4(a, None).unwrap().expires, u32::MAX);
+    // Only the (stale) offer timer was ever scheduled; nothing expires, however late.
+    assert!(e.a.expire(&mut e.t, NOW + 60).is_empty());
+    assert_eq!(e.a.next_deadline(), None);
+    assert!(e.a.expire(&mut e.t, u32::MAX - 1).is_empty());
+    assert_eq!(e.t.get_v4(a, None).unwrap().state, dhcp_state::ACTIVE);
+    let mut r = Authority::new(&cfg, 0, 1);
+    r.restore(&e.t);
+    assert_eq!(r.next_deadline(), None);
+}
+
 #[test]
 fn pool_exhaustion_sends_no_offer() {
     let mut cfg = AuthorityConfig::demo();

@@ -528,6 +528,35 @@ fn release_and_decline_on_a_shared_only_link_end_the_leases() {
     assert_eq!(total("drop_needs_159: "), 0, "{log}");
 }
 
+/// Issue 13 item 6: `lease_time = 4294967295` is an infinite lease (RFC 2131 §3.3): the OFFER
+/// and ACK carry option 51 = 0xffffffff, and so does a bulk query's DHCPLEASEACTIVE (RFC 4388
+/// §6.4.2), where it was the seconds left to 2106 before the fix.
+#[test]
+fn an_infinite_lease_is_reported_infinite_by_bulk_leasequery() {
+    let dir = TempDir::new("infinite");
+    let cfg = dir.path().join("lqd.toml");
+    std::fs::write(
+        &cfg,
+        "[authority]\nserver_id = \"192.0.2.1\"\n[[authority.subnet]]\nname = \"forever\"\n\
+         links = [\"::1/128\"]\npool = \"192.0.2.0/28\"\nlease_time = 4294967295\n\
+         renew_time = 1800\nrebind_time = 3000\n",
+    )
+    .unwrap();
+    let srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .start();
+    let ack = Client::new(srv.dhcp4o6, 95, false).dora(0x9500);
+    assert_eq!(ack.option(51), Some(&V4Option::LeaseTime(u32::MAX)));
+    assert_eq!(ack.option(58), Some(&V4Option::RenewalTime(1800)));
+    let got: Vec<_> = bulk_v4(&srv, 0x9501, vec![51], vec![])
+        .into_iter()
+        .filter(|m| m.message_type() == Some(v4msg::LEASEACTIVE))
+        .map(|m| (m.ciaddr, m.option(51).cloned()))
+        .collect();
+    assert_eq!(got, vec![(ack.yiaddr, Some(V4Option::LeaseTime(u32::MAX)))]);
+}
+
 /// The shard (of `shards`) that owns a test client: option 61 in RFC 4361 form (type 255,
 /// IAID 1, the DUID), through the library's client directory function.
 fn shard_of(c: &Client, shards: usize) -> usize {

@@ -896,6 +896,48 @@ fn s47b_dhcp4o6_relay_remote_client_id_return_current_bindings_only() {
     );
 }
 
+/// Issue 13 item 6: an imported lease with `expires` 4294967295 is infinite: the v4 bulk reply
+/// and the DHCP4o6 one carry option 51 = 0xffffffff (RFC 2132 §9.2, RFC 4388 §6.4.2), not
+/// the seconds left to 2106; a finite lease keeps its remaining time.
+#[test]
+fn infinite_imported_leases_are_reported_with_lease_time_all_ones() {
+    let import = [
+        format!(r#"{{"ipv4":"192.0.2.20","chaddr":"02:00:00:00:03:01","state":"active","cltt":1764000000,"expires":4294967295}}"#),
+        format!(r#"{{"ipv4":"198.51.100.20","chaddr":"02:00:00:00:03:02","state":"active","cltt":1764000000,"expires":4294967295,"link":"{LINK1}","softwire_src":"2001:db8:1::20"}}"#),
+        format!(r#"{{"ipv4":"192.0.2.21","chaddr":"02:00:00:00:03:03","state":"active","cltt":1764000000,"expires":{EXPIRES}}}"#),
+    ]
+    .join("\n");
+    let srv = started(import, 2);
+    let mut c = srv.connect4();
+    let xid = 0x6e00_0001;
+    let (msgs, t0, t1) = exchange_v4(&mut c, &bulk_v4(xid, |_| {}), xid);
+    let mut got: Vec<(Ipv4Addr, Option<u32>)> = msgs[..msgs.len() - 1]
+        .iter()
+        .map(|m| (m.ciaddr, u32_opt(m, v4opt::LEASE_TIME)))
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], (Ipv4Addr::new(192, 0, 2, 20), Some(u32::MAX)));
+    assert_eq!(got[2], (Ipv4Addr::new(198, 51, 100, 20), Some(u32::MAX)));
+    let finite = got[1].1.expect("51");
+    assert!((EXPIRES - t1..=EXPIRES - t0).contains(&finite), "{finite}");
+    // The DHCP4o6 form (by link) too.
+    let mut c6 = srv.connect6();
+    let (xid, v4xid) = (0x6e_0002, 0x6e00_0002);
+    let q = lq6(
+        xid,
+        query_type::BY_LINK_ADDRESS,
+        LINK1.parse().unwrap(),
+        vec![V6Option::Oro(vec![v6opt::S46_V4V6BIND])],
+        Some(bulk_v4(v4xid, |_| {})),
+    );
+    let msgs = exchange_v6(&mut c6, &q, xid);
+    assert_eq!(msgs.len(), 2, "REPLY, DONE: {msgs:?}");
+    let a = inner_v4(&msgs[0]);
+    assert_eq!(a.ciaddr, Ipv4Addr::new(198, 51, 100, 20));
+    assert_eq!(u32_opt(&a, v4opt::LEASE_TIME), Some(u32::MAX));
+}
+
 #[test]
 fn s48_dhcp4o6_no_oro_malformed_both_layers() {
     let srv = started(o6_import(), 2);

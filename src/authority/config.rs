@@ -14,6 +14,10 @@ use thiserror::Error;
 pub const MAX_SUBNETS: usize = 4096;
 /// The most link prefixes one subnet may list.
 pub const MAX_LINKS: usize = 1024;
+/// The longest finite `lease_time` (2^31 - 1 s, 68 years): a lease's expiry is a 32-bit Unix
+/// time (the lease table, the journal and the import format), and a longer finite lease would
+/// end past 2106. 4294967295 is the infinite lease.
+pub const MAX_FINITE_LEASE_TIME: u32 = 0x7fff_ffff;
 
 /// The lease authority's configuration (serde form).
 ///
@@ -77,7 +81,9 @@ pub struct SubnetConfig {
     /// host addresses: a pool touching 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4 is
     /// refused (RFC 1122 §3.2.1.3).
     pub pool: String,
-    /// Lease time (option 51), seconds.
+    /// Lease time (option 51), seconds: up to [`MAX_FINITE_LEASE_TIME`], or 4294967295
+    /// (0xffffffff) for an infinite lease (RFC 2131 §3.3), which never expires and is reported
+    /// as 0xffffffff by bulk and active leasequery too.
     pub lease_time: u32,
     /// T1 (option 58), seconds; below `rebind_time`.
     pub renew_time: u32,
@@ -357,6 +363,17 @@ impl AuthorityConfig {
                     format!("{:?} holds {why} (RFC 1122 §3.2.1.3)", s.pool),
                 ));
             }
+            if s.lease_time > MAX_FINITE_LEASE_TIME && s.lease_time != u32::MAX {
+                return Err(bad(
+                    n,
+                    "lease_time",
+                    format!(
+                        "{} is longer than the longest finite lease ({MAX_FINITE_LEASE_TIME} s); \
+                         4294967295 is an infinite lease",
+                        s.lease_time
+                    ),
+                ));
+            }
             if s.lease_time == 0 || s.rebind_time >= s.lease_time || s.renew_time >= s.rebind_time {
                 return Err(bad(
                     n,
@@ -593,6 +610,26 @@ mod tests {
                 ),
                 "{id}"
             );
+        }
+    }
+
+    /// Issue 13 item 6: 4294967295 is the infinite lease; a finite lease too long for a 32-bit
+    /// expiry is refused rather than silently shortened.
+    #[test]
+    fn infinite_and_too_long_lease_times() {
+        let mut c = AuthorityConfig::demo();
+        c.subnets[0].lease_time = u32::MAX;
+        assert_eq!(c.validate().unwrap().subnets[0].lease_time, u32::MAX);
+        c.subnets[0].lease_time = MAX_FINITE_LEASE_TIME;
+        assert!(c.validate().is_ok());
+        for lt in [MAX_FINITE_LEASE_TIME + 1, 3_000_000_000, u32::MAX - 1] {
+            c.subnets[0].lease_time = lt;
+            let e = c.validate().expect_err("too long");
+            assert!(
+                matches!(&e, ConfigError::Invalid { subnet, field: "lease_time", .. } if subnet == "full"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("4294967295"), "{e}");
         }
     }
 

@@ -340,6 +340,20 @@ fn relay_fields(
     ))
 }
 
+/// The lease time (option 51) and `expires` of an infinite lease (RFC 2131 §3.3).
+const INFINITE: u32 = u32::MAX;
+
+/// When a lease of `lease_time` seconds granted at `now` ends: never (`u32::MAX`) for the
+/// infinite 0xffffffff; otherwise at most `u32::MAX - 1` (2106), so that a finite lease is never
+/// taken for an infinite one.
+fn lease_end(lease_time: u32, now: u32) -> u32 {
+    if lease_time == INFINITE {
+        INFINITE
+    } else {
+        now.saturating_add(lease_time).min(INFINITE - 1)
+    }
+}
+
 fn ip4(b: &[u8]) -> Option<Ipv4Addr> {
     <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
 }
@@ -453,7 +467,9 @@ impl Authority {
                             self.registrations.push(claim);
                         }
                     }
-                    self.timers.push(Reverse((expires, Timer::Lease(unit))));
+                    if expires != INFINITE {
+                        self.timers.push(Reverse((expires, Timer::Lease(unit))));
+                    }
                 }
                 dhcp_state::EXPIRED | dhcp_state::RELEASED | dhcp_state::ABANDONED => {
                     self.timers.push(Reverse((expires, Timer::Hold(unit))));
@@ -1311,7 +1327,7 @@ impl Authority {
             state: dhcp_state::ACTIVE,
             cltt: now,
             state_start: renewing.as_ref().map_or(now, |b| b.state_start),
-            expires: now.saturating_add(s.lease_time),
+            expires: lease_end(s.lease_time, now),
             circuit_id: r.circuit_id.clone(),
             remote_id: r.remote_id.clone(),
             relay_id: r.relay_id.clone(),
@@ -1346,7 +1362,9 @@ impl Authority {
         if self.offers.get(&r.client).is_some_and(|o| o.unit == unit) {
             self.withdraw_offer(&r.client);
         }
-        self.timers.push(Reverse((b.expires, Timer::Lease(unit))));
+        if b.expires != INFINITE {
+            self.timers.push(Reverse((b.expires, Timer::Lease(unit))));
+        }
         changes.push(Change::V4 {
             at: now,
             kind,
@@ -1472,7 +1490,7 @@ impl Authority {
         hops: &[wire::Hop<'_>],
         r: &Req<'_>,
         reply: Reply,
-        _now: u32,
+        now: u32,
     ) -> Option<Vec<u8>> {
         let v4 = &r.v4;
         let (msg_type, subnet, unit, sw) = match reply {
@@ -1492,9 +1510,12 @@ impl Authority {
             if msg_type == v4msg::ACK {
                 m.ciaddr = v4.ciaddr;
             }
-            m.options.push(V4Option::LeaseTime(s.lease_time));
-            m.options.push(V4Option::RenewalTime(s.renew_time));
-            m.options.push(V4Option::RebindingTime(s.rebind_time));
+            // What the binding records (the same as a bulk query reports): 0xffffffff for an
+            // infinite lease, else lease_time (less only past 2106, where expiry clamps).
+            let lease = crate::proto::time::remaining(lease_end(s.lease_time, now), now);
+            m.options.push(V4Option::LeaseTime(lease));
+            m.options.push(V4Option::RenewalTime(s.renew_time.min(lease)));
+            m.options.push(V4Option::RebindingTime(s.rebind_time.min(lease)));
             if let Some(mask) = s.mask {
                 m.options.push(V4Option::SubnetMask(mask));
             }
