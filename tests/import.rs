@@ -356,7 +356,6 @@ fn infinite_and_very_long_lifetimes() {
             .find(|b| b.duid.last() == Some(&last))
             .unwrap()
             .iana[0]
-            .clone()
     };
     let inf = find(0xf1);
     assert_eq!((inf.preferred_until, inf.valid_until), (u32::MAX, u32::MAX));

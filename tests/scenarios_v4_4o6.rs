@@ -424,7 +424,8 @@ fn s35_rfc6926_6_2_5_query_start_time_filters() {
 fn s39_rfc6926_8_2_primary_queries_return_current_bindings_only() {
     let srv = started(v4_import(), 2);
     let mut c = srv.connect4();
-    let l3_queries: Vec<(&str, Box<dyn Fn(&mut v4::Message)>)> = vec![
+    type Shape = Box<dyn Fn(&mut v4::Message)>;
+    let l3_queries: Vec<(&str, Shape)> = vec![
         (
             "chaddr",
             Box::new(|m: &mut v4::Message| {
@@ -902,7 +903,7 @@ fn s47b_dhcp4o6_relay_remote_client_id_return_current_bindings_only() {
 #[test]
 fn infinite_imported_leases_are_reported_with_lease_time_all_ones() {
     let import = [
-        format!(r#"{{"ipv4":"192.0.2.20","chaddr":"02:00:00:00:03:01","state":"active","cltt":1764000000,"expires":4294967295}}"#),
+        r#"{"ipv4":"192.0.2.20","chaddr":"02:00:00:00:03:01","state":"active","cltt":1764000000,"expires":4294967295}"#.to_string(),
         format!(r#"{{"ipv4":"198.51.100.20","chaddr":"02:00:00:00:03:02","state":"active","cltt":1764000000,"expires":4294967295,"link":"{LINK1}","softwire_src":"2001:db8:1::20"}}"#),
         format!(r#"{{"ipv4":"192.0.2.21","chaddr":"02:00:00:00:03:03","state":"active","cltt":1764000000,"expires":{EXPIRES}}}"#),
     ]
