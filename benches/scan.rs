@@ -111,6 +111,7 @@ fn main() {
         changed_since: None,
         changed_until: None,
         only_4o6: true,
+        only_active: false,
     };
     let all = V4Query::all();
     // The bench's queries: DHCP4o6 with ORO [OPTION_S46_V4V6BIND], PRL [51, 91, 152, 159];

@@ -35,6 +35,8 @@ struct C {
     pp: Option<PortParams>,
     /// More options, as given (option 82 goes last on the wire).
     extra: Vec<V4Option>,
+    /// No option 55 at all (a RELEASE or DECLINE must not carry one: RFC 2131 §4.4.6).
+    no_prl: bool,
 }
 
 fn c(n: u32, t: u8) -> C {
@@ -48,6 +50,7 @@ fn c(n: u32, t: u8) -> C {
         sw: None,
         pp: None,
         extra: Vec::new(),
+        no_prl: false,
     }
 }
 
@@ -62,7 +65,9 @@ fn v4(c: &C) -> Vec<u8> {
     if c.shared {
         prl.push(159);
     }
-    m.options.push(V4Option::ParameterRequestList(prl));
+    if !c.no_prl {
+        m.options.push(V4Option::ParameterRequestList(prl));
+    }
     if let Some(a) = c.requested {
         m.options.push(V4Option::RequestedIp(a));
     }
@@ -539,6 +544,189 @@ fn shared_only_link_discards_clients_without_159() {
     let o = e.direct(&c(1, v4msg::DISCOVER), false, NOW);
     assert!(o.reply.is_none());
     assert_eq!(e.a.counters().drop_needs_159, 1);
+}
+
+/// A shared-only link with one unit: one address, PSID length 1 (PSID 0 holds the well-known
+/// ports, so PSID 1 is the only one leased).
+fn one_shared_unit() -> AuthorityConfig {
+    let mut cfg = AuthorityConfig::demo();
+    cfg.subnets.remove(0);
+    cfg.subnets[0].pool = "198.51.100.10/32".into();
+    cfg.subnets[0].psid_len = Some(1);
+    cfg.subnets[0].shared_only = Some(true);
+    cfg.server_id = Some("192.0.2.1".into());
+    cfg.expired_hold = 100;
+    cfg.abandoned_hold = 500;
+    cfg
+}
+
+/// Issue 13 item 1: on a link with only a shared pool, a DHCPRELEASE (which never carries
+/// option 55, RFC 2131 §4.4.6) releases the client's lease, found by client identity and
+/// ciaddr; after `expired_hold` the (IPv4, PSID) goes to another client. Before the fix the
+/// release was dropped as `drop_needs_159` and the unit stayed ACTIVE until expiry.
+#[test]
+fn release_on_a_shared_only_link_frees_the_unit() {
+    let mut e = Env::new(&one_shared_unit().validate().unwrap());
+    let shared = |n| C {
+        shared: true,
+        ..c(n, 0)
+    };
+    let ack = e.dora(&shared(1), NOW);
+    let (a, pp) = (ack.v4.yiaddr, pp_of(&ack.v4).expect("159"));
+    assert_eq!((a, pp.psid), (Ipv4Addr::new(198, 51, 100, 10), 1));
+    // The pool is exhausted meanwhile.
+    let o = e.direct(
+        &C {
+            t: v4msg::DISCOVER,
+            ..shared(2)
+        },
+        false,
+        NOW + 1,
+    );
+    assert!(o.reply.is_none());
+    let o = e.direct(
+        &C {
+            t: v4msg::RELEASE,
+            ciaddr: a,
+            server: Some(server()),
+            no_prl: true,
+            ..c(1, 0)
+        },
+        true,
+        NOW + 10,
+    );
+    assert!(o.reply.is_none(), "no answer to a RELEASE");
+    assert_eq!(e.a.counters().drop_needs_159, 0);
+    assert_eq!(e.a.counters().releases, 1);
+    assert_eq!(o.changes.len(), 1);
+    assert_eq!(o.changes[0].kind(), ChangeKind::Release);
+    let r = e.t.get_v4(a, Some(pp)).expect("binding");
+    assert_eq!(r.state, dhcp_state::RELEASED);
+    assert_eq!(r.expires, NOW + 10 + 100);
+    // A second RELEASE of the same lease changes nothing.
+    let o = e.direct(
+        &C {
+            t: v4msg::RELEASE,
+            ciaddr: a,
+            server: Some(server()),
+            no_prl: true,
+            ..c(1, 0)
+        },
+        true,
+        NOW + 11,
+    );
+    assert!(o.changes.is_empty());
+    // Another client's RELEASE naming the unit does nothing either.
+    let o = e.direct(
+        &C {
+            t: v4msg::RELEASE,
+            ciaddr: a,
+            no_prl: true,
+            ..c(2, 0)
+        },
+        true,
+        NOW + 12,
+    );
+    assert!(o.changes.is_empty());
+    assert_eq!(e.a.counters().releases, 1);
+    // After the hold the unit is another client's.
+    assert!(e.a.expire(&mut e.t, NOW + 110).is_empty());
+    let ack = e.dora(&shared(2), NOW + 111);
+    assert_eq!((ack.v4.yiaddr, pp_of(&ack.v4)), (a, Some(pp)));
+    assert_eq!(
+        e.t.get_v4(a, Some(pp)).unwrap().client_id,
+        Some(&cid(2)[..])
+    );
+}
+
+/// Issue 13 item 1, DHCPDECLINE (no option 55 either, RFC 2131 §4.4.6): on a shared-only link
+/// the unit becomes ABANDONED for `abandoned_hold`, then goes to another client.
+#[test]
+fn decline_on_a_shared_only_link_abandons_the_unit() {
+    let mut e = Env::new(&one_shared_unit().validate().unwrap());
+    let shared = |n| C {
+        shared: true,
+        ..c(n, 0)
+    };
+    let ack = e.dora(&shared(1), NOW);
+    let (a, pp) = (ack.v4.yiaddr, pp_of(&ack.v4).expect("159"));
+    let o = e.direct(
+        &C {
+            t: v4msg::DECLINE,
+            requested: Some(a),
+            server: Some(server()),
+            pp: Some(pp),
+            no_prl: true,
+            ..c(1, 0)
+        },
+        false,
+        NOW + 5,
+    );
+    assert!(o.reply.is_none());
+    assert_eq!(e.a.counters().drop_needs_159, 0);
+    assert_eq!(e.a.counters().declines, 1);
+    assert_eq!(o.changes.len(), 1);
+    assert_eq!(o.changes[0].kind(), ChangeKind::Decline);
+    let r = e.t.get_v4(a, Some(pp)).unwrap();
+    assert_eq!(r.state, dhcp_state::ABANDONED);
+    assert_eq!(r.expires, NOW + 5 + 500);
+    // Held: nobody gets it during abandoned_hold, the declining client neither.
+    for n in [1, 2] {
+        let o = e.direct(
+            &C {
+                t: v4msg::DISCOVER,
+                ..shared(n)
+            },
+            false,
+            NOW + 100,
+        );
+        assert!(o.reply.is_none(), "client {n}");
+    }
+    assert!(e.a.expire(&mut e.t, NOW + 505).is_empty());
+    let ack = e.dora(&shared(2), NOW + 506);
+    assert_eq!((ack.v4.yiaddr, pp_of(&ack.v4)), (a, Some(pp)));
+}
+
+/// Issue 13 item 6: `lease_time = 4294967295` (RFC 2131 §3.3) is infinite: 51 = 0xffffffff
+/// in the OFFER and ACK, `expires` is u32::MAX (what the encoders report as 0xffffffff), and no
+/// expiry is scheduled, on the first lease, a renewal and after a restore.
+#[test]
+fn an_infinite_lease_never_expires() {
+    let mut cfg = AuthorityConfig::demo();
+    cfg.subnets.truncate(1);
+    cfg.subnets[0].lease_time = u32::MAX;
+    cfg.server_id = Some("192.0.2.1".into());
+    let cfg = cfg.validate().unwrap();
+    let mut e = Env::new(&cfg);
+    let ack = e.dora(&c(1, 0), NOW);
+    assert_eq!(
+        ack.dp.opts().get(dp::OptionCode::AddressLeaseTime),
+        Some(&dp::DhcpOption::AddressLeaseTime(u32::MAX))
+    );
+    let a = ack.v4.yiaddr;
+    assert_eq!(e.t.get_v4(a, None).unwrap().expires, u32::MAX);
+    let o = e.direct(
+        &C {
+            t: v4msg::REQUEST,
+            ciaddr: a,
+            ..c(1, 0)
+        },
+        true,
+        NOW + 1800,
+    );
+    assert_eq!(
+        open(&o.reply.unwrap(), &[]).v4.option(v4opt::LEASE_TIME),
+        Some(&V4Option::LeaseTime(u32::MAX))
+    );
+    assert_eq!(e.t.get_v4(a, None).unwrap().expires, u32::MAX);
+    // Only the (stale) offer timer was ever scheduled; nothing expires, however late.
+    assert!(e.a.expire(&mut e.t, NOW + 60).is_empty());
+    assert_eq!(e.a.next_deadline(), None);
+    assert!(e.a.expire(&mut e.t, u32::MAX - 1).is_empty());
+    assert_eq!(e.t.get_v4(a, None).unwrap().state, dhcp_state::ACTIVE);
+    let mut r = Authority::new(&cfg, 0, 1);
+    r.restore(&e.t);
+    assert_eq!(r.next_deadline(), None);
 }
 
 #[test]

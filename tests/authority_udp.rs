@@ -55,6 +55,23 @@ impl Client {
 
     /// A DHCPv4 message with `ciaddr` (renewing: the address held).
     fn v4_from(&self, msg_type: u8, xid: u32, ciaddr: Ipv4Addr, extra: Vec<V4Option>) -> Vec<u8> {
+        let mut prl = vec![1, 3, 51, 54];
+        if self.shared {
+            prl.push(159);
+        }
+        self.v4_with(msg_type, xid, ciaddr, Some(prl), extra)
+    }
+
+    /// A DHCPv4 message with option 55 `prl` (none: no option 55, as in a RELEASE or DECLINE,
+    /// RFC 2131 §4.4.6).
+    fn v4_with(
+        &self,
+        msg_type: u8,
+        xid: u32,
+        ciaddr: Ipv4Addr,
+        prl: Option<Vec<u8>>,
+        extra: Vec<V4Option>,
+    ) -> Vec<u8> {
         let mut m = v4::Message::new(1, msg_type, xid);
         m.ciaddr = ciaddr;
         m.set_hw_addr(1, &self.mac).unwrap();
@@ -62,11 +79,9 @@ impl Client {
             iaid: 1,
             duid: self.duid.clone(),
         }));
-        let mut prl = vec![1, 3, 51, 54];
-        if self.shared {
-            prl.push(159);
+        if let Some(prl) = prl {
+            m.options.push(V4Option::ParameterRequestList(prl));
         }
-        m.options.push(V4Option::ParameterRequestList(prl));
         m.options.extend(extra);
         let mut out = Vec::new();
         m.encode(&mut out).unwrap();
@@ -410,6 +425,136 @@ fn all_configured_addresses_lists_every_pool_address_once() {
     let mut want = vec![full, shared];
     want.sort();
     assert_eq!(addrs, want);
+}
+
+/// Issue 13 item 1 (the usual lw4o6 layout: a link with only a shared pool, `shared_only`):
+/// a DHCPRELEASE and a DHCPDECLINE, which carry no option 55 (RFC 2131 §4.4.6), end the leases
+/// they name; a bulk query for all configured addresses then lists those (IPv4, PSID) units as
+/// DHCPLEASEUNASSIGNED, RELEASED and ABANDONED. Before the fix both were dropped
+/// (`drop_needs_159`) and the units stayed ACTIVE.
+#[test]
+fn release_and_decline_on_a_shared_only_link_end_the_leases() {
+    let dir = TempDir::new("shared-only");
+    let cfg = dir.path().join("lqd.toml");
+    std::fs::write(
+        &cfg,
+        "[authority]\nserver_id = \"192.0.2.1\"\n[[authority.subnet]]\nname = \"lw4o6\"\n\
+         links = [\"::1/128\"]\npool = \"198.51.100.0/29\"\nlease_time = 3600\n\
+         renew_time = 1800\nrebind_time = 3000\npsid_len = 4\nshared_only = true\n",
+    )
+    .unwrap();
+    let mut srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .start();
+    let unit = |m: &v4::Message| match m.option(159) {
+        Some(V4Option::V4PortParams(p)) => (m.yiaddr, p.psid),
+        o => panic!("a shared lease carries 159: {o:?}"),
+    };
+    let (a, b, k) = (
+        Client::new(srv.dhcp4o6, 91, true),
+        Client::new(srv.dhcp4o6, 92, true),
+        Client::new(srv.dhcp4o6, 93, true),
+    );
+    let (ua, ub, uk) = (unit(&a.dora(0x9100)), unit(&b.dora(0x9200)), unit(&k.dora(0x9300)));
+    // (IPv4, PSID) -> (message type, dhcp-state) of a bulk query for all configured addresses.
+    let states = || {
+        let prl = vec![leasequery::proto::codes::v4opt::DHCP_STATE, 159];
+        bulk_v4(&srv, 0x9400, prl, vec![])
+            .into_iter()
+            .filter_map(|r| {
+                let psid = match r.option(159) {
+                    Some(V4Option::V4PortParams(p)) => p.psid,
+                    _ => return None,
+                };
+                let state = match r.option(leasequery::proto::codes::v4opt::DHCP_STATE) {
+                    Some(V4Option::DhcpState(s)) => *s,
+                    o => panic!("no dhcp-state: {o:?}"),
+                };
+                Some(((r.ciaddr, psid), (r.message_type(), state)))
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let before = states();
+    for u in [ua, ub, uk] {
+        assert_eq!(before.get(&u), Some(&(Some(v4msg::LEASEACTIVE), 2)), "{u:?}");
+    }
+    let sid = V4Option::ServerId(Ipv4Addr::new(192, 0, 2, 1));
+    send_only(&a, a.v4_with(v4msg::RELEASE, 0x9101, ua.0, None, vec![sid.clone()]));
+    send_only(
+        &b,
+        b.v4_with(
+            v4msg::DECLINE,
+            0x9201,
+            Ipv4Addr::UNSPECIFIED,
+            None,
+            vec![V4Option::RequestedIp(ub.0), sid],
+        ),
+    );
+    // Neither message has an answer: wait (bounded) until the bulk query shows both.
+    let want_a = (Some(v4msg::LEASEUNASSIGNED), 4);
+    let want_b = (Some(v4msg::LEASEUNASSIGNED), 5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = states();
+        if now.get(&ua) == Some(&want_a) && now.get(&ub) == Some(&want_b) {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "release / decline not taken: {:?} {:?}; log:\n{}",
+            now.get(&ua),
+            now.get(&ub),
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(after.get(&uk), Some(&(Some(v4msg::LEASEACTIVE), 2)), "the other lease stays");
+    srv.terminate();
+    let log = srv.log();
+    let total = |name: &str| -> u64 {
+        log.match_indices(name)
+            .filter_map(|(i, m)| {
+                let rest = &log[i + m.len()..];
+                rest[..rest.find(|ch: char| !ch.is_ascii_digit())?]
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(total(" releases: "), 1, "{log}");
+    assert_eq!(total(" declines: "), 1, "{log}");
+    assert!(log.contains("drop_needs_159: 0"), "{log}");
+    assert_eq!(total("drop_needs_159: "), 0, "{log}");
+}
+
+/// Issue 13 item 6: `lease_time = 4294967295` is an infinite lease (RFC 2131 §3.3): the OFFER
+/// and ACK carry option 51 = 0xffffffff, and so does a bulk query's DHCPLEASEACTIVE (RFC 4388
+/// §6.4.2), where it was the seconds left to 2106 before the fix.
+#[test]
+fn an_infinite_lease_is_reported_infinite_by_bulk_leasequery() {
+    let dir = TempDir::new("infinite");
+    let cfg = dir.path().join("lqd.toml");
+    std::fs::write(
+        &cfg,
+        "[authority]\nserver_id = \"192.0.2.1\"\n[[authority.subnet]]\nname = \"forever\"\n\
+         links = [\"::1/128\"]\npool = \"192.0.2.0/28\"\nlease_time = 4294967295\n\
+         renew_time = 1800\nrebind_time = 3000\n",
+    )
+    .unwrap();
+    let srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .start();
+    let ack = Client::new(srv.dhcp4o6, 95, false).dora(0x9500);
+    assert_eq!(ack.option(51), Some(&V4Option::LeaseTime(u32::MAX)));
+    assert_eq!(ack.option(58), Some(&V4Option::RenewalTime(1800)));
+    let got: Vec<_> = bulk_v4(&srv, 0x9501, vec![51], vec![])
+        .into_iter()
+        .filter(|m| m.message_type() == Some(v4msg::LEASEACTIVE))
+        .map(|m| (m.ciaddr, m.option(51).cloned()))
+        .collect();
+    assert_eq!(got, vec![(ack.yiaddr, Some(V4Option::LeaseTime(u32::MAX)))]);
 }
 
 /// The shard (of `shards`) that owns a test client: option 61 in RFC 4361 form (type 255,

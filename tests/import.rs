@@ -155,6 +155,7 @@ fn demo_file_fills_shards_that_answer_queries() {
             changed_since: None,
             changed_until: None,
             only_4o6,
+            only_active: false,
         };
         let mut n = 0;
         for t in &shards {
@@ -333,6 +334,36 @@ fn every_kind_of_bad_line_is_reported_with_file_line_and_reason() {
         );
         assert_eq!(e.to_string(), format!("leases.jsonl:4: {}", e.reason));
     }
+}
+
+/// Issue 13 item 6: 4294967295 is infinity (u32::MAX, reported as 0xffffffff) for v4
+/// `expires` and v6 lifetimes; a finite v6 lifetime whose end passes 2^32-2 ends there, so it is
+/// never taken for infinity (it saturated to infinity before).
+#[test]
+fn infinite_and_very_long_lifetimes() {
+    let text = [
+        r#"{"ipv4":"192.0.2.30","chaddr":"02:00:00:00:00:30","state":"active","cltt":1767225600,"expires":4294967295}"#,
+        r#"{"duid":"000300010200000000f1","link":"2001:db8:2::","iana":[{"addr":"2001:db8:2::f1","preferred":4294967295,"valid":4294967295}],"cltt":1767225600}"#,
+        r#"{"duid":"000300010200000000f2","link":"2001:db8:2::","iana":[{"addr":"2001:db8:2::f2","preferred":3000000000,"valid":4294967294}],"cltt":1767225600}"#,
+    ]
+    .join("\n");
+    let got = load_str("x", &text, 1).unwrap();
+    let v4 = got.v4.iter().flatten().next().unwrap();
+    assert_eq!(v4.expires, u32::MAX);
+    let v6 = got.v6.iter().flatten().collect::<Vec<_>>();
+    let find = |last: u8| {
+        v6.iter()
+            .find(|b| b.duid.last() == Some(&last))
+            .unwrap()
+            .iana[0]
+    };
+    let inf = find(0xf1);
+    assert_eq!((inf.preferred_until, inf.valid_until), (u32::MAX, u32::MAX));
+    let long = find(0xf2);
+    assert_eq!(
+        (long.preferred_until, long.valid_until),
+        (u32::MAX - 1, u32::MAX - 1)
+    );
 }
 
 #[test]

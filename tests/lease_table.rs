@@ -66,6 +66,7 @@ fn q4(select: V4Select) -> V4Query {
         changed_since: None,
         changed_until: None,
         only_4o6: false,
+        only_active: false,
     }
 }
 
@@ -224,6 +225,36 @@ fn every_v4_query_type_returns_exactly_its_bindings() {
     let mut only_a = q4(V4Select::RelayId(b"relay-A".to_vec()));
     only_a.only_4o6 = true;
     assert_eq!(run4(&t, &only_a), keys(&[("192.0.2.2", Some(1))]));
+    // only_active leaves out the EXPIRED `d` (issue 13 item 2, RFC 6926 §8.2).
+    let active = |s| V4Query {
+        only_active: true,
+        ..q4(s)
+    };
+    assert_eq!(
+        run4(
+            &t,
+            &active(V4Select::Chaddr {
+                htype: 6,
+                chaddr: vec![2, 0, 0, 0, 0, 1]
+            })
+        ),
+        vec![]
+    );
+    assert_eq!(run4(&t, &active(V4Select::Link(ip6("2001:db8:2::")))), vec![]);
+    assert_eq!(
+        run4(&t, &active(V4Select::All)),
+        keys(&[
+            ("192.0.2.1", None),
+            ("192.0.2.2", Some(1)),
+            ("192.0.2.2", Some(2)),
+            ("198.51.100.1", None),
+            ("198.51.100.2", None),
+        ])
+    );
+    assert_eq!(
+        run4(&t, &active(V4Select::RelayId(b"relay-A".to_vec()))),
+        keys(&[("192.0.2.1", None), ("192.0.2.2", Some(1))])
+    );
 }
 
 #[test]

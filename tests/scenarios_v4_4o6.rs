@@ -392,7 +392,9 @@ fn s35_rfc6926_6_2_5_query_start_time_filters() {
         addrs,
         [11, 12, 13].map(|d| Ipv4Addr::new(192, 0, 2, d)).to_vec()
     );
-    // Start and end window [1764000050, 1764000250] with the relay-id primary: L2, L3.
+    // Start and end window [1764000050, 1764000250] with the relay-id primary: L2 only. The
+    // window narrows the current bindings a primary query returns; released L3 is not one
+    // (RFC 6926 §8.2; issue 13 item 2).
     let xid = 0x3500_0002;
     let q = bulk_v4(xid, |m| {
         m.options.push(V4Option::QueryStartTime(1_764_000_050));
@@ -407,12 +409,76 @@ fn s35_rfc6926_6_2_5_query_start_time_filters() {
     addrs.sort();
     assert_eq!(
         addrs,
-        vec![
-            (Ipv4Addr::new(192, 0, 2, 11), v4msg::LEASEACTIVE),
-            (Ipv4Addr::new(192, 0, 2, 12), v4msg::LEASEUNASSIGNED),
-        ]
+        vec![(Ipv4Addr::new(192, 0, 2, 11), v4msg::LEASEACTIVE)]
     );
     assert_eq!(status_v4(msgs.last().unwrap()), None);
+}
+
+/// Issue 13 item 2, RFC 6926 §8.2: a query by hardware address, client-id, remote-id or
+/// relay-id returns the addresses with a *current* binding to the client it names, each as
+/// DHCPLEASEACTIVE; a released or expired binding is not listed (only the query for all
+/// configured addresses adds DHCPLEASEUNASSIGNED). L3 is released: queries naming it get a lone
+/// DONE; relay-id RELAY_A (L1, L2, L3) gets L1 and L2. Before the fix L3 came back as
+/// DHCPLEASEUNASSIGNED to all of these.
+#[test]
+fn s39_rfc6926_8_2_primary_queries_return_current_bindings_only() {
+    let srv = started(v4_import(), 2);
+    let mut c = srv.connect4();
+    type Shape = Box<dyn Fn(&mut v4::Message)>;
+    let l3_queries: Vec<(&str, Shape)> = vec![
+        (
+            "chaddr",
+            Box::new(|m: &mut v4::Message| {
+                m.set_hw_addr(1, &hex("020000000202")).unwrap();
+            }),
+        ),
+        (
+            "client-id",
+            Box::new(|m: &mut v4::Message| {
+                m.options.push(raw_opt(v4opt::CLIENT_ID, &hex("01aabbccddee03")))
+            }),
+        ),
+        (
+            "remote-id",
+            Box::new(|m: &mut v4::Message| {
+                m.options.push(rai(&[(v4relay::REMOTE_ID, &hex("52530002"))]))
+            }),
+        ),
+    ];
+    for (i, (what, f)) in l3_queries.into_iter().enumerate() {
+        let xid = 0x3900_0001 + i as u32;
+        let (msgs, _, _) = exchange_v4(&mut c, &bulk_v4(xid, f), xid);
+        assert_eq!(msgs.len(), 1, "by {what}: only DONE, got {msgs:?}");
+        assert_lone_done(&msgs[0], xid, None);
+    }
+    // The same queries for an active lease still find it.
+    let xid = 0x3900_0010;
+    let q = bulk_v4(xid, |m| {
+        m.options.push(rai(&[(v4relay::REMOTE_ID, &hex("52530001"))]))
+    });
+    let (msgs, _, _) = exchange_v4(&mut c, &q, xid);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0].message_type(), Some(v4msg::LEASEACTIVE));
+    assert_eq!(msgs[0].ciaddr, Ipv4Addr::new(192, 0, 2, 11));
+    let xid = 0x3900_0011;
+    let q = bulk_v4(xid, |m| {
+        m.options.push(rai(&[(v4relay::RELAY_ID, &hex(RELAY_A))]))
+    });
+    let (msgs, _, _) = exchange_v4(&mut c, &q, xid);
+    let mut got: Vec<(Ipv4Addr, Option<u8>)> = msgs[..msgs.len() - 1]
+        .iter()
+        .map(|m| (m.ciaddr, m.message_type()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [10, 11].map(|d| (Ipv4Addr::new(192, 0, 2, d), Some(v4msg::LEASEACTIVE))).to_vec()
+    );
+    // The query for all configured addresses still lists L3, as DHCPLEASEUNASSIGNED.
+    let xid = 0x3900_0012;
+    let (msgs, _, _) = exchange_v4(&mut c, &bulk_v4(xid, |_| {}), xid);
+    assert!(msgs.iter().any(|m| m.ciaddr == Ipv4Addr::new(192, 0, 2, 12)
+        && m.message_type() == Some(v4msg::LEASEUNASSIGNED)));
 }
 
 #[test]
@@ -710,6 +776,167 @@ fn s47_dhcp4o6_relay_id_two_bindings_reply_data_done() {
     assert_eq!(d.xid, v4xid);
     assert_eq!(status_v4(&d), None);
     assert_eq!(server_id_of(&d), None);
+}
+
+/// Issue 13 item 2 for DHCP4o6: the v6 query types that pair with a v4 primary query
+/// (QUERY_BY_RELAY_ID, also with OPTION_S46_V4V6BIND in the ORO; QUERY_BY_REMOTE_ID;
+/// QUERY_BY_CLIENTID) return current bindings only, as that v4 query does (RFC 6926 §8.2).
+/// One client (one client-id, relay, remote-id, link) with an active binding, a released one
+/// and an expired one: those three queries return the active one alone, QUERY_BY_LINK_ADDRESS
+/// (the v4 query for all configured addresses on the link) all three. Before the fix the
+/// released and expired ones came back as DHCPLEASEUNASSIGNED.
+#[test]
+fn s47b_dhcp4o6_relay_remote_client_id_return_current_bindings_only() {
+    const CID: &str = "ff0000000100030001020000000101";
+    const REMOTE: &str = "00000de900000001";
+    let line = |addr: &str, psid: u16, state: &str, expires: u32, sw: u8| {
+        format!(
+            r#"{{"ipv4":"{addr}","psid":{{"offset":0,"len":4,"id":{psid}}},"chaddr":"02:00:00:00:01:01","client_id":"{CID}","state":"{state}","cltt":1764000000,"expires":{expires},"relay_id":"{RELAY_4O6}","remote_id":"{REMOTE}","link":"{LINK1}","softwire_src":"2001:db8:1:0:1::{sw}"}}"#
+        )
+    };
+    let import = [
+        line("198.51.100.10", 1, "active", EXPIRES, 1),
+        line("198.51.100.10", 2, "released", 1_764_000_000, 2),
+        line("198.51.100.11", 3, "expired", 1_764_000_000, 3),
+    ]
+    .join("\n");
+    let srv = started(import, 2);
+    let mut c = srv.connect6();
+    let oro = || V6Option::Oro(vec![v6opt::S46_V4V6BIND]);
+    let v4q = |xid: u32, f: &dyn Fn(&mut v4::Message)| {
+        bulk_v4(xid, |m| {
+            m.options.push(V4Option::ParameterRequestList(vec![
+                v4opt::DHCP_STATE,
+                v4opt::V4_PORTPARAMS,
+            ]));
+            f(m)
+        })
+    };
+    // (ciaddr, PSID, v4 message type, dhcp-state) of every binding message of a query.
+    let run = |c: &mut Conn, xid: u32, qt: u8, link: Ipv6Addr, qopts, v4: Vec<u8>| {
+        let msgs = exchange_v6(c, &lq6(xid, qt, link, qopts, Some(v4)), xid);
+        let mut got: Vec<(Ipv4Addr, u16, Option<u8>, Option<u8>)> = msgs
+            .iter()
+            .filter(|m| !opts_of(m, v6opt::CLIENT_DATA).is_empty())
+            .map(|m| {
+                let a = inner_v4(m);
+                let psid = match a.option(v4opt::V4_PORTPARAMS) {
+                    Some(V4Option::V4PortParams(p)) => p.psid,
+                    o => panic!("159: {o:?}"),
+                };
+                let st = match a.option(v4opt::DHCP_STATE) {
+                    Some(V4Option::DhcpState(s)) => Some(*s),
+                    _ => None,
+                };
+                (a.ciaddr, psid, a.message_type(), st)
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let b1 = (
+        Ipv4Addr::new(198, 51, 100, 10),
+        1,
+        Some(v4msg::LEASEACTIVE),
+        Some(dhcp_state::ACTIVE),
+    );
+    let relay = run(
+        &mut c,
+        0x47_1001,
+        query_type::BY_RELAY_ID,
+        Ipv6Addr::UNSPECIFIED,
+        vec![V6Option::RelayId(hex(RELAY_4O6)), oro()],
+        v4q(0x4710_0001, &|m| {
+            m.options.push(rai(&[(v4relay::RELAY_ID, &hex(RELAY_4O6))]))
+        }),
+    );
+    assert_eq!(relay, vec![b1], "QUERY_BY_RELAY_ID");
+    let remote = run(
+        &mut c,
+        0x47_1002,
+        query_type::BY_REMOTE_ID,
+        Ipv6Addr::UNSPECIFIED,
+        vec![
+            V6Option::RemoteId {
+                enterprise: 0xde9,
+                remote_id: hex("00000001"),
+            },
+            oro(),
+        ],
+        v4q(0x4710_0002, &|m| {
+            m.options.push(rai(&[(v4relay::REMOTE_ID, &hex(REMOTE))]))
+        }),
+    );
+    assert_eq!(remote, vec![b1], "QUERY_BY_REMOTE_ID");
+    let client = run(
+        &mut c,
+        0x47_1003,
+        query_type::BY_CLIENTID,
+        Ipv6Addr::UNSPECIFIED,
+        vec![V6Option::ClientId(hex(&CID[10..])), oro()],
+        v4q(0x4710_0003, &|m| m.options.push(raw_opt(v4opt::CLIENT_ID, &hex(CID)))),
+    );
+    assert_eq!(client, vec![b1], "QUERY_BY_CLIENTID");
+    let link = run(
+        &mut c,
+        0x47_1004,
+        query_type::BY_LINK_ADDRESS,
+        LINK1.parse().unwrap(),
+        vec![oro()],
+        v4q(0x4710_0004, &|_| {}),
+    );
+    let un = Some(v4msg::LEASEUNASSIGNED);
+    assert_eq!(
+        link,
+        vec![
+            b1,
+            (Ipv4Addr::new(198, 51, 100, 10), 2, un, Some(dhcp_state::RELEASED)),
+            (Ipv4Addr::new(198, 51, 100, 11), 3, un, Some(dhcp_state::EXPIRED)),
+        ],
+        "QUERY_BY_LINK_ADDRESS"
+    );
+}
+
+/// Issue 13 item 6: an imported lease with `expires` 4294967295 is infinite: the v4 bulk reply
+/// and the DHCP4o6 one carry option 51 = 0xffffffff (RFC 2132 §9.2, RFC 4388 §6.4.2), not
+/// the seconds left to 2106; a finite lease keeps its remaining time.
+#[test]
+fn infinite_imported_leases_are_reported_with_lease_time_all_ones() {
+    let import = [
+        r#"{"ipv4":"192.0.2.20","chaddr":"02:00:00:00:03:01","state":"active","cltt":1764000000,"expires":4294967295}"#.to_string(),
+        format!(r#"{{"ipv4":"198.51.100.20","chaddr":"02:00:00:00:03:02","state":"active","cltt":1764000000,"expires":4294967295,"link":"{LINK1}","softwire_src":"2001:db8:1::20"}}"#),
+        format!(r#"{{"ipv4":"192.0.2.21","chaddr":"02:00:00:00:03:03","state":"active","cltt":1764000000,"expires":{EXPIRES}}}"#),
+    ]
+    .join("\n");
+    let srv = started(import, 2);
+    let mut c = srv.connect4();
+    let xid = 0x6e00_0001;
+    let (msgs, t0, t1) = exchange_v4(&mut c, &bulk_v4(xid, |_| {}), xid);
+    let mut got: Vec<(Ipv4Addr, Option<u32>)> = msgs[..msgs.len() - 1]
+        .iter()
+        .map(|m| (m.ciaddr, u32_opt(m, v4opt::LEASE_TIME)))
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], (Ipv4Addr::new(192, 0, 2, 20), Some(u32::MAX)));
+    assert_eq!(got[2], (Ipv4Addr::new(198, 51, 100, 20), Some(u32::MAX)));
+    let finite = got[1].1.expect("51");
+    assert!((EXPIRES - t1..=EXPIRES - t0).contains(&finite), "{finite}");
+    // The DHCP4o6 form (by link) too.
+    let mut c6 = srv.connect6();
+    let (xid, v4xid) = (0x6e_0002, 0x6e00_0002);
+    let q = lq6(
+        xid,
+        query_type::BY_LINK_ADDRESS,
+        LINK1.parse().unwrap(),
+        vec![V6Option::Oro(vec![v6opt::S46_V4V6BIND])],
+        Some(bulk_v4(v4xid, |_| {})),
+    );
+    let msgs = exchange_v6(&mut c6, &q, xid);
+    assert_eq!(msgs.len(), 2, "REPLY, DONE: {msgs:?}");
+    let a = inner_v4(&msgs[0]);
+    assert_eq!(a.ciaddr, Ipv4Addr::new(198, 51, 100, 20));
+    assert_eq!(u32_opt(&a, v4opt::LEASE_TIME), Some(u32::MAX));
 }
 
 #[test]

@@ -527,6 +527,7 @@ fn table_v4(t: &LeaseShard) -> Vec<V4Binding> {
         changed_since: None,
         changed_until: None,
         only_4o6: false,
+        only_active: false,
     };
     let mut cur = t.start_v4(&q);
     let mut out = Vec::new();

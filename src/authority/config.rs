@@ -14,6 +14,10 @@ use thiserror::Error;
 pub const MAX_SUBNETS: usize = 4096;
 /// The most link prefixes one subnet may list.
 pub const MAX_LINKS: usize = 1024;
+/// The longest finite `lease_time` (2^31 - 1 s, 68 years): a lease's expiry is a 32-bit Unix
+/// time (the lease table, the journal and the import format), and a longer finite lease would
+/// end past 2106. 4294967295 is the infinite lease.
+pub const MAX_FINITE_LEASE_TIME: u32 = 0x7fff_ffff;
 
 /// The lease authority's configuration (serde form).
 ///
@@ -29,6 +33,10 @@ pub const MAX_LINKS: usize = 1024;
 /// - any other client gets the first *full* candidate; when there is none, or when a shared
 ///   candidate is `shared_only`, its message is discarded (RFC 7618 §8: a server with only shared
 ///   pools discards requests whose PRL lacks 159).
+///
+/// Only DISCOVER, REQUEST and INFORM are placed on a subnet. DHCPRELEASE and DHCPDECLINE name a
+/// lease the client holds and find it by client identity and address, on any link (a RELEASE
+/// carries no PRL at all, RFC 2131 §4.4.6).
 ///
 /// A lease never falls back to another subnet when its subnet's pool is exhausted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,9 +77,13 @@ pub struct SubnetConfig {
     /// The IPv6 prefixes (CIDR) that select this subnet (see [`AuthorityConfig`]).
     pub links: Vec<String>,
     /// The IPv4 pool: a CIDR (`192.0.2.0/24`: the network and broadcast addresses are left out
-    /// for prefixes up to /30) or an inclusive range (`192.0.2.10-192.0.2.99`).
+    /// for prefixes up to /30) or an inclusive range (`192.0.2.10-192.0.2.99`). Only unicast
+    /// host addresses: a pool touching 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4 is
+    /// refused (RFC 1122 §3.2.1.3).
     pub pool: String,
-    /// Lease time (option 51), seconds.
+    /// Lease time (option 51), seconds: up to [`MAX_FINITE_LEASE_TIME`], or 4294967295
+    /// (0xffffffff) for an infinite lease (RFC 2131 §3.3), which never expires and is reported
+    /// as 0xffffffff by bulk and active leasequery too.
     pub lease_time: u32,
     /// T1 (option 58), seconds; below `rebind_time`.
     pub renew_time: u32,
@@ -242,6 +254,28 @@ fn parse_pool(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>)> {
     Some((first.into(), last.into(), Some(m.into())))
 }
 
+/// IPv4 blocks whose addresses are not unicast host addresses (RFC 1122 §3.2.1.3; multicast and
+/// the reserved class E, RFC 1112 §4): a pool must not hold any of them.
+const NOT_UNICAST: [(u32, u32, &str); 4] = [
+    (0x0000_0000, 0x00ff_ffff, "0.0.0.0/8 addresses (\"this network\")"),
+    (0x7f00_0000, 0x7fff_ffff, "127.0.0.0/8 addresses (loopback)"),
+    (0xe000_0000, 0xefff_ffff, "224.0.0.0/4 addresses (multicast)"),
+    (
+        0xf000_0000,
+        0xffff_ffff,
+        "240.0.0.0/4 addresses (reserved, and 255.255.255.255 broadcast)",
+    ),
+];
+
+/// The first block of [`NOT_UNICAST`] that the inclusive range `first..=last` touches.
+fn not_unicast_hosts(first: Ipv4Addr, last: Ipv4Addr) -> Option<&'static str> {
+    let (f, l) = (u32::from(first), u32::from(last));
+    NOT_UNICAST
+        .iter()
+        .find(|(a, b, _)| f <= *b && *a <= l)
+        .map(|(_, _, why)| *why)
+}
+
 /// The lowest PSID that holds no port below 1024, for offset 0 and length `k`.
 fn first_free_psid(k: u8) -> u16 {
     // PSID p covers ports [p * 2^(16-k), (p+1) * 2^(16-k)).
@@ -328,6 +362,24 @@ impl AuthorityConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             let (first, last, mask) = parse_pool(&s.pool)
                 .ok_or_else(|| bad(n, "pool", format!("bad pool {:?}", s.pool)))?;
+            if let Some(why) = not_unicast_hosts(first, last) {
+                return Err(bad(
+                    n,
+                    "pool",
+                    format!("{:?} holds {why} (RFC 1122 §3.2.1.3)", s.pool),
+                ));
+            }
+            if s.lease_time > MAX_FINITE_LEASE_TIME && s.lease_time != u32::MAX {
+                return Err(bad(
+                    n,
+                    "lease_time",
+                    format!(
+                        "{} is longer than the longest finite lease ({MAX_FINITE_LEASE_TIME} s); \
+                         4294967295 is an infinite lease",
+                        s.lease_time
+                    ),
+                ));
+            }
             if s.lease_time == 0 || s.rebind_time >= s.lease_time || s.renew_time >= s.rebind_time {
                 return Err(bad(
                     n,
@@ -411,9 +463,19 @@ impl AuthorityConfig {
             }
         }
         let server_id = match &self.server_id {
-            Some(s) => s
-                .parse()
-                .map_err(|_| bad("", "server_id", format!("bad address {s:?}")))?,
+            Some(s) => {
+                let a: Ipv4Addr = s
+                    .parse()
+                    .map_err(|_| bad("", "server_id", format!("bad address {s:?}")))?;
+                if let Some(why) = not_unicast_hosts(a, a) {
+                    return Err(bad(
+                        "",
+                        "server_id",
+                        format!("{s:?} is one of the {why} (RFC 1122 §3.2.1.3)"),
+                    ));
+                }
+                a
+            }
             None => {
                 // Take the first pool address of the first subnet out of its pool.
                 let s = subnets
@@ -500,6 +562,81 @@ mod tests {
         let mut c = AuthorityConfig::demo();
         c.subnets[0].links[0] = "nope".into();
         assert!(c.validate().is_err());
+    }
+
+    /// Issue 13 item 7: pools (and a server identifier) of addresses that are not unicast host
+    /// addresses are refused, the message naming the subnet (RFC 1122 §3.2.1.3).
+    #[test]
+    fn pools_of_non_unicast_addresses_are_refused() {
+        for pool in [
+            "127.0.0.0/30",
+            "224.0.0.0/30",
+            "0.0.0.0/0",
+            "0.1.2.3-0.1.2.9",
+            "126.255.255.250-127.0.0.1",
+            "239.255.255.255/32",
+            "240.0.0.0/24",
+            "255.255.255.255/32",
+            "223.255.255.250-224.0.0.0",
+        ] {
+            let mut c = AuthorityConfig::demo();
+            c.subnets[1].pool = pool.into();
+            let err = c.validate().expect_err(pool);
+            assert!(
+                matches!(
+                    &err,
+                    ConfigError::Invalid { subnet, field: "pool", .. } if subnet == "shared"
+                ),
+                "{pool}: {err}"
+            );
+            assert!(err.to_string().contains("\"shared\""), "{pool}: {err}");
+        }
+        // The edges just outside the refused blocks are fine.
+        for pool in [
+            "1.0.0.0/24",
+            "126.255.255.0/24",
+            "128.0.0.0/24",
+            "223.255.255.0/24",
+        ] {
+            let mut c = AuthorityConfig::demo();
+            c.subnets[1].pool = pool.into();
+            let v = c.validate().unwrap_or_else(|e| panic!("{pool}: {e}"));
+            assert!(v.subnets[1].first < v.subnets[1].last);
+        }
+        for id in ["127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0"] {
+            let mut c = AuthorityConfig::demo();
+            c.server_id = Some(id.into());
+            assert!(
+                matches!(
+                    c.validate(),
+                    Err(ConfigError::Invalid {
+                        field: "server_id",
+                        ..
+                    })
+                ),
+                "{id}"
+            );
+        }
+    }
+
+    /// Issue 13 item 6: 4294967295 is the infinite lease; a finite lease too long for a 32-bit
+    /// expiry is refused rather than silently shortened.
+    #[test]
+    fn infinite_and_too_long_lease_times() {
+        let mut c = AuthorityConfig::demo();
+        c.subnets[0].lease_time = u32::MAX;
+        assert_eq!(c.validate().unwrap().subnets[0].lease_time, u32::MAX);
+        c.subnets[0].lease_time = MAX_FINITE_LEASE_TIME;
+        assert!(c.validate().is_ok());
+        for lt in [MAX_FINITE_LEASE_TIME + 1, 3_000_000_000, u32::MAX - 1] {
+            c.subnets[0].lease_time = lt;
+            let e = c.validate().expect_err("too long");
+            assert!(
+                matches!(&e, ConfigError::Invalid { subnet, field: "lease_time", .. } if subnet == "full"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("4294967295"), "{e}");
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@
 //!   server may hold it).
 //! - The server echoes option 61 in every reply (RFC 6842).
 //! - A client identifier (61) in RFC 4361 form (type 255) is required on every message.
+//! - DHCPRELEASE and DHCPDECLINE select no subnet: the lease they name is found by client
+//!   identity and address, whatever option 55 lists (a RELEASE has none, RFC 2131 §4.4.6) and
+//!   whichever link they come from.
 //! - Hold times: an EXPIRED or RELEASED lease stays the client's for `expired_hold`, a declined
 //!   address is ABANDONED for `abandoned_hold`; after that the unit may go to another client (the
 //!   record stays in the table, in its state, until then).
@@ -190,7 +193,8 @@ pub struct AuthorityCounters {
     pub drop_wrong_shard: u64,
     /// Dropped: no subnet for the selector address.
     pub drop_no_subnet: u64,
-    /// Dropped: a shared-only link and a client that does not list 159.
+    /// Dropped: a shared-only link and a DISCOVER, REQUEST or INFORM that does not list 159
+    /// (RELEASE and DECLINE select no subnet).
     pub drop_needs_159: u64,
     /// Dropped: a REQUEST for another server (option 54 not ours): the offer was withdrawn.
     pub drop_other_server: u64,
@@ -336,6 +340,20 @@ fn relay_fields(
     ))
 }
 
+/// The lease time (option 51) and `expires` of an infinite lease (RFC 2131 §3.3).
+const INFINITE: u32 = u32::MAX;
+
+/// When a lease of `lease_time` seconds granted at `now` ends: never (`u32::MAX`) for the
+/// infinite 0xffffffff; otherwise at most `u32::MAX - 1` (2106), so that a finite lease is never
+/// taken for an infinite one.
+fn lease_end(lease_time: u32, now: u32) -> u32 {
+    if lease_time == INFINITE {
+        INFINITE
+    } else {
+        now.saturating_add(lease_time).min(INFINITE - 1)
+    }
+}
+
 fn ip4(b: &[u8]) -> Option<Ipv4Addr> {
     <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
 }
@@ -449,7 +467,9 @@ impl Authority {
                             self.registrations.push(claim);
                         }
                     }
-                    self.timers.push(Reverse((expires, Timer::Lease(unit))));
+                    if expires != INFINITE {
+                        self.timers.push(Reverse((expires, Timer::Lease(unit))));
+                    }
                 }
                 dhcp_state::EXPIRED | dhcp_state::RELEASED | dhcp_state::ABANDONED => {
                     self.timers.push(Reverse((expires, Timer::Hold(unit))));
@@ -1037,6 +1057,22 @@ impl Authority {
             oro_br: q.oro_br,
             oro_bind_prefix: q.oro_bind_prefix,
         };
+        if matches!(msg_type, v4msg::DECLINE | v4msg::RELEASE) {
+            // These name a lease the client holds, found by its identity and address (and
+            // PSID when given); no subnet is selected for them. A RELEASE carries no option 55
+            // (RFC 2131 §4.4.6), so the selection would drop it on a shared-only link.
+            let mut changes = Vec::new();
+            if msg_type == v4msg::DECLINE {
+                self.decline(table, &req, now, &mut changes);
+            } else {
+                self.release(table, &req, now, &mut changes);
+            }
+            self.maybe_compact_timers(table);
+            return Outcome {
+                changes,
+                ..Outcome::default()
+            };
+        }
         let subnet = match self.select(selector, wants_159) {
             Ok(s) => s,
             Err(true) => {
@@ -1052,14 +1088,6 @@ impl Authority {
         let reply = match msg_type {
             v4msg::DISCOVER => self.discover(table, subnet, &req, now),
             v4msg::REQUEST => self.request(table, subnet, &req, now, &mut changes),
-            v4msg::DECLINE => {
-                self.decline(table, &req, now, &mut changes);
-                None
-            }
-            v4msg::RELEASE => {
-                self.release(table, &req, now, &mut changes);
-                None
-            }
             v4msg::INFORM => {
                 self.counters.informs += 1;
                 Some(Reply::InformAck(subnet))
@@ -1299,7 +1327,7 @@ impl Authority {
             state: dhcp_state::ACTIVE,
             cltt: now,
             state_start: renewing.as_ref().map_or(now, |b| b.state_start),
-            expires: now.saturating_add(s.lease_time),
+            expires: lease_end(s.lease_time, now),
             circuit_id: r.circuit_id.clone(),
             remote_id: r.remote_id.clone(),
             relay_id: r.relay_id.clone(),
@@ -1334,7 +1362,9 @@ impl Authority {
         if self.offers.get(&r.client).is_some_and(|o| o.unit == unit) {
             self.withdraw_offer(&r.client);
         }
-        self.timers.push(Reverse((b.expires, Timer::Lease(unit))));
+        if b.expires != INFINITE {
+            self.timers.push(Reverse((b.expires, Timer::Lease(unit))));
+        }
         changes.push(Change::V4 {
             at: now,
             kind,
@@ -1460,7 +1490,7 @@ impl Authority {
         hops: &[wire::Hop<'_>],
         r: &Req<'_>,
         reply: Reply,
-        _now: u32,
+        now: u32,
     ) -> Option<Vec<u8>> {
         let v4 = &r.v4;
         let (msg_type, subnet, unit, sw) = match reply {
@@ -1480,9 +1510,12 @@ impl Authority {
             if msg_type == v4msg::ACK {
                 m.ciaddr = v4.ciaddr;
             }
-            m.options.push(V4Option::LeaseTime(s.lease_time));
-            m.options.push(V4Option::RenewalTime(s.renew_time));
-            m.options.push(V4Option::RebindingTime(s.rebind_time));
+            // What the binding records (the same as a bulk query reports): 0xffffffff for an
+            // infinite lease, else lease_time (less only past 2106, where expiry clamps).
+            let lease = crate::proto::time::remaining(lease_end(s.lease_time, now), now);
+            m.options.push(V4Option::LeaseTime(lease));
+            m.options.push(V4Option::RenewalTime(s.renew_time.min(lease)));
+            m.options.push(V4Option::RebindingTime(s.rebind_time.min(lease)));
             if let Some(mask) = s.mask {
                 m.options.push(V4Option::SubnetMask(mask));
             }

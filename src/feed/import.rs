@@ -222,15 +222,17 @@ fn parse_lines(lines: &[String], threads: usize) -> Vec<Result<Option<FeedBindin
 /// - `client_id`: option 61 payload, hex (RFC 4361 form `ff` + IAID + DUID allowed).
 /// - `state`: RFC 6926 dhcp-state name in lower case: available, active, expired, released,
 ///   abandoned, reset, remote, transitioning. Its start time is taken as `cltt`.
-/// - `cltt`, `expires`: absolute Unix seconds.
+/// - `cltt`, `expires`: absolute Unix seconds; `expires` 4294967295 is an infinite lease,
+///   reported with option 51 = 0xffffffff (RFC 2132 §9.2).
 /// - `relay_id`, `remote_id` (v4): option 82 sub-option 12 / 2 payloads, hex, 1..=255 octets.
 /// - `link`, `softwire_src`: a line with either is a DHCP4o6 binding; its DHCPv6 context has
 ///   `link` (`::` when absent) and client source `softwire_src` (the link when absent), no
 ///   relay chain.
 /// - v6 `duid` (hex, 1..=130 octets) and `link` key the binding; `iana` addresses and `iapd`
 ///   prefixes (`addr/len`, no bits set past `len`) carry `preferred` and `valid` lifetimes in
-///   seconds counted from `cltt` (`preferred <= valid`; 4294967295 = infinity; a sum past
-///   2^32-1 saturates to infinity). `relay_id` is an OPTION_RELAY_ID payload (a DUID),
+///   seconds counted from `cltt` (`preferred <= valid`; 4294967295 = infinity, reported as
+///   0xffffffff, RFC 8415 §7.7; a finite lifetime whose end would pass 2^32-2 ends there, so
+///   it is never taken for infinity). `relay_id` is an OPTION_RELAY_ID payload (a DUID),
 ///   `remote_id` an OPTION_REMOTE_ID payload (4-octet enterprise number + id, 5 to 1024 octets).
 ///   At most [`MAX_V6_LEASES`] (1000) `iana` + `iapd` entries per line.
 /// - Duplicates (same `ipv4` + `psid`, or same `duid` + `link`) are errors naming both lines.
@@ -514,7 +516,8 @@ fn lifetimes(field: &str, cltt: u32, preferred: u32, valid: u32) -> Result<(u32,
         if l == u32::MAX {
             u32::MAX
         } else {
-            cltt.saturating_add(l)
+            // A finite lifetime stays finite: past 2106 it ends at u32::MAX - 1.
+            cltt.saturating_add(l).min(u32::MAX - 1)
         }
     };
     Ok((until(preferred), until(valid)))

@@ -26,7 +26,8 @@ pub struct V4Binding {
     pub cltt: u32,
     /// When the current state began, absolute Unix seconds.
     pub state_start: u32,
-    /// When the current state times out, absolute Unix seconds (0 = no timeout).
+    /// When the current state times out, absolute Unix seconds (0 = no timeout; `u32::MAX` =
+    /// never: an infinite lease).
     pub expires: u32,
     /// Option 82 circuit-id (sub-option 1) as last seen.
     pub circuit_id: Option<Vec<u8>>,

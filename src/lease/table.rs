@@ -27,6 +27,7 @@ use thiserror::Error;
 use super::binding::{RelayBinding, V4Binding, V6Binding};
 use super::intern::Interner;
 use super::{stable_hash, StableHasher};
+use crate::proto::codes::dhcp_state;
 use crate::proto::record::{
     PortParams, RelayRecord, V4Record, V6Addr, V6Context, V6Prefix, V6Record,
 };
@@ -85,6 +86,9 @@ pub struct V4Query {
     pub changed_until: Option<u32>,
     /// Only bindings made over DHCP4o6 (with a DHCPv6 context).
     pub only_4o6: bool,
+    /// Only ACTIVE bindings: the current bindings a query by hardware address, client-id,
+    /// remote-id or relay-id returns (RFC 6926 §8.2); the time window narrows them further.
+    pub only_active: bool,
 }
 
 impl V4Query {
@@ -95,6 +99,7 @@ impl V4Query {
             changed_since: None,
             changed_until: None,
             only_4o6: false,
+            only_active: false,
         }
     }
 }
@@ -880,6 +885,7 @@ impl LeaseShard {
         };
         selected
             && (!q.only_4o6 || slot.flags & HAS_V6 != 0)
+            && (!q.only_active || slot.state == dhcp_state::ACTIVE)
             && in_window(
                 q.changed_since,
                 q.changed_until,

@@ -630,14 +630,8 @@ fn v6_msg<S: Sink>(
     v6_base_time(s, p)
 }
 
-/// A remaining lifetime: `u32::MAX` (infinity) stays, past times are 0 (RFC 5007 §4.1.2.2).
-fn remaining(until: u32, now: u32) -> u32 {
-    if until == u32::MAX {
-        u32::MAX
-    } else {
-        until.saturating_sub(now)
-    }
-}
+// A remaining lifetime: `u32::MAX` (infinity) stays, past times are 0 (RFC 5007 §4.1.2.2).
+use super::time::remaining;
 
 /// OPTION_CLIENT_DATA contents of a plain v6 binding (RFC 5007 §4.1.2.2, RFC 5460 §5.2):
 /// CLIENTID, IAADDR and IAPREFIX with remaining lifetimes, CLT_TIME, then ORO-selected
@@ -921,7 +915,8 @@ fn v4_binding<S: Sink>(
     let prl = &p.prl;
     v4_u32(s, v4opt::BASE_TIME, now);
     if rec.expires != 0 {
-        v4_u32(s, v4opt::LEASE_TIME, rec.expires.saturating_sub(now));
+        // An infinite lease (expires u32::MAX) stays 0xffffffff (RFC 2132 §9.2, RFC 4388 §6.4.2).
+        v4_u32(s, v4opt::LEASE_TIME, remaining(rec.expires, now));
     }
     if prl.contains(v4opt::START_TIME_OF_STATE) {
         v4_u32(

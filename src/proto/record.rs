@@ -117,7 +117,8 @@ pub struct V4Record<'a> {
     /// When the current state began, absolute Unix seconds.
     pub state_start: u32,
     /// When the current state times out (lease expiry for ACTIVE), absolute Unix seconds;
-    /// 0 when the state has no timeout.
+    /// 0 when the state has no timeout; `u32::MAX` never (an infinite lease, RFC 2131 §3.3:
+    /// option 51 is then 0xffffffff).
     pub expires: u32,
     /// Option 82 circuit-id (sub-option 1) as last seen.
     pub circuit_id: Option<&'a [u8]>,

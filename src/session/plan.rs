@@ -461,6 +461,7 @@ mod tests {
             changed_since: None,
             changed_until: None,
             only_4o6: false,
+            only_active: false,
         }
     }
 

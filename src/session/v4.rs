@@ -168,11 +168,15 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
             )
         }
     };
+    // RFC 6926 §8.2: a primary query returns the addresses with a current binding to the
+    // client it names; only the query for all configured addresses lists the others too.
+    let only_active = select != V4Select::All;
     let query = V4Query {
         select,
         changed_since: start,
         changed_until: end,
         only_4o6: false,
+        only_active,
     };
     Action::Scan(Box::new(ScanPlan {
         xid: form.xid,

@@ -391,19 +391,23 @@ fn leasequery_4o6(
             );
         }
     }
-    let select = match select {
-        Dhcp4o6Select::ClientId(c) => V4Select::ClientId(c.to_vec()),
-        Dhcp4o6Select::RelayId(r) => V4Select::RelayId(r.to_vec()),
-        Dhcp4o6Select::RemoteId(r) => V4Select::RemoteId(r.to_vec()),
-        Dhcp4o6Select::Link(l) => V4Select::Link(l),
-        Dhcp4o6Select::SoftwireSrc(a) => V4Select::SoftwireSrc(a),
-        Dhcp4o6Select::All => V4Select::All,
+    // The pairs with a v4 primary query (client-id, relay-id, remote-id) return current
+    // bindings only, as that v4 query does (RFC 6926 §8.2); link and address pair with the v4
+    // query for all configured addresses and list every state.
+    let (select, only_active) = match select {
+        Dhcp4o6Select::ClientId(c) => (V4Select::ClientId(c.to_vec()), true),
+        Dhcp4o6Select::RelayId(r) => (V4Select::RelayId(r.to_vec()), true),
+        Dhcp4o6Select::RemoteId(r) => (V4Select::RemoteId(r.to_vec()), true),
+        Dhcp4o6Select::Link(l) => (V4Select::Link(l), false),
+        Dhcp4o6Select::SoftwireSrc(a) => (V4Select::SoftwireSrc(a), false),
+        Dhcp4o6Select::All => (V4Select::All, false),
     };
     let query = V4Query {
         select,
         changed_since,
         changed_until,
         only_4o6: true,
+        only_active,
     };
     Action::Scan(Box::new(ScanPlan {
         xid: v6.xid,

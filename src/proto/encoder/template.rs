@@ -380,7 +380,12 @@ impl<'a> BindingEncoder<'a> {
     fn put_v4_options(&self, buf: &mut Out<'_>, rec: &V4Record<'_>) -> bool {
         let now = self.now4;
         if rec.expires != 0 {
-            put_v4_u32(buf, v4opt::LEASE_TIME, rec.expires.saturating_sub(now));
+            // An infinite lease (expires u32::MAX) stays 0xffffffff (RFC 2132 §9.2).
+            put_v4_u32(
+                buf,
+                v4opt::LEASE_TIME,
+                crate::proto::time::remaining(rec.expires, now),
+            );
         }
         if self.w153 {
             put_v4_u32(
