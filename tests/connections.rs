@@ -111,6 +111,11 @@ fn pipelined_queries_never_read_are_bounded_in_memory_and_cut_at_the_send_timeou
     // The documented bound: 4 queries x 2 shards x 2 credits x 256 KiB = 4 MiB of chunks, plus
     // the server's fixed per-connection state; 16 MiB of slack for the allocator.
     let bound_kib = 4 * 2 * 2 * 256 + 16 * 1024;
+    eprintln!(
+        "RSS: base {base} KiB, peak +{} KiB, after the cut +{} KiB",
+        peak - base,
+        after.saturating_sub(base)
+    );
     assert!(
         peak - base < bound_kib,
         "RSS grew {} KiB (bound {bound_kib} KiB) for {QUERIES} pipelined queries",
