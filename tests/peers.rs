@@ -314,7 +314,7 @@ kill -INT $TS; wait $TS
     );
 
     // The 4o6 stream's options dissect: OPTION_DHCPV4_MSG in the query and in each of the 41
-    // answers (tshark 4.0 shows option 87 as opaque octets; tests/scenarios_v4_4o6.rs decodes
+    // answers (tshark 4.0 shows option 87 as opaque octets; tests/conformance/dhcp4o6.rs decodes
     // the DHCPv4 inside), and one OPTION_S46_V4V6BIND per binding, whose IPv4 addresses are
     // the imported ones.
     let o6 = Command::new("tshark")

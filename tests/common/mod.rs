@@ -356,9 +356,15 @@ pub fn import_4o6(n: usize) -> String {
 
 /// A DHCPv4 bulk query for all configured addresses (RFC 6926 §6.2), PRL 51, 91, 109, 159.
 pub fn bulk_v4_all(xid: u32) -> Vec<u8> {
-    let mut m = leasequery::proto::v4::Message::new(1, leasequery::proto::codes::v4msg::BULKLEASEQUERY, xid);
+    let mut m = leasequery::proto::v4::Message::new(
+        1,
+        leasequery::proto::codes::v4msg::BULKLEASEQUERY,
+        xid,
+    );
     m.options
-        .push(leasequery::proto::v4::V4Option::ParameterRequestList(vec![51, 91, 109, 159]));
+        .push(leasequery::proto::v4::V4Option::ParameterRequestList(vec![
+            51, 91, 109, 159,
+        ]));
     let mut out = Vec::new();
     m.encode(&mut out).unwrap();
     out

@@ -1,138 +1,49 @@
-//! Connection-level bulk leasequery scenarios of codepoints-and-scenarios.md §6 (2, 4, 5, 9, 10,
-//! 21-25) over loopback TCP: framing edge cases, a requestor that goes away, large answers,
-//! parallel and duplicate queries, the per-connection query limit, and a stream cut short.
+//! RFC 5460 (DHCPv6 bulk leasequery): framing (§5.1), connections and their limits (§7.1, §7.4), the
+//! stream of REPLY, DATA and DONE (§7.2), parallel and duplicate queries (§7.3).
 
-mod common;
-
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::net::Shutdown;
-use std::time::{Duration, Instant};
-
-use common::{Conn, ServerBuilder};
-use leasequery::proto::codes::{query_type, v4msg, v6msg, v6opt, v6status};
+use super::fixtures::*;
+use crate::common::Conn;
+use crate::common::ServerBuilder;
+use leasequery::proto::codes::query_type;
+use leasequery::proto::codes::v4msg;
+use leasequery::proto::codes::v6msg;
+use leasequery::proto::codes::v6opt;
+use leasequery::proto::codes::v6status;
 use leasequery::proto::v4;
-use leasequery::proto::v6::{Message, V6Option};
+use leasequery::proto::v6::Message;
+use leasequery::proto::v6::V6Option;
+use std::io::Write as _;
+use std::net::Ipv6Addr;
+use std::net::Shutdown;
+use std::time::Duration;
+use std::time::Instant;
 
-const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
-
-/// `n` plain v6 bindings on link 2001:db8:7::, each with `addrs` IA_NA addresses.
-fn v6_import(n: usize, addrs: usize) -> String {
-    let mut s = String::new();
-    for i in 0..n {
-        let mut iana = String::new();
-        for a in 0..addrs {
-            if a > 0 {
-                iana.push(',');
-            }
-            write!(
-                iana,
-                r#"{{"addr":"2001:db8:7::{:x}:{:x}","preferred":3600,"valid":7200}}"#,
-                i, a
-            )
-            .unwrap();
-        }
-        writeln!(
-            s,
-            r#"{{"duid":"0003000102{i:08x}","link":"2001:db8:7::","iana":[{iana}],"cltt":1767225600,"relay_id":"000300010a0000000007"}}"#
-        )
-        .unwrap();
+#[test]
+fn s1_s3_rfc5460_5_1_framing() {
+    let srv = ServerBuilder::new().import(import()).start();
+    // Two frames in one write: both answered in order.
+    let mut c = srv.connect6();
+    let (a, b) = (
+        lq(1, 4, "2001:db8:3::", vec![]),
+        lq(2, 4, "2001:db8:3::", vec![]),
+    );
+    let mut both = Vec::new();
+    for q in [&a, &b] {
+        both.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        both.extend_from_slice(q);
     }
-    s
-}
-
-/// `n` DHCP4o6 bindings (v4 bulk answers are about 300 octets each).
-fn v4_import(n: usize) -> String {
-    let mut s = String::new();
-    for i in 0..n {
-        let a = std::net::Ipv4Addr::from(0xc633_6400u32 + (i / 16) as u32);
-        writeln!(
-            s,
-            r#"{{"ipv4":"{a}","psid":{{"offset":0,"len":4,"id":{}}},"chaddr":"020000{:06x}","client_id":"ff{:08x}0003000102{:08x}","state":"active","cltt":1767225600,"expires":1867225600,"link":"2001:db8:1::","softwire_src":"2001:db8:1::{:x}:{:x}"}}"#,
-            i % 16,
-            i,
-            i,
-            i,
-            i >> 16,
-            i & 0xffff
-        )
-        .unwrap();
+    c.send_raw(&both);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let m = recv(&mut c);
+        seen.push((m.xid, m.msg_type));
     }
-    s
-}
-
-/// LEASEQUERY by link-address 2001:db8:7::.
-fn by_link(xid: u32) -> Vec<u8> {
-    let m = Message {
-        msg_type: v6msg::LEASEQUERY,
-        xid,
-        options: vec![
-            V6Option::ClientId(REQUESTOR.to_vec()),
-            V6Option::LqQuery {
-                query_type: query_type::BY_LINK_ADDRESS,
-                link_address: "2001:db8:7::".parse().unwrap(),
-                options: vec![],
-            },
-        ],
-    };
-    let mut out = Vec::new();
-    m.encode(&mut out).unwrap();
-    out
-}
-
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut f = (msg.len() as u16).to_be_bytes().to_vec();
-    f.extend_from_slice(msg);
-    f
-}
-
-fn recv(c: &mut Conn) -> Message {
-    Message::decode(&c.recv().expect("a message")).expect("a valid DHCPv6 message")
-}
-
-fn status(m: &Message) -> Option<u16> {
-    m.options.iter().find_map(|o| match o {
-        V6Option::StatusCode { code, .. } => Some(*code),
-        _ => None,
-    })
-}
-
-fn client_data(m: &Message) -> Option<&Vec<V6Option>> {
-    m.options.iter().find_map(|o| match o {
-        V6Option::ClientData(d) => Some(d),
-        _ => None,
-    })
-}
-
-/// Reads messages until every xid in `xids` has ended its stream; returns per xid the message
-/// types in order, and the largest number of streams seen open at once.
-fn read_streams(c: &mut Conn, xids: &[u32]) -> (HashMap<u32, Vec<u8>>, usize) {
-    let mut seen: HashMap<u32, Vec<u8>> = HashMap::new();
-    let mut open = 0usize;
-    let mut max_open = 0usize;
-    let mut ended = 0;
-    while ended < xids.len() {
-        let m = recv(c);
-        assert!(xids.contains(&m.xid), "unexpected xid {}", m.xid);
-        let types = seen.entry(m.xid).or_default();
-        if types.is_empty() {
-            assert_eq!(
-                m.msg_type,
-                v6msg::LEASEQUERY_REPLY,
-                "a stream starts with REPLY"
-            );
-            open += 1;
-            max_open = max_open.max(open);
-        }
-        types.push(m.msg_type);
-        let lone_reply = m.msg_type == v6msg::LEASEQUERY_REPLY && client_data(&m).is_none();
-        if m.msg_type == v6msg::LEASEQUERY_DONE || lone_reply {
-            open -= 1;
-            ended += 1;
-        }
-    }
-    (seen, max_open)
+    seen.sort();
+    assert_eq!(seen, [(1, 15), (1, 16), (2, 15), (2, 16)]);
+    // A zero-length frame closes the connection without a reply.
+    let mut z = srv.connect6();
+    z.send_raw(&[0, 0]);
+    assert!(z.closed_silently(Duration::from_secs(5)));
 }
 
 #[test]
@@ -199,10 +110,58 @@ fn s5_rfc5460_5_1_garbage_closes_the_connection_and_the_server_survives() {
     let mut srv = srv;
     assert!(srv.terminate().expect("exits").success());
     assert_eq!(
-        common::log_counter(&srv.log(), "closed_protocol_error"),
+        crate::common::log_counter(&srv.log(), "closed_protocol_error"),
         4,
         "{}",
         srv.log()
+    );
+}
+
+#[test]
+fn s6_rfc5460_4_solicit_closes_the_connection() {
+    let srv = ServerBuilder::new().start();
+    let mut c = srv.connect6();
+    c.send(&[1, 0, 0, 1, 0, 1, 0, 2, 0, 1]);
+    assert!(c.closed_silently(Duration::from_secs(5)));
+}
+
+#[test]
+fn s7_rfc5460_7_1_connection_over_the_limit_is_closed() {
+    let srv = ServerBuilder::new()
+        .arg("--max-connections")
+        .arg("2")
+        .start();
+    let mut a = srv.connect6();
+    let mut b = srv.connect4();
+    // Make sure both are accepted before the third arrives.
+    assert!(!a.closed_silently(Duration::from_millis(300)));
+    assert!(!b.closed_silently(Duration::from_millis(300)));
+    let mut c = srv.connect6();
+    assert!(
+        c.closed_silently(Duration::from_secs(5)),
+        "third connection kept"
+    );
+    drop(a);
+    // A slot is free again once the first connection is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut d = srv.connect6();
+    assert!(!d.closed_silently(Duration::from_millis(500)));
+}
+
+#[test]
+fn s8_rfc5460_7_4_idle_connection_is_closed_after_the_data_timeout() {
+    let srv = ServerBuilder::new()
+        .arg("--bulk-lq-data-timeout")
+        .arg("1")
+        .start();
+    let mut c = srv.connect6();
+    assert!(
+        !c.closed_silently(Duration::from_millis(400)),
+        "closed too early"
+    );
+    assert!(
+        c.closed_silently(Duration::from_secs(5)),
+        "idle connection kept"
     );
 }
 
@@ -211,7 +170,7 @@ fn s9_rfc5460_7_requestor_closing_mid_stream_stops_the_query_and_frees_its_state
     // 30,000 v4 bindings (about 9 MB of answers: more than loopback socket buffers hold) and
     // room for one connection only.
     let mut srv = ServerBuilder::new()
-        .import(v4_import(30_000))
+        .import(v4_bulk_import(30_000))
         .arg("--max-connections")
         .arg("1")
         .start();
@@ -244,7 +203,11 @@ fn s9_rfc5460_7_requestor_closing_mid_stream_stops_the_query_and_frees_its_state
     }
     assert!(srv.terminate().expect("exits").success());
     let log = srv.log();
-    assert_eq!(common::log_counter(&log, "bulk_terminated"), 1, "{log}");
+    assert_eq!(
+        crate::common::log_counter(&log, "bulk_terminated"),
+        1,
+        "{log}"
+    );
 }
 
 #[test]
@@ -282,20 +245,98 @@ fn s10_rfc5460_5_1_large_answers_are_split_into_one_message_per_binding() {
 }
 
 #[test]
-fn s21_rfc5007_4_2_1_short_lq_query_is_malformed() {
-    let srv = ServerBuilder::new().import(v6_import(1, 1)).start();
+fn s11_rfc5460_7_2_relay_id_three_matches_reply_data_done() {
+    let srv = ServerBuilder::new().import(import()).start();
     let mut c = srv.connect6();
-    let mut m = vec![14, 0, 0, 21];
-    m.extend_from_slice(&[0, 1, 0, 10]);
-    m.extend_from_slice(&REQUESTOR);
-    // OPTION_LQ_QUERY with 5 octets: a query type and 4 octets of a link-address.
-    m.extend_from_slice(&[0, 44, 0, 5, 4, 0x20, 0x01, 0x0d, 0xb8]);
-    c.send(&m);
-    let r = recv(&mut c);
-    assert_eq!((r.msg_type, r.xid), (v6msg::LEASEQUERY_REPLY, 21));
-    assert_eq!(status(&r), Some(v6status::MALFORMED_QUERY));
-    assert!(client_data(&r).is_none());
-    assert!(r.options.contains(&V6Option::ClientId(REQUESTOR.to_vec())));
+    c.send(&relay_q(0x0a0b0c));
+    let s = stream(&mut c);
+    let types: Vec<u8> = s.iter().map(|m| m.msg_type).collect();
+    assert_eq!(types, [15, 17, 17, 16]);
+    assert!(s.iter().all(|m| m.xid == 0x0a0b0c));
+    let reply = &s[0];
+    assert!(
+        reply
+            .options
+            .contains(&V6Option::ClientId(REQUESTOR.to_vec())),
+        "REPLY echoes the requestor's Client-ID"
+    );
+    assert!(has(reply, v6opt::SERVERID));
+    assert_eq!(status(reply), None);
+    // Scenario 27: DATA and DONE carry no Client-ID, Server-ID or status.
+    for m in &s[1..] {
+        assert!(!has(m, v6opt::CLIENTID) && !has(m, v6opt::SERVERID) && status(m).is_none());
+    }
+    // Every client exactly once, each in its own CLIENT_DATA with its DUID, address and CLT_TIME.
+    let mut duids: Vec<Vec<u8>> = s[..3]
+        .iter()
+        .map(|m| {
+            let cd = m
+                .options
+                .iter()
+                .find_map(|o| {
+                    if let V6Option::ClientData(d) = o {
+                        Some(d.clone())
+                    } else {
+                        None
+                    }
+                })
+                .unwrap();
+            assert!(cd.iter().any(|o| matches!(o, V6Option::IaAddr { .. })));
+            assert!(cd.iter().any(|o| matches!(o, V6Option::CltTime(_))));
+            assert!(!cd.iter().any(|o| o.code() == v6opt::LQ_CLIENT_LINK));
+            cd.iter()
+                .find_map(|o| {
+                    if let V6Option::ClientId(d) = o {
+                        Some(d.clone())
+                    } else {
+                        None
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    duids.sort();
+    assert_eq!(
+        duids,
+        (0..3)
+            .map(|i| hex::decode(format!("00030001020000000{i}00")).unwrap())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn s12_rfc5460_7_2_one_match_reply_then_done() {
+    let srv = ServerBuilder::new().import(import()).start();
+    let mut c = srv.connect6();
+    c.send(&lq(
+        12,
+        query_type::BY_RELAY_ID,
+        "::",
+        vec![V6Option::RelayId(
+            hex::decode("000300010a00000000ff").unwrap(),
+        )],
+    ));
+    let types: Vec<u8> = stream(&mut c).iter().map(|m| m.msg_type).collect();
+    assert_eq!(types, [v6msg::LEASEQUERY_REPLY, v6msg::LEASEQUERY_DONE]);
+}
+
+#[test]
+fn s13_rfc5460_7_2_no_match_is_a_lone_reply() {
+    let srv = ServerBuilder::new().import(import()).start();
+    let mut c = srv.connect6();
+    c.send(&lq(
+        7,
+        query_type::BY_RELAY_ID,
+        "::",
+        vec![V6Option::RelayId(vec![0, 3, 0, 1, 9, 9, 9, 9, 9, 9])],
+    ));
+    let s = stream(&mut c);
+    assert_eq!(s.len(), 1);
+    assert_eq!(status(&s[0]), None);
+    assert!(!has(&s[0], v6opt::CLIENT_DATA));
+    // No DONE follows: the next query's REPLY is the next message.
+    c.send(&relay_q(8));
+    assert_eq!(recv(&mut c).xid, 8);
 }
 
 #[test]
@@ -338,7 +379,7 @@ fn s23_duplicate_xid_while_running_is_dropped_silently() {
     drop(c);
     assert!(srv.terminate().expect("exits").success());
     assert_eq!(
-        common::log_counter(&srv.log(), "queries_duplicate_xid"),
+        crate::common::log_counter(&srv.log(), "queries_duplicate_xid"),
         1,
         "{}",
         srv.log()
@@ -393,4 +434,69 @@ fn s25_rfc5460_7_2_stream_cut_short_after_reply_ends_with_done_query_terminated(
         .wait_exit(Duration::from_secs(15))
         .expect("exits")
         .success());
+}
+
+#[test]
+fn s50_rfc5460_7_2_no_dhcpv4_msg_is_plain_bulk() {
+    let srv = started(o6_import(), 2);
+    let mut c = srv.connect6();
+    let xid = 0x50_0001;
+    let q = lq6(
+        xid,
+        query_type::BY_RELAY_ID,
+        Ipv6Addr::UNSPECIFIED,
+        vec![V6Option::RelayId(hex(RELAY_4O6))],
+        None,
+    );
+    let msgs = exchange_v6(&mut c, &q, xid);
+    // Only the plain v6 binding: REPLY{CLIENTID, SERVERID, CLIENT_DATA} then DONE, no v4 layer.
+    assert_eq!(
+        msgs.iter().map(|m| m.msg_type).collect::<Vec<_>>(),
+        [v6msg::LEASEQUERY_REPLY, v6msg::LEASEQUERY_DONE]
+    );
+    assert!(msgs
+        .iter()
+        .all(|m| opts_of(m, v6opt::DHCPV4_MSG).is_empty()));
+    let cd = opts_of(&msgs[0], v6opt::CLIENT_DATA);
+    assert_eq!(cd.len(), 1);
+    let V6Option::ClientData(inner) = cd[0] else {
+        unreachable!()
+    };
+    assert!(inner.contains(&V6Option::ClientId(hex("000300010200000006aa"))));
+    let addr: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+    assert!(
+        inner
+            .iter()
+            .any(|o| matches!(o, V6Option::IaAddr { addr: a, .. } if *a == addr)),
+        "IAADDR 2001:db8:1::100 in {inner:?}"
+    );
+    assert_eq!(status_v6(&msgs[1]), None);
+}
+
+#[test]
+fn concurrency_rfc5460_7_3_rfc6926_8_4_eight_requestors_four_queries_each() {
+    let n = BULK_N;
+    let srv = ServerBuilder::new()
+        .shards(2)
+        .import(bulk_import(n))
+        .arg("--max-queries-per-connection")
+        .arg("4")
+        .arg("--no-authority")
+        .start();
+    let (a4, a6) = (srv.lq4, srv.lq6);
+    let handles: Vec<_> = (0..8u32)
+        .map(|r| {
+            std::thread::spawn(move || {
+                if r % 2 == 0 {
+                    v4_requestor(&mut Conn::connect(a4), r, n)
+                } else {
+                    o6_requestor(&mut Conn::connect(a6), r, n)
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("requestor thread");
+    }
+    drop(srv);
 }
