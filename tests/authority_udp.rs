@@ -456,7 +456,11 @@ fn release_and_decline_on_a_shared_only_link_end_the_leases() {
         Client::new(srv.dhcp4o6, 92, true),
         Client::new(srv.dhcp4o6, 93, true),
     );
-    let (ua, ub, uk) = (unit(&a.dora(0x9100)), unit(&b.dora(0x9200)), unit(&k.dora(0x9300)));
+    let (ua, ub, uk) = (
+        unit(&a.dora(0x9100)),
+        unit(&b.dora(0x9200)),
+        unit(&k.dora(0x9300)),
+    );
     // (IPv4, PSID) -> (message type, dhcp-state) of a bulk query for all configured addresses.
     let states = || {
         let prl = vec![leasequery::proto::codes::v4opt::DHCP_STATE, 159];
@@ -477,10 +481,17 @@ fn release_and_decline_on_a_shared_only_link_end_the_leases() {
     };
     let before = states();
     for u in [ua, ub, uk] {
-        assert_eq!(before.get(&u), Some(&(Some(v4msg::LEASEACTIVE), 2)), "{u:?}");
+        assert_eq!(
+            before.get(&u),
+            Some(&(Some(v4msg::LEASEACTIVE), 2)),
+            "{u:?}"
+        );
     }
     let sid = V4Option::ServerId(Ipv4Addr::new(192, 0, 2, 1));
-    send_only(&a, a.v4_with(v4msg::RELEASE, 0x9101, ua.0, None, vec![sid.clone()]));
+    send_only(
+        &a,
+        a.v4_with(v4msg::RELEASE, 0x9101, ua.0, None, vec![sid.clone()]),
+    );
     send_only(
         &b,
         b.v4_with(
@@ -509,7 +520,11 @@ fn release_and_decline_on_a_shared_only_link_end_the_leases() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(after.get(&uk), Some(&(Some(v4msg::LEASEACTIVE), 2)), "the other lease stays");
+    assert_eq!(
+        after.get(&uk),
+        Some(&(Some(v4msg::LEASEACTIVE), 2)),
+        "the other lease stays"
+    );
     srv.terminate();
     let log = srv.log();
     let total = |name: &str| -> u64 {

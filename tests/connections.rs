@@ -226,6 +226,10 @@ fn a_query_trickled_in_is_cut_at_the_data_timeout_from_its_first_octet() {
     );
     srv.terminate();
     let log = srv.log();
-    assert_eq!(common::log_counter(&log, "closed_frame_timeout"), 1, "{log}");
+    assert_eq!(
+        common::log_counter(&log, "closed_frame_timeout"),
+        1,
+        "{log}"
+    );
     assert_eq!(common::log_counter(&log, "closed_idle"), 0, "{log}");
 }

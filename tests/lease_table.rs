@@ -240,7 +240,10 @@ fn every_v4_query_type_returns_exactly_its_bindings() {
         ),
         vec![]
     );
-    assert_eq!(run4(&t, &active(V4Select::Link(ip6("2001:db8:2::")))), vec![]);
+    assert_eq!(
+        run4(&t, &active(V4Select::Link(ip6("2001:db8:2::")))),
+        vec![]
+    );
     assert_eq!(
         run4(&t, &active(V4Select::All)),
         keys(&[

@@ -257,9 +257,17 @@ fn parse_pool(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>)> {
 /// IPv4 blocks whose addresses are not unicast host addresses (RFC 1122 §3.2.1.3; multicast and
 /// the reserved class E, RFC 1112 §4): a pool must not hold any of them.
 const NOT_UNICAST: [(u32, u32, &str); 4] = [
-    (0x0000_0000, 0x00ff_ffff, "0.0.0.0/8 addresses (\"this network\")"),
+    (
+        0x0000_0000,
+        0x00ff_ffff,
+        "0.0.0.0/8 addresses (\"this network\")",
+    ),
     (0x7f00_0000, 0x7fff_ffff, "127.0.0.0/8 addresses (loopback)"),
-    (0xe000_0000, 0xefff_ffff, "224.0.0.0/4 addresses (multicast)"),
+    (
+        0xe000_0000,
+        0xefff_ffff,
+        "224.0.0.0/4 addresses (multicast)",
+    ),
     (
         0xf000_0000,
         0xffff_ffff,

@@ -1514,8 +1514,10 @@ impl Authority {
             // infinite lease, else lease_time (less only past 2106, where expiry clamps).
             let lease = crate::proto::time::remaining(lease_end(s.lease_time, now), now);
             m.options.push(V4Option::LeaseTime(lease));
-            m.options.push(V4Option::RenewalTime(s.renew_time.min(lease)));
-            m.options.push(V4Option::RebindingTime(s.rebind_time.min(lease)));
+            m.options
+                .push(V4Option::RenewalTime(s.renew_time.min(lease)));
+            m.options
+                .push(V4Option::RebindingTime(s.rebind_time.min(lease)));
             if let Some(mask) = s.mask {
                 m.options.push(V4Option::SubnetMask(mask));
             }

@@ -355,9 +355,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-            .map_err(ServerError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(ServerError::Signals)?;
     let (signalled_tx, signalled) = std::sync::mpsc::channel::<()>();
     {
         let stop = stop.clone();
@@ -484,13 +486,25 @@ fn shutdown_deadline(shared: &Shared, margin: Duration) -> Instant {
 /// the port silently).
 fn precheck(addr: std::net::SocketAddr, ty: socket2::Type) -> Result<(), ServerError> {
     let err = |source| ServerError::Listen { addr, source };
-    if ty == socket2::Type::STREAM
-        && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "another server is already listening there",
-        )));
+    // A listener that answers for a whole second is another server. One that stops answering
+    // within it was a server that just exited: its io_uring teardown runs after the process
+    // is gone and can keep the listening socket alive for a moment (a restart right after a
+    // stop, by systemd or by hand, must not be refused for that).
+    if ty == socket2::Type::STREAM {
+        let answered = |_| {
+            let up =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+            if up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            up
+        };
+        if (0..20).all(answered) {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another server is already listening there",
+            )));
+        }
     }
     let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
