@@ -8,6 +8,7 @@
 
 pub mod active;
 mod plan;
+pub mod pools;
 mod v4;
 mod v6;
 
