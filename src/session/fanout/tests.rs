@@ -40,6 +40,11 @@ fn addr_of(c: &Change) -> u8 {
     }
 }
 
+/// A test message: (wire form, last address octet, now).
+type Msg = (u8, u8, u32);
+/// What reached a member: the binding key, the change's address octet, the shared message.
+type Got = (Rc<BindingKey>, u8, Rc<Msg>);
+
 /// A member of wire form `wire` that wants the addresses in `wants`, encodes a change as
 /// `(wire, addr, now)` (or not at all for the addresses in `too_long`), and stops wanting
 /// anything after `stop_after` deliveries.
@@ -49,7 +54,7 @@ struct M {
     too_long: Vec<u8>,
     stop_after: Option<usize>,
     encodes: Rc<Cell<usize>>,
-    got: RefCell<Vec<(Rc<BindingKey>, u8, Rc<(u8, u8, u32)>)>>,
+    got: RefCell<Vec<Got>>,
 }
 
 impl M {
@@ -70,7 +75,7 @@ impl M {
 
 impl Member for M {
     type Wire = u8;
-    type Msg = (u8, u8, u32);
+    type Msg = Msg;
     fn wire(&self) -> &u8 {
         &self.wire
     }
@@ -78,7 +83,7 @@ impl Member for M {
         self.stop_after.is_none_or(|n| self.got.borrow().len() < n)
             && self.wants.contains(&addr_of(c))
     }
-    fn encode(&self, c: &Change, now: u32) -> Option<(u8, u8, u32)> {
+    fn encode(&self, c: &Change, now: u32) -> Option<Msg> {
         self.encodes.set(self.encodes.get() + 1);
         let a = addr_of(c);
         (!self.too_long.contains(&a)).then_some((self.wire, a, now))
@@ -87,7 +92,9 @@ impl Member for M {
 
 fn run(members: &[M], changes: &[Change]) -> u64 {
     fan_out(members, changes, 77, |m, key, c, msg| {
-        m.got.borrow_mut().push((key.clone(), addr_of(c), msg.clone()));
+        m.got
+            .borrow_mut()
+            .push((key.clone(), addr_of(c), msg.clone()));
     })
 }
 
@@ -143,7 +150,10 @@ fn a_change_nobody_of_a_wire_form_wants_is_not_encoded_for_it() {
 fn changes_reach_each_member_in_their_order() {
     let n = Rc::new(Cell::new(0));
     let members = [M::new(1, &[3, 1, 2], &n), M::new(2, &[2, 3], &n)];
-    run(&members, &[change(3, 1), change(1, 2), change(2, 3), change(3, 4)]);
+    run(
+        &members,
+        &[change(3, 1), change(1, 2), change(2, 3), change(3, 4)],
+    );
     assert_eq!(members[0].addrs(), [3, 1, 2, 3]);
     assert_eq!(members[1].addrs(), [3, 2, 3]);
 }

@@ -71,7 +71,10 @@ fn lists_every_unmarked_pool_address_once_in_order() {
         .collect();
     assert_eq!(got, want);
     // Done stays done.
-    assert_eq!(p.step(0, 1, 512, |_| panic!("offered after Done")), ScanStep::Done);
+    assert_eq!(
+        p.step(0, 1, 512, |_| panic!("offered after Done")),
+        ScanStep::Done
+    );
 }
 
 #[test]

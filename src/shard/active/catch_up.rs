@@ -21,7 +21,12 @@ const CATCH_UP_BATCH: usize = 256;
 const CATCH_UP_EXAMINE: usize = 4096;
 
 impl ShardCtx {
-    pub(super) fn start_catch_up(self: &Rc<Self>, key: QueryKey, since: u32, filter: Arc<ActiveFilter>) {
+    pub(super) fn start_catch_up(
+        self: &Rc<Self>,
+        key: QueryKey,
+        since: u32,
+        filter: Arc<ActiveFilter>,
+    ) {
         let (tx, rx) = local_channel::new_unbounded::<bool>();
         self.hub.catch_ups.borrow_mut().insert(key, tx);
         let ctx = self.clone();
