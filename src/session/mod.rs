@@ -7,7 +7,9 @@
 //! message, the rest, the end of the stream).
 
 pub mod active;
+pub mod fanout;
 mod plan;
+pub mod pools;
 mod v4;
 mod v6;
 

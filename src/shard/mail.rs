@@ -1,9 +1,13 @@
-//! The messages that cross shards for a bulk query (DESIGN.md §3 rule 4: scatter-gather with
-//! credits). Each is owned and `Send`; buffers travel back and forth so a query allocates its
-//! chunk buffers once.
+//! The messages that cross shards: a bulk query's scatter-gather with credits (DESIGN.md §3
+//! rule 4), active leasequery's changes, catch-up and feed ([`ActiveMail`]), and the DHCP4o6
+//! authority's forwarding and softwire claims. Each is owned and `Send`; buffers travel back and
+//! forth so a query allocates its chunk buffers once. This module imports nothing else of the
+//! shell: `shard::{active, conn, scan, udp}` all use it.
 
 use std::sync::Arc;
 
+use crate::lease::{Change, V4Binding, V6Binding};
+use crate::session::active::ActiveFilter;
 use crate::session::ScanPlan;
 
 /// Names one bulk query in the whole process: the shard whose connection runs it, and a number
@@ -34,7 +38,7 @@ pub enum Mail {
     /// Origin -> scanner: stop (the requestor went away or the server is stopping).
     Cancel { key: QueryKey },
     /// Active leasequery: changes, catch-up and feed (see `shard::active`).
-    Active(super::active::ActiveMail),
+    Active(ActiveMail),
     /// A DHCP4o6 datagram for the shard that owns its client (forwarded once, `shard::udp`).
     Dhcp4o6 {
         datagram: Vec<u8>,
@@ -73,4 +77,44 @@ impl Mail {
             },
         }
     }
+}
+
+/// Active leasequery messages between shards.
+#[derive(Debug)]
+pub enum ActiveMail {
+    /// Owning shard -> every shard with subscribers: changes in the order they were made.
+    Changes { changes: Arc<[Change]> },
+    /// Owning shard -> shards with subscribers: changes were dropped (pending over its bound).
+    Lost,
+    /// Subscriber's shard -> every shard: catch up from `since` for subscription `key`.
+    CatchUp {
+        key: QueryKey,
+        since: u32,
+        filter: Arc<ActiveFilter>,
+    },
+    /// Shard -> subscriber's shard: catch-up changes; `end` on the last batch.
+    CatchUpBatch {
+        key: QueryKey,
+        from: u32,
+        changes: Vec<Change>,
+        end: Option<CatchUpEnd>,
+    },
+    /// Subscriber's shard -> shard: send the next catch-up batch.
+    CatchUpCredit { key: QueryKey },
+    /// Subscriber's shard -> shard: stop the catch-up.
+    CatchUpCancel { key: QueryKey },
+    /// Feed follower -> owning shard: upsert these bindings and publish them.
+    Feed {
+        v4: Vec<V4Binding>,
+        v6: Vec<V6Binding>,
+    },
+}
+
+/// How a shard's catch-up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpEnd {
+    /// Every changed binding was sent.
+    Done,
+    /// History was lost (DataMissing).
+    Lost,
 }
