@@ -28,7 +28,7 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 
 use super::plan::{Form, V4Form, V6Form};
-use super::{v4, v6, Action, Identity};
+use super::{form, Action, Identity};
 use crate::config::Config;
 use crate::lease::{BindingKey, Change, ChangeKind, V4Binding, V6Binding};
 use crate::proto::codes::{dhcp_state, query_type, v4msg, v4opt, v4status, v6msg, v6opt, v6status};
@@ -533,12 +533,12 @@ pub fn busy_reply(family: super::Family, msg: &[u8], id: &Identity, now: u32) ->
             if !matches!(view.msg_type, v6msg::LEASEQUERY | v6msg::ACTIVELEASEQUERY) {
                 return None;
             }
-            let form = v6::requestor_form(&view, id)?;
+            let form = form::requestor_form(&view, id)?;
             Some(v6_error(&form, None, v6status::NOT_ALLOWED, TEXT, now))
         }
         super::Family::V4 => {
             let view = V4View::parse(msg).ok()?;
-            let form = v4::form_of(&view, id);
+            let form = form::form_of(&view, id);
             let st = V4Status {
                 code: v4status::NOT_ALLOWED,
                 text: TEXT,
@@ -595,14 +595,14 @@ pub(super) fn v6_active(
     config: &Config,
     now: u32,
 ) -> Action {
-    let Some(mut form) = v6::requestor_form(view, id) else {
+    let Some(mut form) = form::requestor_form(view, id) else {
         return Action::Drop;
     };
     let opts = view.options();
     let v4msg_opt = opts.get(v6opt::DHCPV4_MSG);
     let v4parsed = v4msg_opt.map(|o| V4View::parse(o.data));
     let v4form = match &v4parsed {
-        Some(Ok(v)) => Some(v4::form_of(v, id)),
+        Some(Ok(v)) => Some(form::form_of(v, id)),
         Some(Err(_)) => Some(V4Form {
             xid: 0,
             server_id: id.server_id,
@@ -638,7 +638,7 @@ pub(super) fn v6_active(
             "OPTION_LQ_END_TIME in an active query",
         );
     }
-    let Ok(mut since) = v6::time_opt(&opts, v6opt::LQ_START_TIME) else {
+    let Ok(mut since) = form::time_opt(&opts, v6opt::LQ_START_TIME) else {
         return fail(&form, v6status::MALFORMED_QUERY, "bad OPTION_LQ_START_TIME");
     };
     let msg_oro = opts
@@ -733,7 +733,7 @@ pub(super) fn v6_active(
     if let Err(text) = v4_selectors_absent(&v4view) {
         return fail(&form, v6status::MALFORMED_QUERY, text);
     }
-    match v4::time_window(&v4view) {
+    match form::time_window(&v4view) {
         Err(text) => return fail(&form, v6status::MALFORMED_QUERY, text),
         Ok((_, Some(_))) => {
             return fail(
@@ -784,7 +784,7 @@ pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, config: &Config, now: 
         // RFC 7724 §9: a bulk-only server closes (unsupported message type, §8.1.1).
         return Action::Close;
     }
-    let form = v4::form_of(view, id);
+    let form = form::form_of(view, id);
     let fail = |code: u8, text: &str| {
         let mut buf = Vec::with_capacity(512);
         let p = form.params(now);
@@ -804,7 +804,7 @@ pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, config: &Config, now: 
     if let Err(text) = v4_selectors_absent(view) {
         return fail(v4status::MALFORMED_QUERY, text);
     }
-    let since = match v4::time_window(view) {
+    let since = match form::time_window(view) {
         Err(text) => return fail(v4status::MALFORMED_QUERY, text),
         Ok((_, Some(_))) => {
             return fail(

@@ -4,11 +4,11 @@
 use std::net::Ipv4Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
-use super::{Action, Identity};
+use super::{form, Action, Identity};
 use crate::config::Config;
 use crate::lease::{V4Query, V4Select};
 use crate::proto::codes::{v4msg, v4opt, v4relay, v4status};
-use crate::proto::encoder::{PrlSet, Reply, StreamWriter, V4Status};
+use crate::proto::encoder::{Reply, StreamWriter, V4Status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
 pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -> Action {
@@ -20,7 +20,7 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -
         Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, config, now),
         Some(v4msg::TLS) => {
             // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
-            let form = form_of(&view, id);
+            let form = form::form_of(&view, id);
             let mut buf = Vec::with_capacity(300);
             let p = form.params(now);
             let st = V4Status {
@@ -54,41 +54,6 @@ fn set_message_type(frame: &mut [u8], t: u8) {
     }
 }
 
-/// The v4 reply parameters of a query: its xid, our server id, its PRL.
-pub(super) fn form_of(view: &MessageView<'_>, id: &Identity) -> V4Form {
-    let prl = view
-        .option(v4opt::PARAMETER_REQUEST_LIST)
-        .map(|p| PrlSet::from_prl(&p))
-        .unwrap_or_default();
-    V4Form {
-        xid: view.xid,
-        server_id: id.server_id,
-        prl,
-    }
-}
-
-/// query-start-time (154) and query-end-time (155) as Unix seconds; MalformedQuery when a
-/// length is wrong or start is after end (scenario 34).
-pub(super) fn time_window(
-    view: &MessageView<'_>,
-) -> Result<(Option<u32>, Option<u32>), &'static str> {
-    let get = |code| -> Result<Option<u32>, &'static str> {
-        match view.option(code) {
-            None => Ok(None),
-            Some(b) => <[u8; 4]>::try_from(&b[..])
-                .map(|b| Some(u32::from_be_bytes(b)))
-                .map_err(|_| "bad query time option"),
-        }
-    };
-    let (s, e) = (get(v4opt::QUERY_START_TIME)?, get(v4opt::QUERY_END_TIME)?);
-    if let (Some(s), Some(e)) = (s, e) {
-        if s > e {
-            return Err("query-start-time after query-end-time");
-        }
-    }
-    Ok((s, e))
-}
-
 /// DHCPLEASEQUERYDONE with an error status, option 54 included: it is the only message.
 fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
     let mut buf = Vec::with_capacity(300);
@@ -105,7 +70,7 @@ fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
 }
 
 fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
-    let form = form_of(view, id);
+    let form = form::form_of(view, id);
     // RFC 6926 §8.2: a non-zero ciaddr, yiaddr or siaddr is MalformedQuery (scenario 30).
     if [view.ciaddr, view.yiaddr, view.siaddr]
         .iter()
@@ -127,7 +92,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
             now,
         );
     }
-    let (start, end) = match time_window(view) {
+    let (start, end) = match form::time_window(view) {
         Ok(w) => w,
         Err(text) => return done_error(&form, v4status::MALFORMED_QUERY, text, now),
     };

@@ -5,15 +5,14 @@ use std::net::Ipv6Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form, V6Form};
 use super::LinkSet;
-use super::{v4, Action, Identity};
+use super::{form, Action, Identity};
 use crate::config::Config;
 use crate::lease::{V4Query, V4Select, V6Query, V6Select};
 use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};
 use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V6Side};
 use crate::proto::encoder::{Dhcp4o6ReplyParams, OroSet, Reply, StreamWriter, V6Status};
-use crate::proto::time;
 use crate::proto::v4::MessageView as V4View;
-use crate::proto::v6::{LqQueryView, MessageView, OptionsView, V6Option};
+use crate::proto::v6::{LqQueryView, MessageView, V6Option};
 
 pub(super) fn on_message(
     msg: &[u8],
@@ -64,25 +63,6 @@ pub(super) fn on_message(
     }
 }
 
-/// The v6 reply parameters of a query, when it carries the requestor's Client-ID and either
-/// no Server-ID or ours (RFC 5007 §4.2.1: otherwise the query is discarded).
-pub(super) fn requestor_form(view: &MessageView<'_>, id: &Identity) -> Option<V6Form> {
-    let opts = view.options();
-    let client = opts.get(v6opt::CLIENTID)?;
-    if let Some(sid) = opts.get(v6opt::SERVERID) {
-        if sid.data != id.server_duid.as_slice() {
-            return None;
-        }
-    }
-    Some(V6Form {
-        xid: view.xid,
-        requestor_duid: client.data.to_vec(),
-        server_duid: id.server_duid.clone(),
-        oro: OroSet::default(),
-        base_time: false,
-    })
-}
-
 /// A LEASEQUERY received over UDP (on the DHCP4o6 authority's port). This server answers
 /// leasequery over TCP only; the bulk-only query types 3, 4 and 5 get a LEASEQUERY-REPLY with
 /// NotAllowed as RFC 5460 §4 requires (scenario 26), anything else (including a query without
@@ -93,7 +73,7 @@ pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
     if view.msg_type != v6msg::LEASEQUERY {
         return None;
     }
-    let form = requestor_form(&view, id)?;
+    let form = form::requestor_form(&view, id)?;
     let q = view.options().get(v6opt::LQ_QUERY)?.lq_query().ok()?;
     if !(3..=5).contains(&q.query_type) {
         return None;
@@ -141,7 +121,7 @@ fn error_reply_4o6(v6: &V6Form, v4: &V4Form, code: u16, text: &str, now: u32) ->
 }
 
 fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) -> Action {
-    let Some(mut form) = requestor_form(view, id) else {
+    let Some(mut form) = form::requestor_form(view, id) else {
         return Action::Drop;
     };
     let opts = view.options();
@@ -182,8 +162,8 @@ fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) 
 
     // OPTION_LQ_START_TIME / OPTION_LQ_END_TIME (RFC 7653 §5): absolute, epoch 2000.
     let (start, end) = match (
-        time_opt(&opts, v6opt::LQ_START_TIME),
-        time_opt(&opts, v6opt::LQ_END_TIME),
+        form::time_opt(&opts, v6opt::LQ_START_TIME),
+        form::time_opt(&opts, v6opt::LQ_END_TIME),
     ) {
         (Err(()), _) | (_, Err(())) => {
             return error_reply(
@@ -314,21 +294,8 @@ fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) 
     }))
 }
 
-/// An absent option, a valid 4-octet time (converted to Unix seconds), or malformed.
-pub(super) fn time_opt(opts: &OptionsView<'_>, code: u16) -> Result<Option<u32>, ()> {
-    match opts.get(code) {
-        None => Ok(None),
-        Some(o) => {
-            let b: [u8; 4] = o.data.try_into().map_err(|_| ())?;
-            Ok(Some(
-                u32::try_from(time::v6_to_unix(u32::from_be_bytes(b))).unwrap_or(u32::MAX),
-            ))
-        }
-    }
-}
-
 fn v4_form(v4: &V4View<'_>, id: &Identity) -> V4Form {
-    v4::form_of(v4, id)
+    form::form_of(v4, id)
 }
 
 /// A DHCP4o6 bulk query (the draft; DESIGN.md §4): the v4 DHCPBULKLEASEQUERY inside option 87
@@ -371,7 +338,7 @@ fn leasequery_4o6(
         Err(e) => return error_reply_4o6(&v6, &v4, v6status::MALFORMED_QUERY, e.reason, now),
     };
     // The v4 qualifiers apply too; the tighter of each bound wins.
-    let (v4start, v4end) = match v4::time_window(&v4view) {
+    let (v4start, v4end) = match form::time_window(&v4view) {
         Ok(w) => w,
         Err(text) => return error_reply_4o6(&v6, &v4, v6status::MALFORMED_QUERY, text, now),
     };
