@@ -12,6 +12,13 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::proto::framing::MAX_FRAME;
+
+/// The default for the `journal_compact_bytes` config key: the shell snapshots a shard when
+/// its journal segments since the last snapshot exceed this many octets (256 MiB). Kept here,
+/// not in `store`, so that the configuration does not depend on the journal (glommio DMA).
+pub const DEFAULT_JOURNAL_COMPACT_BYTES: u64 = 256 << 20;
+
 /// RFC 5460 §5.6 / RFC 6926 §6.3 BULK_LQ_DATA_TIMEOUT.
 pub const BULK_LQ_DATA_TIMEOUT_SECS: u64 = 300;
 /// RFC 5460 §5.6 / RFC 6926 §6.3 BULK_LQ_MAX_CONNS.
@@ -224,7 +231,7 @@ impl Default for Config {
             authority_enabled: true,
             authority: None,
             data_dir: None,
-            journal_compact_bytes: crate::store::DEFAULT_JOURNAL_COMPACT_BYTES,
+            journal_compact_bytes: DEFAULT_JOURNAL_COMPACT_BYTES,
             log: "info".into(),
         }
     }
@@ -312,6 +319,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// What the sans-io session reads of this configuration.
+    pub fn session_policy(&self) -> crate::session::Policy {
+        crate::session::Policy {
+            active: self.active,
+            allow_insecure_active: self.allow_insecure_active,
+        }
+    }
+
     /// Reads and checks a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -402,8 +417,8 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return bad(format!("log {:?}: not a tracing filter: {e}", self.log));
         }
-        if !(65537..=16 * 1024 * 1024).contains(&self.chunk_size) {
-            return bad("chunk_size must be 65537..=16777216 octets (a chunk must hold the largest framed message)".into());
+        if !(MAX_FRAME..=16 * 1024 * 1024).contains(&self.chunk_size) {
+            return bad(format!("chunk_size must be {MAX_FRAME}..=16777216 octets (a chunk must hold the largest framed message)"));
         }
         if self.credits_per_shard == 0 || self.credits_per_shard > 64 {
             return bad("credits_per_shard must be 1..=64".into());
@@ -423,8 +438,8 @@ impl Config {
                 _ => return bad(format!("server_duid {d:?}: must be 2..130 octets of hex")),
             }
         }
-        if self.active_backlog_bindings == 0 || self.active_backlog_bytes < 65_537 {
-            return bad("active_backlog_bindings must be at least 1 and active_backlog_bytes at least 65537 (one message)".into());
+        if self.active_backlog_bindings == 0 || self.active_backlog_bytes < MAX_FRAME {
+            return bad(format!("active_backlog_bindings must be at least 1 and active_backlog_bytes at least {MAX_FRAME} (one message)"));
         }
         if !(1..=16_777_216).contains(&self.active_fanout_pending) {
             return bad("active_fanout_pending must be within 1..=16777216".into());

@@ -371,8 +371,9 @@ impl Reply<'_> {
 /// Writes whole framed reply messages into a caller's pre-sized buffer, never past a fixed limit
 /// (by default the buffer's capacity when the writer is made), so the buffer never reallocates.
 ///
-/// Give it a buffer of at least 65537 octets (one maximal frame) so that a message refused as
-/// [`EncodeError::BufferFull`] always fits once the buffer has been flushed.
+/// Give it a buffer of at least [`MAX_FRAME`](crate::proto::framing::MAX_FRAME) octets (one
+/// maximal frame) so that a message refused as [`EncodeError::BufferFull`] always fits once the
+/// buffer has been flushed.
 #[derive(Debug)]
 pub struct StreamWriter<'b> {
     buf: &'b mut Vec<u8>,

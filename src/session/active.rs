@@ -28,10 +28,10 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 
 use super::plan::{Form, V4Form, V6Form};
-use super::{form, Action, Identity};
-use crate::config::Config;
+use super::{form, Action, Identity, Policy};
 use crate::lease::{BindingKey, Change, ChangeKind, V4Binding, V6Binding};
 use crate::proto::codes::{dhcp_state, query_type, v4msg, v4opt, v4status, v6msg, v6opt, v6status};
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{
     duid_of_client_id, Dhcp4o6ReplyParams, EncodedAt, OroSet, Reply, StreamWriter, V4Status,
     V6Status,
@@ -270,7 +270,7 @@ impl ActivePlan {
 
     fn write(&self, now: u32, force_base_time: bool, kind: Kind<'_>) -> Vec<u8> {
         let mut buf = Vec::with_capacity(1024);
-        let mut w = StreamWriter::with_limit(&mut buf, 65537);
+        let mut w = StreamWriter::with_limit(&mut buf, MAX_FRAME);
         let _ = match &self.form {
             Form::V6(v6) => {
                 let mut p = v6.params(now);
@@ -558,7 +558,7 @@ pub fn busy_reply(family: super::Family, msg: &[u8], id: &Identity, now: u32) ->
                 _ => return None,
             };
             let mut buf = Vec::with_capacity(512);
-            let _ = StreamWriter::with_limit(&mut buf, 65537).write(&r);
+            let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&r);
             Some(buf)
         }
     }
@@ -592,7 +592,7 @@ fn close_with(bytes: Vec<u8>) -> Action {
 pub(super) fn v6_active(
     view: &MessageView<'_>,
     id: &Identity,
-    config: &Config,
+    policy: &Policy,
     now: u32,
 ) -> Action {
     let Some(mut form) = form::requestor_form(view, id) else {
@@ -613,7 +613,7 @@ pub(super) fn v6_active(
     let fail = |form: &V6Form, code: u16, text: &str| {
         close_with(v6_error(form, v4form.as_ref(), code, text, now))
     };
-    if !config.active {
+    if !policy.active {
         // RFC 7653 §9.2: a bulk-only server answers NotSupported and closes.
         return fail(
             &form,
@@ -621,7 +621,7 @@ pub(super) fn v6_active(
             "active leasequery is not enabled",
         );
     }
-    if !config.allow_insecure_active {
+    if !policy.allow_insecure_active {
         // RFC 7653 §9.1: without TLS only the insecure mode could serve it, and that needs its
         // own explicit setting.
         return fail(
@@ -779,8 +779,8 @@ fn v4_selectors_absent(v: &V4View<'_>) -> Result<(), &'static str> {
 }
 
 /// DHCPACTIVELEASEQUERY on TCP 67 (RFC 7724 §7.3, §8.2).
-pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, config: &Config, now: u32) -> Action {
-    if !config.active {
+pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, policy: &Policy, now: u32) -> Action {
+    if !policy.active {
         // RFC 7724 §9: a bulk-only server closes (unsupported message type, §8.1.1).
         return Action::Close;
     }
@@ -788,14 +788,14 @@ pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, config: &Config, now: 
     let fail = |code: u8, text: &str| {
         let mut buf = Vec::with_capacity(512);
         let p = form.params(now);
-        let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Status {
+        let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Status {
             p: &p,
             status: V4Status { code, text },
             first: true,
         });
         close_with(buf)
     };
-    if !config.allow_insecure_active {
+    if !policy.allow_insecure_active {
         return fail(
             v4status::NOT_ALLOWED,
             "active leasequery without TLS is not allowed (allow_insecure_active)",
@@ -1065,11 +1065,11 @@ mod tests {
         }
     }
 
-    fn on() -> Config {
-        Config {
+    fn on() -> Policy {
+        Policy {
             active: true,
             allow_insecure_active: true,
-            ..Config::default()
+            ..Policy::default()
         }
     }
 
@@ -1099,12 +1099,12 @@ mod tests {
         opt(v6opt::LQ_QUERY, &d)
     }
 
-    fn run6(msg: &[u8], config: &Config) -> Action {
+    fn run6(msg: &[u8], policy: &Policy) -> Action {
         super::super::on_message(
             super::super::Family::V6,
             msg,
             &id(),
-            config,
+            policy,
             &Default::default(),
             1_700_000_000,
         )
@@ -1124,12 +1124,12 @@ mod tests {
     fn gating_needs_both_settings() {
         let m = alq(7, &[]);
         assert_eq!(
-            reply_status(&run6(&m, &Config::default())),
+            reply_status(&run6(&m, &Policy::default())),
             (v6status::NOT_SUPPORTED, true)
         );
-        let half = Config {
+        let half = Policy {
             active: true,
-            ..Config::default()
+            ..Policy::default()
         };
         assert_eq!(
             reply_status(&run6(&m, &half)),
@@ -1227,12 +1227,12 @@ mod tests {
         out
     }
 
-    fn run4(msg: &[u8], config: &Config) -> Action {
+    fn run4(msg: &[u8], policy: &Policy) -> Action {
         super::super::on_message(
             super::super::Family::V4,
             msg,
             &id(),
-            config,
+            policy,
             &Default::default(),
             1_700_000_000,
         )
@@ -1250,10 +1250,10 @@ mod tests {
     #[test]
     fn v4_validation() {
         let plain = v4q(|_| {});
-        assert!(matches!(run4(&plain, &Config::default()), Action::Close));
-        let half = Config {
+        assert!(matches!(run4(&plain, &Policy::default()), Action::Close));
+        let half = Policy {
             active: true,
-            ..Config::default()
+            ..Policy::default()
         };
         assert_eq!(
             v4_status(&run4(&plain, &half)),

@@ -17,8 +17,6 @@ use std::net::Ipv4Addr;
 pub use plan::{Encoded, Form, PlanEncoder, Record, ScanPlan, ScanTarget, V4Form, V6Form};
 pub use v6::udp_leasequery;
 
-use crate::config::Config;
-
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -35,6 +33,17 @@ pub struct Identity {
     pub server_duid: Vec<u8>,
     /// DHCPv4 server identifier (option 54).
     pub server_id: Ipv4Addr,
+}
+
+/// What the session may serve: the operator's settings it reads (config `active`,
+/// `allow_insecure_active`), so that the sans-io layer does not depend on the whole
+/// configuration. [`crate::config::Config::session_policy`] builds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Active leasequery is served (RFC 7653, RFC 7724); otherwise a bulk-only server.
+    pub active: bool,
+    /// Active leasequery may run without TLS (RFC 7653 §9.1 insecure mode).
+    pub allow_insecure_active: bool,
 }
 
 /// What the connection does with one received message.
@@ -59,13 +68,13 @@ pub fn on_message(
     family: Family,
     msg: &[u8],
     id: &Identity,
-    config: &Config,
+    policy: &Policy,
     links: &LinkSet,
     now: u32,
 ) -> Action {
     match family {
-        Family::V6 => v6::on_message(msg, id, config, links, now),
-        Family::V4 => v4::on_message(msg, id, config, now),
+        Family::V6 => v6::on_message(msg, id, policy, links, now),
+        Family::V4 => v4::on_message(msg, id, policy, now),
     }
 }
 

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::lease::{V4Query, V6Query};
 use crate::proto::codes::{v4msg, v4opt, v6msg, v6opt, v6status};
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{
     BindingEncoder, Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams,
     V6ReplyParams, V6Status,
@@ -211,7 +212,7 @@ impl ScanPlan {
 
     fn end(&self, how: End, status: Option<V6Status<'_>>, now: u32) -> Vec<u8> {
         let mut buf = Vec::with_capacity(1024);
-        let mut w = StreamWriter::with_limit(&mut buf, 65537);
+        let mut w = StreamWriter::with_limit(&mut buf, MAX_FRAME);
         let res = match (&self.form, how) {
             (Form::V6(f), End::Empty) => w.write(&Reply::V6Reply {
                 p: &f.params(now),

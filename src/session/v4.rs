@@ -4,20 +4,20 @@
 use std::net::Ipv4Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
-use super::{form, Action, Identity};
-use crate::config::Config;
+use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select};
 use crate::proto::codes::{v4msg, v4opt, v4relay, v4status};
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{Reply, StreamWriter, V4Status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
-pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -> Action {
+pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -> Action {
     let Ok(view) = MessageView::parse(msg) else {
         return Action::Close;
     };
     match view.message_type() {
         Some(v4msg::BULKLEASEQUERY) => bulk(&view, id, now),
-        Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, config, now),
+        Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, policy, now),
         Some(v4msg::TLS) => {
             // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
             let form = form::form_of(&view, id);
@@ -27,7 +27,7 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -
                 code: v4status::TLS_CONNECTION_REFUSED,
                 text: "TLS is not available",
             };
-            let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Status {
+            let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Status {
                 p: &p,
                 status: st,
                 first: true,
@@ -58,7 +58,7 @@ fn set_message_type(frame: &mut [u8], t: u8) {
 fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
     let mut buf = Vec::with_capacity(300);
     let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Done {
+    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Done {
         p: &p,
         status: Some(V4Status { code, text }),
         first: true,

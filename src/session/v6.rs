@@ -5,11 +5,11 @@ use std::net::Ipv6Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form, V6Form};
 use super::LinkSet;
-use super::{form, Action, Identity};
-use crate::config::Config;
+use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select, V6Query, V6Select};
 use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};
 use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V6Side};
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{Dhcp4o6ReplyParams, OroSet, Reply, StreamWriter, V6Status};
 use crate::proto::v4::MessageView as V4View;
 use crate::proto::v6::{LqQueryView, MessageView, V6Option};
@@ -17,7 +17,7 @@ use crate::proto::v6::{LqQueryView, MessageView, V6Option};
 pub(super) fn on_message(
     msg: &[u8],
     id: &Identity,
-    config: &Config,
+    policy: &Policy,
     links: &LinkSet,
     now: u32,
 ) -> Action {
@@ -27,7 +27,7 @@ pub(super) fn on_message(
     };
     match view.msg_type {
         v6msg::LEASEQUERY => leasequery(&view, id, links, now),
-        v6msg::ACTIVELEASEQUERY => super::active::v6_active(&view, id, config, now),
+        v6msg::ACTIVELEASEQUERY => super::active::v6_active(&view, id, policy, now),
         v6msg::STARTTLS => {
             // RFC 7653 §6.2.2, §9.1: without TLS (insecure mode), STARTTLS gets a REPLY with
             // TLSConnectionRefused; the requestor then closes.
@@ -94,7 +94,7 @@ pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
 fn error_reply(form: &V6Form, code: u16, text: &str, close: bool, now: u32) -> Action {
     let mut buf = Vec::with_capacity(128);
     let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V6Reply {
+    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V6Reply {
         p: &p,
         status: Some(V6Status { code, text }),
     });
@@ -110,7 +110,7 @@ fn error_reply_4o6(v6: &V6Form, v4: &V4Form, code: u16, text: &str, now: u32) ->
         br: None,
         bind_prefix: None,
     };
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::O6Reply {
+    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::O6Reply {
         p: &p,
         status: Some(V6Status { code, text }),
     });
