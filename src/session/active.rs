@@ -28,9 +28,10 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 
 use super::plan::{Form, V4Form, V6Form};
+use super::refuse::{self, Refused};
 use super::{form, Action, Identity, Policy};
 use crate::lease::{BindingKey, Change, ChangeKind, V4Binding, V6Binding};
-use crate::proto::codes::{dhcp_state, query_type, v4msg, v4opt, v4status, v6msg, v6opt, v6status};
+use crate::proto::codes::{dhcp_state, query_type, v4msg, v4opt, v4status, v6opt, v6status};
 use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{
     duid_of_client_id, Dhcp4o6ReplyParams, EncodedAt, OroSet, Reply, StreamWriter, V4Status,
@@ -337,7 +338,7 @@ impl ActivePlan {
         };
         if matches!(self.form, Form::Dhcp4o6 { .. }) {
             // RFC 7724 §7.4: the v4 layer of every active status is a DHCPLEASEQUERYSTATUS.
-            retype_inner_v4(&mut buf, v4msg::LEASEQUERYSTATUS);
+            refuse::retype_inner_v4(&mut buf, v4msg::LEASEQUERYSTATUS);
         }
         buf
     }
@@ -500,89 +501,9 @@ enum Kind<'t> {
     Done(V6Status<'t>),
 }
 
-/// Rewrites the message type (option 53) of the DHCPv4 message inside OPTION_DHCPV4_MSG of a
-/// framed DHCPv6 message (the encoder writes 53 first).
-fn retype_inner_v4(frame: &mut [u8], t: u8) {
-    let mut at = 2 + 4;
-    while let (Some(c), Some(l)) = (frame.get(at..at + 2), frame.get(at + 2..at + 4)) {
-        let code = u16::from_be_bytes([c[0], c[1]]);
-        let len = u16::from_be_bytes([l[0], l[1]]) as usize;
-        if code == v6opt::DHCPV4_MSG {
-            let inner = at + 4;
-            if frame.get(inner + 240) == Some(&v4opt::MESSAGE_TYPE) {
-                if let Some(b) = frame.get_mut(inner + 242) {
-                    *b = t;
-                }
-            }
-            return;
-        }
-        at += 4 + len;
-    }
-}
-
-/// A reply that refuses the query in `msg`, sent on a connection that already runs an active
-/// query, or an active query on a connection that runs another query (RFC 7653 §9.4, RFC 7724
-/// §8.3: one request per connection with an active query): v6, REPLY NotAllowed on the query's
-/// xid; v4, DHCPLEASEQUERYDONE (bulk) or DHCPLEASEQUERYSTATUS (active) NotAllowed. `None` when
-/// the message is not a query that could be answered (the caller drops it).
-pub fn busy_reply(family: super::Family, msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
-    const TEXT: &str = "this connection already runs a query";
-    match family {
-        super::Family::V6 => {
-            let view = MessageView::parse(msg).ok()?;
-            if !matches!(view.msg_type, v6msg::LEASEQUERY | v6msg::ACTIVELEASEQUERY) {
-                return None;
-            }
-            let form = form::requestor_form(&view, id)?;
-            Some(v6_error(&form, None, v6status::NOT_ALLOWED, TEXT, now))
-        }
-        super::Family::V4 => {
-            let view = V4View::parse(msg).ok()?;
-            let form = form::form_of(&view, id);
-            let st = V4Status {
-                code: v4status::NOT_ALLOWED,
-                text: TEXT,
-            };
-            let p = form.params(now);
-            let r = match view.message_type()? {
-                v4msg::BULKLEASEQUERY => Reply::V4Done {
-                    p: &p,
-                    status: Some(st),
-                    first: true,
-                },
-                v4msg::ACTIVELEASEQUERY => Reply::V4Status {
-                    p: &p,
-                    status: st,
-                    first: true,
-                },
-                _ => return None,
-            };
-            let mut buf = Vec::with_capacity(512);
-            let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&r);
-            Some(buf)
-        }
-    }
-}
-
-/// A v6 LEASEQUERY-REPLY with an error; for DHCP4o6 the v4 layer is a DHCPLEASEQUERYSTATUS with
-/// the same meaning.
-fn v6_error(v6f: &V6Form, v4f: Option<&V4Form>, code: u16, text: &str, now: u32) -> Vec<u8> {
-    let plan = ActivePlan {
-        xid: v6f.xid,
-        filter: ActiveFilter::V6(None),
-        form: match v4f {
-            None => Form::V6(v6f.clone()),
-            Some(v4) => Form::Dhcp4o6 {
-                v6: v6f.clone(),
-                v4: *v4,
-                br: None,
-                bind_prefix: None,
-            },
-        },
-        since: None,
-    };
-    plan.write(now, false, Kind::Reply(Some(V6Status { code, text })))
-}
+/// Refuses a query beside an active one (RFC 7653 §9.4, RFC 7724 §8.3); built with the other
+/// refusals in [`super::refuse`].
+pub use super::refuse::busy_reply;
 
 fn close_with(bytes: Vec<u8>) -> Action {
     Action::Reply { bytes, close: true }
@@ -610,8 +531,17 @@ pub(super) fn v6_active(
         }),
         None => None,
     };
-    let fail = |form: &V6Form, code: u16, text: &str| {
-        close_with(v6_error(form, v4form.as_ref(), code, text, now))
+    let fail = |v6: &V6Form, code: u16, text: &str| {
+        let form = match v4form {
+            None => Form::V6(v6.clone()),
+            Some(v4) => Form::Dhcp4o6 {
+                v6: v6.clone(),
+                v4,
+                br: None,
+                bind_prefix: None,
+            },
+        };
+        close_with(refuse::refusal(&form, Refused::Active, code, text, now))
     };
     if !policy.active {
         // RFC 7653 §9.2: a bulk-only server answers NotSupported and closes.
@@ -785,30 +715,29 @@ pub(super) fn v4_active(view: &V4View<'_>, id: &Identity, policy: &Policy, now: 
         return Action::Close;
     }
     let form = form::form_of(view, id);
-    let fail = |code: u8, text: &str| {
-        let mut buf = Vec::with_capacity(512);
-        let p = form.params(now);
-        let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Status {
-            p: &p,
-            status: V4Status { code, text },
-            first: true,
-        });
-        close_with(buf)
+    let fail = |code: u16, text: &str| {
+        close_with(refuse::refusal(
+            &Form::V4(form),
+            Refused::Active,
+            code,
+            text,
+            now,
+        ))
     };
     if !policy.allow_insecure_active {
         return fail(
-            v4status::NOT_ALLOWED,
+            v6status::NOT_ALLOWED,
             "active leasequery without TLS is not allowed (allow_insecure_active)",
         );
     }
     if let Err(text) = v4_selectors_absent(view) {
-        return fail(v4status::MALFORMED_QUERY, text);
+        return fail(v6status::MALFORMED_QUERY, text);
     }
     let since = match form::time_window(view) {
-        Err(text) => return fail(v4status::MALFORMED_QUERY, text),
+        Err(text) => return fail(v6status::MALFORMED_QUERY, text),
         Ok((_, Some(_))) => {
             return fail(
-                v4status::MALFORMED_QUERY,
+                v6status::MALFORMED_QUERY,
                 "query-end-time in an active query",
             )
         }
@@ -1056,6 +985,7 @@ impl<T> Backlog<T> {
 mod tests {
     use super::*;
     use crate::lease::V6Binding;
+    use crate::proto::codes::v6msg;
     use crate::proto::encoder::PrlSet;
 
     fn id() -> Identity {

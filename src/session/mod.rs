@@ -9,6 +9,7 @@
 pub mod active;
 mod form;
 mod plan;
+pub mod refuse;
 mod v4;
 mod v6;
 

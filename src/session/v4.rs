@@ -4,9 +4,10 @@
 use std::net::Ipv4Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
+use super::refuse::{self, Refused};
 use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select};
-use crate::proto::codes::{v4msg, v4opt, v4relay, v4status};
+use crate::proto::codes::{v4msg, v4opt, v4relay, v4status, v6status};
 use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{Reply, StreamWriter, V4Status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
@@ -54,17 +55,11 @@ fn set_message_type(frame: &mut [u8], t: u8) {
     }
 }
 
-/// DHCPLEASEQUERYDONE with an error status, option 54 included: it is the only message.
-fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(300);
-    let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Done {
-        p: &p,
-        status: Some(V4Status { code, text }),
-        first: true,
-    });
+/// DHCPLEASEQUERYDONE with an error status (`code`: the DHCPv6 twin of the v4 status), option
+/// 54 included: it is the only message.
+fn done_error(form: &V4Form, code: u16, text: &str, now: u32) -> Action {
     Action::Reply {
-        bytes: buf,
+        bytes: refuse::refusal(&Form::V4(*form), Refused::Bulk, code, text, now),
         close: false,
     }
 }
@@ -78,7 +73,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
     {
         return done_error(
             &form,
-            v4status::MALFORMED_QUERY,
+            v6status::MALFORMED_QUERY,
             "ciaddr, yiaddr and siaddr must be zero",
             now,
         );
@@ -87,14 +82,14 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
     if view.has_option(v4opt::VSS) {
         return done_error(
             &form,
-            v4status::NOT_ALLOWED,
+            v6status::NOT_ALLOWED,
             "VPN queries are not supported",
             now,
         );
     }
     let (start, end) = match form::time_window(view) {
         Ok(w) => w,
-        Err(text) => return done_error(&form, v4status::MALFORMED_QUERY, text, now),
+        Err(text) => return done_error(&form, v6status::MALFORMED_QUERY, text, now),
     };
     let mut primaries = Vec::with_capacity(2);
     if view.hlen > 0 {
@@ -117,7 +112,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
                     primaries.push(V4Select::RelayId(r.to_vec()));
                 }
             }
-            _ => return done_error(&form, v4status::MALFORMED_QUERY, "malformed option 82", now),
+            _ => return done_error(&form, v6status::MALFORMED_QUERY, "malformed option 82", now),
         }
     }
     // RFC 6926 §8.2: more than one primary query is NotAllowed (scenarios 31, 32).
@@ -127,7 +122,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
         _ => {
             return done_error(
                 &form,
-                v4status::NOT_ALLOWED,
+                v6status::NOT_ALLOWED,
                 "more than one primary query",
                 now,
             )

@@ -5,12 +5,12 @@ use std::net::Ipv6Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form, V6Form};
 use super::LinkSet;
+use super::refuse::{self, Refused};
 use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select, V6Query, V6Select};
 use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};
 use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V6Side};
-use crate::proto::framing::MAX_FRAME;
-use crate::proto::encoder::{Dhcp4o6ReplyParams, OroSet, Reply, StreamWriter, V6Status};
+use crate::proto::encoder::OroSet;
 use crate::proto::v4::MessageView as V4View;
 use crate::proto::v6::{LqQueryView, MessageView, V6Option};
 
@@ -92,30 +92,21 @@ pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
 
 /// A lone LEASEQUERY-REPLY with an error status (RFC 5460 §7.2).
 fn error_reply(form: &V6Form, code: u16, text: &str, close: bool, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(128);
-    let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V6Reply {
-        p: &p,
-        status: Some(V6Status { code, text }),
-    });
-    Action::Reply { bytes: buf, close }
+    let form = Form::V6(form.clone());
+    let bytes = refuse::refusal(&form, Refused::Bulk, code, text, now);
+    Action::Reply { bytes, close }
 }
 
 /// The same for DHCP4o6: the REPLY carries a DHCPLEASEQUERYDONE with the matching v4 status.
 fn error_reply_4o6(v6: &V6Form, v4: &V4Form, code: u16, text: &str, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(512);
-    let p = Dhcp4o6ReplyParams {
-        v6: v6.params(now),
-        v4: v4.params(now),
+    let form = Form::Dhcp4o6 {
+        v6: v6.clone(),
+        v4: *v4,
         br: None,
         bind_prefix: None,
     };
-    let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::O6Reply {
-        p: &p,
-        status: Some(V6Status { code, text }),
-    });
     Action::Reply {
-        bytes: buf,
+        bytes: refuse::refusal(&form, Refused::Bulk, code, text, now),
         close: false,
     }
 }
