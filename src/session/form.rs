@@ -57,9 +57,7 @@ pub(super) fn form_of(view: &V4View<'_>, id: &Identity) -> V4Form {
 
 /// query-start-time (154) and query-end-time (155) as Unix seconds; MalformedQuery when a
 /// length is wrong or start is after end (scenario 34).
-pub(super) fn time_window(
-    view: &V4View<'_>,
-) -> Result<(Option<u32>, Option<u32>), &'static str> {
+pub(super) fn time_window(view: &V4View<'_>) -> Result<(Option<u32>, Option<u32>), &'static str> {
     let get = |code| -> Result<Option<u32>, &'static str> {
         match view.option(code) {
             None => Ok(None),

@@ -10,11 +10,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::lease::{V4Query, V6Query};
 use crate::proto::codes::{v4msg, v4opt, v6msg, v6opt, v6status};
-use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{
     BindingEncoder, Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams,
     V6ReplyParams, V6Status,
 };
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::record::{V4Record, V6Record};
 use crate::proto::EncodeError;
 

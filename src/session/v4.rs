@@ -8,8 +8,8 @@ use super::refuse::{self, Refused};
 use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select};
 use crate::proto::codes::{v4msg, v4opt, v4relay, v4status, v6status};
-use crate::proto::framing::MAX_FRAME;
 use crate::proto::encoder::{Reply, StreamWriter, V4Status};
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
 pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -> Action {

@@ -4,8 +4,8 @@
 use std::net::Ipv6Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form, V6Form};
-use super::LinkSet;
 use super::refuse::{self, Refused};
+use super::LinkSet;
 use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select, V6Query, V6Select};
 use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};

@@ -237,4 +237,3 @@ impl<T> Backlog<T> {
         out
     }
 }
-

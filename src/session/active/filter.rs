@@ -102,4 +102,3 @@ impl ActiveFilter {
         matches!(self, ActiveFilter::V6(_))
     }
 }
-

@@ -218,7 +218,12 @@ fn v4_selectors_absent(v: &V4View<'_>) -> Result<(), &'static str> {
 }
 
 /// DHCPACTIVELEASEQUERY on TCP 67 (RFC 7724 §7.3, §8.2).
-pub(in crate::session) fn v4_active(view: &V4View<'_>, id: &Identity, policy: &Policy, now: u32) -> Action {
+pub(in crate::session) fn v4_active(
+    view: &V4View<'_>,
+    id: &Identity,
+    policy: &Policy,
+    now: u32,
+) -> Action {
     if !policy.active {
         // RFC 7724 §9: a bulk-only server closes (unsupported message type, §8.1.1).
         return Action::Close;
@@ -259,4 +264,3 @@ pub(in crate::session) fn v4_active(view: &V4View<'_>, id: &Identity, policy: &P
         since,
     }))
 }
-

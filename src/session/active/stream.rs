@@ -375,4 +375,3 @@ enum Kind<'t> {
     /// LEASEQUERY-DONE with a status (v4: DHCPLEASEQUERYSTATUS).
     Done(V6Status<'t>),
 }
-

@@ -411,8 +411,7 @@ fn filters_match_the_right_bindings() {
     assert!(remote.matches(&o6));
     let other = ActiveFilter::Dhcp4o6(Some(V6Filter::RemoteId(vec![0, 0, 0, 9, 7], None)));
     assert!(!other.matches(&o6));
-    let duid =
-        ActiveFilter::Dhcp4o6(Some(V6Filter::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 2])));
+    let duid = ActiveFilter::Dhcp4o6(Some(V6Filter::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 2])));
     assert!(duid.matches(&o6));
     let link = ActiveFilter::Dhcp4o6(Some(V6Filter::Link("2001:db8:1::77".parse().unwrap())));
     assert!(link.matches(&o6));
