@@ -7,9 +7,7 @@ use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
 use super::refuse::{self, Refused};
 use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select};
-use crate::proto::codes::{v4msg, v4opt, v4relay, v4status, v6status};
-use crate::proto::encoder::{Reply, StreamWriter, V4Status};
-use crate::proto::framing::MAX_FRAME;
+use crate::proto::codes::{v4msg, v4opt, v4relay, v6status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
 pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -> Action {
@@ -21,20 +19,12 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -
         Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, policy, now),
         Some(v4msg::TLS) => {
             // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
-            let form = form::form_of(&view, id);
-            let mut buf = Vec::with_capacity(300);
-            let p = form.params(now);
-            let st = V4Status {
-                code: v4status::TLS_CONNECTION_REFUSED,
-                text: "TLS is not available",
-            };
-            let _ = StreamWriter::with_limit(&mut buf, MAX_FRAME).write(&Reply::V4Status {
-                p: &p,
-                status: st,
-                first: true,
-            });
+            let form = Form::V4(form::form_of(&view, id));
+            let text = "TLS is not available";
+            let code = v6status::TLS_CONNECTION_REFUSED;
+            let mut buf = refuse::refusal(&form, Refused::Active, code, text, now);
             // The answer is a DHCPTLS message carrying the status (RFC 7724 §6.2): retype it.
-            set_message_type(&mut buf, v4msg::TLS);
+            refuse::retype_v4(&mut buf, v4msg::TLS);
             Action::Reply {
                 bytes: buf,
                 close: false,
@@ -43,15 +33,6 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -
         // Scenario 37: anything else closes the connection (so does DHCPACTIVELEASEQUERY while
         // active leasequery is off: RFC 7724 §9, a bulk-only server closes).
         _ => Action::Close,
-    }
-}
-
-/// Rewrites option 53 of a framed DHCPv4 message written by the encoder (53 is its first option).
-fn set_message_type(frame: &mut [u8], t: u8) {
-    if frame.get(2 + 240) == Some(&v4opt::MESSAGE_TYPE) {
-        if let Some(b) = frame.get_mut(2 + 242) {
-            *b = t;
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};
 use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V6Side};
 use crate::proto::encoder::OroSet;
 use crate::proto::v4::MessageView as V4View;
-use crate::proto::v6::{LqQueryView, MessageView, V6Option};
+use crate::proto::v6::{LqQueryView, MessageView};
 
 pub(super) fn on_message(
     msg: &[u8],
@@ -31,28 +31,7 @@ pub(super) fn on_message(
         v6msg::STARTTLS => {
             // RFC 7653 §6.2.2, §9.1: without TLS (insecure mode), STARTTLS gets a REPLY with
             // TLSConnectionRefused; the requestor then closes.
-            // The answer is an RFC 8415 REPLY (7) with the STARTTLS xid, our Server-ID, the
-            // requestor's Client-ID when it sent one (STARTTLS SHOULD carry no options), and
-            // the status.
-            let mut msg = vec![v6msg::REPLY];
-            msg.extend_from_slice(&view.xid.to_be_bytes()[1..]);
-            let mut opts = vec![V6Option::ServerId(id.server_duid.clone())];
-            if let Some(c) = view
-                .options()
-                .get(v6opt::CLIENTID)
-                .filter(|c| c.data.len() >= 2)
-            {
-                opts.insert(0, V6Option::ClientId(c.data.to_vec()));
-            }
-            opts.push(V6Option::StatusCode {
-                code: v6status::TLS_CONNECTION_REFUSED,
-                message: "TLS is not available".into(),
-            });
-            for o in &opts {
-                let _ = o.encode(&mut msg);
-            }
-            let mut buf = Vec::with_capacity(msg.len() + 2);
-            let _ = crate::proto::framing::encode_frame(&msg, &mut buf);
+            let buf = refuse::starttls_refused(&view, id);
             Action::Reply {
                 bytes: buf,
                 close: false,
