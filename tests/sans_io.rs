@@ -85,19 +85,34 @@ fn session_and_config_do_not_import_the_shell() {
     collect(&root.join("session"), &mut files);
     for p in &files {
         let text = std::fs::read_to_string(p).unwrap();
-        for f in ["crate::config", "crate::store", "crate::shard", "crate::feed"] {
-            if text.lines().any(|l| l.split("//").next().unwrap_or("").contains(f)) {
+        for f in [
+            "crate::config",
+            "crate::store",
+            "crate::shard",
+            "crate::feed",
+        ] {
+            if text
+                .lines()
+                .any(|l| l.split("//").next().unwrap_or("").contains(f))
+            {
                 hits.push(format!("{}: {f}", p.display()));
             }
         }
     }
     let config = std::fs::read_to_string(root.join("config.rs")).unwrap();
     for f in ["crate::store", "crate::shard", "glommio"] {
-        if config.lines().any(|l| l.split("//").next().unwrap_or("").contains(f)) {
+        if config
+            .lines()
+            .any(|l| l.split("//").next().unwrap_or("").contains(f))
+        {
             hits.push(format!("src/config.rs: {f}"));
         }
     }
-    assert!(files.len() >= 5, "expected the session sources, found {}", files.len());
+    assert!(
+        files.len() >= 5,
+        "expected the session sources, found {}",
+        files.len()
+    );
     assert!(hits.is_empty(), "shell imports:\n{}", hits.join("\n"));
 }
 

@@ -4,7 +4,17 @@
 //! [`on_message`] takes one complete message (the TCP framing already removed) and returns an
 //! [`Action`]; the glommio shell carries it out. A [`ScanPlan`] is what a bulk query becomes:
 //! which bindings to scan on every shard ([`ScanTarget`]), and how to encode them (first
-//! message, the rest, the end of the stream).
+//! message, the rest, the end of the stream). What the operator allows is a [`Policy`], not
+//! the whole configuration.
+//!
+//! | file | what |
+//! |---|---|
+//! | `v6.rs` | TCP 547: LEASEQUERY (plain and DHCP4o6), STARTTLS, UDP LEASEQUERY |
+//! | `v4.rs` | TCP 67: DHCPBULKLEASEQUERY, DHCPTLS |
+//! | `active/` | active queries: checking them, their filters, their stream's messages, the backlog |
+//! | `form.rs` | what every reply echoes, read from the query (xids, DUIDs, ORO/PRL, time bounds) |
+//! | `plan.rs` | the scan plan of a bulk query and its encoder |
+//! | `refuse.rs` | every error reply: [`refuse::refusal`] for each wire form, the TLS answers, [`refuse::busy_reply`] |
 
 pub mod active;
 mod form;

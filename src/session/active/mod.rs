@@ -1,13 +1,15 @@
 //! Active leasequery (sans-io): ACTIVELEASEQUERY (RFC 7653), DHCPACTIVELEASEQUERY (RFC 7724) and
 //! their DHCP4o6 form (the draft, DESIGN.md section 4).
 //!
-//! - [`v6_active`] / [`v4_active`] check a query and turn it into an [`ActivePlan`] (what to
-//!   follow, how to encode it, where catch-up starts) or an error reply.
-//! - [`ActivePlan`] encodes every message of the stream: the opening REPLY, updates (one
+//! - `query.rs`: [`v6_active`] / [`v4_active`] check a query and turn it into an
+//!   [`ActivePlan`] (what to follow, how to encode it, where catch-up starts) or a refusal
+//!   ([`super::refuse`]).
+//! - `filter.rs`: [`ActiveFilter`], which binding changes the query follows.
+//! - `stream.rs`: [`ActivePlan`] encodes every message of the stream: the opening REPLY, updates (one
 //!   encoding per [`WireKey`], the transaction ids patched per subscriber with
 //!   [`crate::proto::encoder::patch_xids`]), CatchUpComplete, DataMissing, keepalives and the
 //!   final QueryTerminated.
-//! - [`Backlog`] is one subscriber's coalescing queue (the latest state of a binding replaces
+//! - `backlog.rs`: [`Backlog`] is one subscriber's coalescing queue (the latest state of a binding replaces
 //!   the queued one, RFC 7653 §7, RFC 7724 §6), bounded in bindings and octets.
 //!
 //! Our readings where the RFCs are silent (README "Active leasequery"):

@@ -22,7 +22,6 @@ fn on() -> Policy {
     Policy {
         active: true,
         allow_insecure_active: true,
-        ..Policy::default()
     }
 }
 
