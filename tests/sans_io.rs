@@ -74,3 +74,55 @@ fn the_checker_catches_a_violation() {
     assert_eq!(files, 1);
     assert_eq!(hits.len(), 1, "{hits:?}");
 }
+
+/// The session's imports do not reach glommio through the configuration: `session/` reads its
+/// own `Policy`, not `config`, and `config.rs` does not import `store` (glommio DMA) or `shard`.
+#[test]
+fn session_and_config_do_not_import_the_shell() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut hits = Vec::new();
+    let mut files = Vec::new();
+    collect(&root.join("session"), &mut files);
+    for p in &files {
+        let text = std::fs::read_to_string(p).unwrap();
+        for f in [
+            "crate::config",
+            "crate::store",
+            "crate::shard",
+            "crate::feed",
+        ] {
+            if text
+                .lines()
+                .any(|l| l.split("//").next().unwrap_or("").contains(f))
+            {
+                hits.push(format!("{}: {f}", p.display()));
+            }
+        }
+    }
+    let config = std::fs::read_to_string(root.join("config.rs")).unwrap();
+    for f in ["crate::store", "crate::shard", "glommio"] {
+        if config
+            .lines()
+            .any(|l| l.split("//").next().unwrap_or("").contains(f))
+        {
+            hits.push(format!("src/config.rs: {f}"));
+        }
+    }
+    assert!(
+        files.len() >= 5,
+        "expected the session sources, found {}",
+        files.len()
+    );
+    assert!(hits.is_empty(), "shell imports:\n{}", hits.join("\n"));
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}

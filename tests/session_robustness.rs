@@ -41,7 +41,7 @@ fn the_worked_4o6_query_is_accepted_as_a_scan() {
         Family::V6,
         &worked_4o6(),
         &id(),
-        &Config::default(),
+        &Config::default().session_policy(),
         &links(),
         1_767_225_600,
     );
@@ -51,7 +51,7 @@ fn the_worked_4o6_query_is_accepted_as_a_scan() {
 #[test]
 fn every_truncation_and_corruption_of_a_valid_query_is_handled() {
     let q = worked_4o6();
-    let (cfg, l) = (Config::default(), links());
+    let (cfg, l) = (Config::default().session_policy(), links());
     for cut in 0..q.len() {
         let _ = on_message(Family::V6, &q[..cut], &id(), &cfg, &l, 1_767_225_600);
     }
@@ -76,7 +76,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
     #[test]
     fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let (cfg, l) = (Config::default(), links());
+        let (cfg, l) = (Config::default().session_policy(), links());
         let _ = on_message(Family::V6, &data, &id(), &cfg, &l, 1_767_225_600);
         let _ = on_message(Family::V4, &data, &id(), &cfg, &l, 1_767_225_600);
     }

@@ -12,6 +12,10 @@ pub const MAX_MESSAGE: usize = 65535;
 /// Octets of the length prefix.
 const PREFIX: usize = 2;
 
+/// The largest frame: the length prefix and a [`MAX_MESSAGE`] message (65537 octets). A buffer
+/// this large holds any one message, so a writer limited to it never refuses a message for room.
+pub const MAX_FRAME: usize = PREFIX + MAX_MESSAGE;
+
 /// The result of looking at the front of a receive buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {

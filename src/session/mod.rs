@@ -4,12 +4,26 @@
 //! [`on_message`] takes one complete message (the TCP framing already removed) and returns an
 //! [`Action`]; the glommio shell carries it out. A [`ScanPlan`] is what a bulk query becomes:
 //! which bindings to scan on every shard ([`ScanTarget`]), and how to encode them (first
-//! message, the rest, the end of the stream).
+//! message, the rest, the end of the stream). What the operator allows is a [`Policy`], not
+//! the whole configuration.
+//!
+//! | file | what |
+//! |---|---|
+//! | `v6.rs` | TCP 547: LEASEQUERY (plain and DHCP4o6), STARTTLS, UDP LEASEQUERY |
+//! | `v4.rs` | TCP 67: DHCPBULKLEASEQUERY, DHCPTLS |
+//! | `active/` | active queries: checking them, their filters, their stream's messages, the backlog |
+//! | `form.rs` | what every reply echoes, read from the query (xids, DUIDs, ORO/PRL, time bounds) |
+//! | `plan.rs` | the scan plan of a bulk query and its encoder |
+//! | `pools.rs` | the all-configured-addresses phase: pool addresses without a binding (RFC 6926 §6.2) |
+//! | `fanout.rs` | an active change's wire forms, encoded once per form for every subscriber that wants it |
+//! | `refuse.rs` | every error reply: [`refuse::refusal`] for each wire form, the TLS answers, [`refuse::busy_reply`] |
 
 pub mod active;
 pub mod fanout;
+mod form;
 mod plan;
 pub mod pools;
+pub mod refuse;
 mod v4;
 mod v6;
 
@@ -17,8 +31,6 @@ use std::net::Ipv4Addr;
 
 pub use plan::{Encoded, Form, PlanEncoder, Record, ScanPlan, ScanTarget, V4Form, V6Form};
 pub use v6::udp_leasequery;
-
-use crate::config::Config;
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +48,17 @@ pub struct Identity {
     pub server_duid: Vec<u8>,
     /// DHCPv4 server identifier (option 54).
     pub server_id: Ipv4Addr,
+}
+
+/// What the session may serve: the operator's settings it reads (config `active`,
+/// `allow_insecure_active`), so that the sans-io layer does not depend on the whole
+/// configuration. [`crate::config::Config::session_policy`] builds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Active leasequery is served (RFC 7653, RFC 7724); otherwise a bulk-only server.
+    pub active: bool,
+    /// Active leasequery may run without TLS (RFC 7653 §9.1 insecure mode).
+    pub allow_insecure_active: bool,
 }
 
 /// What the connection does with one received message.
@@ -60,13 +83,13 @@ pub fn on_message(
     family: Family,
     msg: &[u8],
     id: &Identity,
-    config: &Config,
+    policy: &Policy,
     links: &LinkSet,
     now: u32,
 ) -> Action {
     match family {
-        Family::V6 => v6::on_message(msg, id, config, links, now),
-        Family::V4 => v4::on_message(msg, id, config, now),
+        Family::V6 => v6::on_message(msg, id, policy, links, now),
+        Family::V4 => v4::on_message(msg, id, policy, now),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::proto::encoder::{
     BindingEncoder, Dhcp4o6ReplyParams, OroSet, PrlSet, Reply, StreamWriter, V4ReplyParams,
     V6ReplyParams, V6Status,
 };
+use crate::proto::framing::MAX_FRAME;
 use crate::proto::record::{V4Record, V6Record};
 use crate::proto::EncodeError;
 
@@ -211,7 +212,7 @@ impl ScanPlan {
 
     fn end(&self, how: End, status: Option<V6Status<'_>>, now: u32) -> Vec<u8> {
         let mut buf = Vec::with_capacity(1024);
-        let mut w = StreamWriter::with_limit(&mut buf, 65537);
+        let mut w = StreamWriter::with_limit(&mut buf, MAX_FRAME);
         let res = match (&self.form, how) {
             (Form::V6(f), End::Empty) => w.write(&Reply::V6Reply {
                 p: &f.params(now),

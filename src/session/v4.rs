@@ -4,36 +4,27 @@
 use std::net::Ipv4Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form};
-use super::{Action, Identity};
-use crate::config::Config;
+use super::refuse::{self, Refused};
+use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select};
-use crate::proto::codes::{v4msg, v4opt, v4relay, v4status};
-use crate::proto::encoder::{PrlSet, Reply, StreamWriter, V4Status};
+use crate::proto::codes::{v4msg, v4opt, v4relay, v6status};
 use crate::proto::v4::{MessageView, RelayAgentInfo};
 
-pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -> Action {
+pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -> Action {
     let Ok(view) = MessageView::parse(msg) else {
         return Action::Close;
     };
     match view.message_type() {
         Some(v4msg::BULKLEASEQUERY) => bulk(&view, id, now),
-        Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, config, now),
+        Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, policy, now),
         Some(v4msg::TLS) => {
             // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
-            let form = form_of(&view, id);
-            let mut buf = Vec::with_capacity(300);
-            let p = form.params(now);
-            let st = V4Status {
-                code: v4status::TLS_CONNECTION_REFUSED,
-                text: "TLS is not available",
-            };
-            let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Status {
-                p: &p,
-                status: st,
-                first: true,
-            });
+            let form = Form::V4(form::form_of(&view, id));
+            let text = "TLS is not available";
+            let code = v6status::TLS_CONNECTION_REFUSED;
+            let mut buf = refuse::refusal(&form, Refused::Active, code, text, now);
             // The answer is a DHCPTLS message carrying the status (RFC 7724 §6.2): retype it.
-            set_message_type(&mut buf, v4msg::TLS);
+            refuse::retype_v4(&mut buf, v4msg::TLS);
             Action::Reply {
                 bytes: buf,
                 close: false,
@@ -45,67 +36,17 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, config: &Config, now: u32) -
     }
 }
 
-/// Rewrites option 53 of a framed DHCPv4 message written by the encoder (53 is its first option).
-fn set_message_type(frame: &mut [u8], t: u8) {
-    if frame.get(2 + 240) == Some(&v4opt::MESSAGE_TYPE) {
-        if let Some(b) = frame.get_mut(2 + 242) {
-            *b = t;
-        }
-    }
-}
-
-/// The v4 reply parameters of a query: its xid, our server id, its PRL.
-pub(super) fn form_of(view: &MessageView<'_>, id: &Identity) -> V4Form {
-    let prl = view
-        .option(v4opt::PARAMETER_REQUEST_LIST)
-        .map(|p| PrlSet::from_prl(&p))
-        .unwrap_or_default();
-    V4Form {
-        xid: view.xid,
-        server_id: id.server_id,
-        prl,
-    }
-}
-
-/// query-start-time (154) and query-end-time (155) as Unix seconds; MalformedQuery when a
-/// length is wrong or start is after end (scenario 34).
-pub(super) fn time_window(
-    view: &MessageView<'_>,
-) -> Result<(Option<u32>, Option<u32>), &'static str> {
-    let get = |code| -> Result<Option<u32>, &'static str> {
-        match view.option(code) {
-            None => Ok(None),
-            Some(b) => <[u8; 4]>::try_from(&b[..])
-                .map(|b| Some(u32::from_be_bytes(b)))
-                .map_err(|_| "bad query time option"),
-        }
-    };
-    let (s, e) = (get(v4opt::QUERY_START_TIME)?, get(v4opt::QUERY_END_TIME)?);
-    if let (Some(s), Some(e)) = (s, e) {
-        if s > e {
-            return Err("query-start-time after query-end-time");
-        }
-    }
-    Ok((s, e))
-}
-
-/// DHCPLEASEQUERYDONE with an error status, option 54 included: it is the only message.
-fn done_error(form: &V4Form, code: u8, text: &str, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(300);
-    let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V4Done {
-        p: &p,
-        status: Some(V4Status { code, text }),
-        first: true,
-    });
+/// DHCPLEASEQUERYDONE with an error status (`code`: the DHCPv6 twin of the v4 status), option
+/// 54 included: it is the only message.
+fn done_error(form: &V4Form, code: u16, text: &str, now: u32) -> Action {
     Action::Reply {
-        bytes: buf,
+        bytes: refuse::refusal(&Form::V4(*form), Refused::Bulk, code, text, now),
         close: false,
     }
 }
 
 fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
-    let form = form_of(view, id);
+    let form = form::form_of(view, id);
     // RFC 6926 §8.2: a non-zero ciaddr, yiaddr or siaddr is MalformedQuery (scenario 30).
     if [view.ciaddr, view.yiaddr, view.siaddr]
         .iter()
@@ -113,7 +54,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
     {
         return done_error(
             &form,
-            v4status::MALFORMED_QUERY,
+            v6status::MALFORMED_QUERY,
             "ciaddr, yiaddr and siaddr must be zero",
             now,
         );
@@ -122,14 +63,14 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
     if view.has_option(v4opt::VSS) {
         return done_error(
             &form,
-            v4status::NOT_ALLOWED,
+            v6status::NOT_ALLOWED,
             "VPN queries are not supported",
             now,
         );
     }
-    let (start, end) = match time_window(view) {
+    let (start, end) = match form::time_window(view) {
         Ok(w) => w,
-        Err(text) => return done_error(&form, v4status::MALFORMED_QUERY, text, now),
+        Err(text) => return done_error(&form, v6status::MALFORMED_QUERY, text, now),
     };
     let mut primaries = Vec::with_capacity(2);
     if view.hlen > 0 {
@@ -152,7 +93,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
                     primaries.push(V4Select::RelayId(r.to_vec()));
                 }
             }
-            _ => return done_error(&form, v4status::MALFORMED_QUERY, "malformed option 82", now),
+            _ => return done_error(&form, v6status::MALFORMED_QUERY, "malformed option 82", now),
         }
     }
     // RFC 6926 §8.2: more than one primary query is NotAllowed (scenarios 31, 32).
@@ -162,7 +103,7 @@ fn bulk(view: &MessageView<'_>, id: &Identity, now: u32) -> Action {
         _ => {
             return done_error(
                 &form,
-                v4status::NOT_ALLOWED,
+                v6status::NOT_ALLOWED,
                 "more than one primary query",
                 now,
             )

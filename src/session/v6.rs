@@ -4,21 +4,20 @@
 use std::net::Ipv6Addr;
 
 use super::plan::{Form, ScanPlan, ScanTarget, V4Form, V6Form};
+use super::refuse::{self, Refused};
 use super::LinkSet;
-use super::{v4, Action, Identity};
-use crate::config::Config;
+use super::{form, Action, Identity, Policy};
 use crate::lease::{V4Query, V4Select, V6Query, V6Select};
 use crate::proto::codes::{query_type, v4relay, v6msg, v6opt, v6status};
 use crate::proto::dhcp4o6::{self, Dhcp4o6Select, LqQuery as PairQuery, V4Side, V6Side};
-use crate::proto::encoder::{Dhcp4o6ReplyParams, OroSet, Reply, StreamWriter, V6Status};
-use crate::proto::time;
+use crate::proto::encoder::OroSet;
 use crate::proto::v4::MessageView as V4View;
-use crate::proto::v6::{LqQueryView, MessageView, OptionsView, V6Option};
+use crate::proto::v6::{LqQueryView, MessageView};
 
 pub(super) fn on_message(
     msg: &[u8],
     id: &Identity,
-    config: &Config,
+    policy: &Policy,
     links: &LinkSet,
     now: u32,
 ) -> Action {
@@ -28,32 +27,11 @@ pub(super) fn on_message(
     };
     match view.msg_type {
         v6msg::LEASEQUERY => leasequery(&view, id, links, now),
-        v6msg::ACTIVELEASEQUERY => super::active::v6_active(&view, id, config, now),
+        v6msg::ACTIVELEASEQUERY => super::active::v6_active(&view, id, policy, now),
         v6msg::STARTTLS => {
             // RFC 7653 §6.2.2, §9.1: without TLS (insecure mode), STARTTLS gets a REPLY with
             // TLSConnectionRefused; the requestor then closes.
-            // The answer is an RFC 8415 REPLY (7) with the STARTTLS xid, our Server-ID, the
-            // requestor's Client-ID when it sent one (STARTTLS SHOULD carry no options), and
-            // the status.
-            let mut msg = vec![v6msg::REPLY];
-            msg.extend_from_slice(&view.xid.to_be_bytes()[1..]);
-            let mut opts = vec![V6Option::ServerId(id.server_duid.clone())];
-            if let Some(c) = view
-                .options()
-                .get(v6opt::CLIENTID)
-                .filter(|c| c.data.len() >= 2)
-            {
-                opts.insert(0, V6Option::ClientId(c.data.to_vec()));
-            }
-            opts.push(V6Option::StatusCode {
-                code: v6status::TLS_CONNECTION_REFUSED,
-                message: "TLS is not available".into(),
-            });
-            for o in &opts {
-                let _ = o.encode(&mut msg);
-            }
-            let mut buf = Vec::with_capacity(msg.len() + 2);
-            let _ = crate::proto::framing::encode_frame(&msg, &mut buf);
+            let buf = refuse::starttls_refused(&view, id);
             Action::Reply {
                 bytes: buf,
                 close: false,
@@ -62,25 +40,6 @@ pub(super) fn on_message(
         // Scenario 6: any other type (SOLICIT, DATA from a requestor...) closes.
         _ => Action::Close,
     }
-}
-
-/// The v6 reply parameters of a query, when it carries the requestor's Client-ID and either
-/// no Server-ID or ours (RFC 5007 §4.2.1: otherwise the query is discarded).
-pub(super) fn requestor_form(view: &MessageView<'_>, id: &Identity) -> Option<V6Form> {
-    let opts = view.options();
-    let client = opts.get(v6opt::CLIENTID)?;
-    if let Some(sid) = opts.get(v6opt::SERVERID) {
-        if sid.data != id.server_duid.as_slice() {
-            return None;
-        }
-    }
-    Some(V6Form {
-        xid: view.xid,
-        requestor_duid: client.data.to_vec(),
-        server_duid: id.server_duid.clone(),
-        oro: OroSet::default(),
-        base_time: false,
-    })
 }
 
 /// A LEASEQUERY received over UDP (on the DHCP4o6 authority's port). This server answers
@@ -93,7 +52,7 @@ pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
     if view.msg_type != v6msg::LEASEQUERY {
         return None;
     }
-    let form = requestor_form(&view, id)?;
+    let form = form::requestor_form(&view, id)?;
     let q = view.options().get(v6opt::LQ_QUERY)?.lq_query().ok()?;
     if !(3..=5).contains(&q.query_type) {
         return None;
@@ -112,36 +71,27 @@ pub fn udp_leasequery(msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
 
 /// A lone LEASEQUERY-REPLY with an error status (RFC 5460 §7.2).
 fn error_reply(form: &V6Form, code: u16, text: &str, close: bool, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(128);
-    let p = form.params(now);
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::V6Reply {
-        p: &p,
-        status: Some(V6Status { code, text }),
-    });
-    Action::Reply { bytes: buf, close }
+    let form = Form::V6(form.clone());
+    let bytes = refuse::refusal(&form, Refused::Bulk, code, text, now);
+    Action::Reply { bytes, close }
 }
 
 /// The same for DHCP4o6: the REPLY carries a DHCPLEASEQUERYDONE with the matching v4 status.
 fn error_reply_4o6(v6: &V6Form, v4: &V4Form, code: u16, text: &str, now: u32) -> Action {
-    let mut buf = Vec::with_capacity(512);
-    let p = Dhcp4o6ReplyParams {
-        v6: v6.params(now),
-        v4: v4.params(now),
+    let form = Form::Dhcp4o6 {
+        v6: v6.clone(),
+        v4: *v4,
         br: None,
         bind_prefix: None,
     };
-    let _ = StreamWriter::with_limit(&mut buf, 65537).write(&Reply::O6Reply {
-        p: &p,
-        status: Some(V6Status { code, text }),
-    });
     Action::Reply {
-        bytes: buf,
+        bytes: refuse::refusal(&form, Refused::Bulk, code, text, now),
         close: false,
     }
 }
 
 fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) -> Action {
-    let Some(mut form) = requestor_form(view, id) else {
+    let Some(mut form) = form::requestor_form(view, id) else {
         return Action::Drop;
     };
     let opts = view.options();
@@ -182,8 +132,8 @@ fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) 
 
     // OPTION_LQ_START_TIME / OPTION_LQ_END_TIME (RFC 7653 §5): absolute, epoch 2000.
     let (start, end) = match (
-        time_opt(&opts, v6opt::LQ_START_TIME),
-        time_opt(&opts, v6opt::LQ_END_TIME),
+        form::time_opt(&opts, v6opt::LQ_START_TIME),
+        form::time_opt(&opts, v6opt::LQ_END_TIME),
     ) {
         (Err(()), _) | (_, Err(())) => {
             return error_reply(
@@ -314,21 +264,8 @@ fn leasequery(view: &MessageView<'_>, id: &Identity, links: &LinkSet, now: u32) 
     }))
 }
 
-/// An absent option, a valid 4-octet time (converted to Unix seconds), or malformed.
-pub(super) fn time_opt(opts: &OptionsView<'_>, code: u16) -> Result<Option<u32>, ()> {
-    match opts.get(code) {
-        None => Ok(None),
-        Some(o) => {
-            let b: [u8; 4] = o.data.try_into().map_err(|_| ())?;
-            Ok(Some(
-                u32::try_from(time::v6_to_unix(u32::from_be_bytes(b))).unwrap_or(u32::MAX),
-            ))
-        }
-    }
-}
-
 fn v4_form(v4: &V4View<'_>, id: &Identity) -> V4Form {
-    v4::form_of(v4, id)
+    form::form_of(v4, id)
 }
 
 /// A DHCP4o6 bulk query (the draft; DESIGN.md §4): the v4 DHCPBULKLEASEQUERY inside option 87
@@ -371,7 +308,7 @@ fn leasequery_4o6(
         Err(e) => return error_reply_4o6(&v6, &v4, v6status::MALFORMED_QUERY, e.reason, now),
     };
     // The v4 qualifiers apply too; the tighter of each bound wins.
-    let (v4start, v4end) = match v4::time_window(&v4view) {
+    let (v4start, v4end) = match form::time_window(&v4view) {
         Ok(w) => w,
         Err(text) => return error_reply_4o6(&v6, &v4, v6status::MALFORMED_QUERY, text, now),
     };

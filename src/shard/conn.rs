@@ -271,7 +271,7 @@ impl Connection {
                 self.family,
                 &msg,
                 &ctx.shared.identity,
-                &ctx.shared.config,
+                &ctx.shared.config.session_policy(),
                 &ctx.shared.links,
                 unix_now(),
             );

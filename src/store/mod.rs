@@ -70,9 +70,8 @@ pub use replay::{replay, write_state, Replayed, SHARDS_FILE};
 
 use record::RecordError;
 
-/// The default for the `journal_compact_bytes` config key: the shell snapshots a shard when
-/// its journal segments since the last snapshot exceed this many octets (256 MiB).
-pub const DEFAULT_JOURNAL_COMPACT_BYTES: u64 = 256 << 20;
+/// The default for the `journal_compact_bytes` config key (defined with the configuration).
+pub use crate::config::DEFAULT_JOURNAL_COMPACT_BYTES;
 
 /// Why the store failed.
 #[derive(Debug, Error)]
