@@ -590,7 +590,7 @@ impl Sub {
         self.table
             .iter()
             .map(|(u, s)| Found {
-                client_id: s.client.map(leasequery::requestor::client_id_of),
+                client_id: s.client.map(leasequery::lwb4::client_id_of),
                 addr: u.0,
                 port_params: u.1.map(|(offset, psid_len, psid)| PortParams {
                     offset,

@@ -1,4 +1,4 @@
-//! The `churn` scenario: N simulated lwB4 clients ([`leasequery::requestor::LwB4`]) doing
+//! The `churn` scenario: N simulated lwB4 clients ([`leasequery::lwb4::LwB4`]) doing
 //! DHCPv4-over-DHCPv6 DORA, renewals (some with a new softwire source) and releases over UDP,
 //! direct or through one simulated relay hop, one thread per core, each with its own socket
 //! and its share of the clients (client `i` belongs to thread `i % threads`).
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leasequery::proto::record::PortParams;
-use leasequery::requestor::{softwire_of, Event, LwB4, RelayHop};
+use leasequery::lwb4::{softwire_of, Event, LwB4, RelayHop};
 
 use crate::active::Stamps;
 use crate::report::{Counters, Metric, RunReport};
@@ -95,7 +95,7 @@ pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
 }
 
 /// The index of the loadgen client whose RFC 4361 client-id this is (any run's: 255, IAID =
-/// index, DUID-LL with the client's MAC 02:4c:index, as [`leasequery::requestor::client_id_of`]
+/// index, DUID-LL with the client's MAC 02:4c:index, as [`leasequery::lwb4::client_id_of`]
 /// builds it), if it is one. Allocates nothing (it runs once per active update).
 pub fn loadgen_client(c: &[u8]) -> Option<u32> {
     if c.len() != 15 || c[0] != 255 || c[5..11] != [0, 3, 0, 1, 0x02, 0x4c] || c[1..5] != c[11..15]
@@ -345,7 +345,7 @@ impl Worker<'_> {
                 continue;
             };
             let kind = match (p.op, self.clients[p.client].phase()) {
-                (Op::Dora, leasequery::requestor::Phase::Selecting) => "discover",
+                (Op::Dora, leasequery::lwb4::Phase::Selecting) => "discover",
                 (Op::Dora, _) => "request",
                 (Op::Release, _) => "inform",
                 _ => "renew",
@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn loadgen_client_ids_are_recognised() {
         for i in [0, 1, 255, 70_000, u32::MAX] {
-            let id = leasequery::requestor::client_id_of(i);
+            let id = leasequery::lwb4::client_id_of(i);
             assert_eq!(loadgen_client(&id), Some(i));
             let mut other = id.clone();
             other[14] ^= 1;
