@@ -29,7 +29,7 @@
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,7 +41,7 @@ use leasequery::proto::record::PortParams;
 use leasequery::proto::v4;
 use leasequery::proto::v6::{self, MessageView, V6Option};
 
-use crate::churn::Entry;
+use crate::ledger::{loadgen_client, Entry, Stamps};
 use crate::report::{Counters, Metric};
 use crate::requestor::{Conn, QueryKind};
 use crate::verify::{self, Found};
@@ -95,61 +95,6 @@ impl Form {
     /// Whether its table is compared with the churn's ledger.
     fn follows_churn(self) -> bool {
         self != Form::V6
-    }
-}
-
-/// When each churn client last sent a change-making message and last took an ACK, in
-/// nanoseconds since `t0` plus one (0: never). Written by the churn threads, read by the
-/// subscriber threads.
-#[derive(Debug)]
-pub struct Stamps {
-    t0: Instant,
-    first: u32,
-    sent: Vec<AtomicU64>,
-    ack: Vec<AtomicU64>,
-}
-
-impl Stamps {
-    /// Slots for clients `first .. first + clients`.
-    pub fn new(t0: Instant, first: u32, clients: u32) -> Stamps {
-        let n = clients as usize;
-        Stamps {
-            t0,
-            first,
-            sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            ack: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn slot(&self, index: u32) -> Option<usize> {
-        let i = index.checked_sub(self.first)? as usize;
-        (i < self.sent.len()).then_some(i)
-    }
-
-    fn ns(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.t0).as_nanos() as u64 + 1
-    }
-
-    /// Client `index` sent a message that changes its binding.
-    pub fn sent(&self, index: u32, at: Instant) {
-        if let Some(i) = self.slot(index) {
-            self.sent[i].store(self.ns(at), Ordering::Release);
-        }
-    }
-
-    /// Client `index` took a DHCPACK.
-    pub fn acked(&self, index: u32, at: Instant) {
-        if let Some(i) = self.slot(index) {
-            self.ack[i].store(self.ns(at), Ordering::Release);
-        }
-    }
-
-    fn get(&self, index: u32) -> Option<(u64, u64)> {
-        let i = self.slot(index)?;
-        Some((
-            self.sent[i].load(Ordering::Acquire),
-            self.ack[i].load(Ordering::Acquire),
-        ))
     }
 }
 
@@ -445,7 +390,7 @@ fn ledger_digest(ledger: &[Entry]) -> u64 {
         .map(|e| {
             let u = unit(e.addr, e.port_params);
             let s = Seen {
-                client: crate::churn::loadgen_client(&e.client_id),
+                client: loadgen_client(&e.client_id),
                 softwire: Some(e.softwire),
                 active: true,
             };
@@ -458,10 +403,7 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
     (
         unit(f.addr, f.port_params),
         Seen {
-            client: f
-                .client_id
-                .as_deref()
-                .and_then(crate::churn::loadgen_client),
+            client: f.client_id.as_deref().and_then(loadgen_client),
             softwire: f.softwire,
             active: f.active,
         },
@@ -472,7 +414,7 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
 fn seen_of_v4(raw: &[u8]) -> Option<(Unit, Seen)> {
     let b = verify::BindingView::parse(raw)?;
     let seen = Seen {
-        client: b.client_id.and_then(crate::churn::loadgen_client),
+        client: b.client_id.and_then(loadgen_client),
         softwire: b.softwire,
         active: b.active,
     };
@@ -933,20 +875,6 @@ fn run_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_know_the_run_s_clients() {
-        let t0 = Instant::now();
-        let s = Stamps::new(t0, 100, 10);
-        assert_eq!(s.slot(105), Some(5));
-        assert_eq!(s.slot(99), None);
-        assert_eq!(s.slot(110), None);
-        assert_eq!(s.get(110), None);
-        assert_eq!(s.get(105), Some((0, 0)));
-        s.sent(105, t0 + Duration::from_micros(5));
-        s.acked(105, t0 + Duration::from_micros(9));
-        assert_eq!(s.get(105), Some((5001, 9001)));
-    }
 
     /// The catch-up start goes on the wire in each layer's epoch: 2000 for DHCPv6
     /// (OPTION_LQ_START_TIME), 1970 for DHCPv4 (query-start-time).

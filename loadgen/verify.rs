@@ -17,7 +17,7 @@ use leasequery::proto::record::PortParams;
 use leasequery::proto::v4::MessageView as V4View;
 use leasequery::proto::v6::{Message, MessageView, V6Option};
 
-use crate::churn::Entry;
+use crate::ledger::Entry;
 use crate::requestor::{Conn, QueryKind};
 
 /// One binding a bulk query returned.
