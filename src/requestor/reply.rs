@@ -253,25 +253,27 @@ pub fn inner(msg: &[u8]) -> Option<&[u8]> {
 /// How a stream ended, as [`Stream`] saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
-    /// The bulk answer is complete (v6 LEASEQUERY-DONE, a REPLY without bindings, v4
-    /// DHCPLEASEQUERYDONE), with the status it carried.
+    /// The server ended the stream: a bulk answer is complete (v6 LEASEQUERY-DONE, a REPLY
+    /// without bindings, v4 DHCPLEASEQUERYDONE), or an active query was ended (DONE with, e.g.,
+    /// QueryTerminated); with the status it carried.
     Complete(Option<Status>),
-    /// An active query's catch-up is complete (CatchUpComplete): updates follow.
-    CaughtUp,
-    /// The server cannot serve the catch-up from that start time (DataMissing, RFC 7653 §8.1):
-    /// load the bindings again with a bulk query and subscribe anew.
+    /// The server cannot serve the catch-up from that start time (DataMissing, RFC 7653 §8.1,
+    /// RFC 7724 §8.1): load the bindings again with a bulk query and subscribe anew.
     DataMissing,
-    /// The answer to an active query ended or refused it (its status).
+    /// An active query's answer refused it (REPLY or a status message other than success and
+    /// CatchUpComplete).
     Refused(Status),
-    /// A catch-up got a message that is no leasequery answer.
+    /// An active query got a message that is no leasequery answer.
     Unexpected,
 }
 
-/// Follows one reply stream: counts its bindings and says where it ends.
+/// Follows one reply stream: counts its bindings, says when an active query's catch-up is
+/// complete and where the stream ends. Sans-io: the caller feeds each received message.
 #[derive(Debug, Clone)]
 pub struct Stream {
     wire: Wire,
     active: bool,
+    caught_up: bool,
     bindings: u64,
     end: Option<StreamEnd>,
 }
@@ -282,13 +284,15 @@ impl Stream {
         Stream {
             wire,
             active: false,
+            caught_up: false,
             bindings: 0,
             end: None,
         }
     }
 
-    /// The catch-up of an active query: ends at CatchUpComplete, DataMissing or any refusal.
-    pub fn catch_up(wire: Wire) -> Stream {
+    /// The stream of an active query: the catch-up (up to CatchUpComplete, see
+    /// [`Stream::caught_up`]) and then the updates, until the server ends it or refuses.
+    pub fn active(wire: Wire) -> Stream {
         Stream {
             active: true,
             ..Stream::bulk(wire)
@@ -302,26 +306,30 @@ impl Stream {
         if self.end.is_some() {
             return a;
         }
-        let data_missing = |s: u16| s == v6status::DATA_MISSING;
+        let data_missing = |s: Status| s.v6() == v6status::DATA_MISSING;
         self.end = match (self.active, a) {
             (_, Answer::Binding(_)) => {
                 self.bindings += 1;
                 None
             }
-            (false, Answer::Reply(s)) => Some(StreamEnd::Complete(s.map(Status::V6))),
-            (false, Answer::Done(s)) => Some(StreamEnd::Complete(s)),
-            (false, _) => None,
-            (true, Answer::Keepalive | Answer::Reply(None | Some(0))) => None,
-            (true, Answer::Status(s)) if s.v6() == v6status::CATCH_UP_COMPLETE => {
-                Some(StreamEnd::CaughtUp)
-            }
-            (true, Answer::Reply(Some(s))) if data_missing(s) => Some(StreamEnd::DataMissing),
-            (true, Answer::Status(s) | Answer::Done(Some(s))) if data_missing(s.v6()) => {
+            (_, Answer::Done(Some(s))) if self.active && data_missing(s) => {
                 Some(StreamEnd::DataMissing)
             }
+            (_, Answer::Done(s)) => Some(StreamEnd::Complete(s)),
+            (false, Answer::Reply(s)) => Some(StreamEnd::Complete(s.map(Status::V6))),
+            (false, _) => None,
+            (true, Answer::Keepalive | Answer::Reply(None | Some(v6status::SUCCESS))) => None,
+            (true, Answer::Status(s)) if s.v6() == v6status::CATCH_UP_COMPLETE => {
+                self.caught_up = true;
+                None
+            }
+            (true, Answer::Status(s)) if s.v6() == v6status::SUCCESS => None,
+            (true, Answer::Reply(Some(s))) if data_missing(Status::V6(s)) => {
+                Some(StreamEnd::DataMissing)
+            }
+            (true, Answer::Status(s)) if data_missing(s) => Some(StreamEnd::DataMissing),
             (true, Answer::Reply(Some(s))) => Some(StreamEnd::Refused(Status::V6(s))),
-            (true, Answer::Status(s) | Answer::Done(Some(s))) => Some(StreamEnd::Refused(s)),
-            (true, Answer::Done(None)) => Some(StreamEnd::Refused(Status::V6(0))),
+            (true, Answer::Status(s)) => Some(StreamEnd::Refused(s)),
             (true, Answer::Other) => Some(StreamEnd::Unexpected),
         };
         a
@@ -330,6 +338,12 @@ impl Stream {
     /// Bindings seen so far.
     pub fn bindings(&self) -> u64 {
         self.bindings
+    }
+
+    /// An active query's catch-up is complete (CatchUpComplete came): the table now holds
+    /// every binding changed since the start time, and updates follow.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// How the stream ended, once it has.

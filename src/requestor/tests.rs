@@ -337,30 +337,57 @@ fn a_bulk_stream_ends_at_done_or_a_reply_without_bindings() {
 }
 
 #[test]
-fn a_catch_up_ends_caught_up_data_missing_or_refused() {
-    let mut s = Stream::catch_up(Wire::V6);
+fn an_active_stream_catches_up_follows_and_ends_data_missing_refused_or_done() {
+    let mut s = Stream::active(Wire::V6);
     s.handle(&enc6(v6msg::LEASEQUERY_REPLY, vec![]));
     s.handle(&enc6(v6msg::LEASEQUERY_DATA, vec![]));
     s.handle(&enc6(v6msg::LEASEQUERY_DATA, vec![cd6(1)]));
-    assert_eq!(s.end(), None);
+    assert!(!s.caught_up());
     s.handle(&enc6(
         v6msg::LEASEQUERY_DATA,
         vec![st6(v6status::CATCH_UP_COMPLETE)],
     ));
-    assert_eq!((s.bindings(), s.end()), (1, Some(StreamEnd::CaughtUp)));
-    let mut m = Stream::catch_up(Wire::V6);
+    assert!(s.caught_up());
+    // Updates follow the catch-up, until the server ends the query.
+    s.handle(&enc6(v6msg::LEASEQUERY_DATA, vec![cd6(0)]));
+    assert_eq!((s.bindings(), s.end()), (2, None));
+    s.handle(&enc6(
+        v6msg::LEASEQUERY_DONE,
+        vec![st6(v6status::QUERY_TERMINATED)],
+    ));
+    let ended = Some(StreamEnd::Complete(Some(Status::V6(
+        v6status::QUERY_TERMINATED,
+    ))));
+    assert_eq!(s.end(), ended);
+    s.handle(&enc6(v6msg::LEASEQUERY_DATA, vec![cd6(0)]));
+    assert_eq!(
+        (s.bindings(), s.end()),
+        (2, ended),
+        "nothing counts after the end"
+    );
+    let mut m = Stream::active(Wire::V6);
     m.handle(&enc6(
         v6msg::LEASEQUERY_REPLY,
         vec![st6(v6status::DATA_MISSING)],
     ));
     assert_eq!(m.end(), Some(StreamEnd::DataMissing));
-    let mut m4 = Stream::catch_up(Wire::V4);
+    let mut m4 = Stream::active(Wire::V4);
     m4.handle(&status4(
         v4msg::LEASEQUERYDONE,
         Some(v4status::DATA_MISSING),
     ));
     assert_eq!(m4.end(), Some(StreamEnd::DataMissing));
-    let mut r = Stream::catch_up(Wire::V6);
+    let mut k4 = Stream::active(Wire::V4);
+    k4.handle(&status4(
+        v4msg::LEASEQUERYSTATUS,
+        Some(v4status::CONNECTION_ACTIVE),
+    ));
+    k4.handle(&status4(
+        v4msg::LEASEQUERYSTATUS,
+        Some(v4status::CATCH_UP_COMPLETE),
+    ));
+    assert_eq!((k4.caught_up(), k4.end()), (true, None));
+    let mut r = Stream::active(Wire::V6);
     r.handle(&enc6(
         v6msg::LEASEQUERY_REPLY,
         vec![st6(v6status::NOT_ALLOWED)],
@@ -369,7 +396,7 @@ fn a_catch_up_ends_caught_up_data_missing_or_refused() {
         r.end(),
         Some(StreamEnd::Refused(Status::V6(v6status::NOT_ALLOWED)))
     );
-    let mut u = Stream::catch_up(Wire::V6);
+    let mut u = Stream::active(Wire::V6);
     u.handle(&[1, 2, 3]);
     assert_eq!(u.end(), Some(StreamEnd::Unexpected));
 }
