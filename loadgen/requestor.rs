@@ -260,4 +260,52 @@ mod tests {
         );
         assert_eq!(classify(Port::V4, &[1, 2, 3]), Kind::Other);
     }
+
+    /// The queries are the ones loadgen built itself before `leasequery::requestor` (the same
+    /// options in the same order): a DHCP4o6 query by relay-id, and its DHCPv4 half.
+    #[test]
+    fn queries_keep_their_options_and_order() {
+        use leasequery::proto::codes::{query_type, v4opt};
+        use leasequery::proto::v6::V6Option;
+        let id = vec![0, 3, 0, 1, 10, 0, 0, 0, 0, 1];
+        let mut v4q = v4::Message::new(1, v4msg::BULKLEASEQUERY, 0x0102_0304);
+        v4q.options.push(v4::V4Option::ParameterRequestList(vec![
+            v4opt::LEASE_TIME,
+            v4opt::CLIENT_LAST_TRANSACTION_TIME,
+            v4opt::DHCP_STATE,
+            v4opt::DHCP4O6_S46_SADDR,
+            v4opt::V4_PORTPARAMS,
+        ]));
+        let mut sub = vec![12, id.len() as u8];
+        sub.extend_from_slice(&id);
+        v4q.options.push(v4::V4Option::Unknown {
+            code: v4opt::RELAY_AGENT_INFO,
+            data: sub,
+        });
+        let mut v4b = Vec::new();
+        v4q.encode(&mut v4b).unwrap();
+        let want = Message {
+            msg_type: v6msg::LEASEQUERY,
+            xid: 0x02_0304,
+            options: vec![
+                V6Option::ClientId(REQUESTOR.to_vec()),
+                V6Option::LqQuery {
+                    query_type: query_type::BY_RELAY_ID,
+                    link_address: Ipv6Addr::UNSPECIFIED,
+                    options: vec![
+                        V6Option::RelayId(id.clone()),
+                        V6Option::Oro(vec![v6opt::S46_V4V6BIND]),
+                    ],
+                },
+                V6Option::Dhcpv4Msg(v4b.clone()),
+            ],
+        };
+        let mut want_bytes = Vec::new();
+        want.encode(&mut want_bytes).unwrap();
+        assert_eq!(
+            QueryKind::O6Relay(id.clone()).encode(0x0102_0304),
+            want_bytes
+        );
+        assert_eq!(QueryKind::V4Relay(id).encode(0x0102_0304), v4b);
+    }
 }
