@@ -29,19 +29,22 @@
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use leasequery::proto::codes::{v4msg, v4opt, v4status, v6msg, v6opt, v6status};
+use leasequery::proto::codes::{v4msg, v4opt, v6msg, v6opt, v6status};
 use leasequery::proto::record::PortParams;
 use leasequery::proto::v4;
-use leasequery::proto::v6::{self, MessageView, V6Option};
+use leasequery::proto::v6::MessageView;
 
-use crate::churn::Entry;
+use leasequery::requestor::reply::{self, Answer, V4Binding, Wire};
+use leasequery::requestor::ActiveQuery;
+
+use crate::ledger::{loadgen_client, Entry, Stamps};
 use crate::report::{Counters, Metric};
 use crate::requestor::{Conn, QueryKind};
 use crate::verify::{self, Found};
@@ -95,61 +98,6 @@ impl Form {
     /// Whether its table is compared with the churn's ledger.
     fn follows_churn(self) -> bool {
         self != Form::V6
-    }
-}
-
-/// When each churn client last sent a change-making message and last took an ACK, in
-/// nanoseconds since `t0` plus one (0: never). Written by the churn threads, read by the
-/// subscriber threads.
-#[derive(Debug)]
-pub struct Stamps {
-    t0: Instant,
-    first: u32,
-    sent: Vec<AtomicU64>,
-    ack: Vec<AtomicU64>,
-}
-
-impl Stamps {
-    /// Slots for clients `first .. first + clients`.
-    pub fn new(t0: Instant, first: u32, clients: u32) -> Stamps {
-        let n = clients as usize;
-        Stamps {
-            t0,
-            first,
-            sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            ack: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn slot(&self, index: u32) -> Option<usize> {
-        let i = index.checked_sub(self.first)? as usize;
-        (i < self.sent.len()).then_some(i)
-    }
-
-    fn ns(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.t0).as_nanos() as u64 + 1
-    }
-
-    /// Client `index` sent a message that changes its binding.
-    pub fn sent(&self, index: u32, at: Instant) {
-        if let Some(i) = self.slot(index) {
-            self.sent[i].store(self.ns(at), Ordering::Release);
-        }
-    }
-
-    /// Client `index` took a DHCPACK.
-    pub fn acked(&self, index: u32, at: Instant) {
-        if let Some(i) = self.slot(index) {
-            self.ack[i].store(self.ns(at), Ordering::Release);
-        }
-    }
-
-    fn get(&self, index: u32) -> Option<(u64, u64)> {
-        let i = self.slot(index)?;
-        Some((
-            self.sent[i].load(Ordering::Acquire),
-            self.ack[i].load(Ordering::Acquire),
-        ))
     }
 }
 
@@ -222,47 +170,27 @@ fn add(c: &mut Counters, k: &str, v: u64) {
 }
 
 /// The DHCPv4 PRL of the subscribers: state, softwire source and port set.
-fn prl() -> Vec<u8> {
-    vec![
-        v4opt::DHCP_STATE,
-        v4opt::DHCP4O6_S46_SADDR,
-        v4opt::V4_PORTPARAMS,
-    ]
-}
+const PRL: &[u8] = &[
+    v4opt::DHCP_STATE,
+    v4opt::DHCP4O6_S46_SADDR,
+    v4opt::V4_PORTPARAMS,
+];
 
-fn active4(xid: u32, start: u32) -> Vec<u8> {
-    let mut m = v4::Message::new(1, v4msg::ACTIVELEASEQUERY, xid);
-    m.options.push(v4::V4Option::ParameterRequestList(prl()));
-    m.options.push(v4::V4Option::QueryStartTime(start));
-    let mut out = Vec::new();
-    m.encode(&mut out).expect("a small query encodes");
-    out
-}
-
-/// A DHCPv6 / DHCP4o6 ACTIVELEASEQUERY with a catch-up from `start` (Unix seconds; on the wire
-/// OPTION_LQ_START_TIME counts from 2000, RFC 7653 §6.3).
-fn active6(xid: u32, start: u32, inner: Option<Vec<u8>>) -> Vec<u8> {
-    let mut options = vec![
-        V6Option::ClientId(SUBSCRIBER.to_vec()),
-        V6Option::Oro(if inner.is_some() {
-            vec![v6opt::S46_V4V6BIND, v6opt::LQ_BASE_TIME]
-        } else {
-            vec![v6opt::LQ_BASE_TIME]
-        }),
-        V6Option::LqStartTime(leasequery::proto::time::unix_to_v6(u64::from(start))),
-    ];
-    if let Some(v4) = inner {
-        options.push(V6Option::Dhcpv4Msg(v4));
+/// The active query of a subscriber of `form`, with a catch-up from `start` (Unix seconds; the
+/// builders put it on the wire in each layer's epoch, RFC 7653 §6.3, RFC 7724 §6.3).
+fn active_query(form: Form, xid6: u32, xid4: u32, start: u32) -> Vec<u8> {
+    let q = |xid, oro| ActiveQuery {
+        xid,
+        duid: &SUBSCRIBER,
+        start: Some(start),
+        oro,
+        prl: PRL,
+    };
+    match form {
+        Form::V4 => q(xid4, &[]).v4(),
+        Form::V6 => q(xid6, &[v6opt::LQ_BASE_TIME]).v6(),
+        Form::O6 => q(xid6, &[v6opt::S46_V4V6BIND, v6opt::LQ_BASE_TIME]).o6(xid4),
     }
-    let mut out = Vec::new();
-    v6::Message {
-        msg_type: v6msg::ACTIVELEASEQUERY,
-        xid: xid & 0xff_ffff,
-        options,
-    }
-    .encode(&mut out)
-    .expect("a small query encodes");
-    out
 }
 
 /// How often a subscription is tried again when its catch-up cannot be served (DataMissing: the
@@ -324,11 +252,7 @@ fn try_connect(a: &SubArgs, n: usize) -> io::Result<Option<Sub>> {
         }
         Form::V6 => Vec::new(),
     };
-    let query = match form {
-        Form::V4 => active4(xid4, start),
-        Form::V6 => active6(xid6, start, None),
-        Form::O6 => active6(xid6, start, Some(active4(xid4, start))),
-    };
+    let query = active_query(form, xid6, xid4, start);
     conn.send(&query)?;
     // The catch-up, read in blocking mode: updates (the latest state wins), up to
     // CatchUpComplete.
@@ -445,7 +369,7 @@ fn ledger_digest(ledger: &[Entry]) -> u64 {
         .map(|e| {
             let u = unit(e.addr, e.port_params);
             let s = Seen {
-                client: crate::churn::loadgen_client(&e.client_id),
+                client: loadgen_client(&e.client_id),
                 softwire: Some(e.softwire),
                 active: true,
             };
@@ -458,10 +382,7 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
     (
         unit(f.addr, f.port_params),
         Seen {
-            client: f
-                .client_id
-                .as_deref()
-                .and_then(crate::churn::loadgen_client),
+            client: f.client_id.as_deref().and_then(loadgen_client),
             softwire: f.softwire,
             active: f.active,
         },
@@ -470,9 +391,9 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
 
 /// The binding of a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED, as tabled.
 fn seen_of_v4(raw: &[u8]) -> Option<(Unit, Seen)> {
-    let b = verify::BindingView::parse(raw)?;
+    let b = V4Binding::parse(raw)?;
     let seen = Seen {
-        client: b.client_id.and_then(crate::churn::loadgen_client),
+        client: b.client_id.and_then(loadgen_client),
         softwire: b.softwire,
         active: b.active,
     };
@@ -489,33 +410,23 @@ enum Msg {
     Other,
 }
 
-/// Decodes a DHCPv4 active-leasequery message.
+/// Decodes a DHCPv4 active-leasequery message (statuses in DHCPv6 terms).
 fn decode4(m: &[u8]) -> Msg {
-    let Ok(v) = v4::MessageView::parse(m) else {
-        return Msg::Other;
-    };
-    let status = || {
-        v.option(v4opt::STATUS_CODE)
-            .and_then(|s| s.first().copied())
-            .unwrap_or(0)
-    };
-    match v.message_type() {
-        Some(t) if t == v4msg::LEASEACTIVE || t == v4msg::LEASEUNASSIGNED => {
-            seen_of_v4(m).map_or(Msg::Other, |(u, s)| Msg::Update(u, s))
+    match reply::classify(Wire::V4, m) {
+        Answer::Binding(b) => {
+            b.v4.and_then(seen_of_v4)
+                .map_or(Msg::Other, |(u, s)| Msg::Update(u, s))
         }
-        Some(t) if t == v4msg::LEASEQUERYSTATUS => match status() {
-            s if s == v4status::CONNECTION_ACTIVE => Msg::Keepalive,
-            s => Msg::Status {
-                code: leasequery::proto::codes::v6_status_for_v4(s).unwrap_or(u16::from(s)),
-                done: false,
-            },
+        Answer::Keepalive => Msg::Keepalive,
+        Answer::Status(s) => Msg::Status {
+            code: s.v6(),
+            done: false,
         },
-        Some(t) if t == v4msg::LEASEQUERYDONE => Msg::Status {
-            code: leasequery::proto::codes::v6_status_for_v4(status())
-                .unwrap_or(u16::from(status())),
+        Answer::Done(s) => Msg::Status {
+            code: s.map_or(0, |s| s.v6()),
             done: true,
         },
-        _ => Msg::Other,
+        Answer::Reply(_) | Answer::Other => Msg::Other,
     }
 }
 
@@ -590,7 +501,7 @@ impl Sub {
         self.table
             .iter()
             .map(|(u, s)| Found {
-                client_id: s.client.map(leasequery::requestor::client_id_of),
+                client_id: s.client.map(leasequery::lwb4::client_id_of),
                 addr: u.0,
                 port_params: u.1.map(|(offset, psid_len, psid)| PortParams {
                     offset,
@@ -931,87 +842,5 @@ fn run_thread(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_know_the_run_s_clients() {
-        let t0 = Instant::now();
-        let s = Stamps::new(t0, 100, 10);
-        assert_eq!(s.slot(105), Some(5));
-        assert_eq!(s.slot(99), None);
-        assert_eq!(s.slot(110), None);
-        assert_eq!(s.get(110), None);
-        assert_eq!(s.get(105), Some((0, 0)));
-        s.sent(105, t0 + Duration::from_micros(5));
-        s.acked(105, t0 + Duration::from_micros(9));
-        assert_eq!(s.get(105), Some((5001, 9001)));
-    }
-
-    /// The catch-up start goes on the wire in each layer's epoch: 2000 for DHCPv6
-    /// (OPTION_LQ_START_TIME), 1970 for DHCPv4 (query-start-time).
-    #[test]
-    fn start_times_are_sent_in_each_layer_s_epoch() {
-        let unix = 1_800_000_000;
-        let m = v6::Message::decode(&active6(7, unix, Some(active4(8, unix)))).unwrap();
-        let v6_start = m.options.iter().find_map(|o| match o {
-            V6Option::LqStartTime(t) => Some(*t),
-            _ => None,
-        });
-        assert_eq!(v6_start, Some(unix - 946_684_800));
-        let inner = m.options.iter().find_map(|o| match o {
-            V6Option::Dhcpv4Msg(b) => Some(v4::Message::decode(b).unwrap()),
-            _ => None,
-        });
-        assert_eq!(
-            inner.unwrap().option(v4opt::QUERY_START_TIME),
-            Some(&v4::V4Option::QueryStartTime(unix))
-        );
-    }
-
-    #[test]
-    fn forms_parse() {
-        assert_eq!("4o6".parse::<Form>(), Ok(Form::O6));
-        assert_eq!("v4".parse::<Form>(), Ok(Form::V4));
-        assert!("v5".parse::<Form>().is_err());
-    }
-
-    #[test]
-    fn messages_are_classified() {
-        // A v6 keepalive: DATA with no options.
-        assert!(matches!(decode6(&[17, 0, 0, 1]), Msg::Keepalive));
-        let mut done = Vec::new();
-        v6::Message {
-            msg_type: v6msg::LEASEQUERY_DONE,
-            xid: 1,
-            options: vec![V6Option::StatusCode {
-                code: v6status::QUERY_TERMINATED,
-                message: String::new(),
-            }],
-        }
-        .encode(&mut done)
-        .unwrap();
-        assert!(matches!(
-            decode6(&done),
-            Msg::Status {
-                code: v6status::QUERY_TERMINATED,
-                done: true
-            }
-        ));
-        let mut st = v4::Message::new(2, v4msg::LEASEQUERYSTATUS, 7);
-        st.options.push(v4::V4Option::StatusCode {
-            code: v4status::CATCH_UP_COMPLETE,
-            message: String::new(),
-        });
-        let mut b = Vec::new();
-        st.encode(&mut b).unwrap();
-        assert!(matches!(
-            decode4(&b),
-            Msg::Status {
-                code: v6status::CATCH_UP_COMPLETE,
-                done: false
-            }
-        ));
-        assert!(matches!(decode4(&[1, 2]), Msg::Other));
-    }
-}
+#[path = "active_tests.rs"]
+mod tests;

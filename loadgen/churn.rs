@@ -1,4 +1,4 @@
-//! The `churn` scenario: N simulated lwB4 clients ([`leasequery::requestor::LwB4`]) doing
+//! The `churn` scenario: N simulated lwB4 clients ([`leasequery::lwb4::LwB4`]) doing
 //! DHCPv4-over-DHCPv6 DORA, renewals (some with a new softwire source) and releases over UDP,
 //! direct or through one simulated relay hop, one thread per core, each with its own socket
 //! and its share of the clients (client `i` belongs to thread `i % threads`).
@@ -18,15 +18,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leasequery::proto::record::PortParams;
-use leasequery::requestor::{softwire_of, Event, LwB4, RelayHop};
+use leasequery::lwb4::{softwire_of, Event, LwB4, RelayHop};
 
-use crate::active::Stamps;
+use crate::ledger::{Entry, Stamps};
 use crate::report::{Counters, Metric, RunReport};
 
 /// The default link-address of the simulated relay (`--link`).
@@ -71,19 +70,6 @@ pub struct ChurnArgs {
     pub duration: Option<Duration>,
 }
 
-/// One lease in the ledger: what a client holds after its last ACK.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Option 61 (RFC 4361).
-    pub client_id: Vec<u8>,
-    /// The IPv4 address.
-    pub addr: Ipv4Addr,
-    /// The port set of a shared address.
-    pub port_params: Option<PortParams>,
-    /// The softwire source the server echoed.
-    pub softwire: Ipv6Addr,
-}
-
 /// Deterministic per-client choice: true for about `ratio` of the indexes, per `salt`.
 pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
     let mut x = u64::from(index) ^ (u64::from(salt) << 32);
@@ -92,17 +78,6 @@ pub fn pick(index: u32, salt: u32, ratio: f64) -> bool {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
     ((x >> 11) as f64 / (1u64 << 53) as f64) < ratio
-}
-
-/// The index of the loadgen client whose RFC 4361 client-id this is (any run's: 255, IAID =
-/// index, DUID-LL with the client's MAC 02:4c:index, as [`leasequery::requestor::client_id_of`]
-/// builds it), if it is one. Allocates nothing (it runs once per active update).
-pub fn loadgen_client(c: &[u8]) -> Option<u32> {
-    if c.len() != 15 || c[0] != 255 || c[5..11] != [0, 3, 0, 1, 0x02, 0x4c] || c[1..5] != c[11..15]
-    {
-        return None;
-    }
-    Some(u32::from_be_bytes([c[1], c[2], c[3], c[4]]))
 }
 
 /// The relay hop client `index` goes through, on `link`.
@@ -345,7 +320,7 @@ impl Worker<'_> {
                 continue;
             };
             let kind = match (p.op, self.clients[p.client].phase()) {
-                (Op::Dora, leasequery::requestor::Phase::Selecting) => "discover",
+                (Op::Dora, leasequery::lwb4::Phase::Selecting) => "discover",
                 (Op::Dora, _) => "request",
                 (Op::Release, _) => "inform",
                 _ => "renew",
@@ -606,19 +581,6 @@ pub fn steps(a: &ChurnArgs) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loadgen_client_ids_are_recognised() {
-        for i in [0, 1, 255, 70_000, u32::MAX] {
-            let id = leasequery::requestor::client_id_of(i);
-            assert_eq!(loadgen_client(&id), Some(i));
-            let mut other = id.clone();
-            other[14] ^= 1;
-            assert_eq!(loadgen_client(&other), None);
-            assert_eq!(loadgen_client(&id[..14]), None);
-        }
-        assert_eq!(loadgen_client(&[]), None);
-    }
 
     #[test]
     fn pick_is_deterministic_and_near_the_ratio() {

@@ -12,6 +12,8 @@ mod active;
 mod bulk;
 mod ceiling;
 mod churn;
+mod ledger;
+mod metric;
 mod plot;
 mod report;
 mod requestor;
@@ -316,8 +318,8 @@ impl ChurnOpts {
 /// Runs the churn with a progress bar.
 fn run_churn(
     args: &churn::ChurnArgs,
-    stamps: Option<Arc<active::Stamps>>,
-) -> std::io::Result<(report::RunReport, Vec<churn::Entry>)> {
+    stamps: Option<Arc<ledger::Stamps>>,
+) -> std::io::Result<(report::RunReport, Vec<ledger::Entry>)> {
     let progress = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(churn::steps(args), progress.clone());
     let res = churn::run(args, progress.clone(), stamps);
@@ -341,7 +343,7 @@ fn churn_links(args: &churn::ChurnArgs) -> std::io::Result<Vec<std::net::Ipv6Add
 /// Why a verification against an empty ledger proves nothing: the clients hold no lease because
 /// their exchanges were lost (timeouts, unanswered messages), not because they released. `None`
 /// when the ledger has leases or the run lost nothing.
-fn empty_ledger_reason(r: &report::RunReport, ledger: &[churn::Entry]) -> Option<String> {
+fn empty_ledger_reason(r: &report::RunReport, ledger: &[ledger::Entry]) -> Option<String> {
     let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
     let (timeouts, sent, received) = (get("timeouts"), get("sent"), get("received"));
     if !ledger.is_empty() || (timeouts == 0 && received >= sent) {
@@ -360,7 +362,7 @@ fn empty_ledger_reason(r: &report::RunReport, ledger: &[churn::Entry]) -> Option
 /// ledger; differences are printed and counted (`error_verify_differences`).
 fn verify_bulk(
     r: &mut report::RunReport,
-    ledger: &[churn::Entry],
+    ledger: &[ledger::Entry],
     args: &churn::ChurnArgs,
     server6_lq: SocketAddr,
 ) {
@@ -373,7 +375,7 @@ fn verify_bulk(
             found.retain(|f| {
                 f.client_id
                     .as_deref()
-                    .is_none_or(|c| churn::loadgen_client(c).is_some())
+                    .is_none_or(|c| ledger::loadgen_client(c).is_some())
             });
             let diffs = verify::compare(ledger, &found);
             r.counters
@@ -438,7 +440,7 @@ fn run_active(
         threads: subs.subscriber_threads,
     };
     let t0 = std::time::Instant::now();
-    let stamps = Arc::new(active::Stamps::new(t0, args.first, args.clients));
+    let stamps = Arc::new(ledger::Stamps::new(t0, args.first, args.clients));
     let running = active::Running::start(&sub_args, stamps.clone(), t0).map_err(|e| {
         eprintln!("loadgen: subscribers: {e}");
         ExitCode::from(1)

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::Metric;
+use crate::metric::Metric;
 
 /// The run a plot belongs to.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +35,7 @@ const MARKS: [(&str, f64); 3] = [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)];
 pub fn percentile_svg(path: &Path, m: &Metric, ctx: &PlotContext) -> io::Result<()> {
     let h = &m.total;
     // (log10(1/(1-q)), value) points; q = 1 is cut at 99.999 %.
-    let mut pts: Vec<(f64, f64)> = crate::report::percentile_rows(h, 5)
+    let mut pts: Vec<(f64, f64)> = crate::metric::percentile_rows(h, 5)
         .into_iter()
         .map(|(v, level, _)| (x_of(level / 100.0), v as f64))
         .collect();

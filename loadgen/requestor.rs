@@ -1,14 +1,14 @@
-//! The requestor side of bulk leasequery over TCP, built on the library's codecs: the queries
-//! loadgen sends (`--query` kinds) and a framed reader that tells where each stream ends.
+//! The requestor side of bulk leasequery over TCP, built on [`leasequery::requestor`]: the
+//! queries loadgen sends (`--query` kinds) and a framed blocking reader.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::str::FromStr;
 use std::time::Duration;
 
-use leasequery::proto::codes::{query_type, v4msg, v4opt, v6msg, v6opt};
-use leasequery::proto::v4;
-use leasequery::proto::v6::{Message, V6Option};
+use leasequery::proto::codes::v4opt;
+use leasequery::requestor::query::{self, V4Query, V6Query};
+use leasequery::requestor::reply::{self, Answer, Wire};
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
 const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x4c, 0x47];
@@ -91,78 +91,43 @@ impl QueryKind {
 
     /// The query message (unframed) with transaction id `xid`.
     pub fn encode(&self, xid: u32) -> Vec<u8> {
-        let v6 = |qt: u8, link: Ipv6Addr, opts: Vec<V6Option>, v4: Option<Vec<u8>>| {
-            let mut options = vec![
-                V6Option::ClientId(REQUESTOR.to_vec()),
-                V6Option::LqQuery {
-                    query_type: qt,
-                    link_address: link,
-                    options: opts,
-                },
-            ];
-            if let Some(v4) = v4 {
-                options.push(V6Option::Dhcpv4Msg(v4));
-            }
-            let mut out = Vec::new();
-            Message {
-                msg_type: v6msg::LEASEQUERY,
-                xid: xid & 0xff_ffff,
-                options,
-            }
-            .encode(&mut out)
-            .expect("a small query encodes");
-            out
-        };
-        let v4 = |relay: Option<&[u8]>| {
-            let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
-            m.options.push(v4::V4Option::ParameterRequestList(vec![
-                v4opt::LEASE_TIME,
-                v4opt::CLIENT_LAST_TRANSACTION_TIME,
-                v4opt::DHCP_STATE,
-                v4opt::DHCP4O6_S46_SADDR,
-                v4opt::V4_PORTPARAMS,
-            ]));
-            if let Some(r) = relay {
-                let mut sub = vec![12, r.len() as u8];
-                sub.extend_from_slice(r);
-                m.options.push(v4::V4Option::Unknown {
-                    code: v4opt::RELAY_AGENT_INFO,
-                    data: sub,
-                });
-            }
-            let mut out = Vec::new();
-            m.encode(&mut out).expect("a small query encodes");
-            out
-        };
-        let oro = || V6Option::Oro(vec![v6opt::S46_V4V6BIND]);
+        let v4 = |q: &V4Query| query::v4_bulk(xid, q, PRL);
         match self {
-            QueryKind::V6Link(l) => v6(query_type::BY_LINK_ADDRESS, *l, vec![], None),
-            QueryKind::V6Relay(id) => v6(
-                query_type::BY_RELAY_ID,
-                Ipv6Addr::UNSPECIFIED,
-                vec![V6Option::RelayId(id.clone())],
-                None,
-            ),
-            QueryKind::V6Client(id) => v6(
-                query_type::BY_CLIENTID,
-                Ipv6Addr::UNSPECIFIED,
-                vec![V6Option::ClientId(id.clone())],
-                None,
-            ),
-            QueryKind::V4All => v4(None),
-            QueryKind::V4Relay(id) => v4(Some(id)),
-            QueryKind::O6Link(l) => {
-                v6(query_type::BY_LINK_ADDRESS, *l, vec![oro()], Some(v4(None)))
+            QueryKind::V6Link(l) => query::v6_bulk(xid, &REQUESTOR, &V6Query::Link(*l), &[]),
+            QueryKind::V6Relay(id) => {
+                query::v6_bulk(xid, &REQUESTOR, &V6Query::RelayId(id.clone()), &[])
             }
-            QueryKind::O6Relay(id) => v6(
-                query_type::BY_RELAY_ID,
-                Ipv6Addr::UNSPECIFIED,
-                vec![V6Option::RelayId(id.clone()), oro()],
-                Some(v4(Some(id))),
+            QueryKind::V6Client(id) => {
+                query::v6_bulk(xid, &REQUESTOR, &V6Query::ClientId(id.clone()), &[])
+            }
+            QueryKind::V4All => v4(&V4Query::All),
+            QueryKind::V4Relay(id) => v4(&V4Query::RelayId(id.clone())),
+            QueryKind::O6Link(l) => query::o6_bulk(
+                xid,
+                &REQUESTOR,
+                &V6Query::Link(*l),
+                query::O6_ORO,
+                v4(&V4Query::All),
+            ),
+            QueryKind::O6Relay(id) => query::o6_bulk(
+                xid,
+                &REQUESTOR,
+                &V6Query::RelayId(id.clone()),
+                query::O6_ORO,
+                v4(&V4Query::RelayId(id.clone())),
             ),
         }
     }
 }
+
+/// The DHCPv4 PRL of loadgen's bulk queries.
+const PRL: &[u8] = &[
+    v4opt::LEASE_TIME,
+    v4opt::CLIENT_LAST_TRANSACTION_TIME,
+    v4opt::DHCP_STATE,
+    v4opt::DHCP4O6_S46_SADDR,
+    v4opt::V4_PORTPARAMS,
+];
 
 /// What one message of a stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,31 +140,16 @@ pub enum Kind {
     Other,
 }
 
-/// Classifies one message of a stream on `port`.
+/// Classifies one message of a stream on `port` ([`leasequery::requestor::reply::classify`]).
 pub fn classify(port: Port, msg: &[u8]) -> Kind {
-    match port {
-        Port::V6 => match msg.first() {
-            Some(&t) if t == v6msg::LEASEQUERY_DONE => Kind::End,
-            Some(&t) if t == v6msg::LEASEQUERY_REPLY || t == v6msg::LEASEQUERY_DATA => {
-                let has_data = leasequery::proto::v6::MessageView::parse(msg)
-                    .map(|m| m.options().get(v6opt::CLIENT_DATA).is_some())
-                    .unwrap_or(false);
-                match (has_data, t == v6msg::LEASEQUERY_REPLY) {
-                    (true, _) => Kind::Binding,
-                    (false, true) => Kind::End,
-                    (false, false) => Kind::Other,
-                }
-            }
-            _ => Kind::Other,
-        },
-        Port::V4 => match v4::MessageView::parse(msg)
-            .ok()
-            .and_then(|m| m.message_type())
-        {
-            Some(t) if t == v4msg::LEASEQUERYDONE => Kind::End,
-            Some(t) if t == v4msg::LEASEACTIVE || t == v4msg::LEASEUNASSIGNED => Kind::Binding,
-            _ => Kind::Other,
-        },
+    let wire = match port {
+        Port::V6 => Wire::V6,
+        Port::V4 => Wire::V4,
+    };
+    match reply::classify(wire, msg) {
+        Answer::Binding(_) => Kind::Binding,
+        Answer::Reply(_) | Answer::Done(_) => Kind::End,
+        Answer::Keepalive | Answer::Status(_) | Answer::Other => Kind::Other,
     }
 }
 
@@ -278,6 +228,9 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leasequery::proto::codes::{v4msg, v6msg, v6opt};
+    use leasequery::proto::v4;
+    use leasequery::proto::v6::Message;
 
     #[test]
     fn query_kinds_parse_and_encode() {
@@ -306,5 +259,53 @@ mod tests {
             Kind::Binding
         );
         assert_eq!(classify(Port::V4, &[1, 2, 3]), Kind::Other);
+    }
+
+    /// The queries are the ones loadgen built itself before `leasequery::requestor` (the same
+    /// options in the same order): a DHCP4o6 query by relay-id, and its DHCPv4 half.
+    #[test]
+    fn queries_keep_their_options_and_order() {
+        use leasequery::proto::codes::{query_type, v4opt};
+        use leasequery::proto::v6::V6Option;
+        let id = vec![0, 3, 0, 1, 10, 0, 0, 0, 0, 1];
+        let mut v4q = v4::Message::new(1, v4msg::BULKLEASEQUERY, 0x0102_0304);
+        v4q.options.push(v4::V4Option::ParameterRequestList(vec![
+            v4opt::LEASE_TIME,
+            v4opt::CLIENT_LAST_TRANSACTION_TIME,
+            v4opt::DHCP_STATE,
+            v4opt::DHCP4O6_S46_SADDR,
+            v4opt::V4_PORTPARAMS,
+        ]));
+        let mut sub = vec![12, id.len() as u8];
+        sub.extend_from_slice(&id);
+        v4q.options.push(v4::V4Option::Unknown {
+            code: v4opt::RELAY_AGENT_INFO,
+            data: sub,
+        });
+        let mut v4b = Vec::new();
+        v4q.encode(&mut v4b).unwrap();
+        let want = Message {
+            msg_type: v6msg::LEASEQUERY,
+            xid: 0x02_0304,
+            options: vec![
+                V6Option::ClientId(REQUESTOR.to_vec()),
+                V6Option::LqQuery {
+                    query_type: query_type::BY_RELAY_ID,
+                    link_address: Ipv6Addr::UNSPECIFIED,
+                    options: vec![
+                        V6Option::RelayId(id.clone()),
+                        V6Option::Oro(vec![v6opt::S46_V4V6BIND]),
+                    ],
+                },
+                V6Option::Dhcpv4Msg(v4b.clone()),
+            ],
+        };
+        let mut want_bytes = Vec::new();
+        want.encode(&mut want_bytes).unwrap();
+        assert_eq!(
+            QueryKind::O6Relay(id.clone()).encode(0x0102_0304),
+            want_bytes
+        );
+        assert_eq!(QueryKind::V4Relay(id).encode(0x0102_0304), v4b);
     }
 }

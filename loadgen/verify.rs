@@ -12,12 +12,12 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use leasequery::proto::codes::{v4msg, v4opt, v6msg, v6opt};
+use leasequery::proto::codes::{v6msg, v6opt};
 use leasequery::proto::record::PortParams;
-use leasequery::proto::v4::MessageView as V4View;
 use leasequery::proto::v6::{Message, MessageView, V6Option};
+use leasequery::requestor::reply::V4Binding;
 
-use crate::churn::Entry;
+use crate::ledger::Entry;
 use crate::requestor::{Conn, QueryKind};
 
 /// One binding a bulk query returned.
@@ -193,61 +193,9 @@ pub fn binding_of(msg: &[u8]) -> Option<Found> {
     found_of_v4(m.options().get(v6opt::DHCPV4_MSG)?.data)
 }
 
-/// A binding as a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED reports it (ciaddr, options 61, 159,
-/// 109), borrowed from the message: decoded once, without allocating, for the bulk check
-/// ([`found_of_v4`]) and for every active update (`active.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BindingView<'a> {
-    /// ciaddr.
-    pub addr: Ipv4Addr,
-    /// Option 61 payload.
-    pub client_id: Option<&'a [u8]>,
-    /// Option 159.
-    pub port_params: Option<PortParams>,
-    /// Option 109.
-    pub softwire: Option<Ipv6Addr>,
-    /// DHCPLEASEACTIVE (else DHCPLEASEUNASSIGNED).
-    pub active: bool,
-}
-
-impl<'a> BindingView<'a> {
-    /// Parses a DHCPv4 message; `None` unless it is a DHCPLEASEACTIVE or DHCPLEASEUNASSIGNED.
-    pub fn parse(raw: &'a [u8]) -> Option<BindingView<'a>> {
-        let v4 = V4View::parse(raw).ok()?;
-        let active = match v4.message_type()? {
-            v4msg::LEASEACTIVE => true,
-            v4msg::LEASEUNASSIGNED => false,
-            _ => return None,
-        };
-        let mut b = BindingView {
-            addr: v4.ciaddr,
-            client_id: None,
-            port_params: None,
-            softwire: None,
-            active,
-        };
-        for (code, value) in v4.options() {
-            match code {
-                v4opt::CLIENT_ID => b.client_id = Some(value),
-                v4opt::V4_PORTPARAMS => {
-                    if let [offset, psid_len, x, y] = *value {
-                        b.port_params =
-                            PortParams::from_wire(offset, psid_len, u16::from_be_bytes([x, y]));
-                    }
-                }
-                v4opt::DHCP4O6_S46_SADDR => {
-                    b.softwire = <[u8; 16]>::try_from(value).ok().map(Ipv6Addr::from);
-                }
-                _ => {}
-            }
-        }
-        Some(b)
-    }
-}
-
 /// The binding a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED reports, owned.
 pub fn found_of_v4(raw: &[u8]) -> Option<Found> {
-    let b = BindingView::parse(raw)?;
+    let b = V4Binding::parse(raw)?;
     Some(Found {
         client_id: b.client_id.map(<[u8]>::to_vec),
         addr: b.addr,

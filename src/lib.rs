@@ -25,7 +25,8 @@
 //! | [`lease`] | binding model, the per-shard table and its indexes, change events, the history ring, shard routing | sans-io |
 //! | [`session`] | what a requestor's message means: replies, scan plans, active subscriptions | sans-io |
 //! | [`authority`] | the DHCP4o6 lease authority: pools, PSIDs, option 109, lease lifecycle | sans-io |
-//! | [`requestor`] | the client side: a DHCP4o6 lwB4 client (loadgen, tests) | sans-io |
+//! | [`requestor`] | the leasequery client: query builders, reply-stream classification, the binding table (loadgen, tests, a CLI) | sans-io |
+//! | [`lwb4`] | a simulated DHCP4o6 client (an lwB4, RFC 7341): DORA, renew, release (loadgen, tests) | sans-io |
 //! | [`config`] | the TOML file and the command-line flags | file read at start |
 //! | [`feed`] | lease sources other than the authority: the import file and the followed feed file | file reads |
 //! | [`shard`] | the glommio shell: executors, listeners, mailboxes, fan-out, the UDP path, shutdown | glommio |
@@ -40,6 +41,7 @@ pub mod authority;
 pub mod config;
 pub mod feed;
 pub mod lease;
+pub mod lwb4;
 pub mod proto;
 pub mod requestor;
 pub mod session;

@@ -19,16 +19,9 @@ use leasequery::proto::v6::{Message, V6Option};
 /// What a client holds: (address, PSID, softwire source).
 type Lease = (Ipv4Addr, Option<u16>, Ipv6Addr);
 
+/// A DHCPV4-QUERY (RFC 7341 §6.2) carrying `v4`, U flag clear.
 fn query(v4: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::new();
-    Message {
-        msg_type: 20,
-        xid: 0,
-        options: vec![V6Option::Dhcpv4Msg(v4)],
-    }
-    .encode(&mut out)
-    .unwrap();
-    out
+    leasequery::lwb4::dhcpv4_query(v4, false)
 }
 
 fn v4msg_for(n: u32, t: u8, xid: u32, extra: Vec<V4Option>) -> Vec<u8> {

@@ -16,16 +16,9 @@ use leasequery::proto::codes::v4msg;
 use leasequery::proto::v4::{self, ClientId, V4Option};
 use leasequery::proto::v6::{Message, V6Option};
 
+/// A DHCPV4-QUERY (RFC 7341 §6.2) carrying `v4`, U flag clear.
 fn query(v4: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::new();
-    Message {
-        msg_type: 20,
-        xid: 0,
-        options: vec![V6Option::Dhcpv4Msg(v4)],
-    }
-    .encode(&mut out)
-    .unwrap();
-    out
+    leasequery::lwb4::dhcpv4_query(v4, false)
 }
 
 fn v4msg_for(n: u32, t: u8, extra: Vec<V4Option>) -> Vec<u8> {

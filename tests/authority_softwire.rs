@@ -55,18 +55,8 @@ fn query(
     }
     let mut v4 = Vec::new();
     m.encode(&mut v4).unwrap();
-    let q = V6Message {
-        msg_type: 20,
-        xid: if ciaddr.is_unspecified() {
-            0
-        } else {
-            0x80_0000
-        },
-        options: vec![V6Option::Dhcpv4Msg(v4)],
-    };
-    let mut out = Vec::new();
-    q.encode(&mut out).unwrap();
-    out
+    // The U flag (RFC 7341 §6.2) when the client has an address (it would unicast).
+    leasequery::lwb4::dhcpv4_query(v4, !ciaddr.is_unspecified())
 }
 
 fn reply_v4(o: &Outcome) -> Option<V4Message> {

@@ -12,7 +12,7 @@ use common::{ServerBuilder, TempDir};
 use leasequery::proto::codes::{v4msg, v6msg, v6opt, v6status};
 use leasequery::proto::v4::{self, ClientId, V4Option};
 use leasequery::proto::v6::{Message, V6Option};
-use leasequery::requestor::RelayHop;
+use leasequery::lwb4::RelayHop;
 
 const DHCPV4_QUERY: u8 = 20;
 const DHCPV4_RESPONSE: u8 = 21;

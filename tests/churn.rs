@@ -14,7 +14,7 @@ use leasequery::authority::{Authority, AuthorityConfig};
 use leasequery::lease::LeaseShard;
 use leasequery::proto::codes::{dhcp_state, v6msg};
 use leasequery::proto::v6::{Message as V6Message, RelayMessage, V6Option};
-use leasequery::requestor::{
+use leasequery::lwb4::{
     client_id_of, mac_of, parse_response, softwire_of, Event, LwB4, Phase, RelayHop, ReplyKind,
 };
 

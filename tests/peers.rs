@@ -21,8 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::TempDir;
-use leasequery::proto::codes::{query_type, v4msg, v6msg, v6opt};
-use leasequery::proto::v4;
+use leasequery::proto::codes::{query_type, v6msg};
 use leasequery::proto::v6::{Message, V6Option};
 
 const RELAY: &str = "000300010a0000000007";
@@ -127,27 +126,11 @@ fn import() -> String {
 
 /// A DHCP4o6 bulk query by link-address 2001:db8:1:: asking for OPTION_S46_V4V6BIND.
 fn query_4o6(xid: u32) -> Vec<u8> {
-    let mut q = v4::Message::new(1, v4msg::BULKLEASEQUERY, 0x4444_0001);
-    q.options
-        .push(v4::V4Option::ParameterRequestList(vec![51, 109, 159]));
-    let mut v4b = Vec::new();
-    q.encode(&mut v4b).unwrap();
-    let m = Message {
-        msg_type: v6msg::LEASEQUERY,
-        xid,
-        options: vec![
-            V6Option::ClientId(vec![0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]),
-            V6Option::LqQuery {
-                query_type: query_type::BY_LINK_ADDRESS,
-                link_address: "2001:db8:1::".parse().unwrap(),
-                options: vec![V6Option::Oro(vec![v6opt::S46_V4V6BIND])],
-            },
-            V6Option::Dhcpv4Msg(v4b),
-        ],
-    };
-    let mut out = Vec::new();
-    m.encode(&mut out).unwrap();
-    out
+    use leasequery::requestor::{query, V4Query, V6Query};
+    let v4b = query::v4_bulk(0x4444_0001, &V4Query::All, &[51, 109, 159]);
+    let duid = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
+    let link = "2001:db8:1::".parse().unwrap();
+    query::o6_bulk(xid, &duid, &V6Query::Link(link), query::O6_ORO, v4b)
 }
 
 /// A requestor in Python (sockets only): sends one framed query in hex, reads until the stream

@@ -155,13 +155,14 @@ pub fn active6(xid: u32, opts: Vec<V6Option>) -> Vec<u8> {
 
 /// DHCPACTIVELEASEQUERY with PRL [156] and an optional query-start-time.
 pub fn active4_msg(xid: u32, start: Option<u32>) -> v4::Message {
-    let mut m = v4::Message::new(1, v4msg::ACTIVELEASEQUERY, xid);
-    m.options
-        .push(V4Option::ParameterRequestList(vec![v4opt::DHCP_STATE]));
-    if let Some(s) = start {
-        m.options.push(V4Option::QueryStartTime(s));
+    leasequery::requestor::ActiveQuery {
+        xid,
+        duid: &REQUESTOR,
+        start,
+        oro: &[],
+        prl: &[v4opt::DHCP_STATE],
     }
-    m
+    .v4_message()
 }
 
 pub fn active4(xid: u32, start: Option<u32>) -> Vec<u8> {

@@ -356,36 +356,15 @@ pub fn import_4o6(n: usize) -> String {
 
 /// A DHCPv4 bulk query for all configured addresses (RFC 6926 §6.2), PRL 51, 91, 109, 159.
 pub fn bulk_v4_all(xid: u32) -> Vec<u8> {
-    let mut m = leasequery::proto::v4::Message::new(
-        1,
-        leasequery::proto::codes::v4msg::BULKLEASEQUERY,
-        xid,
-    );
-    m.options
-        .push(leasequery::proto::v4::V4Option::ParameterRequestList(vec![
-            51, 91, 109, 159,
-        ]));
-    let mut out = Vec::new();
-    m.encode(&mut out).unwrap();
-    out
+    use leasequery::requestor::{query, V4Query};
+    query::v4_bulk(xid, &V4Query::All, &[51, 91, 109, 159])
 }
 
 /// A DHCP4o6 bulk query by link address 2001:db8:1:: carrying `bulk_v4_all` (the draft's
-/// QUERY_BY_LINK_ADDRESS), ORO 92.
+/// QUERY_BY_LINK_ADDRESS), ORO 92, from the requestor DUID-LL aa:bb:cc:dd:ee:ff.
 pub fn query_4o6_link(xid: u32) -> Vec<u8> {
-    let mut m = vec![14, (xid >> 16) as u8, (xid >> 8) as u8, xid as u8];
-    m.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
-    m.extend_from_slice(&[0, 44, 0, 23, 4]);
-    m.extend_from_slice(
-        &"2001:db8:1::"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
-    m.extend_from_slice(&[0, 6, 0, 2, 0, 92]);
-    let v4 = bulk_v4_all(0x11223344);
-    m.extend_from_slice(&leasequery::proto::codes::v6opt::DHCPV4_MSG.to_be_bytes());
-    m.extend_from_slice(&(v4.len() as u16).to_be_bytes());
-    m.extend_from_slice(&v4);
-    m
+    use leasequery::requestor::{query, V6Query};
+    let link = "2001:db8:1::".parse().unwrap();
+    let duid = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
+    query::o6_bulk(xid, &duid, &V6Query::Link(link), query::O6_ORO, bulk_v4_all(0x11223344))
 }
