@@ -1187,14 +1187,14 @@ impl Authority {
             };
             if let Some(o) = self.offers.get(&r.client).cloned() {
                 if u32::from(want) == o.unit.addr && pp_ok(o.unit) && o.subnet == subnet {
-                    return self.commit(table, subnet, o.unit, r, now, changes);
+                    return self.activate(table, subnet, o.unit, r, now, changes);
                 }
                 self.withdraw_offer(&r.client);
                 return self.nak();
             }
             if let Some((u, _)) = self.active_of(table, &r.client) {
                 if u.addr == u32::from(want) && pp_ok(u) && in_subnet(u) {
-                    return self.commit(table, subnet, u, r, now, changes);
+                    return self.activate(table, subnet, u, r, now, changes);
                 }
             }
             return self.nak();
@@ -1210,7 +1210,7 @@ impl Authority {
                 && in_subnet(e.unit)
                 && self.is_free_for(table, e.unit, &r.client, now)
             {
-                return self.commit(table, subnet, e.unit, r, now, changes);
+                return self.activate(table, subnet, e.unit, r, now, changes);
             }
             return self.nak();
         }
@@ -1227,7 +1227,7 @@ impl Authority {
                     && in_subnet(e.unit)
                     && self.is_free_for(table, e.unit, &r.client, now) =>
             {
-                self.commit(table, subnet, e.unit, r, now, changes)
+                self.activate(table, subnet, e.unit, r, now, changes)
             }
             Some(_) => self.nak(),
             None if r.unicast => self.nak(),
@@ -1243,8 +1243,10 @@ impl Authority {
         Some(Reply::Nak)
     }
 
-    /// Makes `unit` the client's ACTIVE lease (new or renewed), applying the option 109 rules.
-    fn commit(
+    /// Makes `unit` the client's ACTIVE lease (new or renewed) in the table, applying the
+    /// option 109 rules, and records the [`Change`] (nothing is journaled here: the shell makes
+    /// the changes durable before the reply leaves).
+    fn activate(
         &mut self,
         table: &mut LeaseShard,
         subnet: usize,
