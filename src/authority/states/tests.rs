@@ -358,11 +358,11 @@ fn a_remote_softwire_claim_stops_before_any_change_then_decides_on_the_answer() 
 #[test]
 fn the_reply_is_a_bootreply_with_the_lease_times() {
     let mut a = authority(&cfg());
-    let mut t = LeaseShard::new();
+    let t = LeaseShard::new();
     let bytes = v4(v4msg::DISCOVER, 1, NONE, vec![]);
     let q = query(&bytes, Vec::new(), false);
     let (_, _, r) = a.decode(&q, src(), true).expect("decoded");
-    let reply = a.discover(&mut t, 0, &r, 10).expect("an offer");
+    let reply = a.discover(&t, 0, &r, 10).expect("an offer");
     let Reply::Offer(_, unit, _) = reply else {
         panic!("an offer");
     };
