@@ -139,3 +139,141 @@ pub(crate) fn wrap_reply(
     }
     (out.len() <= u16::MAX as usize).then_some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{cid, v4};
+    use super::*;
+    use crate::proto::codes::{v4msg, BOOTREPLY};
+    use crate::proto::v4::Message;
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().expect("addr")
+    }
+
+    fn opt(code: u16, data: &[u8]) -> Vec<u8> {
+        let mut o = code.to_be_bytes().to_vec();
+        o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        o.extend_from_slice(data);
+        o
+    }
+
+    /// A DHCPV4-QUERY (or another message type) with `flags` and these options, raw.
+    fn message(msg_type: u8, flags: [u8; 3], opts: &[Vec<u8>]) -> Vec<u8> {
+        let mut m = vec![msg_type, flags[0], flags[1], flags[2]];
+        for o in opts {
+            m.extend_from_slice(o);
+        }
+        m
+    }
+
+    fn relay(msg_type: u8, inner: Vec<u8>, link: &str, interface_id: Option<&[u8]>) -> Vec<u8> {
+        let mut options = Vec::new();
+        if let Some(id) = interface_id {
+            options.push(V6Option::InterfaceId(id.to_vec()));
+        }
+        options.push(V6Option::RelayMsg(inner));
+        let r = RelayMessage {
+            msg_type,
+            hop_count: 0,
+            link_address: v6(link),
+            peer_address: v6("fe80::9"),
+            options,
+        };
+        let mut out = Vec::new();
+        r.encode(&mut out).expect("encode");
+        out
+    }
+
+    fn discover() -> Vec<u8> {
+        v4(
+            v4msg::DISCOVER,
+            3,
+            std::net::Ipv4Addr::UNSPECIFIED,
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_direct_query_is_taken_apart() {
+        let m4 = discover();
+        let oro = opt(v6opt::ORO, &[0, v6opt::S46_BR as u8]);
+        let d = message(
+            v6msg::DHCPV4_QUERY,
+            [0x80, 0, 0],
+            &[opt(v6opt::DHCPV4_MSG, &m4), oro],
+        );
+        let q = unwrap(&d, 1500).expect("a query");
+        assert!(q.hops.is_empty());
+        assert!(q.flags.unicast());
+        assert!(q.oro_br && !q.oro_bind_prefix);
+        assert_eq!(q.v4.xid, 3);
+        assert_eq!(client_key(&q.v4).as_ref(), &cid(3)[..]);
+    }
+
+    #[test]
+    fn a_relayed_query_keeps_its_chain_and_the_reply_goes_back_through_it() {
+        let m4 = discover();
+        let d = message(v6msg::DHCPV4_QUERY, [0; 3], &[opt(v6opt::DHCPV4_MSG, &m4)]);
+        let inner = relay(v6msg::RELAY_FORW, d, "2001:db8:2::1", Some(b"in"));
+        let outer = relay(v6msg::RELAY_FORW, inner, "2001:db8:1::1", None);
+        let q = unwrap(&outer, 1500).expect("a query");
+        let links: Vec<_> = q.hops.iter().map(|h| h.link).collect();
+        assert_eq!(links, vec![v6("2001:db8:1::1"), v6("2001:db8:2::1")]);
+        assert_eq!(q.hops[1].interface_id, Some(&b"in"[..]));
+        // The reply: Relay-Reply around Relay-Reply around the DHCPV4-RESPONSE.
+        let mut reply = Message::new(BOOTREPLY, v4msg::OFFER, 3);
+        reply.set_hw_addr(1, &[1, 2, 3, 4, 5, 6]).expect("hw");
+        let mut r4 = Vec::new();
+        reply.encode(&mut r4).expect("encode");
+        let out = wrap_reply(&q.hops, &r4, &[], None).expect("encoded");
+        let AnyView::Relay(o) = AnyView::parse(&out).expect("parse") else {
+            panic!("a relay message");
+        };
+        assert_eq!(
+            (o.msg_type, o.link_address),
+            (v6msg::RELAY_REPL, v6("2001:db8:1::1"))
+        );
+        let AnyView::Relay(i) = o.relay_msg().expect("inner") else {
+            panic!("a relay message");
+        };
+        assert_eq!(i.link_address, v6("2001:db8:2::1"));
+        // The Interface-ID is echoed (RFC 8415 §19.3).
+        assert_eq!(
+            i.options().get(v6opt::INTERFACE_ID).map(|x| x.data),
+            Some(&b"in"[..])
+        );
+        let AnyView::Message(m) = i.relay_msg().expect("response") else {
+            panic!("the response");
+        };
+        assert_eq!(m.msg_type, v6msg::DHCPV4_RESPONSE);
+    }
+
+    #[test]
+    fn each_way_of_being_unusable_has_its_reason() {
+        let m4 = discover();
+        let q = |opts: &[Vec<u8>]| message(v6msg::DHCPV4_QUERY, [0; 3], opts);
+        let good = q(&[opt(v6opt::DHCPV4_MSG, &m4)]);
+        assert_eq!(unwrap(&good, good.len() - 1).err(), Some(Unwrap::Oversize));
+        assert_eq!(unwrap(&[20, 0], 1500).err(), Some(Unwrap::MalformedV6));
+        let solicit = message(1, [0; 3], &[opt(v6opt::DHCPV4_MSG, &m4)]);
+        assert_eq!(unwrap(&solicit, 1500).err(), Some(Unwrap::NotQuery));
+        let reply_env = relay(v6msg::RELAY_REPL, good.clone(), "2001:db8::1", None);
+        assert_eq!(unwrap(&reply_env, 1500).err(), Some(Unwrap::NotQuery));
+        assert_eq!(unwrap(&q(&[]), 1500).err(), Some(Unwrap::NoDhcpv4Msg));
+        let two = q(&[opt(v6opt::DHCPV4_MSG, &m4), opt(v6opt::DHCPV4_MSG, &m4)]);
+        assert_eq!(unwrap(&two, 1500).err(), Some(Unwrap::ManyDhcpv4Msg));
+        let bad4 = q(&[opt(v6opt::DHCPV4_MSG, &[1, 2, 3])]);
+        assert_eq!(unwrap(&bad4, 1500).err(), Some(Unwrap::MalformedV4));
+        let mut deep = good.clone();
+        for _ in 0..MAX_RELAY_DEPTH {
+            deep = relay(v6msg::RELAY_FORW, deep, "2001:db8::1", None);
+        }
+        assert!(
+            unwrap(&deep, 4096).is_ok(),
+            "{MAX_RELAY_DEPTH} envelopes are fine"
+        );
+        let deeper = relay(v6msg::RELAY_FORW, deep, "2001:db8::1", None);
+        assert_eq!(unwrap(&deeper, 4096).err(), Some(Unwrap::TooDeep));
+    }
+}

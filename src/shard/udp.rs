@@ -225,7 +225,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             return;
         }
     }
-    let durable = commit(ctx, shell, &out.changes, undo).await;
+    let durable = make_durable_then_publish(ctx, shell, &out.changes, undo).await;
     if !durable {
         // Not durable: the changes were undone, no acknowledgement leaves and the claims it
         // freed stay held (the leases that hold them are back in the table).
@@ -424,7 +424,7 @@ impl AuthShell {
 /// Journals `changes` (whose table changes replaced `undo`) and waits until they are durable
 /// (when there is a journal), then publishes them to active leasequery. False when the journal
 /// failed: then every table change not yet durable has been undone and nothing was published.
-async fn commit(
+async fn make_durable_then_publish(
     ctx: &Rc<ShardCtx>,
     shell: &AuthShell,
     changes: &[Change],
@@ -490,7 +490,7 @@ pub(super) async fn timer_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
                 shell.authority.borrow_mut().expire(t, unix_now())
             })
         };
-        if !commit(&ctx, &shell, &changes, undo).await {
+        if !make_durable_then_publish(&ctx, &shell, &changes, undo).await {
             continue;
         }
         let frees = shell.authority.borrow_mut().take_softwire_frees();

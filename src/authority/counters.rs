@@ -1,0 +1,74 @@
+//! The authority's counters: every datagram handed in is either answered, kept silent by rule,
+//! or dropped under exactly one `drop_*` reason.
+
+/// Counters of one shard's authority. Every dropped datagram is counted under exactly one
+/// `drop_*` reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorityCounters {
+    /// Datagrams handed to [`Authority::handle`].
+    pub received: u64,
+    /// Replies produced.
+    pub replies: u64,
+    /// DHCPOFFERs.
+    pub offers: u64,
+    /// DHCPACKs (including INFORM's).
+    pub acks: u64,
+    /// DHCPNAKs.
+    pub naks: u64,
+    /// DHCPRELEASEs that released a lease.
+    pub releases: u64,
+    /// DHCPDECLINEs that abandoned an address.
+    pub declines: u64,
+    /// DHCPINFORMs answered.
+    pub informs: u64,
+    /// Leases that expired.
+    pub expirations: u64,
+    /// Offers whose hold ran out unanswered.
+    pub offers_expired: u64,
+    /// DISCOVERs left unanswered because the subnet had no free unit.
+    pub pool_exhausted: u64,
+    /// REQUESTs whose option 109 belonged to another active lease.
+    pub softwire_conflicts: u64,
+    /// Softwire claims decided here as the owner shard (local and from other shards).
+    pub softwire_claims: u64,
+    /// Claims this shard's requests had to ask another shard for.
+    pub softwire_remote_claims: u64,
+    /// Restored active leases whose source another restored lease had claimed first.
+    pub softwire_restore_conflicts: u64,
+    /// Softwire updates refused as too early (ACKed with the old source).
+    pub softwire_too_early: u64,
+    /// Messages whose option 82 (inside the DHCPv4 message) was malformed and ignored.
+    pub option82_malformed: u64,
+    /// Dropped: longer than `max_datagram`.
+    pub drop_oversize: u64,
+    /// Dropped: the DHCPv6 envelope or relay chain did not parse.
+    pub drop_malformed_v6: u64,
+    /// Dropped: more than [`MAX_RELAY_DEPTH`] Relay-Forward envelopes.
+    pub drop_too_deep: u64,
+    /// Dropped: not a DHCPV4-QUERY (or a relay envelope other than Relay-Forward).
+    pub drop_not_query: u64,
+    /// Dropped: DHCPV4-QUERY without OPTION_DHCPV4_MSG (RFC 7341 §11).
+    pub drop_no_dhcpv4_msg: u64,
+    /// Dropped: more than one OPTION_DHCPV4_MSG (RFC 7341 §9: exactly one).
+    pub drop_many_dhcpv4_msg: u64,
+    /// Dropped: the DHCPv4 message did not parse, or had a bad option value.
+    pub drop_malformed_v4: u64,
+    /// Dropped: a DHCPv4 message type the server does not take (or a BOOTREPLY).
+    pub drop_bad_v4_type: u64,
+    /// Dropped: no RFC 4361 client identifier.
+    pub drop_no_client_id: u64,
+    /// Dropped: the client belongs to another shard (the shell should have routed it).
+    pub drop_wrong_shard: u64,
+    /// Dropped: no subnet for the selector address.
+    pub drop_no_subnet: u64,
+    /// Dropped: a shared-only link and a DISCOVER, REQUEST or INFORM that does not list 159
+    /// (RELEASE and DECLINE select no subnet).
+    pub drop_needs_159: u64,
+    /// Dropped: a REQUEST for another server (option 54 not ours): the offer was withdrawn.
+    pub drop_other_server: u64,
+    /// Unanswered by rule: INIT-REBOOT or REBINDING with no record, DECLINE/RELEASE of
+    /// nothing the client holds.
+    pub silent: u64,
+    /// The lease table refused a binding (reply withheld).
+    pub table_errors: u64,
+}
