@@ -40,10 +40,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::sync::Semaphore;
 use hashbrown::HashMap;
 use tracing::{debug, info, warn};
 
+use super::io::ConnIo;
 use super::mail::{Mail, QueryKey};
 use super::{unix_now, ShardCtx};
 use crate::feed::follow::{FeedFollower, FeedState, POLL_INTERVAL};
@@ -614,20 +614,6 @@ pub(super) async fn follow_feed(ctx: Rc<ShardCtx>, path: std::path::PathBuf) {
 
         glommio::timer::sleep(POLL_INTERVAL).await;
     }
-}
-
-/// Queues a buffer for the connection's writer, with an optional credit key.
-pub(super) type SendFn = Box<dyn Fn(Vec<u8>, Option<(usize, QueryKey)>)>;
-
-/// What the driver needs from its connection (see `conn.rs`).
-pub(super) struct ConnIo {
-    /// Queues a buffer for the writer; with a credit key, the writer hands the buffer back
-    /// (as `Mail::Credit`) once written.
-    pub send: SendFn,
-    /// Closed when the writer failed (the socket is gone).
-    pub dead: Rc<super::conn::Signals>,
-    /// Closed when the reader stopped (peer closed, protocol error, shutdown).
-    pub reader_done: Rc<Semaphore>,
 }
 
 /// Runs one active query on its connection's shard until it ends (see the module docs).

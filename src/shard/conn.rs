@@ -17,6 +17,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 use hashbrown::HashSet;
 use tracing::debug;
 
+use super::io::{ConnIo, Signals};
 use super::mail::{Mail, QueryKey};
 use super::{unix_now, ShardCtx};
 use crate::proto::framing::{decode_frame, Frame};
@@ -183,21 +184,6 @@ struct Connection {
     reader_done: Rc<Semaphore>,
 }
 
-/// How the writer tells the rest of the connection that the socket is gone.
-pub(super) struct Signals {
-    broken: Cell<bool>,
-    /// Closed (every waiter wakes) when `broken` is set.
-    pub(super) dead: Semaphore,
-}
-
-impl Signals {
-    /// Marks the socket gone: the writer drops what is queued, the reader stops.
-    pub(super) fn break_now(&self) {
-        self.broken.set(true);
-        self.dead.close();
-    }
-}
-
 impl Connection {
     async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, family: Family) {
         let (reader, writer) = futures_lite::io::split(stream);
@@ -213,10 +199,7 @@ impl Connection {
 
             out: out_tx,
             running: RefCell::new(HashSet::new()),
-            signals: Rc::new(Signals {
-                broken: Cell::new(false),
-                dead: Semaphore::new(0),
-            }),
+            signals: Rc::new(Signals::new()),
             active: Cell::new(None),
             reader_done: Rc::new(Semaphore::new(0)),
         });
@@ -361,7 +344,7 @@ impl Connection {
         let mut frame_since = (!rbuf.is_empty()).then(Instant::now);
         let mut idle_since = Instant::now();
         loop {
-            if self.signals.broken.get() {
+            if self.signals.is_broken() {
                 return None;
             }
             match decode_frame(rbuf) {
@@ -456,7 +439,7 @@ impl Connection {
         self.active.set(Some(xid));
         let conn = self.clone();
         let sender = self.clone();
-        let io = super::active::ConnIo {
+        let io = ConnIo {
             send: Box::new(move |buf, credit| {
                 let _ = sender.out.try_send(Out {
                     buf,
@@ -552,7 +535,7 @@ impl Connection {
             if failed {
                 break Err(());
             }
-            if self.signals.broken.get() {
+            if self.signals.is_broken() {
                 break Err(());
             }
             let mut skip = 0;
@@ -596,7 +579,7 @@ impl Connection {
                     ctx.post(s, Mail::Cancel { key }).await;
                 }
                 ctx.stats().bulk_terminated.fetch_add(1, Ordering::Relaxed);
-                if !self.signals.broken.get() {
+                if !self.signals.is_broken() {
                     self.send_last(plan.terminated(first_sent, unix_now()), Some(permit));
                 }
             }
@@ -629,7 +612,7 @@ async fn writer_loop(
 ) {
     let timeout = ctx.shared.config.data_timeout();
     while let Some(out) = rx.recv().await {
-        if signals.broken.get() {
+        if signals.is_broken() {
             // The socket is gone: drop what is queued (queries stop on `dead`).
             continue;
         }
