@@ -7,6 +7,7 @@
 //! message, the rest, the end of the stream).
 
 pub mod active;
+pub mod connection;
 mod plan;
 mod v4;
 mod v6;
