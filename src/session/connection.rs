@@ -358,7 +358,7 @@ impl Connection {
 
     /// The read side of [`Connection::handle_timeout`]: the frame clock and the idle check.
     pub fn handle_read_timeout(&mut self, now: Instant) -> Option<Close> {
-        if self.close.is_some() || !self.poll_read_timeout().is_some_and(|d| now >= d) {
+        if self.close.is_some() || self.poll_read_timeout().is_none_or(|d| now < d) {
             return None;
         }
         if self.frame_since.is_some() {

@@ -188,7 +188,11 @@ impl Conn {
             max_queries: ctx.shared.config.max_queries_per_connection,
             shards: ctx.shared.shards,
         };
-        let state = Rc::new(RefCell::new(Connection::new(family, limits, Instant::now())));
+        let state = Rc::new(RefCell::new(Connection::new(
+            family,
+            limits,
+            Instant::now(),
+        )));
         let conn = Rc::new(Conn {
             ctx: ctx.clone(),
             out: out_tx,
@@ -325,10 +329,7 @@ impl Conn {
             match self.read_some(reader, deadline).await {
                 ReadOutcome::Data(n) if n > 0 => {}
                 ReadOutcome::TimedOut => {
-                    let closed = self
-                        .state
-                        .borrow_mut()
-                        .handle_read_timeout(Instant::now());
+                    let closed = self.state.borrow_mut().handle_read_timeout(Instant::now());
                     let stats = self.ctx.stats();
                     match closed {
                         Some(Close::FrameTimeout) => {
@@ -581,8 +582,7 @@ async fn writer_loop(
                 async {
                     match deadline {
                         Some(d) => {
-                            glommio::timer::sleep(d.saturating_duration_since(Instant::now()))
-                                .await
+                            glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await
                         }
                         None => futures_lite::future::pending::<()>().await,
                     }

@@ -88,7 +88,10 @@ fn a_query_holds_its_slot_until_its_last_octet_is_written() {
     let _a = scan(&mut c, &w, t0, 1);
     assert!(c.poll_read(), "one of two slots taken");
     let _b = scan(&mut c, &w, t0, 2);
-    assert!(!c.poll_read(), "RFC 5460 §7.3: no frame read beyond the limit");
+    assert!(
+        !c.poll_read(),
+        "RFC 5460 §7.3: no frame read beyond the limit"
+    );
     // The scan of query 1 ends and its last message is queued: still outstanding.
     c.handle_stream_end(1);
     assert!(!c.poll_read());
@@ -135,8 +138,7 @@ fn an_active_query_is_alone_on_its_connection() {
     let mut c = conn(4, t0);
     // An active query beside a running bulk query is refused with NotAllowed.
     let _a = scan(&mut c, &w, t0, 1);
-    let Step::Reply(busy) = c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env())
-    else {
+    let Step::Reply(busy) = c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env()) else {
         panic!("refused");
     };
     assert_eq!(status_of(&busy), Some(v4status::NOT_ALLOWED));
@@ -204,8 +206,11 @@ fn a_frame_completed_in_time_stops_the_frame_clock() {
     let t0 = Instant::now();
     let mut c = conn(4, t0);
     c.start_read(t0);
-    let two = [framed(&v4(v4msg::BULKLEASEQUERY, 1)), framed(&v4(v4msg::BULKLEASEQUERY, 2))]
-        .concat();
+    let two = [
+        framed(&v4(v4msg::BULKLEASEQUERY, 1)),
+        framed(&v4(v4msg::BULKLEASEQUERY, 2)),
+    ]
+    .concat();
     let cut = two.len() - 5;
     c.handle_read(t0, &two[..cut]);
     let m = c.poll_message().expect("the first frame is complete");
@@ -235,7 +240,11 @@ fn idle_counts_from_the_last_query_finished_and_only_when_nothing_is_outstanding
     c.handle_stream_end(1);
     c.handle_last_written(t1);
     assert_eq!(c.poll_read_timeout(), Some(t1 + T));
-    assert_eq!(c.handle_timeout(t0 + 2 * T), None, "only 6 s after the last query");
+    assert_eq!(
+        c.handle_timeout(t0 + 2 * T),
+        None,
+        "only 6 s after the last query"
+    );
     assert!(c.poll_close().is_none());
     assert_eq!(c.handle_timeout(t1 + T), Some(Close::Idle));
 }
@@ -293,11 +302,16 @@ fn record() -> V4Record<'static> {
 }
 
 fn msg_type(frame: &[u8]) -> u8 {
-    MessageView::parse(&frame[2..]).unwrap().message_type().unwrap()
+    MessageView::parse(&frame[2..])
+        .unwrap()
+        .message_type()
+        .unwrap()
 }
 
 fn has_server_id(frame: &[u8]) -> bool {
-    MessageView::parse(&frame[2..]).unwrap().has_option(v4opt::SERVER_ID)
+    MessageView::parse(&frame[2..])
+        .unwrap()
+        .has_option(v4opt::SERVER_ID)
 }
 
 #[test]
@@ -318,13 +332,28 @@ fn the_first_record_becomes_the_first_message_and_the_stream_ends_with_done() {
     };
     let first = first.expect("the first record is promoted");
     assert_eq!(skip, one, "the rest of the chunk is written as it is");
-    assert!(has_server_id(&first), "RFC 6926 §7.3: option 54 in the first message");
+    assert!(
+        has_server_id(&first),
+        "RFC 6926 §7.3: option 54 in the first message"
+    );
     assert!(!has_server_id(&chunk[skip..]));
     // Later chunks are not promoted again.
     let again = s.handle_chunk(&plan, &chunk, 2, true, false);
-    assert_eq!(again, ChunkStep::Write { first: None, skip: 0 });
+    assert_eq!(
+        again,
+        ChunkStep::Write {
+            first: None,
+            skip: 0
+        }
+    );
     assert!(!s.is_complete());
-    assert_eq!(s.handle_chunk(&plan, &[], 0, true, false), ChunkStep::Write { first: None, skip: 0 });
+    assert_eq!(
+        s.handle_chunk(&plan, &[], 0, true, false),
+        ChunkStep::Write {
+            first: None,
+            skip: 0
+        }
+    );
     assert!(s.is_complete());
     assert_eq!(s.total(), 4);
     let last = s.last_message(&plan, false, 1_700_000_100);
@@ -361,13 +390,19 @@ fn a_stream_cut_short_ends_with_query_terminated() {
     assert!(has_server_id(&last));
     // A chunk the plan did not encode cuts the stream too.
     let (plan, mut s) = scan(&mut c, &w, t0, 2);
-    assert_eq!(s.handle_chunk(&plan, &[0, 4, 1, 2, 3, 4], 1, false, false), ChunkStep::Cut);
+    assert_eq!(
+        s.handle_chunk(&plan, &[0, 4, 1, 2, 3, 4], 1, false, false),
+        ChunkStep::Cut
+    );
     // After a first message: QueryTerminated in a DONE without option 54.
     let (plan, mut s) = scan(&mut c, &w, t0, 3);
     let mut chunk = Vec::with_capacity(4096);
     plan.encoder(1_700_000_100)
         .encode(Record::V4(record()), &mut chunk, 4096);
-    assert!(matches!(s.handle_chunk(&plan, &chunk, 1, false, false), ChunkStep::Write { .. }));
+    assert!(matches!(
+        s.handle_chunk(&plan, &chunk, 1, false, false),
+        ChunkStep::Write { .. }
+    ));
     assert!(s.replied());
     let last = s.last_message(&plan, true, 1_700_000_100);
     assert_eq!(msg_type(&last), v4msg::LEASEQUERYDONE);
@@ -387,6 +422,10 @@ fn a_blocked_write_still_times_out_after_the_reader_stopped() {
     assert_eq!(c.handle_read_timeout(t0 + T), Some(Close::FrameTimeout));
     c.handle_write_start(t0 + T);
     assert_eq!(c.poll_timeout(), Some(t0 + 2 * T));
-    assert_eq!(c.handle_read_timeout(t0 + 2 * T), None, "the reader's side is closed");
+    assert_eq!(
+        c.handle_read_timeout(t0 + 2 * T),
+        None,
+        "the reader's side is closed"
+    );
     assert_eq!(c.handle_write_timeout(t0 + 2 * T), Some(Close::SendTimeout));
 }
