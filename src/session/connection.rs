@@ -41,6 +41,19 @@ use crate::proto::framing::{decode_frame, Frame};
 #[cfg(test)]
 mod tests;
 
+/// A moment as the connection sees it: [`Instant`] in the shell, a virtual time in the tests
+/// (which read no clock).
+pub trait Moment: Copy + Ord + std::fmt::Debug {
+    /// `self + d`, or `None` past what the type holds.
+    fn after(self, d: Duration) -> Option<Self>;
+}
+
+impl Moment for Instant {
+    fn after(self, d: Duration) -> Option<Instant> {
+        self.checked_add(d)
+    }
+}
+
 /// Read buffer size per connection; a frame larger than this grows it up to 65537 octets.
 pub const READ_CHUNK: usize = 16 * 1024;
 
@@ -104,7 +117,7 @@ pub enum Step {
 
 /// The state of one requestor connection.
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<I: Moment = Instant> {
     family: Family,
     limits: Limits,
     /// Octets read and not yet part of a message.
@@ -116,21 +129,21 @@ pub struct Connection {
     /// Queries read whose last message is not yet written.
     outstanding: usize,
     /// When the last outstanding query finished (or the connection opened).
-    last_done: Instant,
+    last_done: I,
     /// The reader waits for a message (between [`Connection::start_read`] and the message).
     reading: bool,
     /// When the first octet of the frame being read arrived.
-    frame_since: Option<Instant>,
+    frame_since: Option<I>,
     /// When the idle clock (re)started.
-    idle_since: Instant,
+    idle_since: I,
     /// When the write in progress began.
-    write_since: Option<Instant>,
+    write_since: Option<I>,
     close: Option<Close>,
 }
 
-impl Connection {
+impl<I: Moment> Connection<I> {
     /// A connection opened at `now`.
-    pub fn new(family: Family, limits: Limits, now: Instant) -> Connection {
+    pub fn new(family: Family, limits: Limits, now: I) -> Connection<I> {
         Connection {
             family,
             limits,
@@ -176,14 +189,14 @@ impl Connection {
     /// The reader starts waiting for the next message at `now` (once [`Connection::poll_read`]
     /// allows it). Octets of a frame already buffered start the frame clock now; otherwise the
     /// idle clock runs from now, or from when the last query finished if that is later.
-    pub fn start_read(&mut self, now: Instant) {
+    pub fn start_read(&mut self, now: I) {
         self.reading = true;
         self.frame_since = (!self.rbuf.is_empty()).then_some(now);
         self.idle_since = now;
     }
 
     /// Octets arrived at `now`.
-    pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
+    pub fn handle_read(&mut self, now: I, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -214,7 +227,7 @@ impl Connection {
     }
 
     /// Decides what one message read at `now` becomes.
-    pub fn handle_message(&mut self, now: Instant, msg: &[u8], env: &Env<'_>) -> Step {
+    pub fn handle_message(&mut self, now: I, msg: &[u8], env: &Env<'_>) -> Step {
         // One active query per connection, alone (RFC 7653 §9.4, RFC 7724 §8.3): any other
         // query beside it is refused with NotAllowed on its own xid.
         if self.active.is_some() {
@@ -276,7 +289,7 @@ impl Connection {
     }
 
     /// A message that holds no slot: it is finished the moment it is read.
-    fn discard(&mut self, now: Instant, step: Step) -> Step {
+    fn discard(&mut self, now: I, step: Step) -> Step {
         self.last_done = now;
         step
     }
@@ -297,13 +310,13 @@ impl Connection {
 
     /// A query's last message left the writer at `now` (written, or dropped because the socket
     /// is gone): its slot is free, and the idle clock counts from now.
-    pub fn handle_last_written(&mut self, now: Instant) {
+    pub fn handle_last_written(&mut self, now: I) {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.last_done = now;
     }
 
     /// The writer began a write at `now`.
-    pub fn handle_write_start(&mut self, now: Instant) {
+    pub fn handle_write_start(&mut self, now: I) {
         self.write_since = Some(now);
     }
 
@@ -313,24 +326,24 @@ impl Connection {
     }
 
     /// The deadline the reader waits for: the frame clock, or the idle check. `None` while the
-    /// reader does not read, or when the deadline is past what `Instant` holds.
-    pub fn poll_read_timeout(&self) -> Option<Instant> {
+    /// reader does not read, or when the deadline is past what the moment type holds.
+    pub fn poll_read_timeout(&self) -> Option<I> {
         if !self.reading || self.close.is_some() {
             return None;
         }
-        self.read_since().checked_add(self.limits.data_timeout)
+        self.read_since().after(self.limits.data_timeout)
     }
 
     /// The deadline of the write in progress.
-    pub fn poll_write_timeout(&self) -> Option<Instant> {
+    pub fn poll_write_timeout(&self) -> Option<I> {
         if self.close == Some(Close::SendTimeout) {
             return None;
         }
-        self.write_since?.checked_add(self.limits.data_timeout)
+        self.write_since?.after(self.limits.data_timeout)
     }
 
     /// The earliest deadline.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<I> {
         match (self.poll_read_timeout(), self.poll_write_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -341,14 +354,14 @@ impl Connection {
     /// clock when a query is outstanding). Returns the close this call caused, if any (the
     /// caller counts it). The shell's reader and writer each ask for their own side
     /// ([`Connection::handle_read_timeout`], [`Connection::handle_write_timeout`]).
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<Close> {
+    pub fn handle_timeout(&mut self, now: I) -> Option<Close> {
         self.handle_write_timeout(now)
             .or_else(|| self.handle_read_timeout(now))
     }
 
     /// The write side of [`Connection::handle_timeout`]: a write blocked for T closes the
     /// connection, whatever else closed it before (its queued messages are dropped).
-    pub fn handle_write_timeout(&mut self, now: Instant) -> Option<Close> {
+    pub fn handle_write_timeout(&mut self, now: I) -> Option<Close> {
         if self.poll_write_timeout().is_some_and(|d| now >= d) {
             self.close = Some(Close::SendTimeout);
             return self.close;
@@ -357,7 +370,7 @@ impl Connection {
     }
 
     /// The read side of [`Connection::handle_timeout`]: the frame clock and the idle check.
-    pub fn handle_read_timeout(&mut self, now: Instant) -> Option<Close> {
+    pub fn handle_read_timeout(&mut self, now: I) -> Option<Close> {
         if self.close.is_some() || self.poll_read_timeout().is_none_or(|d| now < d) {
             return None;
         }
@@ -373,7 +386,7 @@ impl Connection {
         self.close
     }
 
-    fn read_since(&self) -> Instant {
+    fn read_since(&self) -> I {
         match self.frame_since {
             Some(t) => t,
             None => self.idle_since.max(self.last_done),

@@ -1,8 +1,9 @@
-//! The connection's rules on virtual time: one base `Instant`, every later moment an offset
-//! from it; no socket, no task, no sleep.
+//! The connection's rules on virtual time ([`At`], an offset from the start): no clock, no
+//! socket, no task, no sleep.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::ops::{Add, Sub};
+use std::time::Duration;
 
 use super::*;
 use crate::proto::codes::{dhcp_state, v4msg, v4opt, v4status};
@@ -11,6 +12,32 @@ use crate::proto::v4::{Message, MessageView, V4Option};
 use crate::session::{Record, ScanTarget};
 
 const T: Duration = Duration::from_secs(10);
+
+/// Virtual time: how long after the test's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct At(Duration);
+
+const START: At = At(Duration::ZERO);
+
+impl Moment for At {
+    fn after(self, d: Duration) -> Option<At> {
+        self.0.checked_add(d).map(At)
+    }
+}
+
+impl Add<Duration> for At {
+    type Output = At;
+    fn add(self, d: Duration) -> At {
+        At(self.0 + d)
+    }
+}
+
+impl Sub<Duration> for At {
+    type Output = At;
+    fn sub(self, d: Duration) -> At {
+        At(self.0 - d)
+    }
+}
 
 struct World {
     id: Identity,
@@ -43,7 +70,7 @@ impl World {
     }
 }
 
-fn conn(max_queries: usize, t0: Instant) -> Connection {
+fn conn(max_queries: usize, t0: At) -> Connection<At> {
     let limits = Limits {
         data_timeout: T,
         max_queries,
@@ -67,7 +94,7 @@ fn framed(msg: &[u8]) -> Vec<u8> {
     f
 }
 
-fn scan(c: &mut Connection, w: &World, now: Instant, xid: u32) -> (Box<ScanPlan>, BulkStream) {
+fn scan(c: &mut Connection<At>, w: &World, now: At, xid: u32) -> (Box<ScanPlan>, BulkStream) {
     match c.handle_message(now, &v4(v4msg::BULKLEASEQUERY, xid), &w.env()) {
         Step::Scan(plan, stream) => (plan, stream),
         other => panic!("not a scan: {other:?}"),
@@ -81,7 +108,7 @@ fn status_of(reply: &[u8]) -> Option<u8> {
 
 #[test]
 fn a_query_holds_its_slot_until_its_last_octet_is_written() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(2, t0);
     assert!(c.poll_read());
@@ -104,7 +131,7 @@ fn a_query_holds_its_slot_until_its_last_octet_is_written() {
 
 #[test]
 fn an_error_reply_holds_a_slot_until_written_and_a_dropped_query_none() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(1, t0);
     // DHCPTLS without TLS: a TLSConnectionRefused reply (RFC 7724 §8.1).
@@ -120,7 +147,7 @@ fn an_error_reply_holds_a_slot_until_written_and_a_dropped_query_none() {
 
 #[test]
 fn a_running_transaction_id_is_dropped_and_free_again_once_the_stream_ends() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let _a = scan(&mut c, &w, t0, 7);
@@ -133,7 +160,7 @@ fn a_running_transaction_id_is_dropped_and_free_again_once_the_stream_ends() {
 
 #[test]
 fn an_active_query_is_alone_on_its_connection() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     // An active query beside a running bulk query is refused with NotAllowed.
@@ -161,7 +188,7 @@ fn an_active_query_is_alone_on_its_connection() {
 
 #[test]
 fn a_message_type_not_allowed_closes_without_a_reply() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let step = c.handle_message(t0, &v4(v4msg::DISCOVER, 1), &w.env());
@@ -172,7 +199,7 @@ fn a_message_type_not_allowed_closes_without_a_reply() {
 
 #[test]
 fn a_bad_frame_closes() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut c = conn(4, t0);
     c.start_read(t0);
     c.handle_read(t0, &[0, 0]);
@@ -182,7 +209,7 @@ fn a_bad_frame_closes() {
 
 #[test]
 fn a_frame_must_complete_within_t_of_its_first_octet() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     // A query outstanding does not stop the frame clock.
@@ -203,7 +230,7 @@ fn a_frame_must_complete_within_t_of_its_first_octet() {
 
 #[test]
 fn a_frame_completed_in_time_stops_the_frame_clock() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut c = conn(4, t0);
     c.start_read(t0);
     let two = [
@@ -227,7 +254,7 @@ fn a_frame_completed_in_time_stops_the_frame_clock() {
 
 #[test]
 fn idle_counts_from_the_last_query_finished_and_only_when_nothing_is_outstanding() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let _a = scan(&mut c, &w, t0, 1);
@@ -251,7 +278,7 @@ fn idle_counts_from_the_last_query_finished_and_only_when_nothing_is_outstanding
 
 #[test]
 fn an_active_query_keeps_the_connection_from_idling() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let step = c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 3), &w.env());
@@ -264,7 +291,7 @@ fn an_active_query_keeps_the_connection_from_idling() {
 
 #[test]
 fn a_write_blocked_for_t_closes_and_the_deadline_is_checked_before_the_write() {
-    let t0 = Instant::now();
+    let t0 = START;
     let mut c = conn(4, t0);
     c.handle_write_start(t0);
     c.handle_write_done();
@@ -316,7 +343,7 @@ fn has_server_id(frame: &[u8]) -> bool {
 
 #[test]
 fn the_first_record_becomes_the_first_message_and_the_stream_ends_with_done() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let (plan, mut s) = scan(&mut c, &w, t0, 1);
@@ -363,7 +390,7 @@ fn the_first_record_becomes_the_first_message_and_the_stream_ends_with_done() {
 
 #[test]
 fn a_stream_without_records_is_one_done_with_the_server_id() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let (plan, mut s) = scan(&mut c, &w, t0, 1);
@@ -379,7 +406,7 @@ fn a_stream_without_records_is_one_done_with_the_server_id() {
 
 #[test]
 fn a_stream_cut_short_ends_with_query_terminated() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     // A shard failed before any record: QueryTerminated in the first (only) message.
@@ -412,7 +439,7 @@ fn a_stream_cut_short_ends_with_query_terminated() {
 
 #[test]
 fn a_blocked_write_still_times_out_after_the_reader_stopped() {
-    let t0 = Instant::now();
+    let t0 = START;
     let w = World::new();
     let mut c = conn(4, t0);
     let _a = scan(&mut c, &w, t0, 1);
