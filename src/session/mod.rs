@@ -13,12 +13,14 @@
 //! | `v4.rs` | TCP 67: DHCPBULKLEASEQUERY, DHCPTLS |
 //! | `active/` | active queries: checking them, their filters, their stream's messages, the backlog |
 //! | `form.rs` | what every reply echoes, read from the query (xids, DUIDs, ORO/PRL, time bounds) |
+//! | `connection.rs` | one requestor connection, sans-io: framing and its deadlines, parallel-query slots, running xids, the active query alone, the stream's shape, idle and blocked-send deadlines |
 //! | `plan.rs` | the scan plan of a bulk query and its encoder |
 //! | `pools.rs` | the all-configured-addresses phase: pool addresses without a binding (RFC 6926 §6.2) |
 //! | `fanout.rs` | an active change's wire forms, encoded once per form for every subscriber that wants it |
 //! | `refuse.rs` | every error reply: [`refuse::refusal`] for each wire form, the TLS answers, [`refuse::busy_reply`] |
 
 pub mod active;
+pub mod connection;
 pub mod fanout;
 mod form;
 mod plan;

@@ -1,31 +1,33 @@
-//! Requestor connections: accept (limits, allow-list), read frames one at a time, hand each
-//! message to the sans-io session, run bulk queries (the origin side of the scatter-gather), and
-//! write replies through one writer task per connection.
+//! Requestor connections, the glommio shell around the sans-io
+//! [`Connection`](crate::session::connection::Connection): accept (limits, allow-list), read
+//! octets and hand them to the connection, carry out what it decides (run bulk queries, the
+//! origin side of the scatter-gather; start active queries), and write replies through one
+//! writer task per connection. Sockets, tasks, timers and mail live here; every rule of the
+//! connection (parallel queries, transaction ids, the active query alone, the stream shape,
+//! the deadlines) lives in `session::connection`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::{Semaphore, StaticPermit};
-use hashbrown::HashSet;
+use glommio::sync::Semaphore;
 use tracing::debug;
 
+use super::io::{ConnIo, Signals};
 use super::mail::{Mail, QueryKey};
 use super::{unix_now, ShardCtx};
-use crate::proto::framing::{decode_frame, Frame};
-use crate::session::{self, Action, ScanPlan};
+use crate::session::connection::{
+    BulkStream, ChunkStep, Close, Connection, Env, Limits, Step, READ_CHUNK,
+};
+use crate::session::{self, ScanPlan};
 
 pub use crate::session::Family;
-
-/// Read buffer size per connection; a frame larger than this grows it up to 65537 octets.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Accepts connections on one listener until the task is cancelled.
 ///
@@ -118,7 +120,7 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
         let ctx2 = ctx.clone();
         glommio::spawn_local(async move {
             let _ = stream.set_nodelay(true);
-            Connection::serve(ctx2.clone(), stream, peer, family).await;
+            Conn::serve(ctx2.clone(), stream, peer, family).await;
             ctx2.stats()
                 .connections_open
                 .fetch_sub(1, Ordering::Relaxed);
@@ -132,97 +134,78 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
 /// scanner it came from as a credit (when `credit` is set).
 ///
 /// What the queue holds is bounded although its type is not: a query holds one of the
-/// connection's `max_queries_per_connection` permits from the moment its frame is read until its
+/// connection's `max_queries_per_connection` slots from the moment its frame is read until its
 /// last message leaves this queue (written, or dropped because the socket is gone), and while it
 /// holds it the query has at most `shards x credits_per_shard` scanner buffers (every chunk is
 /// written into a credit), its promoted first message and its last message queued. An active
-/// query holds no permit; its sends are bounded by its own backlog (`shard::active`).
+/// query holds no slot; its sends are bounded by its own backlog (`shard::active`).
 struct Out {
     buf: Vec<u8>,
     skip: usize,
     credit: Option<(usize, QueryKey)>,
-    /// On a query's last message (or a lone error reply): the query's permit, returned when the
+    /// On a query's last message (or a lone error reply): the query's slot, given back when the
     /// writer is done with this buffer (RFC 5460 §7.3: a query is finished when its last octet
     /// is written, not when its scan ends).
-    _permit: Option<QueryPermit>,
+    _slot: Option<Slot>,
 }
 
-/// One of a connection's parallel-query permits; when it is dropped the connection notes the
-/// time (the idle timeout counts from the moment the last outstanding query finished).
-struct QueryPermit {
-    _permit: StaticPermit,
-    last_done: Rc<Cell<Instant>>,
+/// One of a connection's parallel-query slots: when it is dropped the connection learns that
+/// the query's last message left the writer (and the reader, if it waits for a slot, wakes).
+struct Slot {
+    state: Rc<RefCell<Connection>>,
+    freed: Rc<LocalSender<()>>,
 }
 
-impl Drop for QueryPermit {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.last_done.set(Instant::now());
+        self.state.borrow_mut().handle_last_written(Instant::now());
+        let _ = self.freed.try_send(());
     }
 }
 
-/// The state of one requestor connection, shared by its reader, writer and query tasks.
-struct Connection {
+/// The shell of one requestor connection, shared by its reader, writer and query tasks. The
+/// decisions are the sans-io `state`'s; it is borrowed only between awaits.
+struct Conn {
     ctx: Rc<ShardCtx>,
-    family: Family,
     out: LocalSender<Out>,
-    /// Transaction ids of queries running now (duplicates are dropped).
-    running: RefCell<HashSet<u32>>,
-    /// Permits for parallel queries: the reader takes one before reading a frame; a query gives
-    /// it back when its last message has been written.
-    permits: Rc<Semaphore>,
-    /// `max_queries_per_connection`.
-    max_queries: u64,
-    /// When the last outstanding query finished (or the connection opened).
-    last_done: Rc<Cell<Instant>>,
+    state: Rc<RefCell<Connection>>,
+    /// A token each time a slot is freed.
+    freed_tx: Rc<LocalSender<()>>,
+    freed_rx: LocalReceiver<()>,
     /// Shared with the writer: set when a write failed or timed out.
     signals: Rc<Signals>,
-    /// The transaction id of the active query running on this connection (RFC 7653 §9.4: at
-    /// most one, and no other query beside it).
-    active: Cell<Option<u32>>,
     /// Closed when the reader stops (an active query ends with it).
     reader_done: Rc<Semaphore>,
 }
 
-/// How the writer tells the rest of the connection that the socket is gone.
-pub(super) struct Signals {
-    broken: Cell<bool>,
-    /// Closed (every waiter wakes) when `broken` is set.
-    pub(super) dead: Semaphore,
-}
-
-impl Signals {
-    /// Marks the socket gone: the writer drops what is queued, the reader stops.
-    pub(super) fn break_now(&self) {
-        self.broken.set(true);
-        self.dead.close();
-    }
-}
-
-impl Connection {
+impl Conn {
     async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, family: Family) {
         let (reader, writer) = futures_lite::io::split(stream);
         let (out_tx, out_rx) = local_channel::new_unbounded::<Out>();
-        let conn = Rc::new(Connection {
-            permits: Rc::new(Semaphore::new(
-                ctx.shared.config.max_queries_per_connection as u64,
-            )),
-            max_queries: ctx.shared.config.max_queries_per_connection as u64,
-            last_done: Rc::new(Cell::new(Instant::now())),
-            ctx: ctx.clone(),
+        let (freed_tx, freed_rx) = local_channel::new_unbounded::<()>();
+        let limits = Limits {
+            data_timeout: ctx.shared.config.data_timeout(),
+            max_queries: ctx.shared.config.max_queries_per_connection,
+            shards: ctx.shared.shards,
+        };
+        let state = Rc::new(RefCell::new(Connection::new(
             family,
-
+            limits,
+            Instant::now(),
+        )));
+        let conn = Rc::new(Conn {
+            ctx: ctx.clone(),
             out: out_tx,
-            running: RefCell::new(HashSet::new()),
-            signals: Rc::new(Signals {
-                broken: Cell::new(false),
-                dead: Semaphore::new(0),
-            }),
-            active: Cell::new(None),
+            state: state.clone(),
+            freed_tx: Rc::new(freed_tx),
+            freed_rx,
+            signals: Rc::new(Signals::new()),
             reader_done: Rc::new(Semaphore::new(0)),
         });
         let writer_task = glommio::spawn_local(writer_loop(
             ctx.clone(),
             conn.signals.clone(),
+            state,
             peer,
             writer,
             out_rx,
@@ -231,8 +214,11 @@ impl Connection {
         conn.reader_done.close();
         // Wait for running queries to finish and their last messages to be written (RFC 5460
         // §7.4: finish outstanding requests after the peer closed), then let the writer stop.
-        let _ = conn.permits.acquire(conn.max_queries).await;
-        conn.permits.close();
+        while conn.state.borrow().outstanding() > 0 {
+            if conn.freed_rx.recv().await.is_none() {
+                break;
+            }
+        }
         drop(conn);
         writer_task.await;
         debug!(%peer, "connection closed");
@@ -240,88 +226,66 @@ impl Connection {
 
     async fn read_loop(self: Rc<Self>, mut reader: ReadHalf<TcpStream>) {
         let ctx = &self.ctx;
-        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             // Never read more queries than we can run at once (RFC 5460 §7.3, RFC 6926 §8.4).
-            let Some(permit) = self.take_permit().await else {
-                return;
-            };
-            // From here one permit is held: it is dropped with an answer that needs no writing,
-            // or travels with the query to its last message.
-            let Some(msg) = self.next_message(&mut reader, &mut rbuf).await else {
+            loop {
+                let (may_read, closing) = {
+                    let st = self.state.borrow();
+                    (st.poll_read(), st.poll_close().is_some())
+                };
+                if may_read {
+                    break;
+                }
+                if closing || self.freed_rx.recv().await.is_none() {
+                    return;
+                }
+            }
+            let Some(msg) = self.next_message(&mut reader).await else {
                 return;
             };
             ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
-            // One active query per connection, alone (RFC 7653 §9.4, RFC 7724 §8.3): any other
-            // query beside it is refused with NotAllowed on its own xid.
-            if self.active.get().is_some() {
-                let busy = session::active::busy_reply(
-                    self.family,
-                    &msg,
-                    &ctx.shared.identity,
-                    unix_now(),
-                );
-                if let Some(bytes) = busy {
-                    ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                    self.send_last(bytes, Some(permit));
-                    continue;
-                }
-            }
-            let action = session::on_message(
-                self.family,
-                &msg,
-                &ctx.shared.identity,
-                &ctx.shared.config.session_policy(),
-                &ctx.shared.links,
-                unix_now(),
-            );
-            match action {
-                Action::Close => {
+            let policy = ctx.shared.config.session_policy();
+            let env = Env {
+                identity: &ctx.shared.identity,
+                policy: &policy,
+                links: &ctx.shared.links,
+                unix_now: unix_now(),
+            };
+            let step = self
+                .state
+                .borrow_mut()
+                .handle_message(Instant::now(), &msg, &env);
+            match step {
+                Step::Close => {
                     ctx.stats()
                         .closed_protocol_error
                         .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Action::Drop => {
+                Step::Drop => {
                     ctx.stats().queries_dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Action::Reply { bytes, close } => {
+                Step::Duplicate => {
+                    ctx.stats()
+                        .queries_duplicate_xid
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Step::Ignore => {}
+                Step::Reply(bytes) => {
                     ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                    self.send_last(bytes, Some(permit));
-                    if close {
+                    self.send_last(bytes, Some(self.slot()));
+                    if self.state.borrow().poll_close().is_some() {
                         return;
                     }
                 }
-                Action::Active(plan) => {
-                    // The active query holds no permit: the reader keeps reading, to refuse
-                    // further queries and to see the peer close.
-                    if !self.running.borrow().is_empty() {
-                        let id = &ctx.shared.identity;
-                        if let Some(b) =
-                            session::active::busy_reply(self.family, &msg, id, unix_now())
-                        {
-                            ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
-                            self.send_last(b, Some(permit));
-                        }
-                        continue;
-                    }
-                    drop(permit);
-                    self.start_active(plan);
-                }
-                Action::Scan(plan) => {
-                    if !self.running.borrow_mut().insert(plan.xid) {
-                        // Scenario 23: a second query with a running transaction id is
-                        // dropped (any answer would carry the same xid as the running stream).
-                        ctx.stats()
-                            .queries_duplicate_xid
-                            .fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
+                Step::Active(plan) => self.start_active(plan),
+                Step::Scan(plan, stream) => {
                     let conn = self.clone();
+                    let slot = self.slot();
                     glommio::spawn_local(async move {
                         let xid = plan.xid;
-                        conn.run_bulk(Arc::from(plan), permit).await;
-                        conn.running.borrow_mut().remove(&xid);
+                        conn.run_bulk(Arc::from(plan), stream, slot).await;
+                        conn.state.borrow_mut().handle_stream_end(xid);
                     })
                     .detach();
                 }
@@ -329,92 +293,68 @@ impl Connection {
         }
     }
 
-    /// Waits for one of the connection's parallel-query permits; `None` once they are closed.
-    async fn take_permit(&self) -> Option<QueryPermit> {
-        let permit = self.permits.acquire_static_permit(1).await.ok()?;
-        Some(QueryPermit {
-            _permit: permit,
-            last_done: self.last_done.clone(),
-        })
-    }
-
-    /// True when no query is outstanding: no active query, and every permit but the reader's
-    /// own is free (each bulk query holds one until its last octet is written).
-    fn quiet(&self) -> bool {
-        self.running.borrow().is_empty() && self.permits.available() + 1 >= self.max_queries
+    /// The slot of a query the connection just accepted (see [`Step::Reply`], [`Step::Scan`]).
+    fn slot(&self) -> Slot {
+        Slot {
+            state: self.state.clone(),
+            freed: self.freed_tx.clone(),
+        }
     }
 
     /// The next complete message, or `None` when the connection is to close: the peer closed
-    /// (a partial frame is discarded, scenario 2), a zero-length frame (scenario 1), shutdown,
-    /// the writer failed, or BULK_LQ_DATA_TIMEOUT ran out. Two clocks use that timeout (RFC
-    /// 5460 §7.1, §7.4): a frame must be complete within it of its first octet (however slowly
-    /// the octets trickle in), and a connection without a frame begun and with no query
-    /// outstanding is closed after it of idleness.
-    async fn next_message(
-        &self,
-        reader: &mut ReadHalf<TcpStream>,
-        rbuf: &mut BytesMut,
-    ) -> Option<Vec<u8>> {
-        let limit = self.ctx.shared.config.data_timeout();
-        // A frame begun (octets of it already here) has its clock start now; otherwise the
-        // idle clock runs from now, or from when the last query finished if that is later.
-        let mut frame_since = (!rbuf.is_empty()).then(Instant::now);
-        let mut idle_since = Instant::now();
+    /// (a partial frame is discarded, scenario 2), a bad frame (scenario 1), shutdown, the
+    /// writer failed, or a deadline of the connection ran out (the frame clock, or idleness).
+    async fn next_message(&self, reader: &mut ReadHalf<TcpStream>) -> Option<Vec<u8>> {
+        self.state.borrow_mut().start_read(Instant::now());
         loop {
-            if self.signals.broken.get() {
+            if self.signals.is_broken() {
                 return None;
             }
-            match decode_frame(rbuf) {
-                Ok(Frame::Complete { msg, consumed }) => {
-                    let msg = msg.to_vec();
-                    rbuf.advance(consumed);
-                    return Some(msg);
-                }
-                Ok(Frame::NeedMore) => {}
-                Err(_) => {
+            let (msg, close, deadline) = {
+                let mut st = self.state.borrow_mut();
+                let msg = st.poll_message();
+                (msg, st.poll_close(), st.poll_read_timeout())
+            };
+            if msg.is_some() {
+                return msg;
+            }
+            if let Some(close) = close {
+                if close == Close::ProtocolError {
                     self.ctx
                         .stats()
                         .closed_protocol_error
                         .fetch_add(1, Ordering::Relaxed);
-                    return None;
                 }
+                return None;
             }
-            let since = match frame_since {
-                Some(t) => t,
-                None => idle_since.max(self.last_done.get()),
-            };
-            // `None` (a deadline past what `Instant` holds) waits without a limit.
-            let deadline = since.checked_add(limit);
-            match self.read_some(reader, rbuf, deadline).await {
-                ReadOutcome::Data(n) if n > 0 => {
-                    frame_since.get_or_insert_with(Instant::now);
-                }
+            match self.read_some(reader, deadline).await {
+                ReadOutcome::Data(n) if n > 0 => {}
                 ReadOutcome::TimedOut => {
-                    if frame_since.is_some() {
-                        self.ctx
-                            .stats()
-                            .closed_frame_timeout
-                            .fetch_add(1, Ordering::Relaxed);
-                        return None;
+                    let closed = self.state.borrow_mut().handle_read_timeout(Instant::now());
+                    let stats = self.ctx.stats();
+                    match closed {
+                        Some(Close::FrameTimeout) => {
+                            stats.closed_frame_timeout.fetch_add(1, Ordering::Relaxed);
+                            return None;
+                        }
+                        Some(Close::Idle) => {
+                            stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                            return None;
+                        }
+                        Some(_) => return None,
+                        None => {}
                     }
-                    if self.quiet() && self.last_done.get() <= since {
-                        self.ctx.stats().closed_idle.fetch_add(1, Ordering::Relaxed);
-                        return None;
-                    }
-                    // A query is outstanding (not idle; a blocked send is the writer's to
-                    // time out), or one finished since: the idle clock starts again.
-                    idle_since = Instant::now();
                 }
                 _ => return None,
             }
         }
     }
 
-    /// Reads more bytes, waiting at most until `deadline`, shutdown, or the connection broken.
+    /// Reads more octets into the connection, waiting at most until `deadline`, shutdown, or
+    /// the connection broken.
     async fn read_some(
         &self,
         reader: &mut ReadHalf<TcpStream>,
-        rbuf: &mut BytesMut,
         deadline: Option<Instant>,
     ) -> ReadOutcome {
         let ctx = &self.ctx;
@@ -441,7 +381,9 @@ impl Connection {
         };
         match res {
             Some(Ok(n)) => {
-                rbuf.extend_from_slice(&tmp[..n]);
+                self.state
+                    .borrow_mut()
+                    .handle_read(Instant::now(), &tmp[..n]);
                 ReadOutcome::Data(n)
             }
             Some(Err(_)) => ReadOutcome::Closed,
@@ -452,17 +394,15 @@ impl Connection {
     /// Starts the active query's driver (`shard::active::run`).
     fn start_active(self: &Rc<Self>, plan: Box<session::active::ActivePlan>) {
         let xid = plan.xid;
-        self.running.borrow_mut().insert(xid);
-        self.active.set(Some(xid));
         let conn = self.clone();
         let sender = self.clone();
-        let io = super::active::ConnIo {
+        let io = ConnIo {
             send: Box::new(move |buf, credit| {
                 let _ = sender.out.try_send(Out {
                     buf,
                     skip: 0,
                     credit,
-                    _permit: None,
+                    _slot: None,
                 });
             }),
             dead: self.signals.clone(),
@@ -470,8 +410,7 @@ impl Connection {
         };
         glommio::spawn_local(async move {
             super::active::run(conn.ctx.clone(), Arc::from(plan), io).await;
-            conn.running.borrow_mut().remove(&xid);
-            conn.active.set(None);
+            conn.state.borrow_mut().handle_active_end(xid);
         })
         .detach();
     }
@@ -481,19 +420,19 @@ impl Connection {
         self.send_last(bytes, None);
     }
 
-    /// Queues a query's last message, with the query's permit (given back once it is written).
-    fn send_last(&self, bytes: Vec<u8>, permit: Option<QueryPermit>) {
+    /// Queues a query's last message, with the query's slot (given back once it is written).
+    fn send_last(&self, bytes: Vec<u8>, slot: Option<Slot>) {
         let _ = self.out.try_send(Out {
             buf: bytes,
             skip: 0,
             credit: None,
-            _permit: permit,
+            _slot: slot,
         });
     }
 
-    /// The origin side of a bulk query: scatter the scan, gather chunks, promote the first
-    /// record, end the stream the way the RFC says.
-    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>, permit: QueryPermit) {
+    /// The origin side of a bulk query: scatter the scan, gather chunks; the stream's shape
+    /// (which message is first, how it ends) is the [`BulkStream`]'s.
+    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>, mut stream: BulkStream, slot: Slot) {
         let ctx = &self.ctx;
         let shards = ctx.shared.shards;
         let key = ctx.new_query_key();
@@ -521,11 +460,8 @@ impl Connection {
                 .await;
             }
         }
-        let mut finished = 0usize;
-        let mut total: u64 = 0;
-        let mut first_sent = false;
         let outcome = loop {
-            if finished == shards {
+            if stream.is_complete() {
                 break Ok(());
             }
             let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
@@ -549,55 +485,50 @@ impl Connection {
             else {
                 break Err(());
             };
-            if failed {
+            if self.signals.is_broken() {
                 break Err(());
             }
-            if self.signals.broken.get() {
-                break Err(());
-            }
-            let mut skip = 0;
-            if records > 0 && !first_sent {
-                match plan.promote_first(&buf) {
-                    Some((first, consumed)) => {
+            let skip = match stream.handle_chunk(&plan, &buf, records, done, failed) {
+                ChunkStep::Cut => break Err(()),
+                ChunkStep::Write { first, skip } => {
+                    if let Some(first) = first {
                         self.send(first);
-                        skip = consumed;
-                        first_sent = true;
                     }
-                    None => break Err(()),
+                    skip
                 }
-            }
-            total += records as u64;
+            };
             let credit = if done {
                 None
             } else {
                 Some((from as usize, key))
             };
-            if done {
-                finished += 1;
-            }
             if skip < buf.len() || credit.is_some() {
                 let _ = self.out.try_send(Out {
                     buf,
                     skip,
                     credit,
-                    _permit: None,
+                    _slot: None,
                 });
             }
         };
         ctx.routes.borrow_mut().remove(&key);
-        ctx.stats().records_sent.fetch_add(total, Ordering::Relaxed);
+        ctx.stats()
+            .records_sent
+            .fetch_add(stream.total(), Ordering::Relaxed);
         match outcome {
             Ok(()) => {
                 ctx.stats().bulk_completed.fetch_add(1, Ordering::Relaxed);
-                self.send_last(plan.finish(total, unix_now()), Some(permit));
+                let last = stream.last_message(&plan, false, unix_now());
+                self.send_last(last, Some(slot));
             }
             Err(()) => {
                 for s in 0..shards {
                     ctx.post(s, Mail::Cancel { key }).await;
                 }
                 ctx.stats().bulk_terminated.fetch_add(1, Ordering::Relaxed);
-                if !self.signals.broken.get() {
-                    self.send_last(plan.terminated(first_sent, unix_now()), Some(permit));
+                if !self.signals.is_broken() {
+                    let last = stream.last_message(&plan, true, unix_now());
+                    self.send_last(last, Some(slot));
                 }
             }
         }
@@ -619,45 +550,63 @@ enum ReadOutcome {
 }
 
 /// Writes queued buffers in order; returns each scanner buffer as a credit once written. A
-/// write blocked for BULK_LQ_DATA_TIMEOUT breaks the connection.
+/// write blocked for BULK_LQ_DATA_TIMEOUT breaks the connection (the deadline is the
+/// connection's: `handle_write_start`, `poll_write_timeout`, `handle_write_timeout`).
 async fn writer_loop(
     ctx: Rc<ShardCtx>,
     signals: Rc<Signals>,
+    state: Rc<RefCell<Connection>>,
     peer: SocketAddr,
     mut writer: WriteHalf<TcpStream>,
     rx: LocalReceiver<Out>,
 ) {
-    let timeout = ctx.shared.config.data_timeout();
     while let Some(out) = rx.recv().await {
-        if signals.broken.get() {
+        if signals.is_broken() {
             // The socket is gone: drop what is queued (queries stop on `dead`).
             continue;
         }
         let data = &out.buf[out.skip.min(out.buf.len())..];
-        // The deadline is checked before the write is polled again: when the timer fires, the
-        // poll it causes may find room in the socket that readiness did not report (the kernel
-        // accepts data below the POLLOUT threshold), and a write rescued that way would let a
-        // requestor that reads nothing hold the connection for 2T, not T.
-        let res = futures_lite::future::or(
-            async {
-                glommio::timer::sleep(timeout).await;
-                WriteEnd::TimedOut
-            },
-            // A connection broken elsewhere (an active query's send timeout) abandons the write.
-            futures_lite::future::or(
+        state.borrow_mut().handle_write_start(Instant::now());
+        let mut write = std::pin::pin!(async {
+            match writer.write_all(data).await {
+                Ok(()) => WriteEnd::Written,
+                Err(e) => WriteEnd::Failed(e),
+            }
+        });
+        let res = loop {
+            let deadline = state.borrow().poll_write_timeout();
+            // The deadline is checked before the write is polled again: when the timer fires,
+            // the poll it causes may find room in the socket that readiness did not report (the
+            // kernel accepts data below the POLLOUT threshold), and a write rescued that way
+            // would let a requestor that reads nothing hold the connection for 2T, not T.
+            let res = futures_lite::future::or(
                 async {
-                    match writer.write_all(data).await {
-                        Ok(()) => WriteEnd::Written,
-                        Err(e) => WriteEnd::Failed(e),
+                    match deadline {
+                        Some(d) => {
+                            glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await
+                        }
+                        None => futures_lite::future::pending::<()>().await,
                     }
+                    WriteEnd::TimedOut
                 },
-                async {
+                // A connection broken elsewhere (an active query's send timeout) abandons the
+                // write.
+                futures_lite::future::or(write.as_mut(), async {
                     let _ = signals.dead.acquire(1).await;
                     WriteEnd::Failed(std::io::Error::other("connection broken"))
-                },
-            ),
-        )
-        .await;
+                }),
+            )
+            .await;
+            if !matches!(res, WriteEnd::TimedOut) {
+                break res;
+            }
+            let closed = state.borrow_mut().handle_write_timeout(Instant::now());
+            if closed == Some(Close::SendTimeout) {
+                break res;
+            }
+            // The timer fired before the connection's deadline: wait on.
+        };
+        state.borrow_mut().handle_write_done();
         match res {
             WriteEnd::Written => {}
             WriteEnd::TimedOut => {

@@ -7,6 +7,7 @@
 
 mod active;
 mod conn;
+mod io;
 mod mail;
 mod scan;
 pub mod stats;

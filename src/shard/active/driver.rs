@@ -9,29 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::sync::Semaphore;
 use hashbrown::HashMap;
 use tracing::debug;
 
 use super::sub::{grant_owed, End, Sub};
 use crate::session::active::{ActivePlan, Backlog, BacklogLimits};
-use crate::shard::conn::Signals;
-use crate::shard::mail::{ActiveMail, Mail, QueryKey};
+use crate::shard::io::ConnIo;
+use crate::shard::mail::{ActiveMail, Mail};
 use crate::shard::{unix_now, ShardCtx};
-
-/// Queues a buffer for the connection's writer, with an optional credit key.
-pub(in crate::shard) type SendFn = Box<dyn Fn(Vec<u8>, Option<(usize, QueryKey)>)>;
-
-/// What the driver needs from its connection (see `conn.rs`).
-pub(in crate::shard) struct ConnIo {
-    /// Queues a buffer for the writer; with a credit key, the writer hands the buffer back
-    /// (as `Mail::Credit`) once written.
-    pub send: SendFn,
-    /// Closed when the writer failed (the socket is gone).
-    pub dead: Rc<Signals>,
-    /// Closed when the reader stopped (peer closed, protocol error, shutdown).
-    pub reader_done: Rc<Semaphore>,
-}
 
 /// Runs one active query on its connection's shard until it ends (see the module docs).
 pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: ConnIo) {

@@ -41,7 +41,8 @@
 //!   fan-out (its pure part is [`crate::session::fanout`]).
 //! - `sub.rs`: one subscription (backlog, end, catch-up duplicates).
 //! - `catch_up.rs`: catch-up from the history, both sides.
-//! - `driver.rs`: the task that writes one subscription's stream ([`run`], [`ConnIo`]).
+//! - `driver.rs`: the task that writes one subscription's stream ([`run`]; what it needs of its
+//!   connection is `shard::io::ConnIo`).
 //! - `feed.rs`: the feed follower and the upsert of fed bindings.
 //!
 //! The messages between shards are in `shard::mail` ([`ActiveMail`]).
@@ -58,7 +59,7 @@ use crate::shard::mail::ActiveMail;
 use crate::shard::ShardCtx;
 use sub::End;
 
-pub(super) use driver::{run, ConnIo};
+pub(super) use driver::run;
 pub(super) use feed::follow_feed;
 pub(crate) use hub::{history_limits, Hub};
 
