@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use leasequery::lease::{LeaseShard, V4Binding, V6ContextBinding};
+use leasequery::lease::{LeaseTable, V4Binding, V6ContextBinding};
 use leasequery::proto::record::PortParams;
 
 fn rss_bytes() -> u64 {
@@ -83,7 +83,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let before = rss_bytes();
     let started = Instant::now();
-    let mut shard = LeaseShard::new();
+    let mut shard = LeaseTable::new();
     for i in 0..n {
         shard.upsert_v4(binding(i)).expect("insert");
     }

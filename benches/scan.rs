@@ -1,5 +1,5 @@
 //! The scanning shard's share of a bulk stream, in one process, without sockets or shards:
-//! walking a lease shard (`LeaseShard::scan_v4` with its record view) and encoding what it
+//! walking a lease shard (`LeaseTable::scan_v4` with its record view) and encoding what it
 //! yields with the per-query template encoder, in the scanner's budgeted turns.
 //!
 //! `cargo bench --bench scan` (env `SCAN_N` bindings, default 500,000: one shard's half of the
@@ -20,7 +20,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use leasequery::lease::{
-    LeaseShard, ScanCursor, ScanStep, V4Binding, V4Query, V4Select, V6ContextBinding,
+    LeaseTable, ScanCursor, ScanStep, V4Binding, V4Query, V4Select, V6ContextBinding,
 };
 use leasequery::proto::codes::v6opt;
 use leasequery::proto::encoder::{
@@ -70,7 +70,7 @@ fn binding(i: u32) -> V4Binding {
 
 /// One whole scan of `q` in turns of `TURN`, every record handed to `each`; returns the
 /// records seen.
-fn scan(shard: &LeaseShard, q: &V4Query, mut each: impl FnMut(V4Record<'_>)) -> u64 {
+fn scan(shard: &LeaseTable, q: &V4Query, mut each: impl FnMut(V4Record<'_>)) -> u64 {
     let mut cur: ScanCursor = shard.start_v4(q);
     let mut n = 0u64;
     loop {
@@ -102,7 +102,7 @@ fn main() {
     };
     let n = env("SCAN_N", 500_000);
     let runs = env("SCAN_RUNS", 7).max(1);
-    let mut shard = LeaseShard::new();
+    let mut shard = LeaseTable::new();
     for i in 0..n {
         shard.upsert_v4(binding(i)).expect("insert");
     }

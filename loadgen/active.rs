@@ -41,7 +41,7 @@ use leasequery::proto::record::PortParams;
 use leasequery::proto::v4;
 use leasequery::proto::v6::MessageView;
 
-use leasequery::requestor::reply::{self, Answer, V4Binding, Wire};
+use leasequery::requestor::reply::{self, Answer, ReportedV4, Wire};
 use leasequery::requestor::ActiveQuery;
 
 use crate::ledger::{loadgen_client, Entry, Stamps};
@@ -391,7 +391,7 @@ fn seen_of_found(f: &Found) -> (Unit, Seen) {
 
 /// The binding of a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED, as tabled.
 fn seen_of_v4(raw: &[u8]) -> Option<(Unit, Seen)> {
-    let b = V4Binding::parse(raw)?;
+    let b = ReportedV4::parse(raw)?;
     let seen = Seen {
         client: b.client_id.and_then(loadgen_client),
         softwire: b.softwire,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use leasequery::proto::codes::v4opt;
-use leasequery::requestor::query::{self, V4Query, V6Query};
+use leasequery::requestor::query::{self, BulkV4, BulkV6};
 use leasequery::requestor::reply::{self, Answer, Wire};
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
@@ -91,30 +91,30 @@ impl QueryKind {
 
     /// The query message (unframed) with transaction id `xid`.
     pub fn encode(&self, xid: u32) -> Vec<u8> {
-        let v4 = |q: &V4Query| query::v4_bulk(xid, q, PRL);
+        let v4 = |q: &BulkV4| query::v4_bulk(xid, q, PRL);
         match self {
-            QueryKind::V6Link(l) => query::v6_bulk(xid, &REQUESTOR, &V6Query::Link(*l), &[]),
+            QueryKind::V6Link(l) => query::v6_bulk(xid, &REQUESTOR, &BulkV6::Link(*l), &[]),
             QueryKind::V6Relay(id) => {
-                query::v6_bulk(xid, &REQUESTOR, &V6Query::RelayId(id.clone()), &[])
+                query::v6_bulk(xid, &REQUESTOR, &BulkV6::RelayId(id.clone()), &[])
             }
             QueryKind::V6Client(id) => {
-                query::v6_bulk(xid, &REQUESTOR, &V6Query::ClientId(id.clone()), &[])
+                query::v6_bulk(xid, &REQUESTOR, &BulkV6::ClientId(id.clone()), &[])
             }
-            QueryKind::V4All => v4(&V4Query::All),
-            QueryKind::V4Relay(id) => v4(&V4Query::RelayId(id.clone())),
+            QueryKind::V4All => v4(&BulkV4::All),
+            QueryKind::V4Relay(id) => v4(&BulkV4::RelayId(id.clone())),
             QueryKind::O6Link(l) => query::o6_bulk(
                 xid,
                 &REQUESTOR,
-                &V6Query::Link(*l),
+                &BulkV6::Link(*l),
                 query::O6_ORO,
-                v4(&V4Query::All),
+                v4(&BulkV4::All),
             ),
             QueryKind::O6Relay(id) => query::o6_bulk(
                 xid,
                 &REQUESTOR,
-                &V6Query::RelayId(id.clone()),
+                &BulkV6::RelayId(id.clone()),
                 query::O6_ORO,
-                v4(&V4Query::RelayId(id.clone())),
+                v4(&BulkV4::RelayId(id.clone())),
             ),
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use leasequery::proto::codes::{v6msg, v6opt};
 use leasequery::proto::record::PortParams;
 use leasequery::proto::v6::{Message, MessageView, V6Option};
-use leasequery::requestor::reply::V4Binding;
+use leasequery::requestor::reply::ReportedV4;
 
 use crate::ledger::Entry;
 use crate::requestor::{Conn, QueryKind};
@@ -195,7 +195,7 @@ pub fn binding_of(msg: &[u8]) -> Option<Found> {
 
 /// The binding a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED reports, owned.
 pub fn found_of_v4(raw: &[u8]) -> Option<Found> {
-    let b = V4Binding::parse(raw)?;
+    let b = ReportedV4::parse(raw)?;
     Some(Found {
         client_id: b.client_id.map(<[u8]>::to_vec),
         addr: b.addr,

@@ -9,7 +9,7 @@ use common::rfc4361_client_id as cid;
 
 use dhcproto::{v4 as dp, Decodable, Decoder};
 use leasequery::authority::{client_shard, Authority, AuthorityConfig, Outcome, ValidConfig};
-use leasequery::lease::{Change, ChangeKind, LeaseShard};
+use leasequery::lease::{Change, ChangeKind, LeaseTable};
 use leasequery::proto::codes::{dhcp_state, v4msg, v4opt, v6msg, v6opt};
 use leasequery::proto::record::PortParams;
 use leasequery::proto::v4::{ClientId, Message as V4Message, V4Option};
@@ -175,7 +175,7 @@ fn open(bytes: &[u8], links: &[&str]) -> Reply {
 
 struct Env {
     a: Authority,
-    t: LeaseShard,
+    t: LeaseTable,
     changes: Vec<Change>,
 }
 
@@ -183,7 +183,7 @@ impl Env {
     fn new(cfg: &ValidConfig) -> Env {
         Env {
             a: Authority::new(cfg, 0, 1),
-            t: LeaseShard::new(),
+            t: LeaseTable::new(),
             changes: Vec::new(),
         }
     }
@@ -953,7 +953,7 @@ fn restore_from_changes_gives_the_same_decisions() {
         true,
         NOW + 1,
     );
-    let mut t2 = LeaseShard::new();
+    let mut t2 = LeaseTable::new();
     for ch in &e.changes {
         if let Change::V4 { binding, .. } = ch {
             t2.upsert_v4(binding.clone()).unwrap();
@@ -1104,7 +1104,7 @@ fn client_shard_matches_the_shard_that_answers() {
     for n in 0..40 {
         let d = query(v4(&c(n, v4msg::DISCOVER)), false, &[]);
         let s = client_shard(&d, 2).unwrap();
-        let mut t = LeaseShard::new();
+        let mut t = LeaseTable::new();
         let mut right = Authority::new(&cfg, s, 2);
         let mut wrong = Authority::new(&cfg, 1 - s, 2);
         let off = right.handle(&mut t, &d, src(), NOW).reply.expect("offer");

@@ -15,7 +15,7 @@ use leasequery::authority::{
     client_shard, Authority, AuthorityConfig, ClaimAnswer, Outcome, SoftwireClaim, ValidConfig,
 };
 use leasequery::lease::{
-    shard_of_client, shard_of_softwire, LeaseShard, ScanStep, V4Binding, V4Query,
+    shard_of_client, shard_of_softwire, LeaseTable, ScanStep, V4Binding, V4Query,
 };
 use leasequery::proto::codes::v4msg;
 use leasequery::proto::v4::{ClientId, Message as V4Message, V4Option};
@@ -93,7 +93,7 @@ fn sw_on(shard: usize, shards: usize, from: u16) -> Ipv6Addr {
 struct Cluster {
     cfg: ValidConfig,
     a: Vec<Authority>,
-    t: Vec<LeaseShard>,
+    t: Vec<LeaseTable>,
 }
 
 impl Cluster {
@@ -103,7 +103,7 @@ impl Cluster {
             a: (0..shards)
                 .map(|s| Authority::new(cfg, s, shards))
                 .collect(),
-            t: (0..shards).map(|_| LeaseShard::new()).collect(),
+            t: (0..shards).map(|_| LeaseTable::new()).collect(),
         }
     }
 
@@ -229,8 +229,8 @@ impl Cluster {
 }
 
 /// A copy of a table's DHCPv4 bindings (what journal replay would load).
-fn copy(t: &LeaseShard) -> LeaseShard {
-    let mut out = LeaseShard::new();
+fn copy(t: &LeaseTable) -> LeaseTable {
+    let mut out = LeaseTable::new();
     let q = V4Query::all();
     let mut cur = t.start_v4(&q);
     let mut all = Vec::new();

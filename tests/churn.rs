@@ -11,7 +11,7 @@ use std::process::Command;
 use common::{ServerBuilder, TempDir};
 use dhcproto::{v4 as dp, Decodable, Decoder};
 use leasequery::authority::{Authority, AuthorityConfig};
-use leasequery::lease::LeaseShard;
+use leasequery::lease::LeaseTable;
 use leasequery::proto::codes::{dhcp_state, v6msg};
 use leasequery::proto::v6::{Message as V6Message, RelayMessage, V6Option};
 use leasequery::lwb4::{
@@ -112,7 +112,7 @@ fn client_messages_decode_in_dhcproto() {
         // Get an OFFER from the sans-io authority and check the REQUEST.
         let cfg = AuthorityConfig::demo().validate().unwrap();
         let mut a = Authority::new(&cfg, 0, 1);
-        let mut t = LeaseShard::new();
+        let mut t = LeaseTable::new();
         let src: Ipv6Addr = "::1".parse().unwrap();
         let o = a.handle(&mut t, &d, src, NOW);
         assert_eq!(c.on_datagram(&o.reply.expect("offer")), Ok(Event::Offered));
@@ -156,7 +156,7 @@ fn client_messages_decode_in_dhcproto() {
 fn client_against_the_sans_io_authority() {
     let cfg = AuthorityConfig::demo().validate().unwrap();
     let mut a = Authority::new(&cfg, 0, 1);
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let src: Ipv6Addr = "::1".parse().unwrap();
     let mut clients: Vec<LwB4> = (0..40u32)
         .map(|i| {
@@ -227,7 +227,7 @@ fn client_against_the_sans_io_authority() {
     }
     // A renewing client the server does not know gets a NAK and goes back to INIT.
     let mut other = Authority::new(&cfg, 0, 1);
-    let mut t2 = LeaseShard::new();
+    let mut t2 = LeaseTable::new();
     let c = &mut clients[10];
     let o = other.handle(&mut t2, &c.renew().unwrap(), src, NOW);
     let r = parse_response(o.reply.as_deref().unwrap(), c.relay()).unwrap();

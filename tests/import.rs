@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use leasequery::feed::{load_file, load_str, ImportError};
 use leasequery::lease::{
-    shard_of_addr, shard_of_duid, LeaseShard, ScanStep, V4Query, V4Select, V6ContextBinding,
+    shard_of_addr, shard_of_duid, LeaseTable, ScanStep, V4Query, V4Select, V6ContextBinding,
 };
 use leasequery::proto::codes::dhcp_state;
 use leasequery::proto::record::{PortParams, V6Addr, V6Prefix};
@@ -140,7 +140,7 @@ fn demo_file_loads_into_the_owning_shards() {
 #[test]
 fn demo_file_fills_shards_that_answer_queries() {
     let got = load_file(&demo(), 2).unwrap();
-    let mut shards: Vec<LeaseShard> = (0..2).map(|_| LeaseShard::new()).collect();
+    let mut shards: Vec<LeaseTable> = (0..2).map(|_| LeaseTable::new()).collect();
     for (t, (v4, v6)) in shards.iter_mut().zip(got.v4.into_iter().zip(got.v6)) {
         for b in v4 {
             t.upsert_v4(b).unwrap();
@@ -181,7 +181,7 @@ fn demo_file_fills_shards_that_answer_queries() {
     );
     assert_eq!(count(V4Select::Link(ip6("2001:db8:2::")), false), 4);
     assert_eq!(count(V4Select::RelayId(vec![0xc0, 0, 2, 1]), false), 4);
-    assert_eq!(shards.iter().map(LeaseShard::len_v6).sum::<usize>(), 5);
+    assert_eq!(shards.iter().map(LeaseTable::len_v6).sum::<usize>(), 5);
 }
 
 const GOOD_V4: &str = r#"{"ipv4":"192.0.2.10","psid":{"offset":0,"len":4,"id":3},"chaddr":"02:00:00:00:00:01","state":"active","cltt":100,"expires":200}"#;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use leasequery::lease::{
-    shard_of_addr, shard_of_client, shard_of_duid, LeaseError, LeaseShard, RelayBinding, ScanStep,
+    shard_of_addr, shard_of_client, shard_of_duid, LeaseError, LeaseTable, RelayBinding, ScanStep,
     V4Binding, V4Query, V4Select, V6Binding, V6ContextBinding, V6Query, V6Select,
 };
 use leasequery::proto::codes::dhcp_state;
@@ -82,7 +82,7 @@ fn q6(select: V6Select) -> V6Query {
 type Key4 = (Ipv4Addr, Option<u16>);
 
 /// Runs a v4 query to the end with a large budget; the keys emitted, checking none twice.
-fn run4(t: &LeaseShard, q: &V4Query) -> Vec<Key4> {
+fn run4(t: &LeaseTable, q: &V4Query) -> Vec<Key4> {
     let mut cur = t.start_v4(q);
     let mut out = Vec::new();
     let step = t.scan_v4(q, &mut cur, 1 << 20, |r| {
@@ -103,8 +103,8 @@ fn keys(list: &[(&str, Option<u16>)]) -> Vec<Key4> {
 }
 
 /// Six bindings covering every v4 selector.
-fn sample_v4() -> LeaseShard {
-    let mut t = LeaseShard::new();
+fn sample_v4() -> LeaseTable {
+    let mut t = LeaseTable::new();
     let mut a = v4("192.0.2.1", None);
     a.chaddr = vec![2, 0, 0, 0, 0, 1];
     a.client_id = Some(vec![1, 2, 0, 0, 0, 0, 1]);
@@ -262,7 +262,7 @@ fn every_v4_query_type_returns_exactly_its_bindings() {
 
 #[test]
 fn get_v4_lends_every_field() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let mut b = o6(v4("192.0.2.9", psid(3)), "2001:db8:1::", "2001:db8:1::10");
     b.chaddr = vec![2, 0, 0, 0, 0, 9];
     b.client_id = Some(vec![255, 1, 2, 3, 4, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9]);
@@ -320,7 +320,7 @@ fn get_v4_lends_every_field() {
 
 #[test]
 fn v4_time_window_uses_cltt_or_state_start() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     for (addr, cltt, start) in [
         ("192.0.2.1", 100, 100),
         ("192.0.2.2", 200, 50),
@@ -351,7 +351,7 @@ fn v4_time_window_uses_cltt_or_state_start() {
 
 #[test]
 fn upsert_replacing_a_binding_updates_every_index() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let mut old = o6(v4("192.0.2.5", psid(1)), "2001:db8:1::", "2001:db8:1::10");
     old.chaddr = vec![2, 0, 0, 0, 0, 1];
     old.client_id = Some(b"\x01old".to_vec());
@@ -421,7 +421,7 @@ fn upsert_replacing_a_binding_updates_every_index() {
 
 #[test]
 fn invalid_bindings_are_refused() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let mut b = v4("192.0.2.1", None);
     b.chaddr = vec![0; 17];
     assert_eq!(t.upsert_v4(b), Err(LeaseError::ChaddrTooLong));
@@ -458,7 +458,7 @@ fn invalid_bindings_are_refused() {
     assert_eq!(t.len_v6(), 0);
 }
 
-fn collect_budgeted(t: &LeaseShard, q: &V4Query, budget: usize) -> (Vec<Key4>, usize) {
+fn collect_budgeted(t: &LeaseTable, q: &V4Query, budget: usize) -> (Vec<Key4>, usize) {
     let mut cur = t.start_v4(q);
     let mut out = Vec::new();
     let mut calls = 0;
@@ -477,7 +477,7 @@ fn collect_budgeted(t: &LeaseShard, q: &V4Query, budget: usize) -> (Vec<Key4>, u
 
 #[test]
 fn budget_splits_a_scan_into_calls() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     for i in 0..10u8 {
         let mut b = v4(&format!("192.0.2.{i}"), None);
         b.relay_id = Some(if i % 2 == 0 {
@@ -503,7 +503,7 @@ fn budget_splits_a_scan_into_calls() {
 
 #[test]
 fn refused_record_is_offered_again() {
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     for i in 0..6u8 {
         t.upsert_v4(v4(&format!("192.0.2.{i}"), None)).unwrap();
     }
@@ -548,7 +548,7 @@ fn v6b(duid: &[u8], link: &str) -> V6Binding {
     }
 }
 
-fn run6(t: &LeaseShard, q: &V6Query) -> Vec<Vec<u8>> {
+fn run6(t: &LeaseTable, q: &V6Query) -> Vec<Vec<u8>> {
     let mut cur = t.start_v6(q);
     let mut out = Vec::new();
     assert_eq!(
@@ -581,8 +581,8 @@ fn k6(list: &[(&[u8], u8)]) -> Vec<Vec<u8>> {
     v
 }
 
-fn sample_v6() -> LeaseShard {
-    let mut t = LeaseShard::new();
+fn sample_v6() -> LeaseTable {
+    let mut t = LeaseTable::new();
     let mut a = v6b(b"duid-a", "2001:db8:1::1");
     a.iana = vec![V6Addr {
         addr: ip6("2001:db8:1::5"),
@@ -841,7 +841,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..60),
         by_relay in any::<bool>(),
     ) {
-        let mut t = LeaseShard::new();
+        let mut t = LeaseTable::new();
         // Model: key -> relay.
         let mut model: BTreeMap<u8, u8> = BTreeMap::new();
         for (&k, &r) in &initial {
@@ -857,7 +857,7 @@ proptest! {
         let mut steady: BTreeSet<u8> =
             model.iter().filter(|(_, &r)| matches(r)).map(|(&k, _)| k).collect();
         let mut emitted: BTreeSet<u8> = BTreeSet::new();
-        let scan = |t: &LeaseShard, cur: &mut _, budget: usize, room: usize,
+        let scan = |t: &LeaseTable, cur: &mut _, budget: usize, room: usize,
                         emitted: &mut BTreeSet<u8>| {
             let mut room = room;
             t.scan_v4(&q, cur, budget, |r| {

@@ -126,11 +126,11 @@ fn import() -> String {
 
 /// A DHCP4o6 bulk query by link-address 2001:db8:1:: asking for OPTION_S46_V4V6BIND.
 fn query_4o6(xid: u32) -> Vec<u8> {
-    use leasequery::requestor::{query, V4Query, V6Query};
-    let v4b = query::v4_bulk(0x4444_0001, &V4Query::All, &[51, 109, 159]);
+    use leasequery::requestor::{query, BulkV4, BulkV6};
+    let v4b = query::v4_bulk(0x4444_0001, &BulkV4::All, &[51, 109, 159]);
     let duid = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
     let link = "2001:db8:1::".parse().unwrap();
-    query::o6_bulk(xid, &duid, &V6Query::Link(link), query::O6_ORO, v4b)
+    query::o6_bulk(xid, &duid, &BulkV6::Link(link), query::O6_ORO, v4b)
 }
 
 /// A requestor in Python (sockets only): sends one framed query in hex, reads until the stream

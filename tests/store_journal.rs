@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use leasequery::lease::{
-    shard_of_addr, shard_of_duid, Change, ChangeKind, LeaseShard, ScanStep, V4Binding, V4Query,
+    shard_of_addr, shard_of_duid, Change, ChangeKind, LeaseTable, ScanStep, V4Binding, V4Query,
     V4Select, V6Binding,
 };
 use leasequery::proto::record::{PortParams, V6Addr};
@@ -521,7 +521,7 @@ fn shard_count_change_keeps_every_binding_once() {
     }
 }
 
-fn table_v4(t: &LeaseShard) -> Vec<V4Binding> {
+fn table_v4(t: &LeaseTable) -> Vec<V4Binding> {
     let q = V4Query {
         select: V4Select::All,
         changed_since: None,
@@ -559,7 +559,7 @@ fn snapshot_compacts_and_replays_to_the_table() {
             },
         )
         .unwrap();
-        let mut table = LeaseShard::new();
+        let mut table = LeaseTable::new();
         let mut v6s: HashMap<Vec<u8>, V6Binding> = HashMap::new();
         for round in 0..3u32 {
             for i in 0..200 {
@@ -987,7 +987,7 @@ fn record_numbers_survive_rotation_snapshots_and_restarts() {
     let d = dir.clone();
     run(move || async move {
         let j = Journal::open_with(&d, 0, 1, cfg).unwrap();
-        let mut table = LeaseShard::new();
+        let mut table = LeaseTable::new();
         for i in 0..150 {
             let b = v4(i, 10);
             table.upsert_v4(b.clone()).unwrap();

@@ -3,13 +3,13 @@
 #![no_main]
 
 use leasequery::authority::{client_shard, Authority, AuthorityConfig};
-use leasequery::lease::LeaseShard;
+use leasequery::lease::LeaseTable;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let cfg = AuthorityConfig::demo().validate().expect("demo config");
     let mut a = Authority::new(&cfg, 0, 1);
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let src = std::net::Ipv6Addr::LOCALHOST;
     let now = 1_767_225_600;
     let _ = client_shard(data, 2);

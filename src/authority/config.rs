@@ -130,7 +130,7 @@ fn default_max_datagram() -> u32 {
 
 /// A configuration error, naming the subnet and the field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
+pub enum SubnetError {
     /// A field's value does not parse or is out of range.
     #[error("subnet {subnet:?}: {field}: {reason}")]
     Invalid {
@@ -208,8 +208,8 @@ pub struct ValidConfig {
     pub max_datagram: usize,
 }
 
-fn bad(subnet: &str, field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn bad(subnet: &str, field: &'static str, reason: impl Into<String>) -> SubnetError {
+    SubnetError::Invalid {
         subnet: subnet.to_string(),
         field,
         reason: reason.into(),
@@ -343,7 +343,7 @@ impl AuthorityConfig {
     }
 
     /// Checks every field and parses addresses, prefixes and pools.
-    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+    pub fn validate(&self) -> Result<ValidConfig, SubnetError> {
         if self.subnets.is_empty() || self.subnets.len() > MAX_SUBNETS {
             return Err(bad("", "subnet", format!("need 1..={MAX_SUBNETS} subnets")));
         }
@@ -466,7 +466,7 @@ impl AuthorityConfig {
                 if u32::from(a.first) <= u32::from(b.last)
                     && u32::from(b.first) <= u32::from(a.last)
                 {
-                    return Err(ConfigError::Overlap(a.name.clone(), b.name.clone()));
+                    return Err(SubnetError::Overlap(a.name.clone(), b.name.clone()));
                 }
             }
         }
@@ -556,14 +556,14 @@ mod tests {
         c.subnets[1].psid_offset = Some(8);
         assert!(matches!(
             c.validate(),
-            Err(ConfigError::Invalid {
+            Err(SubnetError::Invalid {
                 field: "psid_offset",
                 ..
             })
         ));
         let mut c = AuthorityConfig::demo();
         c.subnets[0].pool = "198.51.100.128/25".into();
-        assert!(matches!(c.validate(), Err(ConfigError::Overlap(..))));
+        assert!(matches!(c.validate(), Err(SubnetError::Overlap(..))));
         let mut c = AuthorityConfig::demo();
         c.subnets[0].renew_time = 4000;
         assert!(c.validate().is_err());
@@ -593,7 +593,7 @@ mod tests {
             assert!(
                 matches!(
                     &err,
-                    ConfigError::Invalid { subnet, field: "pool", .. } if subnet == "shared"
+                    SubnetError::Invalid { subnet, field: "pool", .. } if subnet == "shared"
                 ),
                 "{pool}: {err}"
             );
@@ -617,7 +617,7 @@ mod tests {
             assert!(
                 matches!(
                     c.validate(),
-                    Err(ConfigError::Invalid {
+                    Err(SubnetError::Invalid {
                         field: "server_id",
                         ..
                     })
@@ -640,7 +640,7 @@ mod tests {
             c.subnets[0].lease_time = lt;
             let e = c.validate().expect_err("too long");
             assert!(
-                matches!(&e, ConfigError::Invalid { subnet, field: "lease_time", .. } if subnet == "full"),
+                matches!(&e, SubnetError::Invalid { subnet, field: "lease_time", .. } if subnet == "full"),
                 "{e}"
             );
             assert!(e.to_string().contains("4294967295"), "{e}");

@@ -5,7 +5,7 @@
 //! # Flow
 //!
 //! The shell calls [`client_shard`] on each datagram and hands it to that shard's
-//! [`Authority::handle`] with the shard's [`LeaseShard`], the IPv6 source and `now`. Timers:
+//! [`Authority::handle`] with the shard's [`LeaseTable`], the IPv6 source and `now`. Timers:
 //! [`Authority::next_deadline`] and [`Authority::expire`].
 //!
 //! # Files, one concern each
@@ -88,18 +88,18 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
-use crate::lease::{shard_of_client, Change, LeaseShard};
+use crate::lease::{shard_of_client, Change, LeaseTable};
 #[cfg(doc)]
 use crate::lease::shard_of_softwire;
 use crate::proto::codes::v4msg;
 
-pub use config::{AuthorityConfig, ConfigError, SubnetConfig, ValidConfig, ValidSubnet};
+pub use config::{AuthorityConfig, SubnetConfig, SubnetError, ValidConfig, ValidSubnet};
 pub use counters::AuthorityCounters;
 pub use softwire::{ClaimAnswer, SoftwireClaim};
 pub use wire::MAX_RELAY_DEPTH;
 
 use pools::{PoolState, Unit};
-use states::{Decided, Offer, Reply};
+use states::{Decided, Offer, ServerReply};
 use timers::Timer;
 
 /// Which shard owns the client of this datagram: [`shard_of_client`] over the option 61 payload
@@ -214,7 +214,7 @@ impl Authority {
     /// [`Authority::handle_claimed`].
     pub fn handle(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         datagram: &[u8],
         src: Ipv6Addr,
         now: u32,
@@ -229,7 +229,7 @@ impl Authority {
     /// state found now; a granted claim left unused is in [`Outcome::frees`].
     pub fn handle_claimed(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         datagram: &[u8],
         src: Ipv6Addr,
         now: u32,
@@ -269,7 +269,7 @@ impl Authority {
     /// (the caller frees it when the lease did not keep it).
     fn handle_inner(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         datagram: &[u8],
         src: Ipv6Addr,
         now: u32,
@@ -328,7 +328,7 @@ impl Authority {
             v4msg::REQUEST => self.request(table, subnet, &req, now, &mut changes, answer),
             v4msg::INFORM => {
                 self.counters.informs += 1;
-                Ok(Some(Reply::InformAck(subnet)).into())
+                Ok(Some(ServerReply::InformAck(subnet)).into())
             }
             _ => {
                 self.counters.drop_bad_v4_type += 1;

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::decode::Req;
 use super::Authority;
-use crate::lease::{shard_of_addr, LeaseShard, V4Binding};
+use crate::lease::{shard_of_addr, LeaseTable, V4Binding};
 use crate::proto::codes::dhcp_state;
 use crate::proto::record::PortParams;
 
@@ -68,7 +68,7 @@ impl Authority {
         })
     }
 
-    pub(super) fn binding(&self, table: &LeaseShard, unit: Unit) -> Option<V4Binding> {
+    pub(super) fn binding(&self, table: &LeaseTable, unit: Unit) -> Option<V4Binding> {
         let s = self.subnet_of(unit.addr)?;
         let r = table.get_v4(Ipv4Addr::from(unit.addr), self.pp(s, unit))?;
         Some(V4Binding::from_record(&r))
@@ -77,7 +77,7 @@ impl Authority {
     /// Whether `unit` may be given to `client` now.
     pub(super) fn is_free_for(
         &self,
-        table: &LeaseShard,
+        table: &LeaseTable,
         unit: Unit,
         client: &[u8],
         now: u32,
@@ -137,7 +137,7 @@ impl Authority {
     /// or previous unit, the requested one, a unit whose hold ended, a never-used unit.
     pub(super) fn allocate(
         &mut self,
-        table: &LeaseShard,
+        table: &LeaseTable,
         subnet: usize,
         r: &Req<'_>,
         now: u32,
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn allocation_walks_the_pool_address_major_and_takes_freed_units_first() {
         let mut a = authority(&cfg());
-        let table = LeaseShard::new();
+        let table = LeaseTable::new();
         let bytes = v4(v4msg::DISCOVER, 1, Ipv4Addr::UNSPECIFIED, Vec::new());
         let q = query(&bytes, Vec::new(), false);
         let (_, _, r) = a.decode(&q, src(), true).expect("decoded");
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn a_requested_unit_is_given_when_free() {
         let mut a = authority(&cfg());
-        let table = LeaseShard::new();
+        let table = LeaseTable::new();
         let want = Ipv4Addr::new(192, 0, 2, 77);
         let bytes = v4(
             v4msg::DISCOVER,

@@ -10,7 +10,7 @@ use super::pools::Unit;
 use super::softwire::{ClaimAnswer, SoftwireClaim};
 use super::timers::{lease_end, Timer, INFINITE};
 use super::{wire, Authority, DirEntry, ValidSubnet};
-use crate::lease::{Change, ChangeKind, LeaseShard, V4Binding};
+use crate::lease::{Change, ChangeKind, LeaseTable, V4Binding};
 use crate::proto::codes::{dhcp_state, v4msg, BOOTREPLY};
 use crate::proto::v4::{ClientId, Message, V4Option};
 
@@ -18,12 +18,12 @@ use crate::proto::v4::{ClientId, Message, V4Option};
 /// during it that the client did not hold before (the caller frees it again when the lease did
 /// not keep it).
 pub(super) struct Decided {
-    pub(super) reply: Option<Reply>,
+    pub(super) reply: Option<ServerReply>,
     pub(super) fresh: Option<SoftwireClaim>,
 }
 
-impl From<Option<Reply>> for Decided {
-    fn from(reply: Option<Reply>) -> Decided {
+impl From<Option<ServerReply>> for Decided {
+    fn from(reply: Option<ServerReply>) -> Decided {
         Decided { reply, fresh: None }
     }
 }
@@ -35,7 +35,7 @@ pub(super) struct Offer {
     pub(super) subnet: usize,
 }
 
-pub(super) enum Reply {
+pub(super) enum ServerReply {
     Offer(usize, Unit, Option<Ipv6Addr>),
     Ack(usize, Unit, Option<Ipv6Addr>),
     Nak,
@@ -52,11 +52,11 @@ impl Authority {
 
     pub(super) fn discover(
         &mut self,
-        table: &LeaseShard,
+        table: &LeaseTable,
         subnet: usize,
         r: &Req<'_>,
         now: u32,
-    ) -> Option<Reply> {
+    ) -> Option<ServerReply> {
         // An active lease is offered again as is.
         if let Some(e) = self.dir.get(&r.client).copied() {
             if let Some(b) = self.binding(table, e.unit) {
@@ -65,7 +65,7 @@ impl Authority {
                     && self.subnet_of(e.unit.addr) == Some(subnet)
                 {
                     self.counters.offers += 1;
-                    return Some(Reply::Offer(subnet, e.unit, b.softwire_src));
+                    return Some(ServerReply::Offer(subnet, e.unit, b.softwire_src));
                 }
             }
         }
@@ -74,7 +74,7 @@ impl Authority {
             if o.subnet == subnet {
                 let unit = o.unit;
                 self.counters.offers += 1;
-                return Some(Reply::Offer(subnet, unit, None));
+                return Some(ServerReply::Offer(subnet, unit, None));
             }
             self.withdraw_offer(&r.client.clone());
         }
@@ -93,11 +93,11 @@ impl Authority {
             Timer::Offer(id),
         )));
         self.counters.offers += 1;
-        Some(Reply::Offer(subnet, unit, None))
+        Some(ServerReply::Offer(subnet, unit, None))
     }
 
     /// The client's ACTIVE lease, if any.
-    pub(super) fn active_of(&self, table: &LeaseShard, client: &[u8]) -> Option<(Unit, V4Binding)> {
+    pub(super) fn active_of(&self, table: &LeaseTable, client: &[u8]) -> Option<(Unit, V4Binding)> {
         let e = self.dir.get(client)?;
         let b = self.binding(table, e.unit)?;
         (b.state == dhcp_state::ACTIVE && b.client_id.as_deref() == Some(client))
@@ -106,7 +106,7 @@ impl Authority {
 
     pub(super) fn request(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         subnet: usize,
         r: &Req<'_>,
         now: u32,
@@ -180,9 +180,9 @@ impl Authority {
         }
     }
 
-    pub(super) fn nak(&mut self) -> Option<Reply> {
+    pub(super) fn nak(&mut self) -> Option<ServerReply> {
         self.counters.naks += 1;
-        Some(Reply::Nak)
+        Some(ServerReply::Nak)
     }
 
     /// Makes `unit` the client's ACTIVE lease (new or renewed) in the table, applying the
@@ -192,7 +192,7 @@ impl Authority {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn activate(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         subnet: usize,
         unit: Unit,
         r: &Req<'_>,
@@ -228,7 +228,7 @@ impl Authority {
     #[allow(clippy::too_many_arguments)]
     fn activate_claimed(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         (subnet, s): (usize, &ValidSubnet),
         unit: Unit,
         r: &Req<'_>,
@@ -236,7 +236,7 @@ impl Authority {
         changes: &mut Vec<Change>,
         granted: Option<bool>,
         fresh: Option<&SoftwireClaim>,
-    ) -> Option<Reply> {
+    ) -> Option<ServerReply> {
         let active = self.active_of(table, &r.client);
         let renewing = active
             .as_ref()
@@ -261,7 +261,7 @@ impl Authority {
                     let (u, b) = active?;
                     let sub = self.subnet_of(u.addr)?;
                     self.counters.acks += 1;
-                    return Some(Reply::Ack(sub, u, b.softwire_src));
+                    return Some(ServerReply::Ack(sub, u, b.softwire_src));
                 }
             } else if old_sw.is_some_and(|o| o != new) && self.cfg.softwire_min_update > 0 {
                 let last = self.dir.get(&r.client).map_or(0, |e| e.sw_set_at);
@@ -351,7 +351,7 @@ impl Authority {
             binding: b,
         });
         self.counters.acks += 1;
-        Some(Reply::Ack(subnet, unit, sw))
+        Some(ServerReply::Ack(subnet, unit, sw))
     }
 
     /// The unit a DECLINE / RELEASE names: the client's unit at `addr` (PSID from 159 if given).
@@ -364,7 +364,7 @@ impl Authority {
 
     pub(super) fn decline(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         r: &Req<'_>,
         now: u32,
         changes: &mut Vec<Change>,
@@ -429,7 +429,7 @@ impl Authority {
 
     pub(super) fn release(
         &mut self,
-        table: &mut LeaseShard,
+        table: &mut LeaseTable,
         r: &Req<'_>,
         now: u32,
         changes: &mut Vec<Change>,
@@ -469,15 +469,15 @@ impl Authority {
         &self,
         hops: &[wire::Hop<'_>],
         r: &Req<'_>,
-        reply: Reply,
+        reply: ServerReply,
         now: u32,
     ) -> Option<Vec<u8>> {
         let v4 = &r.v4;
         let (msg_type, subnet, unit, sw) = match reply {
-            Reply::Offer(s, u, sw) => (v4msg::OFFER, Some(s), Some(u), sw),
-            Reply::Ack(s, u, sw) => (v4msg::ACK, Some(s), Some(u), sw),
-            Reply::InformAck(s) => (v4msg::ACK, Some(s), None, None),
-            Reply::Nak => (v4msg::NAK, None, None, None),
+            ServerReply::Offer(s, u, sw) => (v4msg::OFFER, Some(s), Some(u), sw),
+            ServerReply::Ack(s, u, sw) => (v4msg::ACK, Some(s), Some(u), sw),
+            ServerReply::InformAck(s) => (v4msg::ACK, Some(s), None, None),
+            ServerReply::Nak => (v4msg::NAK, None, None, None),
         };
         let mut m = Message::new(BOOTREPLY, msg_type, v4.xid);
         m.set_hw_addr(v4.htype, v4.chaddr).ok()?;

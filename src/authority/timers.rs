@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 
 use super::pools::Unit;
 use super::{Authority, DirEntry};
-use crate::lease::{Change, ChangeKind, LeaseShard, ScanStep, V4Query};
+use crate::lease::{Change, ChangeKind, LeaseTable, ScanStep, V4Query};
 use crate::proto::codes::dhcp_state;
 use crate::proto::record::V4Record;
 
@@ -44,7 +44,7 @@ impl Authority {
     /// alone (not indexed). The active leases' softwire sources owned by this shard are claimed
     /// at once; the others wait in [`Authority::take_registrations`] for the shell to claim at
     /// their owners (see the module docs).
-    pub fn restore(&mut self, table: &LeaseShard) {
+    pub fn restore(&mut self, table: &LeaseTable) {
         let q = V4Query::all();
         let mut cur = table.start_v4(&q);
         let mut seen: Vec<Seen> = Vec::new();
@@ -108,7 +108,7 @@ impl Authority {
     /// Runs every timer due at `now`: ACTIVE leases past their expiry become EXPIRED (a
     /// [`ChangeKind::Expire`] change each), ended holds make units reusable, unanswered offers
     /// are withdrawn.
-    pub fn expire(&mut self, table: &mut LeaseShard, now: u32) -> Vec<Change> {
+    pub fn expire(&mut self, table: &mut LeaseTable, now: u32) -> Vec<Change> {
         let mut changes = Vec::new();
         while let Some(&Reverse((t, timer))) = self.timers.peek() {
             if t > now {
@@ -165,7 +165,7 @@ impl Authority {
 
     /// Renewals leave stale timers behind; when they outnumber the live ones, keep only the
     /// live ones (so the heap stays within twice the bindings and offers, plus a constant).
-    pub(super) fn maybe_compact_timers(&mut self, table: &LeaseShard) {
+    pub(super) fn maybe_compact_timers(&mut self, table: &LeaseTable) {
         if self.timers.len() <= 2 * (table.len_v4() + self.offers.len()) + 1024 {
             return;
         }
@@ -235,7 +235,7 @@ mod tests {
         let c = cfg();
         let hold = c.expired_hold;
         let mut a = authority(&c);
-        let mut table = LeaseShard::new();
+        let mut table = LeaseTable::new();
         let addr = Ipv4Addr::new(192, 0, 2, 9);
         table.upsert_v4(active(addr, 1, 500)).expect("upsert");
         // Outside every subnet: not indexed, no timer.
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn a_renewed_lease_leaves_its_old_timer_stale() {
         let mut a = authority(&cfg());
-        let mut table = LeaseShard::new();
+        let mut table = LeaseTable::new();
         let addr = Ipv4Addr::new(192, 0, 2, 9);
         table.upsert_v4(active(addr, 1, 500)).expect("upsert");
         a.restore(&table);

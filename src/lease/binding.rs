@@ -1,5 +1,5 @@
 //! Owned bindings: what the import (and later the 4o6 authority) hands to
-//! [`LeaseShard`](super::LeaseShard) to insert or replace. The table stores them compactly and
+//! [`LeaseTable`](super::LeaseTable) to insert or replace. The table stores them compactly and
 //! lends them back as the borrowed records of [`crate::proto::record`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};

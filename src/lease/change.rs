@@ -1,10 +1,10 @@
 //! Binding change events: what the 4o6 authority (and any other lease feed) emits for every change
-//! it makes to a [`LeaseShard`](super::LeaseShard), and what the journal, the history ring and
+//! it makes to a [`LeaseTable`](super::LeaseTable), and what the journal, the history ring and
 //! active leasequery consume (DESIGN.md section 3, rules 5-7).
 //!
 //! A change carries the binding's whole state *after* the change (the latest state wins:
 //! RFC 7653 section 7, RFC 7724 section 6.2), so replaying changes in order with
-//! [`LeaseShard::upsert_v4`](super::LeaseShard::upsert_v4) rebuilds the table, and a subscriber's
+//! [`LeaseTable::upsert_v4`](super::LeaseTable::upsert_v4) rebuilds the table, and a subscriber's
 //! backlog may coalesce changes of one binding into its last one.
 
 use std::net::{Ipv4Addr, Ipv6Addr};

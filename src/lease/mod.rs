@@ -2,7 +2,7 @@
 //!
 //! - [`binding`]: owned bindings ([`V4Binding`], [`V6Binding`]), the input of the table.
 //! - [`change`]: change events ([`Change`]) for the journal, the history ring and active leasequery.
-//! - [`table`]: [`LeaseShard`], one shard's bindings, indexes for every query type and the
+//! - [`table`]: [`LeaseTable`], one shard's bindings, indexes for every query type and the
 //!   resumable scans the bulk/active shell drives ([`V4Query`], [`V6Query`], [`ScanCursor`]).
 //! - routing ([`shard_of_addr`], [`shard_of_client`], [`shard_of_duid`]): which shard owns what
 //!   (DESIGN.md section 3, rules 1 and 2).
@@ -27,7 +27,7 @@ pub use binding::{RelayBinding, V4Binding, V6Binding, V6ContextBinding};
 pub use change::{Change, ChangeKind, V4Key, V6Key};
 pub use history::{BindingKey, CatchUp, CatchUpStep, History, HistoryLimits};
 pub use table::{
-    LeaseError, LeaseShard, ScanCursor, ScanStep, V4Query, V4Select, V6Query, V6Select,
+    LeaseError, LeaseTable, ScanCursor, ScanStep, V4Query, V4Select, V6Query, V6Select,
 };
 
 const SEED: u64 = 0x243F_6A88_85A3_08D3;

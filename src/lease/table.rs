@@ -295,7 +295,7 @@ impl<'a> Candidates<'a> {
     }
 }
 
-/// Visits candidates in order under a budget; see [`LeaseShard::scan_v4`].
+/// Visits candidates in order under a budget; see [`LeaseTable::scan_v4`].
 fn drive<R>(
     cands: Candidates<'_>,
     cur: &mut ScanCursor,
@@ -323,7 +323,7 @@ fn drive<R>(
 
 /// One shard's bindings (v4/4o6 and plain v6), their indexes and scans. Sans-io.
 #[derive(Debug, Default)]
-pub struct LeaseShard {
+pub struct LeaseTable {
     next_seq: u64,
     v4: Vec<V4Slot>,
     v4_free: Vec<u32>,
@@ -346,12 +346,12 @@ pub struct LeaseShard {
     v6_relays: Interner,
     v6_remotes: Interner,
     v6_link64: Interner,
-    /// While recording ([`LeaseShard::record_v4_undo`]): what each v4 upsert or remove replaced.
+    /// While recording ([`LeaseTable::record_v4_undo`]): what each v4 upsert or remove replaced.
     undo_v4: Option<Vec<V4Undo>>,
 }
 
 /// What one v4 upsert or remove replaced: the key and the binding it had before (`None`: there
-/// was none). Applied newest first, these undo the changes ([`LeaseShard::undo_v4`]).
+/// was none). Applied newest first, these undo the changes ([`LeaseTable::undo_v4`]).
 pub type V4Undo = (Ipv4Addr, Option<PortParams>, Option<V4Binding>);
 
 fn check_len(f: &Option<Vec<u8>>) -> Result<(), LeaseError> {
@@ -371,10 +371,10 @@ fn alloc_slot(free: &mut Vec<u32>, len: usize) -> Result<u32, LeaseError> {
     }
 }
 
-impl LeaseShard {
+impl LeaseTable {
     /// An empty shard.
-    pub fn new() -> LeaseShard {
-        LeaseShard::default()
+    pub fn new() -> LeaseTable {
+        LeaseTable::default()
     }
 
     /// Makes room for these bindings before they are inserted in bulk (an import, a journal
@@ -428,13 +428,13 @@ impl LeaseShard {
     }
 
     /// Starts recording what each v4 upsert and remove replaces, until
-    /// [`take_v4_undo`](LeaseShard::take_v4_undo).
+    /// [`take_v4_undo`](LeaseTable::take_v4_undo).
     pub fn record_v4_undo(&mut self) {
         self.undo_v4 = Some(Vec::new());
     }
 
     /// Stops recording and returns what was replaced since
-    /// [`record_v4_undo`](LeaseShard::record_v4_undo), oldest first.
+    /// [`record_v4_undo`](LeaseTable::record_v4_undo), oldest first.
     pub fn take_v4_undo(&mut self) -> Vec<V4Undo> {
         self.undo_v4.take().unwrap_or_default()
     }

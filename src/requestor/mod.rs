@@ -27,6 +27,6 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
-pub use query::{ActiveQuery, V4Query, V6Query};
-pub use reply::{Answer, Binding, Stream, StreamEnd, Wire};
+pub use query::{ActiveQuery, BulkV4, BulkV6};
+pub use reply::{Answer, Binding, Stream, Ending, Wire};
 pub use table::{Key, Table, Value};

@@ -8,7 +8,7 @@ use crate::proto::v6::{Message as V6Message, V6Option};
 
 /// What a DHCPv6 bulk leasequery asks for (RFC 5460 §5.3, RFC 5007 §4.1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum V6Query {
+pub enum BulkV6 {
     /// QUERY_BY_ADDRESS: the binding of one address (in an OPTION_IAADDR).
     Address(Ipv6Addr),
     /// QUERY_BY_CLIENTID: the bindings of one client DUID.
@@ -26,12 +26,12 @@ pub enum V6Query {
     },
 }
 
-impl V6Query {
+impl BulkV6 {
     /// The query-type, link-address and options of its OPTION_LQ_QUERY.
     fn parts(&self) -> (u8, Ipv6Addr, Vec<V6Option>) {
         let none = Ipv6Addr::UNSPECIFIED;
         match self {
-            V6Query::Address(a) => (
+            BulkV6::Address(a) => (
                 query_type::BY_ADDRESS,
                 none,
                 vec![V6Option::IaAddr {
@@ -41,18 +41,18 @@ impl V6Query {
                     options: Vec::new(),
                 }],
             ),
-            V6Query::ClientId(d) => (
+            BulkV6::ClientId(d) => (
                 query_type::BY_CLIENTID,
                 none,
                 vec![V6Option::ClientId(d.clone())],
             ),
-            V6Query::RelayId(d) => (
+            BulkV6::RelayId(d) => (
                 query_type::BY_RELAY_ID,
                 none,
                 vec![V6Option::RelayId(d.clone())],
             ),
-            V6Query::Link(l) => (query_type::BY_LINK_ADDRESS, *l, Vec::new()),
-            V6Query::RemoteId {
+            BulkV6::Link(l) => (query_type::BY_LINK_ADDRESS, *l, Vec::new()),
+            BulkV6::RemoteId {
                 enterprise,
                 remote_id,
             } => (
@@ -69,7 +69,7 @@ impl V6Query {
 
 /// What a DHCPv4 bulk leasequery asks for (RFC 6926 §6.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum V4Query {
+pub enum BulkV4 {
     /// No primary selector: every configured address.
     All,
     /// Relay-id, option 82 sub-option 12 (RFC 6925).
@@ -107,40 +107,40 @@ fn encode6(m: &V6Message) -> Vec<u8> {
 
 /// A DHCPBULKLEASEQUERY (op BOOTREQUEST) with the Parameter Request List `prl` (none when
 /// empty), as a message the caller may still change before encoding.
-pub fn v4_bulk_message(xid: u32, q: &V4Query, prl: &[u8]) -> V4Message {
+pub fn v4_bulk_message(xid: u32, q: &BulkV4, prl: &[u8]) -> V4Message {
     let mut m = V4Message::new(1, v4msg::BULKLEASEQUERY, xid);
     if !prl.is_empty() {
         m.options.push(V4Option::ParameterRequestList(prl.to_vec()));
     }
     match q {
-        V4Query::All => {}
-        V4Query::RelayId(id) => m.options.push(sub_option(v4relay::RELAY_ID, id)),
-        V4Query::RemoteId(id) => m.options.push(sub_option(v4relay::REMOTE_ID, id)),
-        V4Query::ClientId(id) => m.options.push(V4Option::Unknown {
+        BulkV4::All => {}
+        BulkV4::RelayId(id) => m.options.push(sub_option(v4relay::RELAY_ID, id)),
+        BulkV4::RemoteId(id) => m.options.push(sub_option(v4relay::REMOTE_ID, id)),
+        BulkV4::ClientId(id) => m.options.push(V4Option::Unknown {
             code: v4opt::CLIENT_ID,
             data: id.clone(),
         }),
-        V4Query::Mac(mac) => m.set_hw_addr(1, mac).expect("6 octets fit chaddr"),
+        BulkV4::Mac(mac) => m.set_hw_addr(1, mac).expect("6 octets fit chaddr"),
     }
     m
 }
 
 /// A DHCPBULKLEASEQUERY, encoded (see [`v4_bulk_message`]).
-pub fn v4_bulk(xid: u32, q: &V4Query, prl: &[u8]) -> Vec<u8> {
+pub fn v4_bulk(xid: u32, q: &BulkV4, prl: &[u8]) -> Vec<u8> {
     encode4(&v4_bulk_message(xid, q, prl))
 }
 
 /// A DHCPv6 LEASEQUERY for a bulk answer: OPTION_CLIENTID `duid` (the requestor's), then
 /// OPTION_LQ_QUERY with the query and an ORO of `oro` inside it when not empty. The xid keeps
 /// its low 24 bits.
-pub fn v6_bulk(xid: u32, duid: &[u8], q: &V6Query, oro: &[u16]) -> Vec<u8> {
+pub fn v6_bulk(xid: u32, duid: &[u8], q: &BulkV6, oro: &[u16]) -> Vec<u8> {
     encode6(&v6_bulk_message(xid, duid, q, oro, None))
 }
 
 /// A DHCP4o6 bulk leasequery (draft-cui-dhc-dhcp4o6-bulk-active-leasequery): [`v6_bulk`] with
 /// ORO `oro` inside OPTION_LQ_QUERY and the DHCPv4 query `v4` (e.g. a [`v4_bulk`]) in
 /// OPTION_DHCPV4_MSG.
-pub fn o6_bulk(xid: u32, duid: &[u8], q: &V6Query, oro: &[u16], v4: Vec<u8>) -> Vec<u8> {
+pub fn o6_bulk(xid: u32, duid: &[u8], q: &BulkV6, oro: &[u16], v4: Vec<u8>) -> Vec<u8> {
     encode6(&v6_bulk_message(xid, duid, q, oro, Some(v4)))
 }
 
@@ -148,7 +148,7 @@ pub fn o6_bulk(xid: u32, duid: &[u8], q: &V6Query, oro: &[u16], v4: Vec<u8>) -> 
 pub fn v6_bulk_message(
     xid: u32,
     duid: &[u8],
-    q: &V6Query,
+    q: &BulkV6,
     oro: &[u16],
     v4: Option<Vec<u8>>,
 ) -> V6Message {

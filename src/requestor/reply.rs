@@ -52,23 +52,23 @@ pub struct Binding<'a> {
 
 impl<'a> Binding<'a> {
     /// The DHCPv4 binding, when there is one and it decodes.
-    pub fn v4_binding(&self) -> Option<V4Binding<'a>> {
-        V4Binding::parse(self.v4?)
+    pub fn v4_binding(&self) -> Option<ReportedV4<'a>> {
+        ReportedV4::parse(self.v4?)
     }
 
     /// The DHCPv6 binding (a plain v6 OPTION_CLIENT_DATA), when it decodes.
-    pub fn v6_binding(&self) -> Option<V6Binding<'a>> {
+    pub fn v6_binding(&self) -> Option<ReportedV6<'a>> {
         if self.v4.is_some() {
             return None;
         }
-        V6Binding::parse(self.client_data?)
+        ReportedV6::parse(self.client_data?)
     }
 }
 
 /// A binding as a DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED reports it (ciaddr, options 61, 159,
 /// 109), borrowed from the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct V4Binding<'a> {
+pub struct ReportedV4<'a> {
     /// ciaddr.
     pub addr: Ipv4Addr,
     /// Option 61 payload.
@@ -81,16 +81,16 @@ pub struct V4Binding<'a> {
     pub active: bool,
 }
 
-impl<'a> V4Binding<'a> {
+impl<'a> ReportedV4<'a> {
     /// Parses a DHCPv4 message; `None` unless it is a DHCPLEASEACTIVE or DHCPLEASEUNASSIGNED.
-    pub fn parse(raw: &'a [u8]) -> Option<V4Binding<'a>> {
+    pub fn parse(raw: &'a [u8]) -> Option<ReportedV4<'a>> {
         let v4 = V4View::parse(raw).ok()?;
         let active = match v4.message_type()? {
             v4msg::LEASEACTIVE => true,
             v4msg::LEASEUNASSIGNED => false,
             _ => return None,
         };
-        let mut b = V4Binding {
+        let mut b = ReportedV4 {
             addr: v4.ciaddr,
             client_id: None,
             port_params: None,
@@ -120,7 +120,7 @@ impl<'a> V4Binding<'a> {
 /// first address (OPTION_IAADDR; `::` when it has only prefixes), bound while its valid
 /// lifetime is not zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct V6Binding<'a> {
+pub struct ReportedV6<'a> {
     /// OPTION_CLIENTID.
     pub duid: &'a [u8],
     /// The first OPTION_IAADDR's address, else the first OPTION_IAPREFIX's prefix.
@@ -129,9 +129,9 @@ pub struct V6Binding<'a> {
     pub active: bool,
 }
 
-impl<'a> V6Binding<'a> {
+impl<'a> ReportedV6<'a> {
     /// Parses an OPTION_CLIENT_DATA payload; `None` without an OPTION_CLIENTID.
-    pub fn parse(client_data: &'a [u8]) -> Option<V6Binding<'a>> {
+    pub fn parse(client_data: &'a [u8]) -> Option<ReportedV6<'a>> {
         let opts = OptionsView::new(client_data).ok()?;
         let duid = opts.get(v6opt::CLIENTID)?.data;
         let mut addr = None;
@@ -147,7 +147,7 @@ impl<'a> V6Binding<'a> {
             addr.get_or_insert(a);
             active |= u32::from_be_bytes(valid.try_into().ok()?) > 0;
         }
-        Some(V6Binding {
+        Some(ReportedV6 {
             duid,
             addr: addr.unwrap_or(Ipv6Addr::UNSPECIFIED),
             active,
@@ -252,7 +252,7 @@ pub fn inner(msg: &[u8]) -> Option<&[u8]> {
 
 /// How a stream ended, as [`Stream`] saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamEnd {
+pub enum Ending {
     /// The server ended the stream: a bulk answer is complete (v6 LEASEQUERY-DONE, a REPLY
     /// without bindings, v4 DHCPLEASEQUERYDONE), or an active query was ended (DONE with, e.g.,
     /// QueryTerminated); with the status it carried.
@@ -275,7 +275,7 @@ pub struct Stream {
     active: bool,
     caught_up: bool,
     bindings: u64,
-    end: Option<StreamEnd>,
+    end: Option<Ending>,
 }
 
 impl Stream {
@@ -313,10 +313,10 @@ impl Stream {
                 None
             }
             (_, Answer::Done(Some(s))) if self.active && data_missing(s) => {
-                Some(StreamEnd::DataMissing)
+                Some(Ending::DataMissing)
             }
-            (_, Answer::Done(s)) => Some(StreamEnd::Complete(s)),
-            (false, Answer::Reply(s)) => Some(StreamEnd::Complete(s.map(Status::V6))),
+            (_, Answer::Done(s)) => Some(Ending::Complete(s)),
+            (false, Answer::Reply(s)) => Some(Ending::Complete(s.map(Status::V6))),
             (false, _) => None,
             (true, Answer::Keepalive | Answer::Reply(None | Some(v6status::SUCCESS))) => None,
             (true, Answer::Status(s)) if s.v6() == v6status::CATCH_UP_COMPLETE => {
@@ -325,12 +325,12 @@ impl Stream {
             }
             (true, Answer::Status(s)) if s.v6() == v6status::SUCCESS => None,
             (true, Answer::Reply(Some(s))) if data_missing(Status::V6(s)) => {
-                Some(StreamEnd::DataMissing)
+                Some(Ending::DataMissing)
             }
-            (true, Answer::Status(s)) if data_missing(s) => Some(StreamEnd::DataMissing),
-            (true, Answer::Reply(Some(s))) => Some(StreamEnd::Refused(Status::V6(s))),
-            (true, Answer::Status(s)) => Some(StreamEnd::Refused(s)),
-            (true, Answer::Other) => Some(StreamEnd::Unexpected),
+            (true, Answer::Status(s)) if data_missing(s) => Some(Ending::DataMissing),
+            (true, Answer::Reply(Some(s))) => Some(Ending::Refused(Status::V6(s))),
+            (true, Answer::Status(s)) => Some(Ending::Refused(s)),
+            (true, Answer::Other) => Some(Ending::Unexpected),
         };
         a
     }
@@ -347,7 +347,7 @@ impl Stream {
     }
 
     /// How the stream ended, once it has.
-    pub fn end(&self) -> Option<StreamEnd> {
+    pub fn end(&self) -> Option<Ending> {
         self.end
     }
 }

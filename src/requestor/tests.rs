@@ -1,7 +1,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::query::{self, ActiveQuery, V4Query, V6Query};
-use super::reply::{classify, inner, Answer, Status, Stream, StreamEnd, Wire};
+use super::query::{self, ActiveQuery, BulkV4, BulkV6};
+use super::reply::{classify, inner, Answer, Status, Stream, Ending, Wire};
 use super::table::{Key, Table};
 use crate::proto::codes::{query_type, v4msg, v4opt, v4status, v6msg, v6opt, v6status};
 use crate::proto::record::PortParams;
@@ -89,23 +89,23 @@ fn v6_bulk_queries_carry_client_id_and_each_query_type() {
     let link: Ipv6Addr = "2001:db8:1::".parse().unwrap();
     let cases = [
         (
-            V6Query::Address("2001:db8::5".parse().unwrap()),
+            BulkV6::Address("2001:db8::5".parse().unwrap()),
             query_type::BY_ADDRESS,
             v6opt::IAADDR,
         ),
         (
-            V6Query::ClientId(vec![1, 2]),
+            BulkV6::ClientId(vec![1, 2]),
             query_type::BY_CLIENTID,
             v6opt::CLIENTID,
         ),
         (
-            V6Query::RelayId(vec![3, 4]),
+            BulkV6::RelayId(vec![3, 4]),
             query_type::BY_RELAY_ID,
             v6opt::RELAY_ID,
         ),
-        (V6Query::Link(link), query_type::BY_LINK_ADDRESS, v6opt::ORO),
+        (BulkV6::Link(link), query_type::BY_LINK_ADDRESS, v6opt::ORO),
         (
-            V6Query::RemoteId {
+            BulkV6::RemoteId {
                 enterprise: 9,
                 remote_id: vec![5],
             },
@@ -121,7 +121,7 @@ fn v6_bulk_queries_carry_client_id_and_each_query_type() {
         let lq = v.options().get(v6opt::LQ_QUERY).unwrap().data;
         assert_eq!(lq[0], qt, "{q:?}");
         let link_field = Ipv6Addr::from(<[u8; 16]>::try_from(&lq[1..17]).unwrap());
-        assert_eq!(link_field == link, matches!(q, V6Query::Link(_)));
+        assert_eq!(link_field == link, matches!(q, BulkV6::Link(_)));
         let inner = crate::proto::v6::OptionsView::new(&lq[17..]).unwrap();
         assert_eq!(inner.iter().next().unwrap().code, first, "{q:?}");
         assert_eq!(inner.get(v6opt::ORO).unwrap().data, &[0, 92]);
@@ -131,7 +131,7 @@ fn v6_bulk_queries_carry_client_id_and_each_query_type() {
 #[test]
 fn v4_bulk_queries_select_by_each_primary_key() {
     let prl = [v4opt::DHCP_STATE];
-    let all = v4::Message::decode(&query::v4_bulk(5, &V4Query::All, &prl)).unwrap();
+    let all = v4::Message::decode(&query::v4_bulk(5, &BulkV4::All, &prl)).unwrap();
     assert_eq!(
         (all.message_type(), all.xid, all.op),
         (Some(v4msg::BULKLEASEQUERY), 5, 1)
@@ -143,8 +143,8 @@ fn v4_bulk_queries_select_by_each_primary_key() {
     assert!(
         all.option(v4opt::RELAY_AGENT_INFO).is_none() && all.option(v4opt::CLIENT_ID).is_none()
     );
-    let view = |q: &V4Query| query::v4_bulk(5, q, &[]);
-    let relay = view(&V4Query::RelayId(vec![1, 2]));
+    let view = |q: &BulkV4| query::v4_bulk(5, q, &[]);
+    let relay = view(&BulkV4::RelayId(vec![1, 2]));
     assert_eq!(
         v4::MessageView::parse(&relay)
             .unwrap()
@@ -153,7 +153,7 @@ fn v4_bulk_queries_select_by_each_primary_key() {
             .as_ref(),
         &[12, 2, 1, 2]
     );
-    let remote = view(&V4Query::RemoteId(vec![7]));
+    let remote = view(&BulkV4::RemoteId(vec![7]));
     assert_eq!(
         v4::MessageView::parse(&remote)
             .unwrap()
@@ -162,7 +162,7 @@ fn v4_bulk_queries_select_by_each_primary_key() {
             .as_ref(),
         &[2, 1, 7]
     );
-    let cid = view(&V4Query::ClientId(vec![255, 1]));
+    let cid = view(&BulkV4::ClientId(vec![255, 1]));
     assert_eq!(
         v4::MessageView::parse(&cid)
             .unwrap()
@@ -171,17 +171,17 @@ fn v4_bulk_queries_select_by_each_primary_key() {
             .as_ref(),
         &[255, 1]
     );
-    let mac = v4::Message::decode(&view(&V4Query::Mac([2, 0, 0, 0, 0, 1]))).unwrap();
+    let mac = v4::Message::decode(&view(&BulkV4::Mac([2, 0, 0, 0, 0, 1]))).unwrap();
     assert_eq!((mac.htype, mac.hw_addr()), (1, &[2, 0, 0, 0, 0, 1][..]));
 }
 
 #[test]
 fn dhcp4o6_bulk_carries_the_v4_query_in_option_87() {
-    let v4q = query::v4_bulk(0x11223344, &V4Query::All, &[]);
+    let v4q = query::v4_bulk(0x11223344, &BulkV4::All, &[]);
     let b = query::o6_bulk(
         3,
         DUID,
-        &V6Query::Link("2001:db8:1::".parse().unwrap()),
+        &BulkV6::Link("2001:db8:1::".parse().unwrap()),
         query::O6_ORO,
         v4q.clone(),
     );
@@ -322,17 +322,17 @@ fn a_bulk_stream_ends_at_done_or_a_reply_without_bindings() {
     s.handle(&enc6(v6msg::LEASEQUERY_DONE, vec![]));
     assert_eq!(
         (s.bindings(), s.end()),
-        (2, Some(StreamEnd::Complete(None)))
+        (2, Some(Ending::Complete(None)))
     );
     let mut e = Stream::bulk(Wire::V6);
     e.handle(&enc6(v6msg::LEASEQUERY_REPLY, vec![st6(9)]));
-    assert_eq!(e.end(), Some(StreamEnd::Complete(Some(Status::V6(9)))));
+    assert_eq!(e.end(), Some(Ending::Complete(Some(Status::V6(9)))));
     let mut v = Stream::bulk(Wire::V4);
     v.handle(&lease4(v4msg::LEASEACTIVE, [10, 0, 0, 1], None));
     v.handle(&status4(v4msg::LEASEQUERYDONE, None));
     assert_eq!(
         (v.bindings(), v.end()),
-        (1, Some(StreamEnd::Complete(Some(Status::V4(0)))))
+        (1, Some(Ending::Complete(Some(Status::V4(0)))))
     );
 }
 
@@ -355,7 +355,7 @@ fn an_active_stream_catches_up_follows_and_ends_data_missing_refused_or_done() {
         v6msg::LEASEQUERY_DONE,
         vec![st6(v6status::QUERY_TERMINATED)],
     ));
-    let ended = Some(StreamEnd::Complete(Some(Status::V6(
+    let ended = Some(Ending::Complete(Some(Status::V6(
         v6status::QUERY_TERMINATED,
     ))));
     assert_eq!(s.end(), ended);
@@ -370,13 +370,13 @@ fn an_active_stream_catches_up_follows_and_ends_data_missing_refused_or_done() {
         v6msg::LEASEQUERY_REPLY,
         vec![st6(v6status::DATA_MISSING)],
     ));
-    assert_eq!(m.end(), Some(StreamEnd::DataMissing));
+    assert_eq!(m.end(), Some(Ending::DataMissing));
     let mut m4 = Stream::active(Wire::V4);
     m4.handle(&status4(
         v4msg::LEASEQUERYDONE,
         Some(v4status::DATA_MISSING),
     ));
-    assert_eq!(m4.end(), Some(StreamEnd::DataMissing));
+    assert_eq!(m4.end(), Some(Ending::DataMissing));
     let mut k4 = Stream::active(Wire::V4);
     k4.handle(&status4(
         v4msg::LEASEQUERYSTATUS,
@@ -394,11 +394,11 @@ fn an_active_stream_catches_up_follows_and_ends_data_missing_refused_or_done() {
     ));
     assert_eq!(
         r.end(),
-        Some(StreamEnd::Refused(Status::V6(v6status::NOT_ALLOWED)))
+        Some(Ending::Refused(Status::V6(v6status::NOT_ALLOWED)))
     );
     let mut u = Stream::active(Wire::V6);
     u.handle(&[1, 2, 3]);
-    assert_eq!(u.end(), Some(StreamEnd::Unexpected));
+    assert_eq!(u.end(), Some(Ending::Unexpected));
 }
 
 #[test]

@@ -197,7 +197,7 @@ impl ScanPlan {
     /// when nothing matched (RFC 5460 §7.2); v4 always DONE, with option 54 when it is the
     /// only message (RFC 6926 §7.3).
     pub fn finish(&self, total: u64, now: u32) -> Vec<u8> {
-        self.end(if total == 0 { End::Empty } else { End::Done }, None, now)
+        self.end(if total == 0 { StreamEnd::Empty } else { StreamEnd::Done }, None, now)
     }
 
     /// The message that ends a stream cut short (shutdown, internal failure): QueryTerminated
@@ -207,18 +207,18 @@ impl ScanPlan {
             code: v6status::QUERY_TERMINATED,
             text: "query terminated",
         };
-        self.end(if replied { End::Done } else { End::Empty }, Some(st), now)
+        self.end(if replied { StreamEnd::Done } else { StreamEnd::Empty }, Some(st), now)
     }
 
-    fn end(&self, how: End, status: Option<V6Status<'_>>, now: u32) -> Vec<u8> {
+    fn end(&self, how: StreamEnd, status: Option<V6Status<'_>>, now: u32) -> Vec<u8> {
         let mut buf = Vec::with_capacity(1024);
         let mut w = StreamWriter::with_limit(&mut buf, MAX_FRAME);
         let res = match (&self.form, how) {
-            (Form::V6(f), End::Empty) => w.write(&Reply::V6Reply {
+            (Form::V6(f), StreamEnd::Empty) => w.write(&Reply::V6Reply {
                 p: &f.params(now),
                 status,
             }),
-            (Form::V6(f), End::Done) => w.write(&Reply::V6Done {
+            (Form::V6(f), StreamEnd::Done) => w.write(&Reply::V6Done {
                 p: &f.params(now),
                 status,
             }),
@@ -227,7 +227,7 @@ impl ScanPlan {
                 w.write(&Reply::V4Done {
                     p: &f.params(now),
                     status: st,
-                    first: how == End::Empty,
+                    first: how == StreamEnd::Empty,
                 })
             }
             (Form::Dhcp4o6 { .. }, how) => {
@@ -235,8 +235,8 @@ impl ScanPlan {
                     unreachable!("form is Dhcp4o6")
                 };
                 match how {
-                    End::Empty => w.write(&Reply::O6Reply { p: &p, status }),
-                    End::Done => w.write(&Reply::O6Done { p: &p, status }),
+                    StreamEnd::Empty => w.write(&Reply::O6Reply { p: &p, status }),
+                    StreamEnd::Done => w.write(&Reply::O6Done { p: &p, status }),
                 }
             }
         };
@@ -246,7 +246,7 @@ impl ScanPlan {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+enum StreamEnd {
     Empty,
     Done,
 }

@@ -1,7 +1,7 @@
 //! The glommio shell: one pinned executor per shard, the TCP listeners, connections, the
 //! cross-shard mailboxes of the bulk scatter-gather, and shutdown.
 //!
-//! Ownership (DESIGN.md §3): each shard owns its slice of the lease table (`Rc<RefCell<LeaseShard>>`,
+//! Ownership (DESIGN.md §3): each shard owns its slice of the lease table (`Rc<RefCell<LeaseTable>>`,
 //! never borrowed across an `.await`) and the connections it accepted; only owned `Send`
 //! messages ([`mail::Mail`]) cross shards, through a bounded glommio channel mesh.
 
@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::feed::import::{self, ImportedShards};
-use crate::lease::LeaseShard;
+use crate::lease::LeaseTable;
 use crate::lease::{V4Binding, V6Binding};
 use crate::session::{Identity, LinkSet};
 use mail::{Mail, QueryKey};
@@ -100,7 +100,7 @@ pub enum ServerError {
     #[error("lease store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("authority: {0}")]
-    Authority(#[from] crate::authority::ConfigError),
+    Authority(#[from] crate::authority::SubnetError),
 }
 
 /// Capacity of each cross-shard channel of the mesh (messages).
@@ -135,7 +135,7 @@ pub(crate) struct Shared {
 pub(crate) struct ShardCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
-    pub table: RefCell<LeaseShard>,
+    pub table: RefCell<LeaseTable>,
     senders: Senders<Mail>,
     /// Scans this shard runs for queries of any shard: where their credits go.
     scans: RefCell<HashMap<QueryKey, LocalSender<Mail>>>,
@@ -561,7 +561,7 @@ async fn shard_main(
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), ServerError>>,
 ) {
-    let mut table = LeaseShard::new();
+    let mut table = LeaseTable::new();
     // Bindings were checked when the file was read; a refusal here (a shard over 2^32 slots)
     // is logged, not fatal.
     let (v4, v6) = part;

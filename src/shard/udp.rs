@@ -32,7 +32,7 @@ use super::mail::Mail;
 use super::{unix_now, ShardCtx};
 use crate::authority::{self, Authority};
 use crate::lease::table::V4Undo;
-use crate::lease::{Change, LeaseShard, ScanStep, V4Binding, V4Query, V6Binding, V6Query};
+use crate::lease::{Change, LeaseTable, ScanStep, V4Binding, V4Query, V6Binding, V6Query};
 use crate::store::Journal;
 
 /// Datagrams received beyond this size are cut by the kernel and dropped by the authority.
@@ -76,8 +76,8 @@ impl AuthShell {
     /// changes replaced (recorded only when there is a journal to wait for).
     fn run<T>(
         &self,
-        table: &mut LeaseShard,
-        f: impl FnOnce(&mut LeaseShard) -> T,
+        table: &mut LeaseTable,
+        f: impl FnOnce(&mut LeaseTable) -> T,
     ) -> (T, Vec<V4Undo>) {
         if self.journal.is_none() {
             return (f(table), Vec::new());

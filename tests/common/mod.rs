@@ -356,15 +356,15 @@ pub fn import_4o6(n: usize) -> String {
 
 /// A DHCPv4 bulk query for all configured addresses (RFC 6926 §6.2), PRL 51, 91, 109, 159.
 pub fn bulk_v4_all(xid: u32) -> Vec<u8> {
-    use leasequery::requestor::{query, V4Query};
-    query::v4_bulk(xid, &V4Query::All, &[51, 91, 109, 159])
+    use leasequery::requestor::{query, BulkV4};
+    query::v4_bulk(xid, &BulkV4::All, &[51, 91, 109, 159])
 }
 
 /// A DHCP4o6 bulk query by link address 2001:db8:1:: carrying `bulk_v4_all` (the draft's
 /// QUERY_BY_LINK_ADDRESS), ORO 92, from the requestor DUID-LL aa:bb:cc:dd:ee:ff.
 pub fn query_4o6_link(xid: u32) -> Vec<u8> {
-    use leasequery::requestor::{query, V6Query};
+    use leasequery::requestor::{query, BulkV6};
     let link = "2001:db8:1::".parse().unwrap();
     let duid = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
-    query::o6_bulk(xid, &duid, &V6Query::Link(link), query::O6_ORO, bulk_v4_all(0x11223344))
+    query::o6_bulk(xid, &duid, &BulkV6::Link(link), query::O6_ORO, bulk_v4_all(0x11223344))
 }

@@ -9,7 +9,7 @@ use crate::proto::v4::MessageView;
 #[allow(clippy::too_many_arguments)]
 fn send(
     a: &mut Authority,
-    table: &mut LeaseShard,
+    table: &mut LeaseTable,
     msg_type: u8,
     n: u32,
     ciaddr: Ipv4Addr,
@@ -41,7 +41,7 @@ fn send(
 fn offered(d: &Result<Decided, SoftwireClaim>) -> Ipv4Addr {
     match d {
         Ok(Decided {
-            reply: Some(Reply::Offer(0, u, None)),
+            reply: Some(ServerReply::Offer(0, u, None)),
             ..
         }) => Ipv4Addr::from(u.addr),
         _ => panic!("an offer"),
@@ -52,7 +52,7 @@ fn is_ack(d: &Result<Decided, SoftwireClaim>) -> bool {
     matches!(
         d,
         Ok(Decided {
-            reply: Some(Reply::Ack(..)),
+            reply: Some(ServerReply::Ack(..)),
             ..
         })
     )
@@ -73,7 +73,7 @@ const NONE: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 #[test]
 fn discover_request_renew_release() {
     let mut a = authority(&cfg());
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let (d, ch) = send(
         &mut a,
         &mut t,
@@ -169,7 +169,7 @@ fn discover_request_renew_release() {
 #[test]
 fn requests_without_a_lease_follow_rfc_2131_4_3_2() {
     let mut a = authority(&cfg());
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let addr = Ipv4Addr::new(192, 0, 2, 50);
     // INIT-REBOOT for a client with no record: silence.
     let ask = vec![V4Option::RequestedIp(addr)];
@@ -191,7 +191,7 @@ fn requests_without_a_lease_follow_rfc_2131_4_3_2() {
     assert!(matches!(
         d,
         Ok(Decided {
-            reply: Some(Reply::Nak),
+            reply: Some(ServerReply::Nak),
             ..
         })
     ));
@@ -247,7 +247,7 @@ fn requests_without_a_lease_follow_rfc_2131_4_3_2() {
 #[test]
 fn decline_abandons_the_offered_address() {
     let mut a = authority(&cfg());
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let (d, _) = send(
         &mut a,
         &mut t,
@@ -285,7 +285,7 @@ fn decline_abandons_the_offered_address() {
 fn a_remote_softwire_claim_stops_before_any_change_then_decides_on_the_answer() {
     let c = cfg();
     let mut a = Authority::new(&c, 0, 2);
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     let n = (0..64)
         .find(|&n| crate::lease::shard_of_client(&cid(n), 2) == 0)
         .expect("a client of shard 0");
@@ -344,7 +344,7 @@ fn a_remote_softwire_claim_stops_before_any_change_then_decides_on_the_answer() 
         Some(&yes),
     );
     let Ok(Decided {
-        reply: Some(Reply::Ack(_, _, Some(got))),
+        reply: Some(ServerReply::Ack(_, _, Some(got))),
         fresh,
     }) = d
     else {
@@ -358,12 +358,12 @@ fn a_remote_softwire_claim_stops_before_any_change_then_decides_on_the_answer() 
 #[test]
 fn the_reply_is_a_bootreply_with_the_lease_times() {
     let mut a = authority(&cfg());
-    let t = LeaseShard::new();
+    let t = LeaseTable::new();
     let bytes = v4(v4msg::DISCOVER, 1, NONE, vec![]);
     let q = query(&bytes, Vec::new(), false);
     let (_, _, r) = a.decode(&q, src(), true).expect("decoded");
     let reply = a.discover(&t, 0, &r, 10).expect("an offer");
-    let Reply::Offer(_, unit, _) = reply else {
+    let ServerReply::Offer(_, unit, _) = reply else {
         panic!("an offer");
     };
     let out = a.build(&q.hops, &r, reply, 10).expect("encoded");

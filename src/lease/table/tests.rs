@@ -44,9 +44,9 @@ fn plain_v4(i: u32, remote: bool) -> V4Binding {
 fn reserve_for_sizes_each_index_once_and_only_the_used_ones() {
     // 3000 bindings, a third with a remote-id; none with a client-id or softwire source.
     let v4: Vec<V4Binding> = (0..3000).map(|i| plain_v4(i, i % 3 == 0)).collect();
-    let mut t = LeaseShard::new();
+    let mut t = LeaseTable::new();
     t.reserve_for(&v4, &[]);
-    let cap = |t: &LeaseShard, ix: usize| t.v4_ix[ix].capacity();
+    let cap = |t: &LeaseTable, ix: usize| t.v4_ix[ix].capacity();
     let before = [IX_KEY, IX_CHADDR, IX_REMOTE_ID].map(|ix| cap(&t, ix));
     assert!(
         before[0] >= 3000 && before[1] >= 3000 && before[2] >= 1000,

@@ -1,9 +1,9 @@
-//! The plain DHCPv6 half of [`LeaseShard`]: its slab slot, indexes and scan.
+//! The plain DHCPv6 half of [`LeaseTable`]: its slab slot, indexes and scan.
 
 use std::net::Ipv6Addr;
 
 use super::{
-    alloc_slot, drive, in_window, mask, prefix64, prefix_hash, Candidates, LeaseError, LeaseShard,
+    alloc_slot, drive, in_window, mask, prefix64, prefix_hash, Candidates, LeaseError, LeaseTable,
     ScanCursor, ScanStep, V6Query, V6Select,
 };
 use crate::lease::binding::V6Binding;
@@ -30,7 +30,7 @@ pub(super) fn v6_key_hash(duid: &[u8], link: Ipv6Addr) -> u64 {
         .finish()
 }
 
-impl LeaseShard {
+impl LeaseTable {
     fn v6_find(&self, duid: &[u8], link: Ipv6Addr) -> Option<u32> {
         let slots = &self.v6;
         let l = link.octets();
@@ -250,7 +250,7 @@ impl LeaseShard {
         found
     }
 
-    /// A cursor for a new v6 query (see [`LeaseShard::start_v4`]).
+    /// A cursor for a new v6 query (see [`LeaseTable::start_v4`]).
     pub fn start_v6(&self, _query: &V6Query) -> ScanCursor {
         ScanCursor {
             start_seq: self.next_seq,
@@ -259,7 +259,7 @@ impl LeaseShard {
         }
     }
 
-    /// The v6 twin of [`LeaseShard::scan_v4`], with the same contract.
+    /// The v6 twin of [`LeaseTable::scan_v4`], with the same contract.
     pub fn scan_v6(
         &self,
         q: &V6Query,

@@ -86,7 +86,7 @@ fn patch(buf: &mut [u8], at: usize, b: &[u8]) {
 }
 
 #[derive(Debug, Clone)]
-enum Form<'a> {
+enum TemplateParams<'a> {
     V4(V4ReplyParams),
     O6(Dhcp4o6ReplyParams<'a>),
 }
@@ -96,7 +96,7 @@ enum Form<'a> {
 /// parameters and `first` it was made with.
 #[derive(Debug, Clone)]
 pub struct BindingEncoder<'a> {
-    form: Form<'a>,
+    form: TemplateParams<'a>,
     first: bool,
     /// Frame prefix, [v6 header, DHCPV4_MSG code and length,] BOOTP header, option 53, [54,]
     /// 152; the per-record fields are zero.
@@ -148,7 +148,7 @@ impl BindingEncoder<'static> {
     pub fn v4(p: &V4ReplyParams, first: bool) -> BindingEncoder<'static> {
         let mut head = Vec::with_capacity(272);
         head.u16(0);
-        let mut e = BindingEncoder::empty(Form::V4(*p), first);
+        let mut e = BindingEncoder::empty(TemplateParams::V4(*p), first);
         e.v4_at = head.len();
         e.reference_only |= v4_head(&mut head, &mut e, p, first).is_err();
         e.head = head;
@@ -159,7 +159,7 @@ impl BindingEncoder<'static> {
 impl<'a> BindingEncoder<'a> {
     /// For DHCP4o6 binding messages ([`Reply::O6Binding`]).
     pub fn dhcp4o6(p: &Dhcp4o6ReplyParams<'a>, first: bool) -> BindingEncoder<'a> {
-        let mut e = BindingEncoder::empty(Form::O6(p.clone()), first);
+        let mut e = BindingEncoder::empty(TemplateParams::O6(p.clone()), first);
         let mut head = Vec::with_capacity(320);
         head.u16(0);
         let mut x = Xids::default();
@@ -193,10 +193,10 @@ impl<'a> BindingEncoder<'a> {
         e
     }
 
-    fn empty(form: Form<'a>, first: bool) -> BindingEncoder<'a> {
+    fn empty(form: TemplateParams<'a>, first: bool) -> BindingEncoder<'a> {
         let (now4, prl) = match &form {
-            Form::V4(p) => (p.now, p.prl),
-            Form::O6(p) => (p.v4.now, p.v4.prl),
+            TemplateParams::V4(p) => (p.now, p.prl),
+            TemplateParams::O6(p) => (p.v4.now, p.v4.prl),
         };
         let w153 = prl.contains(v4opt::START_TIME_OF_STATE);
         let w156 = prl.contains(v4opt::DHCP_STATE);
@@ -230,12 +230,12 @@ impl<'a> BindingEncoder<'a> {
     /// The message `rec` makes through the reference encoder.
     fn reference<'r>(&'r self, rec: &'r V4Record<'r>) -> Reply<'r> {
         match &self.form {
-            Form::V4(p) => Reply::V4Binding {
+            TemplateParams::V4(p) => Reply::V4Binding {
                 p,
                 rec,
                 first: self.first,
             },
-            Form::O6(p) => Reply::O6Binding {
+            TemplateParams::O6(p) => Reply::O6Binding {
                 p,
                 rec,
                 first: self.first,
@@ -306,7 +306,7 @@ impl<'a> BindingEncoder<'a> {
             n = n.saturating_add(v4_opt_len(ri));
         }
         let mut cd = 0;
-        if let Form::O6(_) = self.form {
+        if let TemplateParams::O6(_) = self.form {
             cd = 8 + self.opt137.len();
             if let Some(duid) = rec.client_id.and_then(duid_of_client_id) {
                 cd = cd.saturating_add(4 + duid.len());
@@ -352,7 +352,7 @@ impl<'a> BindingEncoder<'a> {
         {
             let h = &mut *o.b;
             patch(h, 0, &((total - 2) as u16).to_be_bytes());
-            if let Form::O6(_) = self.form {
+            if let TemplateParams::O6(_) = self.form {
                 let v4_len = total - cd_len - 4 - self.v4_at;
                 patch(h, self.v4_len_at, &(v4_len as u16).to_be_bytes());
             }
@@ -368,7 +368,7 @@ impl<'a> BindingEncoder<'a> {
             patch(h, b + 242, &[msg_type]);
         }
         let ok = self.put_v4_options(&mut o, rec);
-        if let Form::O6(_) = self.form {
+        if let TemplateParams::O6(_) = self.form {
             put_v6_head(&mut o, v6opt::CLIENT_DATA, cd_len);
             self.put_client_data(&mut o, rec);
         }

@@ -33,7 +33,7 @@ mod tests;
 pub use backlog::{Backlog, BacklogLimits, Overflow, Pushed};
 pub use filter::{ActiveFilter, V6Filter};
 pub(super) use query::{v4_active, v6_active};
-pub use stream::{ActivePlan, Encoded, WireKey};
+pub use stream::{ActivePlan, EncodedUpdate, WireKey};
 
 /// Refuses a query beside an active one (RFC 7653 §9.4, RFC 7724 §8.3); built with the other
 /// refusals in [`super::refuse`].

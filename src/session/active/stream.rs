@@ -40,14 +40,14 @@ pub struct WireKey {
 
 /// One encoded message of a stream, with where its transaction ids sit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
+pub struct EncodedUpdate {
     /// The framed message (2-octet length prefix included).
     pub bytes: Vec<u8>,
     /// Transaction id offsets inside `bytes`.
     pub at: EncodedAt,
 }
 
-impl Encoded {
+impl EncodedUpdate {
     /// Appends this message to `out` with the subscriber's transaction ids.
     pub fn append_to(&self, out: &mut Vec<u8>, v6_xid: u32, v4_xid: u32) {
         let start = out.len();
@@ -272,7 +272,7 @@ impl ActivePlan {
     /// Encodes the update for `change` (a non-first message: DATA, DHCPLEASEACTIVE or
     /// DHCPLEASEUNASSIGNED) with this plan's transaction ids. `None` when the change is of the
     /// other family or does not fit in one message.
-    pub fn encode_change(&self, change: &Change, now: u32) -> Option<Encoded> {
+    pub fn encode_change(&self, change: &Change, now: u32) -> Option<EncodedUpdate> {
         let removed = change.kind() == ChangeKind::Remove;
         let mut buf = Vec::new();
         let at = match (&self.form, change) {
@@ -352,7 +352,7 @@ impl ActivePlan {
             }
             _ => return None,
         };
-        Some(Encoded { bytes: buf, at })
+        Some(EncodedUpdate { bytes: buf, at })
     }
 }
 

@@ -12,7 +12,7 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use hashbrown::HashMap;
 use tracing::debug;
 
-use super::sub::{grant_owed, End, Sub};
+use super::sub::{grant_owed, SubEnd, Sub};
 use crate::session::active::{ActivePlan, Backlog, BacklogLimits};
 use crate::shard::io::ConnIo;
 use crate::shard::mail::{ActiveMail, Mail};
@@ -163,11 +163,11 @@ pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: 
     }
     let st = ctx.stats();
     let counter = match end {
-        End::Shutdown => &st.active_terminated_shutdown,
-        End::PeerGone => &st.active_ended_peer,
-        End::SendTimeout => &st.active_terminated_send_timeout,
-        End::Backlog => &st.active_terminated_backlog,
-        End::Fanout => &st.active_terminated_fanout,
+        SubEnd::Shutdown => &st.active_terminated_shutdown,
+        SubEnd::PeerGone => &st.active_ended_peer,
+        SubEnd::SendTimeout => &st.active_terminated_send_timeout,
+        SubEnd::Backlog => &st.active_terminated_backlog,
+        SubEnd::Fanout => &st.active_terminated_fanout,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     debug!(shard = ctx.id, ?end, "active query ended");
@@ -175,15 +175,15 @@ pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: 
         // RFC 7653 §8.4, RFC 7724 §7.4: QueryTerminated with base-time is the last message, then
         // close. It waits behind what is queued; a requestor that does not read gets it cut off
         // (bounded by the send timeout and half the shutdown deadline).
-        End::Shutdown | End::Backlog | End::Fanout => {
+        SubEnd::Shutdown | SubEnd::Backlog | SubEnd::Fanout => {
             let (text, limit) = match end {
-                End::Shutdown => (
+                SubEnd::Shutdown => (
                     "server shutting down",
                     send_timeout.min(Duration::from_millis(
                         cfg.shutdown_deadline.saturating_mul(500),
                     )),
                 ),
-                End::Backlog => ("subscriber too slow: backlog over its bound", send_timeout),
+                SubEnd::Backlog => ("subscriber too slow: backlog over its bound", send_timeout),
                 _ => ("updates lost between shards", send_timeout),
             };
             let (tx, rx) = local_channel::new_unbounded::<Mail>();
@@ -194,11 +194,11 @@ pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: 
             ctx.scans.borrow_mut().remove(&k2);
             // After shutdown the reader has stopped and the writer closes once drained; otherwise
             // (or when the message could not be written) the connection is broken now.
-            if end != End::Shutdown || written.is_err() {
+            if end != SubEnd::Shutdown || written.is_err() {
                 io.dead.break_now();
             }
         }
-        End::SendTimeout | End::PeerGone => io.dead.break_now(),
+        SubEnd::SendTimeout | SubEnd::PeerGone => io.dead.break_now(),
     }
 }
 
@@ -211,7 +211,7 @@ fn timer_secs(secs: u64) -> Duration {
 enum Event {
     Wake,
     Idle,
-    End(End),
+    End(SubEnd),
 }
 
 /// Waits for new backlog, the idle timer, or the end of the connection / server.
@@ -234,22 +234,22 @@ async fn wait_event(
 }
 
 /// Resolves when the server stops, the writer fails or the reader stops.
-async fn wait_end(ctx: &ShardCtx, io: &ConnIo) -> End {
+async fn wait_end(ctx: &ShardCtx, io: &ConnIo) -> SubEnd {
     let stop = async {
         let _ = ctx.shutdown.acquire(1).await;
-        End::Shutdown
+        SubEnd::Shutdown
     };
     let dead = async {
         let _ = io.dead.dead.acquire(1).await;
-        End::PeerGone
+        SubEnd::PeerGone
     };
     let reader = async {
         let _ = io.reader_done.acquire(1).await;
         // The reader also stops on shutdown: tell the two apart.
         if ctx.shutdown.try_acquire(1).is_err() {
-            End::Shutdown
+            SubEnd::Shutdown
         } else {
-            End::PeerGone
+            SubEnd::PeerGone
         }
     };
     futures_lite::future::or(stop, futures_lite::future::or(dead, reader)).await
@@ -265,25 +265,25 @@ async fn wait_write(
     timeout: Duration,
     watch: Option<(&Sub, &LocalReceiver<()>)>,
     watch_stop: bool,
-) -> Result<Vec<u8>, End> {
+) -> Result<Vec<u8>, SubEnd> {
     let got = async {
         match credits.recv().await {
             Some(Mail::Credit { buf, .. }) => Ok(buf),
-            _ => Err(End::PeerGone),
+            _ => Err(SubEnd::PeerGone),
         }
     };
     let timer = async {
         glommio::timer::sleep(timeout).await;
-        Err(End::SendTimeout)
+        Err(SubEnd::SendTimeout)
     };
     let dead = async {
         let _ = io.dead.dead.acquire(1).await;
-        Err(End::PeerGone)
+        Err(SubEnd::PeerGone)
     };
     let stop = async {
         if watch_stop {
             let _ = ctx.shutdown.acquire(1).await;
-            Err(End::Shutdown)
+            Err(SubEnd::Shutdown)
         } else {
             std::future::pending().await
         }

@@ -57,7 +57,7 @@ use std::rc::Rc;
 
 use crate::shard::mail::ActiveMail;
 use crate::shard::ShardCtx;
-use sub::End;
+use sub::SubEnd;
 
 pub(super) use driver::run;
 pub(super) use feed::follow_feed;
@@ -70,7 +70,7 @@ impl ShardCtx {
             ActiveMail::Changes { changes } => self.dispatch(&changes),
             ActiveMail::Lost => {
                 for s in self.hub.subs.borrow().values() {
-                    s.terminate(End::Fanout);
+                    s.terminate(SubEnd::Fanout);
                 }
             }
             ActiveMail::CatchUp { key, since, filter } => self.start_catch_up(key, since, filter),

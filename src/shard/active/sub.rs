@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 use tracing::debug;
 
 use crate::lease::{BindingKey, Change};
-use crate::session::active::{ActivePlan, Backlog, Encoded, WireKey};
+use crate::session::active::{ActivePlan, Backlog, EncodedUpdate, WireKey};
 use crate::session::fanout::Member;
 use crate::shard::mail::{ActiveMail, Mail, QueryKey};
 use crate::shard::ShardCtx;
@@ -22,7 +22,7 @@ const SEEN_DURING_CATCH_UP: usize = 65_536;
 
 /// Why a subscription ended (counted per reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
+pub(super) enum SubEnd {
     Shutdown,
     PeerGone,
     SendTimeout,
@@ -34,9 +34,9 @@ pub(super) enum End {
 pub(super) struct Sub {
     pub(super) plan: Arc<ActivePlan>,
     pub(super) wire: WireKey,
-    pub(super) backlog: RefCell<Backlog<Rc<Encoded>>>,
+    pub(super) backlog: RefCell<Backlog<Rc<EncodedUpdate>>>,
     pub(super) wake: LocalSender<()>,
-    pub(super) end: Cell<Option<End>>,
+    pub(super) end: Cell<Option<SubEnd>>,
     /// Shards whose catch-up has not ended.
     pub(super) catching_up: Cell<usize>,
     pub(super) catch_up_lost: Cell<bool>,
@@ -56,7 +56,7 @@ impl Sub {
         let _ = self.wake.try_send(());
     }
 
-    pub(super) fn terminate(&self, why: End) {
+    pub(super) fn terminate(&self, why: SubEnd) {
         if self.end.get().is_none() {
             self.end.set(Some(why));
         }
@@ -66,7 +66,7 @@ impl Sub {
     /// Queues one message; over the backlog bound the subscription is terminated. The driver is
     /// woken only when the backlog was empty: otherwise it has been woken already, or it is
     /// writing and looks at the backlog again when the write completes.
-    pub(super) fn queue(&self, ctx: &ShardCtx, key: Option<Rc<BindingKey>>, e: Rc<Encoded>) {
+    pub(super) fn queue(&self, ctx: &ShardCtx, key: Option<Rc<BindingKey>>, e: Rc<EncodedUpdate>) {
         if self.end.get().is_some() {
             return;
         }
@@ -85,7 +85,7 @@ impl Sub {
             }
             Err(o) => {
                 debug!("active subscriber terminated: {o}");
-                self.terminate(End::Backlog);
+                self.terminate(SubEnd::Backlog);
             }
         }
     }
@@ -105,7 +105,7 @@ impl Sub {
     }
 
     pub(super) fn control(&self, ctx: &ShardCtx, bytes: Vec<u8>) {
-        let e = Rc::new(Encoded {
+        let e = Rc::new(EncodedUpdate {
             bytes,
             at: crate::proto::encoder::EncodedAt {
                 start: 0,
@@ -120,14 +120,14 @@ impl Sub {
 
 impl Member for Rc<Sub> {
     type Wire = WireKey;
-    type Msg = Encoded;
+    type Msg = EncodedUpdate;
     fn wire(&self) -> &WireKey {
         &self.wire
     }
     fn wants(&self, change: &Change) -> bool {
         self.end.get().is_none() && self.plan.filter.matches(change)
     }
-    fn encode(&self, change: &Change, now: u32) -> Option<Encoded> {
+    fn encode(&self, change: &Change, now: u32) -> Option<EncodedUpdate> {
         self.plan.encode_change(change, now)
     }
 }
