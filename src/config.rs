@@ -251,7 +251,7 @@ pub struct Flags {
     /// Executor shards, one pinned per core (default: every online CPU).
     #[arg(long)]
     pub shards: Option<usize>,
-    /// DHCPv6 / DHCP4o6 leasequery TCP listen address (default [::1]:547).
+    /// DHCPv6 / DHCP4o6 leasequery TCP listen address (default `[::1]:547`).
     #[arg(long, value_name = "ADDR")]
     pub lq6_listen: Option<SocketAddr>,
     /// DHCPv4 leasequery TCP listen address (default 127.0.0.1:67).
@@ -290,7 +290,7 @@ pub struct Flags {
     /// Serve active leasequery without TLS (needs --active too).
     #[arg(long)]
     pub allow_insecure_active: bool,
-    /// DHCP4o6 authority UDP listen address (default [::1]:547).
+    /// DHCP4o6 authority UDP listen address (default `[::1]:547`).
     #[arg(long, value_name = "ADDR")]
     pub dhcp4o6_listen: Option<SocketAddr>,
     /// Do not run the DHCP4o6 lease authority (no UDP listener).

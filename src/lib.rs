@@ -8,14 +8,19 @@
 //!
 //! ## Request flows
 //!
-//! - A bulk query: [`shard`] reads a frame, [`session`] turns it into a reply or a scan plan, every
-//!   shard scans its slice of the [`lease`] table and encodes records with [`proto`]'s encoder into
-//!   chunks, the connection's shard writes them.
+//! - A bulk query: [`shard`]'s connection shell reads bytes and hands them to the sans-io
+//!   [`session::connection::Connection`] (framing, slots, deadlines, the stream's shape), which
+//!   asks [`session`] what the message means; a scan plan goes to every shard, each scans its
+//!   slice of the [`lease`] table and encodes records with [`proto`]'s encoder into chunks, the
+//!   connection's shard writes them.
 //! - A DHCP4o6 client: [`shard`] receives the datagram, forwards it once to its client's shard,
 //!   [`authority`] decides, [`store`] makes the change durable, the active leasequery fan-out in
-//!   [`shard`] publishes it, then the DHCPV4-RESPONSE leaves.
+//!   [`shard`] publishes it (encoded once per wire form by [`session::fanout`]), then the
+//!   DHCPV4-RESPONSE leaves.
 //! - An active query: [`session`] validates it, [`shard`] registers the subscriber, catches up
 //!   from each shard's history ring and sends every later change.
+//! - The other end: [`requestor`] builds leasequery queries and reads their reply streams (loadgen
+//!   and the tests use it); [`lwb4`] plays a DHCP4o6 client.
 //!
 //! ## Map
 //!
@@ -23,13 +28,13 @@
 //! |---|---|---|
 //! | [`proto`] | TCP framing, DHCPv6 and DHCPv4 codecs, the DHCP4o6 envelope, the streaming reply encoder | sans-io |
 //! | [`lease`] | binding model, the per-shard table and its indexes, change events, the history ring, shard routing | sans-io |
-//! | [`session`] | what a requestor's message means: replies, scan plans, active subscriptions | sans-io |
-//! | [`authority`] | the DHCP4o6 lease authority: pools, PSIDs, option 109, lease lifecycle | sans-io |
+//! | [`session`] | a requestor connection's state machine; what its messages mean: replies, scan plans, error replies, the pools phase, the active fan-out's encoding, active subscriptions | sans-io |
+//! | [`authority`] | the DHCP4o6 lease authority, a file per concern: decode, pools and PSIDs, the option 109 directory, timers, DHCP states | sans-io |
 //! | [`requestor`] | the leasequery client: query builders, reply-stream classification, the binding table (loadgen, tests, a CLI) | sans-io |
 //! | [`lwb4`] | a simulated DHCP4o6 client (an lwB4, RFC 7341): DORA, renew, release (loadgen, tests) | sans-io |
 //! | [`config`] | the TOML file and the command-line flags | file read at start |
 //! | [`feed`] | lease sources other than the authority: the import file and the followed feed file | file reads |
-//! | [`shard`] | the glommio shell: executors, listeners, mailboxes, fan-out, the UDP path, shutdown | glommio |
+//! | [`shard`] | the glommio shell: executors, listeners, the connection shell, mailboxes, active subscriptions, the UDP path, shutdown | glommio |
 //! | [`store`] | the durable lease journal: record format, group commit, snapshots, replay, server DUID | glommio DMA files |
 //!
 //! The sans-io modules take `now` as an argument and never touch glommio, sockets or clocks

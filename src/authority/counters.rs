@@ -5,7 +5,7 @@
 /// `drop_*` reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorityCounters {
-    /// Datagrams handed to [`Authority::handle`].
+    /// Datagrams handed to [`Authority::handle`](super::Authority::handle).
     pub received: u64,
     /// Replies produced.
     pub replies: u64,
@@ -43,7 +43,7 @@ pub struct AuthorityCounters {
     pub drop_oversize: u64,
     /// Dropped: the DHCPv6 envelope or relay chain did not parse.
     pub drop_malformed_v6: u64,
-    /// Dropped: more than [`MAX_RELAY_DEPTH`] Relay-Forward envelopes.
+    /// Dropped: more than [`MAX_RELAY_DEPTH`](super::wire::MAX_RELAY_DEPTH) Relay-Forward envelopes.
     pub drop_too_deep: u64,
     /// Dropped: not a DHCPV4-QUERY (or a relay envelope other than Relay-Forward).
     pub drop_not_query: u64,

@@ -52,8 +52,8 @@ const MAX_LEN: usize = u16::MAX as usize;
 /// the message carries (for DHCP4o6 the v6 one; the v4 twin is derived).
 #[derive(Debug, Clone, Copy)]
 pub enum Reply<'a> {
-    /// A plain DHCPv6 binding: REPLY{CLIENTID, SERVERID, [STATUS], [BASE_TIME], CLIENT_DATA} when
-    /// first, else DATA{[BASE_TIME], CLIENT_DATA} (RFC 5460 §5.2, RFC 5007 §4.4.2).
+    /// A plain DHCPv6 binding: REPLY{CLIENTID, SERVERID, \[STATUS\], \[BASE_TIME\], CLIENT_DATA} when
+    /// first, else DATA{\[BASE_TIME\], CLIENT_DATA} (RFC 5460 §5.2, RFC 5007 §4.4.2).
     V6Binding {
         p: &'a V6ReplyParams<'a>,
         rec: &'a V6Record<'a>,
@@ -64,17 +64,17 @@ pub enum Reply<'a> {
         p: &'a V6ReplyParams<'a>,
         status: Option<V6Status<'a>>,
     },
-    /// LEASEQUERY-DONE{[BASE_TIME], [STATUS]} (RFC 5460 §5.2.2, RFC 7653 §8.4).
+    /// LEASEQUERY-DONE{\[BASE_TIME\], \[STATUS\]} (RFC 5460 §5.2.2, RFC 7653 §8.4).
     V6Done {
         p: &'a V6ReplyParams<'a>,
         status: Option<V6Status<'a>>,
     },
-    /// LEASEQUERY-DATA{[BASE_TIME], STATUS}: CatchUpComplete or DataMissing (RFC 7653 §9.3).
+    /// LEASEQUERY-DATA{\[BASE_TIME\], STATUS}: CatchUpComplete or DataMissing (RFC 7653 §9.3).
     V6DataStatus {
         p: &'a V6ReplyParams<'a>,
         status: V6Status<'a>,
     },
-    /// The empty LEASEQUERY-DATA{[BASE_TIME]} keepalive (RFC 7653 §8.4).
+    /// The empty LEASEQUERY-DATA{\[BASE_TIME\]} keepalive (RFC 7653 §8.4).
     V6Keepalive { p: &'a V6ReplyParams<'a> },
     /// A DHCPv4 binding: DHCPLEASEACTIVE when ACTIVE, else DHCPLEASEUNASSIGNED (RFC 6926 §8.3).
     V4Binding {
