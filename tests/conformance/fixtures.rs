@@ -338,7 +338,7 @@ pub(crate) fn exchange_v4(c: &mut Conn, query: &[u8], xid: u32) -> (Vec<v4::Mess
 
 /// A server with `import` and no lease authority: these scenarios are about the imported
 /// bindings (with the authority's pools, "all configured addresses" also lists every pool
-/// address without a binding: `tests/authority_udp.rs`).
+/// address without a binding: `tests/conformance/rfc7341.rs`).
 pub(crate) fn started(import: String, shards: usize) -> Server {
     ServerBuilder::new()
         .shards(shards)

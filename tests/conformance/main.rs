@@ -12,5 +12,6 @@ mod dhcp4o6;
 mod rfc5007;
 mod rfc5460;
 mod rfc6926;
+mod rfc7341;
 mod rfc7653;
 mod rfc7724;

@@ -1,14 +1,13 @@
-//! The DHCP4o6 lease authority over real loopback UDP (issue: "UDP 547 ... DHCPV4-QUERY"),
+//! RFC 7341 (DHCPv4-over-DHCPv6): the lease authority over real loopback UDP (issue: "UDP 547 ... DHCPV4-QUERY"),
 //! with the embedded demo setup: a DORA direct from `::1`, for a full and for a shared address,
 //! a lease that survives a restart with `--data-dir`, the lease visible to bulk leasequery, and
 //! scenario 26 (a bulk query type over UDP).
 
-mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{ServerBuilder, TempDir};
+use crate::common::{ServerBuilder, TempDir};
 use leasequery::proto::codes::{v4msg, v6msg, v6opt, v6status};
 use leasequery::proto::v4::{self, ClientId, V4Option};
 use leasequery::proto::v6::{Message, V6Option};
@@ -177,7 +176,7 @@ fn dora_direct_full_and_shared_addresses_with_the_softwire_source_echoed() {
 
 /// Sends one DHCPv4 bulk leasequery (PRL `prl`, then `extra`) and returns every reply before
 /// its DHCPLEASEQUERYDONE, each checked to carry the query's xid.
-fn bulk_v4(srv: &common::Server, xid: u32, prl: Vec<u8>, extra: Vec<V4Option>) -> Vec<v4::Message> {
+fn bulk_v4(srv: &crate::common::Server, xid: u32, prl: Vec<u8>, extra: Vec<V4Option>) -> Vec<v4::Message> {
     let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
     m.options.push(V4Option::ParameterRequestList(prl));
     m.options.extend(extra);
@@ -197,7 +196,7 @@ fn bulk_v4(srv: &common::Server, xid: u32, prl: Vec<u8>, extra: Vec<V4Option>) -
 }
 
 /// Every (yiaddr, softwire source) a DHCPv4 bulk query of all addresses returns as ACTIVE.
-fn active_leases(srv: &common::Server) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
+fn active_leases(srv: &crate::common::Server) -> Vec<(Ipv4Addr, Option<Ipv6Addr>)> {
     let mut out: Vec<_> = bulk_v4(srv, 0x55, vec![51, 109, 159], vec![])
         .into_iter()
         .filter(|m| m.message_type() == Some(v4msg::LEASEACTIVE))
@@ -670,7 +669,7 @@ fn rfc8539_8_2_softwire_source_is_unique_across_shards() {
 /// LEASEACTIVE as (ciaddr, option 82 sub-options circuit-id, remote-id, relay-id).
 #[allow(clippy::type_complexity)]
 fn bulk_v4_by_82(
-    srv: &common::Server,
+    srv: &crate::common::Server,
     xid: u32,
     sub: (u8, Vec<u8>),
 ) -> Vec<(Ipv4Addr, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
