@@ -47,15 +47,25 @@ fn main() -> ExitCode {
     // Config::load checked the filter.
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter_reloading();
+    let log_handle = builder.reload_handle();
+    builder.init();
+    // SIGHUP: the configuration again, from the same file and flags; the log filter is applied
+    // here, the allow-list by the server.
+    let reload: leasequery::shard::Reload = Box::new(move || {
+        let new = Config::load(&flags).map_err(|e| e.to_string())?;
+        let filter = tracing_subscriber::EnvFilter::try_new(&new.log).map_err(|e| e.to_string())?;
+        log_handle.reload(filter).map_err(|e| e.to_string())?;
+        Ok(new)
+    });
     for w in config.limit_warnings(leasequery::config::open_file_limit()) {
         tracing::warn!("{w}");
     }
-    match leasequery::shard::run(config) {
+    match leasequery::shard::run(config, Some(reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("leasequeryd: {e}");

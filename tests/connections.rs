@@ -233,3 +233,52 @@ fn a_query_trickled_in_is_cut_at_the_data_timeout_from_its_first_octet() {
     );
     assert_eq!(common::log_counter(&log, "closed_idle"), 0, "{log}");
 }
+
+/// Issue 16 part 6: SIGHUP reloads the allow-list (and the log filter) from the config file, a
+/// file that does not load changes nothing, SIGUSR1 writes the counters to the log, SIGUSR2 is
+/// ignored; none of them stops the server, and SIGTERM still exits 0.
+#[test]
+fn sighup_reloads_the_allow_list_and_sigusr1_logs_counters_without_stopping() {
+    let dir = common::TempDir::new("sighup");
+    let cfg = dir.path().join("leasequeryd.toml");
+    std::fs::write(&cfg, "allow = [\"127.0.0.0/8\", \"::1/128\"]\n").unwrap();
+    let mut srv = ServerBuilder::new()
+        .shards(1)
+        .arg("--config")
+        .arg(cfg.to_str().unwrap())
+        .start();
+    let wait_log = |srv: &common::Server, what: &str, n: usize| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while srv.log().matches(what).count() < n {
+            assert!(std::time::Instant::now() < until, "no {what:?} in:\n{}", srv.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut c = srv.connect6();
+    assert!(!c.closed_silently(Duration::from_millis(300)), "allowed at first");
+
+    // SIGUSR1: the counters, while serving.
+    srv.signal("USR1");
+    wait_log(&srv, "counters:", 1);
+    srv.signal("USR2");
+    wait_log(&srv, "SIGUSR2 ignored", 1);
+
+    // A file that does not load: nothing changes.
+    std::fs::write(&cfg, "allow = [\"not a block\"]\n").unwrap();
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: configuration not reloaded", 1);
+    let mut c2 = srv.connect6();
+    assert!(!c2.closed_silently(Duration::from_millis(300)), "still allowed");
+
+    // A new allow-list: loopback is refused from now on; the open connection stays.
+    std::fs::write(&cfg, "allow = [\"192.0.2.0/24\"]\n").unwrap();
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: reloaded", 1);
+    let mut c3 = srv.connect6();
+    assert!(c3.closed_silently(Duration::from_secs(5)), "refused after the reload");
+    assert!(!c.closed_silently(Duration::from_millis(100)), "the open connection stays");
+
+    let status = srv.terminate().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(common::log_counter(&srv.log(), "refused_not_allowed"), 1);
+}

@@ -94,7 +94,7 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
             Err(_) => continue,
         };
         let shared = &ctx.shared;
-        if !shared.config.allowed(peer.ip()) {
+        if !shared.allowed(peer.ip()) {
             ctx.stats()
                 .refused_not_allowed
                 .fetch_add(1, Ordering::Relaxed);

@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub stopping: AtomicBool,
     /// When the first SIGTERM/SIGINT arrived: every shutdown deadline counts from it.
     pub shutdown_at: std::sync::OnceLock<Instant>,
+    /// The requestor allow-list now (`allow`; SIGHUP reloads it from the config file).
+    pub allow: std::sync::RwLock<Vec<crate::config::Cidr>>,
     pub stats: Vec<Stats>,
     /// Every link a binding was imported on (for NotConfigured).
     pub links: LinkSet,
@@ -251,9 +253,32 @@ impl ShardCtx {
     }
 }
 
+/// What SIGHUP reloads: the caller reads the configuration again (and applies what it owns,
+/// the log filter) and returns it; the allow-list is taken from it. An error keeps everything
+/// as it was.
+pub type Reload = Box<dyn FnMut() -> Result<Config, String> + Send>;
+
+impl Shared {
+    /// True when `ip` may connect under the allow-list now.
+    pub(crate) fn allowed(&self, ip: std::net::IpAddr) -> bool {
+        let allow = self.allow.read().unwrap_or_else(|e| e.into_inner());
+        allow.iter().any(|c| c.contains(ip))
+    }
+
+    /// Logs every shard's counters (SIGUSR1, and at exit).
+    fn log_counters(&self) {
+        for (i, s) in self.stats.iter().enumerate() {
+            let summary = s.summary();
+            if !summary.is_empty() {
+                info!(shard = i, "counters: {summary}");
+            }
+        }
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT; returns once every shard has stopped (or the shutdown
 /// deadline has passed).
-pub fn run(config: Config) -> Result<(), ServerError> {
+pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError> {
     let shards = config.shard_count();
     let mut config = config;
     if let (None, Some(dir)) = (&config.server_duid, &config.data_dir) {
@@ -335,6 +360,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         connections: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         shutdown_at: std::sync::OnceLock::new(),
+        allow: std::sync::RwLock::new(config.allow.clone()),
         identity,
         shards,
         links,
@@ -356,11 +382,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(ServerError::Signals)?;
+    // SIGHUP reloads, SIGUSR1 logs the counters; SIGUSR2 (whose default would end the process
+    // silently) is logged and ignored.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(ServerError::Signals)?;
     let (signalled_tx, signalled) = std::sync::mpsc::channel::<()>();
     {
         let stop = stop.clone();
@@ -368,10 +395,19 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                for _ in signals.forever() {
-                    let _ = shared.shutdown_at.set(Instant::now());
-                    stop.store(true, Ordering::SeqCst);
-                    let _ = signalled_tx.send(());
+                for sig in signals.forever() {
+                    match sig {
+                        SIGHUP => reload_now(&shared, reload.as_mut()),
+                        SIGUSR1 => shared.log_counters(),
+                        SIGUSR2 => {
+                            info!("SIGUSR2 ignored (SIGHUP reloads, SIGUSR1 logs the counters)")
+                        }
+                        _ => {
+                            let _ = shared.shutdown_at.set(Instant::now());
+                            stop.store(true, Ordering::SeqCst);
+                            let _ = signalled_tx.send(());
+                        }
+                    }
                 }
             })
             .map_err(ServerError::Signals)?;
@@ -453,13 +489,30 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     {
         warn!("shutdown deadline passed; exiting with shards still running");
     }
-    for (i, s) in shared.stats.iter().enumerate() {
-        let summary = s.summary();
-        if !summary.is_empty() {
-            info!(shard = i, "counters: {summary}");
-        }
-    }
+    shared.log_counters();
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again through `reload` and applies what can change without
+/// a restart (the log filter, applied by `reload` itself, and the allow-list); anything else
+/// waits for a restart. A configuration that does not load changes nothing.
+fn reload_now(shared: &Shared, reload: Option<&mut Reload>) {
+    let Some(reload) = reload else {
+        info!("SIGHUP: nothing to reload");
+        return;
+    };
+    match reload() {
+        Ok(new) => {
+            let blocks = new.allow.len();
+            *shared.allow.write().unwrap_or_else(|e| e.into_inner()) = new.allow;
+            info!(
+                allow_blocks = blocks,
+                log = %new.log,
+                "SIGHUP: reloaded the log filter and the allow-list (other settings take effect at a restart)"
+            );
+        }
+        Err(e) => warn!("SIGHUP: configuration not reloaded, nothing changed: {e}"),
+    }
 }
 
 /// How often a shard looks at the stop flag the signal thread sets.
