@@ -241,7 +241,7 @@ impl Default for Config {
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "leasequeryd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LQD_GIT_COMMIT"), ")"),
     about = "DHCP bulk and active leasequery server (DHCPv6, DHCPv4, DHCPv4-over-DHCPv6)"
 )]
 pub struct Flags {

@@ -365,3 +365,34 @@ fn a_v4_mapped_allow_block_admits_its_ipv4_requestor() {
     let mut c6 = srv.connect6();
     assert!(c6.closed_silently(Duration::from_secs(5)));
 }
+
+/// Issue 16 part 8: `--version` names the version and the git commit the binary was built from.
+#[test]
+fn version_names_the_git_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+        .arg("--version")
+        .output()
+        .expect("run leasequeryd --version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("leasequeryd {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_default();
+    let hex = commit.trim_end_matches("+dirty");
+    // Built from a git checkout (the tests run in one): a 12-digit commit, or `unknown` outside.
+    let in_git = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists();
+    if in_git {
+        assert!(
+            hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+            "{text}"
+        );
+    } else {
+        assert_eq!(hex, "unknown", "{text}");
+    }
+}
