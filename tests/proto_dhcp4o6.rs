@@ -1,4 +1,4 @@
-//! DHCP4o6 envelope (RFC 7341 §6, §8) and the draft's query-type pairing (DESIGN.md section 4,
+//! DHCP4o6 envelope (RFC 7341 §6, §8) and the draft's query-type pairing (docs/DESIGN.md section 4,
 //! scenarios 47-56).
 
 use std::net::{Ipv4Addr, Ipv6Addr};

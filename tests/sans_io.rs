@@ -1,4 +1,4 @@
-//! DESIGN.md §2: `proto/`, `session/`, `lease/`, `authority/`, `requestor/`, `lwb4/` and
+//! docs/DESIGN.md §2: `proto/`, `session/`, `lease/`, `authority/`, `requestor/`, `lwb4/` and
 //! `store/record.rs` are sans-io. This test reads their sources and fails on anything that does I/O, reads a clock or awaits.
 
 use std::path::Path;

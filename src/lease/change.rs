@@ -1,6 +1,6 @@
 //! Binding change events: what the 4o6 authority (and any other lease feed) emits for every change
 //! it makes to a [`LeaseTable`](super::LeaseTable), and what the journal, the history ring and
-//! active leasequery consume (DESIGN.md section 3, rules 5-7).
+//! active leasequery consume (docs/DESIGN.md section 3, rules 5-7).
 //!
 //! A change carries the binding's whole state *after* the change (the latest state wins:
 //! RFC 7653 section 7, RFC 7724 section 6.2), so replaying changes in order with

@@ -1,5 +1,5 @@
 //! One shard's recent history of binding changes (RFC 7653 §8.4.1, RFC 7724 §7.4.1): the catch-up
-//! store of active leasequery (DESIGN.md section 3, rules 5 and 6).
+//! store of active leasequery (docs/DESIGN.md section 3, rules 5 and 6).
 //!
 //! A [`History`] is a time-ordered ring of [`Change`]s, bounded by entry count and by age
 //! ([`HistoryLimits`]; config keys `history_entries` and `history_age`). Every entry has a

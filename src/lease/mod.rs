@@ -5,7 +5,7 @@
 //! - [`table`]: [`LeaseTable`], one shard's bindings, indexes for every query type and the
 //!   resumable scans the bulk/active shell drives ([`V4Query`], [`V6Query`], [`ScanCursor`]).
 //! - routing ([`shard_of_addr`], [`shard_of_client`], [`shard_of_duid`]): which shard owns what
-//!   (DESIGN.md section 3, rules 1 and 2).
+//!   (docs/DESIGN.md section 3, rules 1 and 2).
 //!
 //! # The routing hash
 //!
@@ -95,13 +95,13 @@ fn shard_of(bytes: &[u8], shards: usize) -> usize {
     (stable_hash(bytes) % n) as usize
 }
 
-/// The shard that owns an IPv4 address and all of its PSIDs (DESIGN.md section 3, rule 1):
+/// The shard that owns an IPv4 address and all of its PSIDs (docs/DESIGN.md section 3, rule 1):
 /// `stable_hash(octets) mod shards`. `shards` of 0 is taken as 1.
 pub fn shard_of_addr(ipv4: Ipv4Addr, shards: usize) -> usize {
     shard_of(&ipv4.octets(), shards)
 }
 
-/// The shard that holds a client's directory entry (DESIGN.md section 3, rule 2), keyed by the
+/// The shard that holds a client's directory entry (docs/DESIGN.md section 3, rule 2), keyed by the
 /// client identity (option 61 payload, or the hardware address when there is none):
 /// `stable_hash(id) mod shards`. `shards` of 0 is taken as 1.
 pub fn shard_of_client(id: &[u8], shards: usize) -> usize {

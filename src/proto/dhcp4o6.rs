@@ -1,5 +1,5 @@
 //! DHCPv4-over-DHCPv6 (RFC 7341) envelope helpers and the rules of leasequery over 4o6
-//! (draft-cui-dhc-dhcp4o6-bulk-active-leasequery §5, as read in DESIGN.md section 4).
+//! (draft-cui-dhc-dhcp4o6-bulk-active-leasequery §5, as read in docs/DESIGN.md section 4).
 //!
 //! - DHCPV4-QUERY / DHCPV4-RESPONSE: the 24 bits after msg-type are flags, not a transaction id
 //!   (RFC 7341 §6.1); the only defined flag is U (unicast), the top bit of a query's flags
@@ -197,7 +197,7 @@ fn duid_of(client_id: &[u8]) -> Option<&[u8]> {
     super::encoder::duid_of_client_id(client_id)
 }
 
-/// Resolves the query-type pair of a 4o6 leasequery (DESIGN.md section 4), or rejects it.
+/// Resolves the query-type pair of a 4o6 leasequery (docs/DESIGN.md section 4), or rejects it.
 ///
 /// Common checks: the v4 message is a BOOTREQUEST of at least 240 octets with zero ciaddr,
 /// yiaddr and siaddr (RFC 6926 §8.2), of type DHCPBULKLEASEQUERY inside LEASEQUERY and

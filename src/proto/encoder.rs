@@ -1,5 +1,5 @@
 //! The streaming bulk/active leasequery reply encoder (RFC 5460 §5.2, RFC 7653 §6.3, RFC 6926
-//! §7.3, RFC 7724 §7.4, and DHCP4o6 leasequery, DESIGN.md section 4).
+//! §7.3, RFC 7724 §7.4, and DHCP4o6 leasequery, docs/DESIGN.md section 4).
 //!
 //! A [`Reply`] names one message to send (a binding record, or a REPLY / DONE / STATUS / keepalive
 //! message) together with the per-query parameters. [`StreamWriter::write`] writes the 2-octet
@@ -575,7 +575,7 @@ fn lq_relay_data<S: Sink>(s: &mut S, r: &RelayRecord<'_>) -> Result<(), EncodeEr
     })
 }
 
-/// OPTION_CLIENT_DATA contents of a DHCP4o6 binding (DESIGN.md section 4): CLIENTID (the DUID of
+/// OPTION_CLIENT_DATA contents of a DHCP4o6 binding (docs/DESIGN.md section 4): CLIENTID (the DUID of
 /// an RFC 4361 client-id, when there is one), CLT_TIME always (from the state start when the
 /// last transaction time is unknown), then what the ORO asks for and is known: 92, 96{90, 92},
 /// 137, 47. No softwire source -> no 92 and no 96 (never fabricated).

@@ -81,7 +81,7 @@ pub struct RelayRecord<'a> {
 }
 
 /// What a 4o6 binding knows of the DHCPv6 side (RFC 7341, RFC 8539), needed to build
-/// OPTION_CLIENT_DATA for DHCP4o6 leasequery replies (DESIGN.md section 4).
+/// OPTION_CLIENT_DATA for DHCP4o6 leasequery replies (docs/DESIGN.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct V6Context<'a> {
     /// The IPv6 source address of the client's DHCPV4-QUERY (the peer-address of the innermost
@@ -123,7 +123,7 @@ pub struct V4Record<'a> {
     /// Option 82 circuit-id (sub-option 1) as last seen.
     pub circuit_id: Option<&'a [u8]>,
     /// Option 82 remote-id (sub-option 2) as last seen, or the DHCPv6 relay's OPTION_REMOTE_ID
-    /// payload for 4o6 (DESIGN.md section 4: v6 QUERY_BY_REMOTE_ID <-> 82/2).
+    /// payload for 4o6 (docs/DESIGN.md section 4: v6 QUERY_BY_REMOTE_ID <-> 82/2).
     pub remote_id: Option<&'a [u8]>,
     /// Option 82 relay-id (sub-option 12) as last seen, or the DHCPv6 relay's OPTION_RELAY_ID
     /// for 4o6 (v6 QUERY_BY_RELAY_ID <-> 82/12).

@@ -1,5 +1,5 @@
 //! The fan-out of live active-leasequery changes to one shard's subscriptions (sans-io,
-//! DESIGN.md section 3, rule 5): which subscription gets which change, encoded how often.
+//! docs/DESIGN.md section 3, rule 5): which subscription gets which change, encoded how often.
 //!
 //! Subscriptions whose update messages are identical except for the transaction ids share a
 //! wire form (for the server, [`crate::session::active::WireKey`]). For each change, in order,

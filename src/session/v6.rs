@@ -268,7 +268,7 @@ fn v4_form(v4: &V4View<'_>, id: &Identity) -> V4Form {
     form::form_of(v4, id)
 }
 
-/// A DHCP4o6 bulk query (the draft; DESIGN.md §4): the v4 DHCPBULKLEASEQUERY inside option 87
+/// A DHCP4o6 bulk query (the draft; docs/DESIGN.md §4): the v4 DHCPBULKLEASEQUERY inside option 87
 /// must agree with the v6 query type.
 fn leasequery_4o6(
     v6: V6Form,

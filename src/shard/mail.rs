@@ -1,4 +1,4 @@
-//! The messages that cross shards: a bulk query's scatter-gather with credits (DESIGN.md §3
+//! The messages that cross shards: a bulk query's scatter-gather with credits (docs/DESIGN.md §3
 //! rule 4), active leasequery's changes, catch-up and feed ([`ActiveMail`]), and the DHCP4o6
 //! authority's forwarding and softwire claims. Each is owned and `Send`; buffers travel back and
 //! forth so a query allocates its chunk buffers once. This module imports nothing else of the

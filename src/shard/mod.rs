@@ -1,7 +1,7 @@
 //! The glommio shell: one pinned executor per shard, the TCP listeners, connections, the
 //! cross-shard mailboxes of the bulk scatter-gather, and shutdown.
 //!
-//! Ownership (DESIGN.md §3): each shard owns its slice of the lease table (`Rc<RefCell<LeaseTable>>`,
+//! Ownership (docs/DESIGN.md §3): each shard owns its slice of the lease table (`Rc<RefCell<LeaseTable>>`,
 //! never borrowed across an `.await`) and the connections it accepted; only owned `Send`
 //! messages ([`mail::Mail`]) cross shards, through a bounded glommio channel mesh.
 

@@ -1,4 +1,4 @@
-//! The DHCP4o6 lease authority's shell (DESIGN.md §3 rules 2 and 7): every shard listens on UDP
+//! The DHCP4o6 lease authority's shell (docs/DESIGN.md §3 rules 2 and 7): every shard listens on UDP
 //! (`dhcp4o6_listen`, SO_REUSEPORT, so the kernel spreads clients over shards), sends each
 //! datagram once to the shard that owns its client ([`authority::client_shard`]), and there
 //! runs the sans-io [`Authority`]. Lease changes go to the shard's journal and are durable

@@ -1,4 +1,4 @@
-//! The durable lease journal (DESIGN.md section 3, rule 7): per-shard journal segments of
+//! The durable lease journal (docs/DESIGN.md section 3, rule 7): per-shard journal segments of
 //! binding changes on glommio DMA files with group commit, snapshots with compaction, replay
 //! at start (also when the shard count changed), and the server DUID.
 //!

@@ -1,4 +1,4 @@
-//! DHCPv4-over-DHCPv6 bulk leasequery (the draft; DESIGN.md section 4): both layers' validation, the
+//! DHCPv4-over-DHCPv6 bulk leasequery (the draft; docs/DESIGN.md section 4): both layers' validation, the
 //! DHCPV4-RESPONSE inside OPTION_CLIENT_DATA, OPTION_S46_V4V6BIND.
 
 use super::fixtures::*;

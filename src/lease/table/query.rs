@@ -3,7 +3,7 @@
 use std::net::Ipv6Addr;
 
 /// The primary selector of a v4 / 4o6 bulk query (RFC 6926 §6.2; the draft's 4o6 pairs,
-/// DESIGN.md section 4).
+/// docs/DESIGN.md section 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum V4Select {
     /// Every binding in the table, ACTIVE or not (a query with no primary selector).

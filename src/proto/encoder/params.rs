@@ -145,7 +145,7 @@ pub struct V4ReplyParams {
 }
 
 /// Per-query parameters of a DHCP4o6 leasequery reply stream: both layers, plus the lw4o6
-/// configuration returned inside OPTION_CLIENT_DATA (DESIGN.md section 4).
+/// configuration returned inside OPTION_CLIENT_DATA (docs/DESIGN.md section 4).
 #[derive(Debug, Clone)]
 pub struct Dhcp4o6ReplyParams<'a> {
     /// The DHCPv6 layer (xid, DUIDs, ORO, base-time).

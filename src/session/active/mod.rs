@@ -1,5 +1,5 @@
 //! Active leasequery (sans-io): ACTIVELEASEQUERY (RFC 7653), DHCPACTIVELEASEQUERY (RFC 7724) and
-//! their DHCP4o6 form (the draft, DESIGN.md section 4).
+//! their DHCP4o6 form (the draft, docs/DESIGN.md section 4).
 //!
 //! - `query.rs`: [`v6_active`] / [`v4_active`] check a query and turn it into an
 //!   [`ActivePlan`] (what to follow, how to encode it, where catch-up starts) or a refusal

@@ -29,7 +29,7 @@ pub struct ActivePlan {
 }
 
 /// What makes two subscriptions' update messages identical except for the transaction ids:
-/// updates are encoded once per wire key (DESIGN.md section 3, rule 5).
+/// updates are encoded once per wire key (docs/DESIGN.md section 3, rule 5).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WireKey {
     kind: u8,

@@ -1,4 +1,4 @@
-//! Active leasequery in the glommio shell (DESIGN.md section 3, rules 5 and 6): the per-shard
+//! Active leasequery in the glommio shell (docs/DESIGN.md section 3, rules 5 and 6): the per-shard
 //! [`Hub`] (history ring, subscription registry, outgoing change batches), the cross-shard
 //! fan-out, catch-up, and the driver task of one subscription.
 //!
