@@ -511,8 +511,9 @@ impl Config {
 
     /// What `--check-config` adds to [`Config::validate`]: the files the start would read are
     /// readable (`import`, `feed` when it exists already, `data_dir` and its `server-duid` when
-    /// they exist). Reads only; creates nothing.
-    pub fn check_files(&self) -> Result<(), ConfigError> {
+    /// they exist). Reads only; creates nothing. `Ok` holds warnings: what the start would
+    /// accept and log (a `feed` path that is not a readable file).
+    pub fn check_files(&self) -> Result<Vec<String>, ConfigError> {
         let read = |key: &str, path: &Path| {
             std::fs::File::open(path)
                 .and_then(|f| {
@@ -529,9 +530,13 @@ impl Config {
         if let Some(p) = &self.import {
             read("import", p)?;
         }
-        // A feed file may appear after the start (it is followed as it grows).
+        // A feed file may appear after the start (it is followed as it grows), and one that
+        // cannot be read is logged by the running server, not refused: a warning here too.
+        let mut warnings = Vec::new();
         if let Some(p) = self.feed.as_ref().filter(|p| p.exists()) {
-            read("feed", p)?;
+            if let Err(e) = read("feed", p) {
+                warnings.push(format!("{e}: the server starts and logs it until it is a file"));
+            }
         }
         if let Some(d) = &self.data_dir {
             match std::fs::metadata(d) {
@@ -561,7 +566,7 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// The effective configuration as TOML, defaults included (`--check-config`): the

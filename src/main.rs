@@ -37,9 +37,16 @@ fn exit_on_panic() {
 /// `--check-config`: what the start checks besides [`Config::load`] (the files it reads),
 /// then the effective configuration on stdout. Binds nothing, writes nothing.
 fn check_config(config: &Config) -> ExitCode {
-    if let Err(e) = config.check_files() {
-        eprintln!("leasequeryd: {e}");
-        return ExitCode::from(2);
+    match config.check_files() {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("leasequeryd: warning: {w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("leasequeryd: {e}");
+            return ExitCode::from(2);
+        }
     }
     match config.effective_toml() {
         Ok(text) => {

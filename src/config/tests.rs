@@ -426,5 +426,12 @@ fn check_files_names_the_key() {
         feed: Some("/nonexistent/feed.jsonl".into()),
         ..Config::default()
     };
-    c.check_files().unwrap();
+    assert!(c.check_files().unwrap().is_empty());
+    // A feed path that is a directory: the start serves and logs it, so a warning, not an error.
+    let c = Config {
+        feed: Some("/".into()),
+        ..Config::default()
+    };
+    let w = c.check_files().unwrap();
+    assert!(w.len() == 1 && w[0].contains("feed"), "{w:?}");
 }
