@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::proto::framing::MAX_FRAME;
 
@@ -110,6 +110,18 @@ impl FromStr for Cidr {
     }
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -118,7 +130,7 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 /// The settings of a running server. Field names are the TOML keys.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Executor shards (one pinned glommio executor each); 0 = one per online CPU.
@@ -302,6 +314,11 @@ pub struct Flags {
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
+    /// Check the configuration (the file, the flags, the files it names) as a start would,
+    /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
+    /// start's message when not. Binds no port and writes nothing.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// A configuration problem, reported before anything starts.
@@ -490,6 +507,82 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("authority: {e}")))?;
         }
         Ok(())
+    }
+
+    /// What `--check-config` adds to [`Config::validate`]: the files the start would read are
+    /// readable (`import`, `feed` when it exists already, `data_dir` and its `server-duid` when
+    /// they exist). Reads only; creates nothing. `Ok` holds warnings: what the start would
+    /// accept and log (a `feed` path that is not a readable file).
+    pub fn check_files(&self) -> Result<Vec<String>, ConfigError> {
+        let read = |key: &str, path: &Path| {
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    if f.metadata()?.is_dir() {
+                        Err(std::io::Error::other("is a directory, not a file"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("{key} {}: {e}", path.display()))
+                })
+        };
+        if let Some(p) = &self.import {
+            read("import", p)?;
+        }
+        // A feed file may appear after the start (it is followed as it grows), and one that
+        // cannot be read is logged by the running server, not refused: a warning here too.
+        let mut warnings = Vec::new();
+        if let Some(p) = self.feed.as_ref().filter(|p| p.exists()) {
+            if let Err(e) = read("feed", p) {
+                warnings.push(format!("{e}: the server starts and logs it until it is a file"));
+            }
+        }
+        if let Some(d) = &self.data_dir {
+            match std::fs::metadata(d) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "data_dir {}: not a directory",
+                        d.display()
+                    )));
+                }
+                Ok(_) => {
+                    std::fs::read_dir(d).map_err(|e| {
+                        ConfigError::Invalid(format!("data_dir {}: {e}", d.display()))
+                    })?;
+                    // store::SERVER_DUID_FILE (not named here: the configuration does not depend on store).
+                    let duid = d.join("server-duid");
+                    if duid.exists() {
+                        read("data_dir", &duid)?;
+                    }
+                }
+                // Created at start.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "data_dir {}: {e}",
+                        d.display()
+                    )));
+                }
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// The effective configuration as TOML, defaults included (`--check-config`): the
+    /// authority table in effect (the embedded demo when none is configured) and the DHCPv4
+    /// server identifier in effect. Loading the text gives the same server.
+    pub fn effective_toml(&self) -> Result<String, String> {
+        let mut c = self.clone();
+        if c.authority_enabled && c.authority.is_none() {
+            c.authority = Some(c.authority_config());
+        }
+        c.server_id = c.v4_server_id();
+        let body = toml::to_string(&c).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "# leasequeryd effective configuration ({} shards in effect)\n{body}",
+            c.shard_count()
+        ))
     }
 
     /// The authority settings in effect: the `[authority]` table, or the embedded demo setup.

@@ -34,6 +34,32 @@ fn exit_on_panic() {
     }));
 }
 
+/// `--check-config`: what the start checks besides [`Config::load`] (the files it reads),
+/// then the effective configuration on stdout. Binds nothing, writes nothing.
+fn check_config(config: &Config) -> ExitCode {
+    match config.check_files() {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("leasequeryd: warning: {w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("leasequeryd: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match config.effective_toml() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("leasequeryd: cannot print the configuration: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     exit_on_panic();
     let flags = Flags::parse();
@@ -44,6 +70,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if flags.check_config {
+        return check_config(&config);
+    }
     // Config::load checked the filter.
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());

@@ -373,3 +373,65 @@ fn cidr_edges() {
     assert_eq!(hex_decode("00:01:0a"), Some(vec![0, 1, 10]));
     assert_eq!(hex_decode("0"), None);
 }
+
+#[test]
+fn effective_toml_round_trips() {
+    // The defaults: the printed text loads back to the same server (the demo authority and the
+    // derived server_id written out).
+    let c = Config::default();
+    let text = c.effective_toml().unwrap();
+    let back = Config::from_toml(&text).unwrap();
+    back.validate().unwrap();
+    assert_eq!(back.authority, Some(c.authority_config()));
+    assert_eq!(back.server_id, c.v4_server_id());
+    assert_eq!(
+        Config {
+            authority: None,
+            server_id: None,
+            ..back
+        },
+        c
+    );
+    // A mapped allow-list block prints as the IPv4 block it is.
+    let cidr: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+    assert_eq!(cidr.to_string(), "10.0.0.0/8");
+    // Without the authority, no [authority] table appears.
+    let off = Config {
+        authority_enabled: false,
+        ..Config::default()
+    };
+    assert!(!off.effective_toml().unwrap().contains("[authority]"));
+}
+
+#[test]
+fn check_files_names_the_key() {
+    let c = Config {
+        import: Some("/nonexistent/leases.jsonl".into()),
+        ..Config::default()
+    };
+    assert!(c.check_files().unwrap_err().to_string().contains("import"));
+    let c = Config {
+        import: Some("/".into()),
+        ..Config::default()
+    };
+    assert!(c.check_files().unwrap_err().to_string().contains("directory"));
+    let c = Config {
+        data_dir: Some("/proc/self/status".into()),
+        ..Config::default()
+    };
+    assert!(c.check_files().unwrap_err().to_string().contains("data_dir"));
+    // A data_dir or feed that does not exist yet is created or awaited at start.
+    let c = Config {
+        data_dir: Some("/nonexistent/lqd".into()),
+        feed: Some("/nonexistent/feed.jsonl".into()),
+        ..Config::default()
+    };
+    assert!(c.check_files().unwrap().is_empty());
+    // A feed path that is a directory: the start serves and logs it, so a warning, not an error.
+    let c = Config {
+        feed: Some("/".into()),
+        ..Config::default()
+    };
+    let w = c.check_files().unwrap();
+    assert!(w.len() == 1 && w[0].contains("feed"), "{w:?}");
+}
