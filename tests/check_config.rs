@@ -159,3 +159,35 @@ fn binds_no_port_and_writes_nothing() {
         .collect();
     assert!(left.is_empty(), "the check wrote {left:?}");
 }
+
+/// Issue 16 part 3: a start that fails (a bad import line, a listen port in use) writes nothing
+/// into the data dir, not even `server-duid`.
+#[test]
+fn a_failed_start_leaves_the_data_dir_untouched() {
+    let dir = common::TempDir::new("failed-start");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"ipv4\": \"not an address\"}\n").unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_addr = held.local_addr().unwrap().to_string();
+    for args in [
+        vec!["--import".to_string(), bad.display().to_string()],
+        vec!["--lq4-listen".to_string(), held_addr.clone()],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--lq6-listen")
+            .arg(format!("[::1]:{}", common::free_port()))
+            .arg("--dhcp4o6-listen")
+            .arg(format!("[::1]:{}", common::free_port()))
+            .args(&args)
+            .output()
+            .expect("run leasequeryd");
+        assert!(!out.status.success(), "{args:?} started");
+        let left: Vec<_> = std::fs::read_dir(&data).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+    drop(held);
+}

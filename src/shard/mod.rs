@@ -281,13 +281,21 @@ impl Shared {
 pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError> {
     let shards = config.shard_count();
     let mut config = config;
-    if let (None, Some(dir)) = (&config.server_duid, &config.data_dir) {
-        // A DUID created once and kept in the data directory (issue: "A server DUID is created
-        // once and kept in the data dir").
-        let duid = crate::store::server_duid(dir)?;
-        config.server_duid = Some(duid.iter().map(|b| format!("{b:02x}")).collect());
+    // Everything that can refuse the start without writing comes first (the settings, the
+    // listen addresses, the import file), so a start that fails leaves the data dir untouched.
+    let authority = if config.authority_enabled {
+        Some(config.authority_config().validate()?)
+    } else {
+        None
+    };
+    // Check every address once here, so a bad one is reported before any executor starts;
+    // every shard then binds its own SO_REUSEPORT socket on it.
+    for addr in [config.lq6_listen, config.lq4_listen] {
+        precheck(addr, socket2::Type::STREAM)?;
     }
-    let identity = identity(&config);
+    if authority.is_some() {
+        precheck(config.dhcp4o6_listen, socket2::Type::DGRAM)?;
+    }
     let started = Instant::now();
     let mut imported = match &config.import {
         Some(path) => import::load_file(path, shards)?,
@@ -297,11 +305,13 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         },
     };
     let (v4, v6) = (imported.v4_count(), imported.v6_count());
-    let authority = if config.authority_enabled {
-        Some(config.authority_config().validate()?)
-    } else {
-        None
-    };
+    if let (None, Some(dir)) = (&config.server_duid, &config.data_dir) {
+        // A DUID created once and kept in the data directory (issue: "A server DUID is created
+        // once and kept in the data dir").
+        let duid = crate::store::server_duid(dir)?;
+        config.server_duid = Some(duid.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    let identity = identity(&config);
     if let Some(dir) = &config.data_dir {
         std::fs::create_dir_all(dir).map_err(|e| crate::store::StoreError::Io {
             path: dir.display().to_string(),
@@ -370,15 +380,6 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         config,
         softwires_registered: AtomicUsize::new(0),
     });
-    // Check every address once here, so a bad one is reported before any executor starts;
-    // every shard then binds its own SO_REUSEPORT socket on it.
-    for addr in [shared.config.lq6_listen, shared.config.lq4_listen] {
-        precheck(addr, socket2::Type::STREAM)?;
-    }
-    if shared.authority.is_some() {
-        precheck(shared.config.dhcp4o6_listen, socket2::Type::DGRAM)?;
-    }
-
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
