@@ -12,8 +12,8 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     let dirty = if dirty { "+dirty" } else { "" };
     println!("cargo:rustc-env=LQD_GIT_COMMIT={commit}{dirty}");
     // Again when HEAD moves or the index changes (a commit, a checkout, an add), and when a

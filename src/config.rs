@@ -523,9 +523,7 @@ impl Config {
                         Ok(())
                     }
                 })
-                .map_err(|e| {
-                    ConfigError::Invalid(format!("{key} {}: {e}", path.display()))
-                })
+                .map_err(|e| ConfigError::Invalid(format!("{key} {}: {e}", path.display())))
         };
         if let Some(p) = &self.import {
             read("import", p)?;
@@ -535,7 +533,9 @@ impl Config {
         let mut warnings = Vec::new();
         if let Some(p) = self.feed.as_ref().filter(|p| p.exists()) {
             if let Err(e) = read("feed", p) {
-                warnings.push(format!("{e}: the server starts and logs it until it is a file"));
+                warnings.push(format!(
+                    "{e}: the server starts and logs it until it is a file"
+                ));
             }
         }
         if let Some(d) = &self.data_dir {

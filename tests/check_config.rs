@@ -62,8 +62,9 @@ fn every_example_checks_and_prints_toml_with_the_defaults() {
         n += 1;
         let (code, out, err) = check(&["--config", path.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{}: {err}", path.display());
-        let printed = Config::from_toml(&out)
-            .unwrap_or_else(|e| panic!("{}: printed TOML does not load: {e}\n{out}", path.display()));
+        let printed = Config::from_toml(&out).unwrap_or_else(|e| {
+            panic!("{}: printed TOML does not load: {e}\n{out}", path.display())
+        });
         printed.validate().unwrap();
         let file = Config::from_file(&path).unwrap();
         // What the file says is kept; what it leaves out is printed with its default.
@@ -76,18 +77,28 @@ fn every_example_checks_and_prints_toml_with_the_defaults() {
             "journal_compact_bytes = 268435456",
             "log = \"info\"",
         ] {
-            assert!(out.contains(key), "{}: no {key:?} in\n{out}", path.display());
+            assert!(
+                out.contains(key),
+                "{}: no {key:?} in\n{out}",
+                path.display()
+            );
         }
     }
     assert!(n >= 2, "examples/ holds {n} config files");
     // No file at all: the defaults, demo authority and derived server_id written out.
     let (code, out, err) = check(&[]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("[authority]") && out.contains("server_id = \"127.0.0.1\""), "{out}");
+    assert!(
+        out.contains("[authority]") && out.contains("server_id = \"127.0.0.1\""),
+        "{out}"
+    );
     // Flags count as they do at start.
     let (code, out, err) = check(&["--max-connections", "77", "--no-authority"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("max_connections = 77") && !out.contains("[authority]"), "{out}");
+    assert!(
+        out.contains("max_connections = 77") && !out.contains("[authority]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -150,7 +161,10 @@ fn binds_no_port_and_writes_nothing() {
             dir.to_str().unwrap(),
         ]);
         assert_eq!(code, Some(0), "{err}");
-        assert!(out.contains(&format!("lq6_listen = \"[::1]:{p6}\"")), "{out}");
+        assert!(
+            out.contains(&format!("lq6_listen = \"[::1]:{p6}\"")),
+            "{out}"
+        );
     }
     // Nothing written: no server-duid, no journal, the missing directory not created.
     let left: Vec<_> = std::fs::read_dir(data.path())
@@ -186,7 +200,11 @@ fn a_failed_start_leaves_the_data_dir_untouched() {
             .output()
             .expect("run leasequeryd");
         assert!(!out.status.success(), "{args:?} started");
-        let left: Vec<_> = std::fs::read_dir(&data).unwrap().flatten().map(|e| e.path()).collect();
+        let left: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         assert!(left.is_empty(), "{args:?} left {left:?}");
     }
     drop(held);

@@ -12,11 +12,11 @@ use common::{ServerBuilder, TempDir};
 use dhcproto::{v4 as dp, Decodable, Decoder};
 use leasequery::authority::{Authority, AuthorityConfig};
 use leasequery::lease::LeaseTable;
-use leasequery::proto::codes::{dhcp_state, v6msg};
-use leasequery::proto::v6::{Message as V6Message, RelayMessage, V6Option};
 use leasequery::lwb4::{
     client_id_of, mac_of, parse_response, softwire_of, Event, LwB4, Phase, RelayHop, ReplyKind,
 };
+use leasequery::proto::codes::{dhcp_state, v6msg};
+use leasequery::proto::v6::{Message as V6Message, RelayMessage, V6Option};
 
 const NOW: u32 = 1_767_225_600;
 

@@ -376,7 +376,10 @@ fn version_names_the_git_commit() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with(&format!("leasequeryd {} (commit ", env!("CARGO_PKG_VERSION"))),
+        text.starts_with(&format!(
+            "leasequeryd {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{text}"
     );
     let commit = text

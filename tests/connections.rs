@@ -250,12 +250,19 @@ fn sighup_reloads_the_allow_list_and_sigusr1_logs_counters_without_stopping() {
     let wait_log = |srv: &common::Server, what: &str, n: usize| {
         let until = std::time::Instant::now() + Duration::from_secs(10);
         while srv.log().matches(what).count() < n {
-            assert!(std::time::Instant::now() < until, "no {what:?} in:\n{}", srv.log());
+            assert!(
+                std::time::Instant::now() < until,
+                "no {what:?} in:\n{}",
+                srv.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     let mut c = srv.connect6();
-    assert!(!c.closed_silently(Duration::from_millis(300)), "allowed at first");
+    assert!(
+        !c.closed_silently(Duration::from_millis(300)),
+        "allowed at first"
+    );
 
     // SIGUSR1: the counters, while serving.
     srv.signal("USR1");
@@ -268,15 +275,24 @@ fn sighup_reloads_the_allow_list_and_sigusr1_logs_counters_without_stopping() {
     srv.signal("HUP");
     wait_log(&srv, "SIGHUP: configuration not reloaded", 1);
     let mut c2 = srv.connect6();
-    assert!(!c2.closed_silently(Duration::from_millis(300)), "still allowed");
+    assert!(
+        !c2.closed_silently(Duration::from_millis(300)),
+        "still allowed"
+    );
 
     // A new allow-list: loopback is refused from now on; the open connection stays.
     std::fs::write(&cfg, "allow = [\"192.0.2.0/24\"]\n").unwrap();
     srv.signal("HUP");
     wait_log(&srv, "SIGHUP: reloaded", 1);
     let mut c3 = srv.connect6();
-    assert!(c3.closed_silently(Duration::from_secs(5)), "refused after the reload");
-    assert!(!c.closed_silently(Duration::from_millis(100)), "the open connection stays");
+    assert!(
+        c3.closed_silently(Duration::from_secs(5)),
+        "refused after the reload"
+    );
+    assert!(
+        !c.closed_silently(Duration::from_millis(100)),
+        "the open connection stays"
+    );
 
     let status = srv.terminate().expect("exits");
     assert!(status.success(), "{status:?}");

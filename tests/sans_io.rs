@@ -19,7 +19,11 @@ const FORBIDDEN: &[&str] = &[
 /// Scans a folder of sources (recursively) or one source file; a path that does not exist is
 /// an error (a module renamed must not drop out of the check unnoticed).
 fn scan(path: &Path, hits: &mut Vec<String>, files: &mut usize) {
-    assert!(path.exists(), "{} is gone: update the sans-io list", path.display());
+    assert!(
+        path.exists(),
+        "{} is gone: update the sans-io list",
+        path.display()
+    );
     let entries: Vec<std::path::PathBuf> = if path.is_dir() {
         std::fs::read_dir(path)
             .unwrap()

@@ -88,9 +88,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
-use crate::lease::{shard_of_client, Change, LeaseTable};
 #[cfg(doc)]
 use crate::lease::shard_of_softwire;
+use crate::lease::{shard_of_client, Change, LeaseTable};
 use crate::proto::codes::v4msg;
 
 pub use config::{AuthorityConfig, SubnetConfig, SubnetError, ValidConfig, ValidSubnet};
@@ -235,8 +235,7 @@ impl Authority {
         now: u32,
         answer: Option<ClaimAnswer>,
     ) -> Outcome {
-        let (mut out, fresh) = match self.handle_inner(table, datagram, src, now, answer.as_ref())
-        {
+        let (mut out, fresh) = match self.handle_inner(table, datagram, src, now, answer.as_ref()) {
             Ok(done) => done,
             // Stopped before any change.
             Err(c) => {

@@ -414,12 +414,20 @@ fn check_files_names_the_key() {
         import: Some("/".into()),
         ..Config::default()
     };
-    assert!(c.check_files().unwrap_err().to_string().contains("directory"));
+    assert!(c
+        .check_files()
+        .unwrap_err()
+        .to_string()
+        .contains("directory"));
     let c = Config {
         data_dir: Some("/proc/self/status".into()),
         ..Config::default()
     };
-    assert!(c.check_files().unwrap_err().to_string().contains("data_dir"));
+    assert!(c
+        .check_files()
+        .unwrap_err()
+        .to_string()
+        .contains("data_dir"));
     // A data_dir or feed that does not exist yet is created or awaited at start.
     let c = Config {
         data_dir: Some("/nonexistent/lqd".into()),

@@ -28,5 +28,5 @@ pub mod table;
 mod tests;
 
 pub use query::{ActiveQuery, BulkV4, BulkV6};
-pub use reply::{Answer, Binding, Stream, Ending, Wire};
+pub use reply::{Answer, Binding, Ending, Stream, Wire};
 pub use table::{Key, Table, Value};

@@ -1,7 +1,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::query::{self, ActiveQuery, BulkV4, BulkV6};
-use super::reply::{classify, inner, Answer, Status, Stream, Ending, Wire};
+use super::reply::{classify, inner, Answer, Ending, Status, Stream, Wire};
 use super::table::{Key, Table};
 use crate::proto::codes::{query_type, v4msg, v4opt, v4status, v6msg, v6opt, v6status};
 use crate::proto::record::PortParams;
@@ -320,10 +320,7 @@ fn a_bulk_stream_ends_at_done_or_a_reply_without_bindings() {
     s.handle(&enc6(v6msg::LEASEQUERY_DATA, vec![cd6(1)]));
     assert_eq!(s.end(), None);
     s.handle(&enc6(v6msg::LEASEQUERY_DONE, vec![]));
-    assert_eq!(
-        (s.bindings(), s.end()),
-        (2, Some(Ending::Complete(None)))
-    );
+    assert_eq!((s.bindings(), s.end()), (2, Some(Ending::Complete(None))));
     let mut e = Stream::bulk(Wire::V6);
     e.handle(&enc6(v6msg::LEASEQUERY_REPLY, vec![st6(9)]));
     assert_eq!(e.end(), Some(Ending::Complete(Some(Status::V6(9)))));

@@ -197,7 +197,15 @@ impl ScanPlan {
     /// when nothing matched (RFC 5460 §7.2); v4 always DONE, with option 54 when it is the
     /// only message (RFC 6926 §7.3).
     pub fn finish(&self, total: u64, now: u32) -> Vec<u8> {
-        self.end(if total == 0 { StreamEnd::Empty } else { StreamEnd::Done }, None, now)
+        self.end(
+            if total == 0 {
+                StreamEnd::Empty
+            } else {
+                StreamEnd::Done
+            },
+            None,
+            now,
+        )
     }
 
     /// The message that ends a stream cut short (shutdown, internal failure): QueryTerminated
@@ -207,7 +215,15 @@ impl ScanPlan {
             code: v6status::QUERY_TERMINATED,
             text: "query terminated",
         };
-        self.end(if replied { StreamEnd::Done } else { StreamEnd::Empty }, Some(st), now)
+        self.end(
+            if replied {
+                StreamEnd::Done
+            } else {
+                StreamEnd::Empty
+            },
+            Some(st),
+            now,
+        )
     }
 
     fn end(&self, how: StreamEnd, status: Option<V6Status<'_>>, now: u32) -> Vec<u8> {

@@ -366,5 +366,11 @@ pub fn query_4o6_link(xid: u32) -> Vec<u8> {
     use leasequery::requestor::{query, BulkV6};
     let link = "2001:db8:1::".parse().unwrap();
     let duid = [0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
-    query::o6_bulk(xid, &duid, &BulkV6::Link(link), query::O6_ORO, bulk_v4_all(0x11223344))
+    query::o6_bulk(
+        xid,
+        &duid,
+        &BulkV6::Link(link),
+        query::O6_ORO,
+        bulk_v4_all(0x11223344),
+    )
 }

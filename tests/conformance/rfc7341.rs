@@ -3,15 +3,14 @@
 //! a lease that survives a restart with `--data-dir`, the lease visible to bulk leasequery, and
 //! scenario 26 (a bulk query type over UDP).
 
-
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use crate::common::{ServerBuilder, TempDir};
+use leasequery::lwb4::RelayHop;
 use leasequery::proto::codes::{v4msg, v6msg, v6opt, v6status};
 use leasequery::proto::v4::{self, ClientId, V4Option};
 use leasequery::proto::v6::{Message, V6Option};
-use leasequery::lwb4::RelayHop;
 
 const DHCPV4_QUERY: u8 = 20;
 const DHCPV4_RESPONSE: u8 = 21;
@@ -176,7 +175,12 @@ fn dora_direct_full_and_shared_addresses_with_the_softwire_source_echoed() {
 
 /// Sends one DHCPv4 bulk leasequery (PRL `prl`, then `extra`) and returns every reply before
 /// its DHCPLEASEQUERYDONE, each checked to carry the query's xid.
-fn bulk_v4(srv: &crate::common::Server, xid: u32, prl: Vec<u8>, extra: Vec<V4Option>) -> Vec<v4::Message> {
+fn bulk_v4(
+    srv: &crate::common::Server,
+    xid: u32,
+    prl: Vec<u8>,
+    extra: Vec<V4Option>,
+) -> Vec<v4::Message> {
     let mut m = v4::Message::new(1, v4msg::BULKLEASEQUERY, xid);
     m.options.push(V4Option::ParameterRequestList(prl));
     m.options.extend(extra);

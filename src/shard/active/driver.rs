@@ -12,7 +12,7 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use hashbrown::HashMap;
 use tracing::debug;
 
-use super::sub::{grant_owed, SubEnd, Sub};
+use super::sub::{grant_owed, Sub, SubEnd};
 use crate::session::active::{ActivePlan, Backlog, BacklogLimits};
 use crate::shard::io::ConnIo;
 use crate::shard::mail::{ActiveMail, Mail};
