@@ -35,22 +35,6 @@ fn requestor_inside_the_allow_list_stays_connected() {
     );
 }
 
-/// The most octets the kernel can hold of one stream whose requestor does not read: the
-/// server's send buffer (at most `tcp_wmem`'s maximum, or twice `wmem_max`, read from /proc)
-/// and the requestor's locked receive buffer (4x what was asked, for the kernel's doubling and
-/// overhead).
-fn kernel_capacity(rcvbuf: usize) -> usize {
-    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-        .unwrap_or(4 << 20);
-    let core_wmem = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0usize);
-    wmem_max.max(2 * core_wmem) + 4 * rcvbuf
-}
-
 /// RFC 5460 §7.3, RFC 6926 §8.4 (issue 19 item 1): a requestor that pipelines 12,000 bulk
 /// queries and never reads cannot make the server hold their answers. A query counts against
 /// `max_queries_per_connection` until its last octet is written, so the server holds at most
@@ -149,7 +133,7 @@ fn a_send_blocked_for_the_data_timeout_ends_the_connection_once() {
     let shards = 2;
     let server_queue = shards * 2 * 256 * 1024;
     // The smallest DHCPv4 LEASEACTIVE of these bindings is about 300 octets.
-    let n = (2 * (kernel_capacity(RCVBUF) + server_queue) / 200 + 1).max(60_000);
+    let n = (2 * (common::kernel_capacity(RCVBUF) + server_queue) / 200 + 1).max(60_000);
     let mut srv = ServerBuilder::new()
         .shards(shards)
         .import(common::import_4o6(n))

@@ -18,17 +18,9 @@ use common::{bulk_v4_all, import_4o6 as import, query_4o6_link};
 /// is generous), and the server's own queue (every shard's credits plus the chunk each shard
 /// sends last, of `chunk_size` octets each; the defaults 2 and 256 KiB).
 fn stream_capacity(shards: usize, rcvbuf: usize) -> usize {
-    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-        .unwrap_or(4 << 20);
-    let core_wmem = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0usize);
     let credits = 2;
     let chunk = 256 * 1024;
-    wmem_max.max(2 * core_wmem) + 4 * rcvbuf + shards * (credits + 1) * chunk
+    common::kernel_capacity(rcvbuf) + shards * (credits + 1) * chunk
 }
 
 /// A requestor that does not read stalls the stream; SIGTERM then makes the server end both

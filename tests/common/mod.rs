@@ -374,3 +374,19 @@ pub fn query_4o6_link(xid: u32) -> Vec<u8> {
         bulk_v4_all(0x11223344),
     )
 }
+
+/// The most octets the kernel can hold of one stream whose requestor does not read: the
+/// server's send buffer (at most `tcp_wmem`'s maximum, or twice `wmem_max`, read from /proc)
+/// and the requestor's locked receive buffer of `rcvbuf` (4x, for the kernel's doubling and
+/// overhead). Tests that need a stream the kernel cannot swallow make it larger than this.
+pub fn kernel_capacity(rcvbuf: usize) -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 << 20);
+    let core_wmem = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0usize);
+    wmem_max.max(2 * core_wmem) + 4 * rcvbuf
+}
