@@ -535,6 +535,19 @@ fn run_active(
 }
 
 fn main() -> ExitCode {
+    // `loadgen --man-page`: the man page (roff) from the clap definitions, on stdout
+    // (dist/man/loadgen.1; tests/packaging.rs keeps them equal). Not a clap flag, so that it
+    // stays out of the page itself.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        if clap_mangen::Man::new(Cli::command()).render(&mut out).is_err()
+            || std::io::Write::write_all(&mut std::io::stdout(), &out).is_err()
+        {
+            return ExitCode::from(1);
+        }
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let server = match &cli.cmd {

@@ -206,6 +206,20 @@ pub struct Config {
     pub journal_compact_bytes: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
+    /// Log line format: `text` (human, the default) or `json` (one JSON object per line, for
+    /// log shippers).
+    pub log_format: LogFormat,
+}
+
+/// The `log_format` key / `--log-format` flag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (tracing-subscriber's default format).
+    #[default]
+    Text,
+    /// JSON lines: `timestamp`, `level`, `target`, `fields` (with `message`), and the spans.
+    Json,
 }
 
 impl Default for Config {
@@ -245,6 +259,7 @@ impl Default for Config {
             data_dir: None,
             journal_compact_bytes: DEFAULT_JOURNAL_COMPACT_BYTES,
             log: "info".into(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -314,6 +329,10 @@ pub struct Flags {
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
+    /// Log line format: text (default) or json (JSON lines with timestamp, level, target and
+    /// fields).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Check the configuration (the file, the flags, the files it names) as a start would,
     /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
     /// start's message when not. Binds no port and writes nothing.
@@ -385,7 +404,7 @@ impl Config {
             bulk_lq_data_timeout
         );
         over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
-        over!(udp_recv_buffer);
+        over!(udp_recv_buffer, log_format);
         if let Some(p) = &f.data_dir {
             self.data_dir = Some(p.clone());
         }

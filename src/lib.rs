@@ -32,6 +32,7 @@
 //! | [`authority`] | the DHCP4o6 lease authority, a file per concern: decode, pools and PSIDs, the option 109 directory, timers, DHCP states | sans-io |
 //! | [`requestor`] | the leasequery client: query builders, reply-stream classification, the binding table (loadgen, tests, a CLI) | sans-io |
 //! | [`lwb4`] | a simulated DHCP4o6 client (an lwB4, RFC 7341): DORA, renew, release (loadgen, tests) | sans-io |
+//! | [`ratelimit`] | the log-line rate limiter of the drop warnings | sans-io |
 //! | [`config`] | the TOML file and the command-line flags | file read at start |
 //! | [`feed`] | lease sources other than the authority: the import file and the followed feed file | file reads |
 //! | [`shard`] | the glommio shell: executors, listeners, the connection shell, mailboxes, active subscriptions, the UDP path, shutdown | glommio |
@@ -48,6 +49,7 @@ pub mod feed;
 pub mod lease;
 pub mod lwb4;
 pub mod proto;
+pub mod ratelimit;
 pub mod requestor;
 pub mod session;
 pub mod shard;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leasequery::config::{Config, Flags};
+use leasequery::config::{Config, Flags, LogFormat};
 
 /// Exit status after a panic anywhere in the process (EX_SOFTWARE, sysexits.h).
 const EXIT_PANIC: i32 = 70;
@@ -60,8 +60,54 @@ fn check_config(config: &Config) -> ExitCode {
     }
 }
 
+/// Replaces the running log filter (SIGHUP).
+type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send>;
+
+/// Installs the global subscriber: stderr, `filter`, in `format` (`log_format`); returns what
+/// replaces the filter later. Both formats keep the filter reloadable.
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) -> SetFilter {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let builder = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+        LogFormat::Json => {
+            // One JSON object per line: timestamp, level, target, fields (message included),
+            // and the current span and span list when there are spans.
+            let builder = builder.json().with_ansi(false).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+    }
+}
+
+/// `leasequeryd --man-page`: the man page (roff) generated from the clap definitions, on
+/// stdout (dist/man/leasequeryd.1 is this output; tests/packaging.rs keeps them equal). Not a
+/// clap flag, so that it stays out of the page itself.
+fn print_man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Flags::command()).render(&mut out) {
+        eprintln!("leasequeryd: cannot render the man page: {e}");
+        return ExitCode::from(1);
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), &out)
+        .map_or(ExitCode::from(1), |_| ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     exit_on_panic();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
+        return print_man_page();
+    }
     let flags = Flags::parse();
     let config = match Config::load(&flags) {
         Ok(c) => c,
@@ -76,19 +122,14 @@ fn main() -> ExitCode {
     // Config::load checked the filter.
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter_reloading();
-    let log_handle = builder.reload_handle();
-    builder.init();
+    let set_filter = init_logging(filter, config.log_format);
     // SIGHUP: the configuration again, from the same file and flags; the log filter is applied
-    // here, the allow-list by the server.
+    // here (in either format; the format itself takes effect at a restart), the allow-list by
+    // the server.
     let reload: leasequery::shard::Reload = Box::new(move || {
         let new = Config::load(&flags).map_err(|e| e.to_string())?;
         let filter = tracing_subscriber::EnvFilter::try_new(&new.log).map_err(|e| e.to_string())?;
-        log_handle.reload(filter).map_err(|e| e.to_string())?;
+        set_filter(filter)?;
         Ok(new)
     });
     for w in config.limit_warnings(leasequery::config::open_file_limit()) {

@@ -72,3 +72,47 @@ pub struct AuthorityCounters {
     /// The lease table refused a binding (reply withheld).
     pub table_errors: u64,
 }
+
+impl AuthorityCounters {
+    /// Every `drop_*` counter as (name, value), in a fixed order: the shell compares two of
+    /// these to learn why a datagram was dropped (and logs it, README "Drop warnings").
+    pub fn drops(&self) -> [(&'static str, u64); 13] {
+        [
+            ("drop_oversize", self.drop_oversize),
+            ("drop_malformed_v6", self.drop_malformed_v6),
+            ("drop_too_deep", self.drop_too_deep),
+            ("drop_not_query", self.drop_not_query),
+            ("drop_no_dhcpv4_msg", self.drop_no_dhcpv4_msg),
+            ("drop_many_dhcpv4_msg", self.drop_many_dhcpv4_msg),
+            ("drop_malformed_v4", self.drop_malformed_v4),
+            ("drop_bad_v4_type", self.drop_bad_v4_type),
+            ("drop_no_client_id", self.drop_no_client_id),
+            ("drop_wrong_shard", self.drop_wrong_shard),
+            ("drop_no_subnet", self.drop_no_subnet),
+            ("drop_needs_159", self.drop_needs_159),
+            ("drop_other_server", self.drop_other_server),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthorityCounters;
+
+    #[test]
+    fn drops_lists_every_drop_counter_once() {
+        let c = AuthorityCounters::default();
+        let debug = format!("{c:?}");
+        let names: Vec<&str> = c.drops().iter().map(|d| d.0).collect();
+        for field in debug
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+            .filter(|w| w.starts_with("drop_"))
+        {
+            assert!(names.contains(&field), "{field} missing from drops()");
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+    }
+}

@@ -98,7 +98,7 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
             ctx.stats()
                 .refused_not_allowed
                 .fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, "requestor not in the allow-list: closed");
+            ctx.drops.note(super::drops::NOT_ALLOWED, peer);
             drop(stream);
             continue;
         }
@@ -109,7 +109,7 @@ pub(super) async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, family
             ctx.stats()
                 .refused_over_limit
                 .fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, "over max_connections: closed");
+            ctx.drops.note(super::drops::OVER_LIMIT, peer);
             drop(stream);
             continue;
         }
@@ -176,6 +176,8 @@ struct Conn {
     signals: Rc<Signals>,
     /// Closed when the reader stops (an active query ends with it).
     reader_done: Rc<Semaphore>,
+    /// The requestor's address (for the drop warnings).
+    peer: SocketAddr,
 }
 
 impl Conn {
@@ -201,6 +203,7 @@ impl Conn {
             freed_rx,
             signals: Rc::new(Signals::new()),
             reader_done: Rc::new(Semaphore::new(0)),
+            peer,
         });
         let writer_task = glommio::spawn_local(writer_loop(
             ctx.clone(),
@@ -260,10 +263,12 @@ impl Conn {
                     ctx.stats()
                         .closed_protocol_error
                         .fetch_add(1, Ordering::Relaxed);
+                    ctx.drops.note(super::drops::PROTOCOL_ERROR, self.peer);
                     return;
                 }
                 Step::Drop => {
                     ctx.stats().queries_dropped.fetch_add(1, Ordering::Relaxed);
+                    ctx.drops.note(super::drops::QUERY_DROPPED, self.peer);
                 }
                 Step::Duplicate => {
                     ctx.stats()
@@ -324,6 +329,7 @@ impl Conn {
                         .stats()
                         .closed_protocol_error
                         .fetch_add(1, Ordering::Relaxed);
+                    self.ctx.drops.note(super::drops::PROTOCOL_ERROR, self.peer);
                 }
                 return None;
             }

@@ -7,6 +7,7 @@
 
 mod active;
 mod conn;
+mod drops;
 mod io;
 mod mail;
 mod scan;
@@ -150,6 +151,8 @@ pub(crate) struct ShardCtx {
     hub: active::Hub,
     /// The DHCP4o6 lease authority of this shard, when it runs.
     auth: Option<Rc<udp::AuthShell>>,
+    /// Drop warnings, rate-limited per reason (README "Drop warnings").
+    pub drops: drops::DropLog,
     /// Softwire claims this shard asked other shards for: where each answer goes.
     claims_pending: RefCell<HashMap<u64, LocalSender<Vec<bool>>>>,
     next_claim: std::cell::Cell<u64>,
@@ -318,12 +321,22 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             reason: e.to_string(),
         })?;
         let mut replayed = crate::store::replay(dir, shards)?;
+        // The start log (README "Start log"): what came from where.
         info!(
-            v4 = replayed.v4_count(),
-            v6 = replayed.v6_count(),
+            source = "snapshot",
+            dir = %dir.display(),
+            bindings = replayed.snapshot_bindings,
+            "start: bindings loaded"
+        );
+        info!(
+            source = "journal",
+            dir = %dir.display(),
+            records = replayed.journal_records,
             torn_tails_cut = replayed.torn_tails_cut,
             resharded = replayed.resharded,
-            "replayed the lease journal"
+            v4 = replayed.v4_count(),
+            v6 = replayed.v6_count(),
+            "start: bindings loaded (journal replayed over the snapshots)"
         );
         if config.import.is_some() {
             // With a data directory an import is part of the durable state: upserted by key
@@ -357,12 +370,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             links.insert_prefix(p, len);
         }
     }
-    if config.import.is_some() {
+    if let Some(path) = &config.import {
         info!(
+            source = "import",
+            file = %path.display(),
             v4,
             v6,
             ms = started.elapsed().as_millis() as u64,
-            "imported bindings"
+            "start: bindings loaded (imported bindings)"
         );
     }
     let shared = Arc::new(Shared {
@@ -455,6 +470,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             Err(_) => break,
         }
     }
+    log_served(&shared);
     info!(
         shards,
         lq6 = %shared.config.lq6_listen,
@@ -470,11 +486,13 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         startup_ms = started.elapsed().as_millis() as u64,
         "leasequeryd serving"
     );
+    notify_systemd(sd_notify::NotifyState::Ready);
 
     while !stop.load(Ordering::SeqCst) {
         let _ = signalled.recv_timeout(Duration::from_millis(50));
     }
     info!("shutting down");
+    notify_systemd(sd_notify::NotifyState::Stopping);
     shared.stopping.store(true, Ordering::SeqCst);
     let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -492,6 +510,64 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     }
     shared.log_counters();
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`, README "Packaging") that the server is ready or stopping;
+/// nothing when `NOTIFY_SOCKET` is not set (not started by systemd).
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        warn!("sd_notify to NOTIFY_SOCKET failed: {e}");
+    }
+}
+
+/// The start log (README "Start log"), once every shard serves: one INFO line per item, the
+/// shard count, every listener, and per authority subnet its links, pool, address count, PSID
+/// length and port sets per address. (What was loaded from where is logged while it loads.)
+fn log_served(shared: &Shared) {
+    let config = &shared.config;
+    info!(
+        shards = shared.shards,
+        cpus = core_affinity::get_core_ids().map_or(0, |c| c.len()),
+        "start: shards"
+    );
+    info!(listener = "lq6", transport = "tcp", addr = %config.lq6_listen,
+        "start: listening (DHCPv6 and DHCPv4-over-DHCPv6 bulk/active leasequery)");
+    info!(listener = "lq4", transport = "tcp", addr = %config.lq4_listen,
+        "start: listening (DHCPv4 bulk/active leasequery)");
+    let Some(auth) = &shared.authority else {
+        info!(listener = "dhcp4o6", "start: DHCP4o6 authority off (no UDP listener)");
+        return;
+    };
+    info!(listener = "dhcp4o6", transport = "udp", addr = %config.dhcp4o6_listen,
+        "start: listening (DHCP4o6 lease authority)");
+    for s in &auth.subnets {
+        let links: Vec<String> = s.links.iter().map(|(p, l)| format!("{p}/{l}")).collect();
+        let addresses = u64::from(u32::from(s.last)) - u64::from(u32::from(s.first)) + 1;
+        // Port sets a client can get per address: the PSIDs below `first_psid` hold the
+        // well-known ports and are never leased.
+        let port_sets = u64::from(s.psids().saturating_sub(u32::from(s.first_psid)).max(1));
+        let (psid_len, psid_offset) = match s.psid {
+            Some((a, k)) => (k.to_string(), a.to_string()),
+            None => ("none".to_string(), "none".to_string()),
+        };
+        info!(
+            subnet = %s.name,
+            links = %links.join(","),
+            pool = %format_args!("{}-{}", s.first, s.last),
+            addresses,
+            psid_len = %psid_len,
+            psid_offset = %psid_offset,
+            port_sets_per_address = port_sets,
+            leasable_units = addresses * port_sets,
+            shared_only = s.shared_only,
+            lease_time = s.lease_time,
+            "start: authority subnet"
+        );
+    }
+    info!(server_id = %auth.server_id, subnets = auth.subnets.len(), "start: DHCP4o6 authority");
 }
 
 /// SIGHUP: reads the configuration again through `reload` and applies what can change without
@@ -687,6 +763,7 @@ async fn shard_main(
         shutdown: Semaphore::new(0),
         hub: active::Hub::new(active::history_limits(&shared.config), history_start),
         auth,
+        drops: drops::DropLog::new(id),
         claims_pending: RefCell::new(HashMap::new()),
         next_claim: std::cell::Cell::new(0),
     });
@@ -768,6 +845,7 @@ async fn shard_main(
     while ctx.stats().connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    ctx.drops.flush();
     ctx.senders.close();
     for t in inbound {
         t.cancel().await;

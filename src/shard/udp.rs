@@ -28,6 +28,7 @@ use std::time::Duration;
 use glommio::net::UdpSocket;
 use tracing::{debug, error, warn};
 
+use super::drops;
 use super::mail::Mail;
 use super::{unix_now, ShardCtx};
 use crate::authority::{self, Authority};
@@ -113,6 +114,7 @@ pub(super) async fn recv_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
                     ctx.stats()
                         .dhcp4o6_dropped_unparsed
                         .fetch_add(1, Ordering::Relaxed);
+                    ctx.drops.note(drops::UNPARSED, src);
                 }
             }
             continue;
@@ -122,6 +124,7 @@ pub(super) async fn recv_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
                 ctx.stats()
                     .dhcp4o6_dropped_unparsed
                     .fetch_add(1, Ordering::Relaxed);
+                ctx.drops.note(drops::UNPARSED, src);
             }
             Some(s) if s == ctx.id => spawn_handle(&ctx, &shell, datagram.to_vec(), src),
             Some(s) => {
@@ -155,6 +158,7 @@ pub(super) fn spawn_handle(
         ctx.stats()
             .dhcp4o6_dropped_busy
             .fetch_add(1, Ordering::Relaxed);
+        ctx.drops.note(drops::BUSY, src);
         return;
     };
     let (ctx, shell) = (ctx.clone(), shell.clone());
@@ -171,6 +175,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
         ctx.stats()
             .dhcp4o6_dropped_unparsed
             .fetch_add(1, Ordering::Relaxed);
+        ctx.drops.note(drops::UNPARSED, src);
         return;
     };
     if shell.failed.get() {
@@ -179,6 +184,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
+    let before = shell.authority.borrow().counters().drops();
     let (mut out, mut undo) = {
         let mut table = ctx.table.borrow_mut();
         shell.run(&mut table, |t| {
@@ -188,6 +194,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
                 .handle(t, datagram, src_ip, unix_now())
         })
     };
+    note_drops(ctx, shell, &before, src);
     if let Some(claim) = out.needs_claim.take() {
         // RFC 8539 §8.2 across shards: the source's owner decides, then the datagram is
         // handled again with the answer (it asks no second claim).
@@ -203,6 +210,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let before = shell.authority.borrow().counters().drops();
         let (again, more) = {
             let mut table = ctx.table.borrow_mut();
             shell.run(&mut table, |t| {
@@ -215,6 +223,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
                 )
             })
         };
+        note_drops(ctx, shell, &before, src);
         out = again;
         // (The first handling stops before it changes the table; kept in order all the same.)
         undo.extend(more);
@@ -242,6 +251,24 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
     }
     #[cfg(feature = "fault-injection")]
     fault::maybe_lose(ctx, &out.changes);
+}
+
+/// Logs (rate-limited) the reasons the authority counted a drop under since `before` (its
+/// `drop_*` counters before one handling; no await between the two reads).
+fn note_drops(
+    ctx: &ShardCtx,
+    shell: &AuthShell,
+    before: &[(&'static str, u64)],
+    src: SocketAddr,
+) {
+    let after = shell.authority.borrow().counters().drops();
+    for (b, a) in before.iter().zip(after.iter()) {
+        if a.1 > b.1 {
+            if let Some(reason) = drops::authority_reason(a.0) {
+                ctx.drops.note(reason, src);
+            }
+        }
+    }
 }
 
 /// Test-only fault switch (cargo feature `fault-injection`): see Cargo.toml.
