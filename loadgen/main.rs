@@ -535,18 +535,22 @@ fn run_active(
 }
 
 fn main() -> ExitCode {
-    // `loadgen --man-page`: the man page (roff) from the clap definitions, on stdout
-    // (dist/man/loadgen.1; tests/packaging.rs keeps them equal). Not a clap flag, so that it
-    // stays out of the page itself.
+    // `loadgen --man-page DIR`: the man pages (loadgen.1 and one per subcommand) generated from
+    // the clap definitions into DIR (dist/man/; tests/packaging.rs keeps them equal). Not a
+    // clap flag, so that it stays out of the pages themselves.
     if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
         use clap::CommandFactory;
-        let mut out = Vec::new();
-        if clap_mangen::Man::new(Cli::command()).render(&mut out).is_err()
-            || std::io::Write::write_all(&mut std::io::stdout(), &out).is_err()
-        {
-            return ExitCode::from(1);
-        }
-        return ExitCode::SUCCESS;
+        let Some(dir) = std::env::args_os().nth(2) else {
+            eprintln!("loadgen: --man-page needs a directory");
+            return ExitCode::from(2);
+        };
+        return match clap_mangen::generate_to(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: cannot write the man pages: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let cli = Cli::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");

@@ -89,24 +89,30 @@ fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) -> Set
     }
 }
 
-/// `leasequeryd --man-page`: the man page (roff) generated from the clap definitions, on
-/// stdout (dist/man/leasequeryd.1 is this output; tests/packaging.rs keeps them equal). Not a
-/// clap flag, so that it stays out of the page itself.
-fn print_man_page() -> ExitCode {
+/// `leasequeryd --man-page DIR`: writes the man page generated from the clap definitions
+/// (clap_mangen) to `DIR/leasequeryd.1` (dist/man/ holds this output; tests/packaging.rs keeps
+/// them equal). Not a clap flag, so that it stays out of the page itself; the page names the
+/// package version, not the commit, so that it changes only when the flags do.
+fn write_man_page(dir: Option<std::ffi::OsString>) -> ExitCode {
     use clap::CommandFactory;
-    let mut out = Vec::new();
-    if let Err(e) = clap_mangen::Man::new(Flags::command()).render(&mut out) {
-        eprintln!("leasequeryd: cannot render the man page: {e}");
-        return ExitCode::from(1);
+    let Some(dir) = dir else {
+        eprintln!("leasequeryd: --man-page needs a directory");
+        return ExitCode::from(2);
+    };
+    let cmd = Flags::command().version(env!("CARGO_PKG_VERSION"));
+    match clap_mangen::generate_to(cmd, &dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leasequeryd: cannot write the man page: {e}");
+            ExitCode::from(1)
+        }
     }
-    std::io::Write::write_all(&mut std::io::stdout(), &out)
-        .map_or(ExitCode::from(1), |_| ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     exit_on_panic();
     if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
-        return print_man_page();
+        return write_man_page(std::env::args_os().nth(2));
     }
     let flags = Flags::parse();
     let config = match Config::load(&flags) {
