@@ -538,7 +538,10 @@ fn main() -> ExitCode {
     // `loadgen --man-page DIR`: the man pages (loadgen.1 and one per subcommand) generated from
     // the clap definitions into DIR (dist/man/; tests/packaging.rs keeps them equal). Not a
     // clap flag, so that it stays out of the pages themselves.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--man-page")
+    {
         use clap::CommandFactory;
         let Some(dir) = std::env::args_os().nth(2) else {
             eprintln!("loadgen: --man-page needs a directory");

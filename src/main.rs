@@ -111,7 +111,10 @@ fn write_man_page(dir: Option<std::ffi::OsString>) -> ExitCode {
 
 fn main() -> ExitCode {
     exit_on_panic();
-    if std::env::args_os().nth(1).is_some_and(|a| a == "--man-page") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--man-page")
+    {
         return write_man_page(std::env::args_os().nth(2));
     }
     let flags = Flags::parse();

@@ -62,7 +62,10 @@ fn files(dir: &Path) -> std::collections::BTreeMap<String, String> {
 #[test]
 fn committed_man_pages_are_what_the_code_generates() {
     let out = TempDir::new("man");
-    for bin in [env!("CARGO_BIN_EXE_leasequeryd"), env!("CARGO_BIN_EXE_loadgen")] {
+    for bin in [
+        env!("CARGO_BIN_EXE_leasequeryd"),
+        env!("CARGO_BIN_EXE_loadgen"),
+    ] {
         let st = Command::new(bin)
             .arg("--man-page")
             .arg(out.path())
@@ -73,8 +76,13 @@ fn committed_man_pages_are_what_the_code_generates() {
     let generated = files(out.path());
     let committed = files(&root().join("dist/man"));
     assert!(generated.contains_key("leasequeryd.1") && generated.contains_key("loadgen.1"));
-    assert!(generated.contains_key("loadgen-churn.1"), "{:?}", generated.keys());
-    let names = |m: &std::collections::BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
+    assert!(
+        generated.contains_key("loadgen-churn.1"),
+        "{:?}",
+        generated.keys()
+    );
+    let names =
+        |m: &std::collections::BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&committed),
         names(&generated),
@@ -89,7 +97,11 @@ fn committed_man_pages_are_what_the_code_generates() {
     }
     // The page documents the flags, including this issue's.
     let page = &generated["leasequeryd.1"];
-    for flag in ["\\-\\-log\\-format", "\\-\\-check\\-config", "\\-\\-data\\-dir"] {
+    for flag in [
+        "\\-\\-log\\-format",
+        "\\-\\-check\\-config",
+        "\\-\\-data\\-dir",
+    ] {
         assert!(page.contains(flag), "{flag} missing from leasequeryd.1");
     }
     // Version only, no commit: the page changes when the flags do, not at every commit.
@@ -224,7 +236,8 @@ fn notifies_systemd_ready_when_serving_and_stopping_at_sigterm() {
     let dir = TempDir::new("notify");
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let mut server = ServerBuilder::new()
         .shards(2)
         .env("NOTIFY_SOCKET", path.display().to_string())
@@ -291,7 +304,10 @@ fn serves_under_memory_deny_write_execute() {
     std::thread::spawn(move || {
         use std::io::BufRead;
         let mut log = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains("leasequeryd serving") {
                 let _ = tx.send(Ok(()));
             }

@@ -122,7 +122,10 @@ impl DropLog {
     /// At exit: a line per reason with drops suppressed since its last line.
     pub fn flush(&self) {
         for (name, suppressed) in self.limiter.borrow_mut().flush() {
-            let counter = ALL.iter().find(|r| r.name == name).map_or("", |r| r.counter);
+            let counter = ALL
+                .iter()
+                .find(|r| r.name == name)
+                .map_or("", |r| r.counter);
             warn!(
                 shard = self.shard,
                 reason = name,

@@ -538,7 +538,10 @@ fn log_served(shared: &Shared) {
     info!(listener = "lq4", transport = "tcp", addr = %config.lq4_listen,
         "start: listening (DHCPv4 bulk/active leasequery)");
     let Some(auth) = &shared.authority else {
-        info!(listener = "dhcp4o6", "start: DHCP4o6 authority off (no UDP listener)");
+        info!(
+            listener = "dhcp4o6",
+            "start: DHCP4o6 authority off (no UDP listener)"
+        );
         return;
     };
     info!(listener = "dhcp4o6", transport = "udp", addr = %config.dhcp4o6_listen,

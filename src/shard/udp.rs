@@ -255,12 +255,7 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
 
 /// Logs (rate-limited) the reasons the authority counted a drop under since `before` (its
 /// `drop_*` counters before one handling; no await between the two reads).
-fn note_drops(
-    ctx: &ShardCtx,
-    shell: &AuthShell,
-    before: &[(&'static str, u64)],
-    src: SocketAddr,
-) {
+fn note_drops(ctx: &ShardCtx, shell: &AuthShell, before: &[(&'static str, u64)], src: SocketAddr) {
     let after = shell.authority.borrow().counters().drops();
     for (b, a) in before.iter().zip(after.iter()) {
         if a.1 > b.1 {
