@@ -178,6 +178,11 @@ fn start_log_names_every_listener_subnet_and_binding_source() {
         .start();
     let log = server.log();
     assert!(
+        log.lines()
+            .any(|l| l.contains("start: no bindings loaded") && l.contains("source=\"none\"")),
+        "{log}"
+    );
+    assert!(
         log.lines().any(|l| l.contains("INFO")
             && l.contains("start: authority subnet")
             && l.contains("subnet=far-shared")

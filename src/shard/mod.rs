@@ -370,6 +370,12 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             links.insert_prefix(p, len);
         }
     }
+    if config.import.is_none() && config.data_dir.is_none() {
+        info!(
+            source = "none",
+            "start: no bindings loaded (no import, no data_dir: leases live in memory only)"
+        );
+    }
     if let Some(path) = &config.import {
         info!(
             source = "import",
