@@ -131,7 +131,8 @@ fn main() -> ExitCode {
     // Config::load checked the filter.
     let filter =
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
-    let set_filter = init_logging(filter, config.log_format);
+    let format = config.log_format;
+    let set_filter = init_logging(filter, format);
     // SIGHUP: the configuration again, from the same file and flags; the log filter is applied
     // here (in either format; the format itself takes effect at a restart), the allow-list by
     // the server.
@@ -139,6 +140,13 @@ fn main() -> ExitCode {
         let new = Config::load(&flags).map_err(|e| e.to_string())?;
         let filter = tracing_subscriber::EnvFilter::try_new(&new.log).map_err(|e| e.to_string())?;
         set_filter(filter)?;
+        if new.log_format != format {
+            tracing::warn!(
+                running = ?format,
+                configured = ?new.log_format,
+                "SIGHUP: log_format changes at a restart, not on reload"
+            );
+        }
         Ok(new)
     });
     for w in config.limit_warnings(leasequery::config::open_file_limit()) {
