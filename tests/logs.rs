@@ -348,7 +348,9 @@ fn flushed(log: &str, reason: &str) -> u64 {
 fn a_flood_of_bad_datagrams_gives_one_line_per_reason_per_window_with_the_suppressed_count() {
     const WINDOW_MS: u64 = 1000;
     const FLOOD: usize = 10_000;
-    const BATCH: usize = 100;
+    // At most BATCH small datagrams wait in the socket buffer (about 60 KiB of kernel
+    // memory at worst), far below any receive buffer the kernel grants.
+    const BATCH: usize = 25;
     let dir = TempDir::new("drops");
     let cfg = config_file(&dir, "info", "text");
     // One shard: one limiter, and the datagrams of one socket are received in order.
@@ -433,12 +435,12 @@ fn a_flood_of_bad_datagrams_gives_one_line_per_reason_per_window_with_the_suppre
         // Every drop is a line or counted in one (the flush at exit included).
         let accounted: u64 = mine.iter().map(|l| 1 + l.2).sum::<u64>() + flushed(&log, reason);
         assert_eq!(accounted, *count, "{reason}: lines {mine:?}");
-        // One line per window: lines of a reason are a window apart (50 ms for the clock
+        // One line per window: lines of a reason are a window apart (less 250 ms for the clock
         // read between the limiter and the formatter), and during the flood at most
         // one per started window.
         for w in mine.windows(2) {
             let gap = (w[1].0 - w[0].0).rem_euclid(86_400.0);
-            assert!(gap >= WINDOW_MS as f64 / 1000.0 - 0.05, "{reason}: {w:?}");
+            assert!(gap >= WINDOW_MS as f64 / 1000.0 - 0.25, "{reason}: {w:?}");
         }
         let flood_lines = mine.len() - 1;
         assert!(
