@@ -435,13 +435,10 @@ fn a_flood_of_bad_datagrams_gives_one_line_per_reason_per_window_with_the_suppre
         // Every drop is a line or counted in one (the flush at exit included).
         let accounted: u64 = mine.iter().map(|l| 1 + l.2).sum::<u64>() + flushed(&log, reason);
         assert_eq!(accounted, *count, "{reason}: lines {mine:?}");
-        // One line per window: lines of a reason are a window apart (less 250 ms for the clock
-        // read between the limiter and the formatter), and during the flood at most
-        // one per started window.
-        for w in mine.windows(2) {
-            let gap = (w[1].0 - w[0].0).rem_euclid(86_400.0);
-            assert!(gap >= WINDOW_MS as f64 / 1000.0 - 0.25, "{reason}: {w:?}");
-        }
+        // One line per window: during the flood at most one per started window (the server
+        // handled every flood datagram between t0 and the last sentinel's answer). The log
+        // timestamps are not compared: the formatter reads its own clock after the limiter's,
+        // and a descheduled thread can put any delay between the two.
         let flood_lines = mine.len() - 1;
         assert!(
             flood_lines as f64 <= flood_secs / (WINDOW_MS as f64 / 1000.0) + 1.0,
