@@ -415,6 +415,17 @@ fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
         reply::TlsAnswer::Accepted
     );
     assert!(c.closed_silently(Duration::from_secs(10)));
+    // Not TLS after DHCPTLS: the handshake fails (protocol), the connection closes.
+    let mut s = tcp(srv.lq4);
+    s.write_all(&framed(&query::dhcptls(11))).unwrap();
+    let mut c = Conn::with_io(s.try_clone().unwrap(), Box::new(s));
+    let answer = c.recv().expect("DHCPTLS answered");
+    assert_eq!(
+        reply::tls_answer(Wire::V4, 11, &answer),
+        reply::TlsAnswer::Accepted
+    );
+    c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused(&mut c));
     // Any plain query in required mode: closed without an answer.
     let mut c = Conn::connect(srv.lq6);
     c.send(&v6_query(4));
@@ -441,6 +452,7 @@ fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
         ("tls_failed_bad_certificate", 1),
         ("tls_failed_not_allowed", 1),
         ("tls_failed_timeout", 1),
+        ("tls_failed_protocol", 1),
         ("tls_refused_plain_required", 2),
         ("tls_handshakes", 3),
     ] {
