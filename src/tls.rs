@@ -20,8 +20,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
-    ServerConfig, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
 
 use crate::config::Config;
@@ -101,7 +101,9 @@ pub fn allowed_by(cert: &[u8], allowed: &[AllowedRequestor]) -> bool {
     if let Ok(Some(san)) = x.subject_alternative_name() {
         for n in &san.value.general_names {
             match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => dns.push(d.to_ascii_lowercase()),
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    dns.push(d.to_ascii_lowercase())
+                }
                 x509_parser::extensions::GeneralName::URI(u) => uris.push(*u),
                 _ => {}
             }
@@ -378,15 +380,23 @@ mod tests {
             spki_sha256_hex(other_cert.der()).unwrap()
         )));
         assert!(!allowed_by(b"garbage", &["cn:x".parse().unwrap()]));
-        assert!(!allowed_by(&der[..der.len() / 2], &["cn:requestor one".parse().unwrap()]));
+        assert!(!allowed_by(
+            &der[..der.len() / 2],
+            &["cn:requestor one".parse().unwrap()]
+        ));
     }
 
     #[test]
     fn failures_are_classified_by_the_rustls_error() {
         let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        assert_eq!(Failure::of(&io(Error::NoCertificatesPresented)), Failure::NoCertificate);
         assert_eq!(
-            Failure::of(&io(Error::InvalidCertificate(CertificateError::UnknownIssuer))),
+            Failure::of(&io(Error::NoCertificatesPresented)),
+            Failure::NoCertificate
+        );
+        assert_eq!(
+            Failure::of(&io(Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))),
             Failure::UnknownCa
         );
         assert_eq!(

@@ -74,9 +74,8 @@ pub fn client_config_files(
     cert: &Path,
     key: &Path,
 ) -> Result<Arc<ClientConfig>, String> {
-    let read = |what: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()))
-    };
+    let read =
+        |what: &str, p: &Path| std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()));
     client_config(
         &read("CA", ca)?,
         Some((&read("certificate", cert)?, &read("key", key)?)),
@@ -99,8 +98,7 @@ pub fn connect<T: Read + Write>(
         Wire::V4 => query::dhcptls(xid),
     };
     let mut framed = Vec::with_capacity(msg.len() + 2);
-    crate::proto::framing::encode_frame(&msg, &mut framed)
-        .map_err(|_| ConnectError::BadAnswer)?;
+    crate::proto::framing::encode_frame(&msg, &mut framed).map_err(|_| ConnectError::BadAnswer)?;
     tcp.write_all(&framed)?;
     // Exactly the answer's frame, nothing after it (the server sends nothing more in plain).
     let mut len = [0u8; 2];

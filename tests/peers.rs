@@ -408,7 +408,8 @@ fn python_ssl_requestor_does_starttls_dhcptls_bulk_and_active() {
     let ca_key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "peer test CA");
+    p.distinguished_name
+        .push(DnType::CommonName, "peer test CA");
     let ca = p.self_signed(&ca_key).unwrap();
     std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
     for (name, server) in [("lqd.test", true), ("requestor.test", false)] {

@@ -4,9 +4,9 @@
 //! DHCPv4 message per TLS record. Certificates are made here with rcgen; the requestor side
 //! is the library's connector (`leasequery::tlsclient`).
 
-mod common;
 #[path = "active_common/mod.rs"]
 mod active_common;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -395,7 +395,10 @@ fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
                 };
                 // The server may have closed already: a failed write is a refusal too.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.send(&q)));
-                assert!(refused(&mut c), "{wire:?}: no answer after a refused handshake");
+                assert!(
+                    refused(&mut c),
+                    "{wire:?}: no answer after a refused handshake"
+                );
             }
             Err(e) => eprintln!("refused in the handshake: {e}"),
         }
@@ -513,13 +516,7 @@ fn optional_mode_refuses_plain_active_and_off_refuses_starttls() {
     let mut srv = ServerBuilder::new().start();
     for wire in [Wire::V6, Wire::V4] {
         let addr = if wire == Wire::V4 { srv.lq4 } else { srv.lq6 };
-        match tlsclient::connect(
-            tcp(addr),
-            wire,
-            8,
-            st.client(Some(&st.good)),
-            name_of(addr),
-        ) {
+        match tlsclient::connect(tcp(addr), wire, 8, st.client(Some(&st.good)), name_of(addr)) {
             Err(tlsclient::ConnectError::Refused(s)) => {
                 assert_eq!(s.v6(), v6status::TLS_CONNECTION_REFUSED)
             }
@@ -694,10 +691,10 @@ fn tapped_bulk(addr: SocketAddr, wire: Wire, st: &Setup, q: &[u8]) -> (Vec<Vec<u
                 r
             })
             .with_client_auth_cert(
-                vec![rustls::pki_types::CertificateDer::from_pem_slice(
-                    st.good.cert.as_bytes(),
-                )
-                .unwrap()],
+                vec![
+                    rustls::pki_types::CertificateDer::from_pem_slice(st.good.cert.as_bytes())
+                        .unwrap(),
+                ],
                 rustls::pki_types::PrivateKeyDer::from_pem_slice(st.good.key.as_bytes()).unwrap(),
             )
             .unwrap();
@@ -765,7 +762,10 @@ fn bad_tls_settings_stop_the_start_naming_the_key_and_the_file() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let cert = st.server.cert_path.display().to_string();
     let key = st.server.key_path.display().to_string();
@@ -778,37 +778,76 @@ fn bad_tls_settings_stop_the_start_naming_the_key_and_the_file() {
     let missing = st.pki.dir.path().join("missing.pem");
     let m = missing.display().to_string();
     let (code, err) = run(&[
-        "--check-config", "--tls", "optional", "--tls-cert", &m, "--tls-key", &key,
-        "--tls-client-ca", &ca,
+        "--check-config",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        &m,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("tls_cert") && err.contains(&m), "{err}");
     // A key that does not go with the certificate (the requestor's key).
     let other_key = st.good.key_path.display().to_string();
     let (code, err) = run(&[
-        "--check-config", "--tls", "optional", "--tls-cert", &cert, "--tls-key", &other_key,
-        "--tls-client-ca", &ca,
+        "--check-config",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &other_key,
+        "--tls-client-ca",
+        &ca,
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("tls_key") && err.contains(&other_key), "{err}");
     // Garbage as the CA.
     let (code, err) = run(&[
-        "--check-config", "--tls", "optional", "--tls-cert", &cert, "--tls-key", &key,
-        "--tls-client-ca", &key,
+        "--check-config",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &key,
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("tls_client_ca"), "{err}");
     // The same at a real start (no --check-config): exit code and message.
     let (code, err) = run(&[
-        "--tls", "optional", "--tls-cert", &cert, "--tls-key", &other_key, "--tls-client-ca",
-        &ca, "--lq6-listen", "[::1]:0", "--lq4-listen", "127.0.0.1:0", "--no-authority",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &other_key,
+        "--tls-client-ca",
+        &ca,
+        "--lq6-listen",
+        "[::1]:0",
+        "--lq4-listen",
+        "127.0.0.1:0",
+        "--no-authority",
     ]);
     assert_ne!(code, Some(0));
     assert!(err.contains("tls_key"), "{err}");
     // A good setup passes the check.
     let (code, err) = run(&[
-        "--check-config", "--tls", "optional", "--tls-cert", &cert, "--tls-key", &key,
-        "--tls-client-ca", &ca,
+        "--check-config",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
     ]);
     assert_eq!(code, Some(0), "{err}");
     // A bad allowed-requestor entry names the key.

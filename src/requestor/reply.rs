@@ -387,7 +387,10 @@ pub fn tls_answer(wire: Wire, xid: u32, msg: &[u8]) -> TlsAnswer {
             if v.message_type() != Some(v4msg::TLS) || v.xid != xid || v.op != 2 {
                 return TlsAnswer::Other;
             }
-            match v.option(v4opt::STATUS_CODE).and_then(|s| s.first().copied()) {
+            match v
+                .option(v4opt::STATUS_CODE)
+                .and_then(|s| s.first().copied())
+            {
                 None | Some(v4status::SUCCESS) => TlsAnswer::Accepted,
                 Some(s) => TlsAnswer::Refused(Status::V4(s)),
             }

@@ -457,9 +457,19 @@ fn tls_answers_are_classified_and_garbage_is_other() {
     };
     // The server's accepting answers to the requestor's messages.
     let v6 = tls_accept(Family::V6, &query::starttls(0x0102_0304), &id, 1).unwrap();
-    assert_eq!(tls_answer(Wire::V6, 0x0102_0304, &v6[2..]), TlsAnswer::Accepted);
-    assert_eq!(tls_answer(Wire::O6, 0x0002_0304, &v6[2..]), TlsAnswer::Accepted);
-    assert_eq!(tls_answer(Wire::V6, 0x99, &v6[2..]), TlsAnswer::Other, "xid");
+    assert_eq!(
+        tls_answer(Wire::V6, 0x0102_0304, &v6[2..]),
+        TlsAnswer::Accepted
+    );
+    assert_eq!(
+        tls_answer(Wire::O6, 0x0002_0304, &v6[2..]),
+        TlsAnswer::Accepted
+    );
+    assert_eq!(
+        tls_answer(Wire::V6, 0x99, &v6[2..]),
+        TlsAnswer::Other,
+        "xid"
+    );
     let v4 = tls_accept(Family::V4, &query::dhcptls(7), &id, 1).unwrap();
     assert_eq!(tls_answer(Wire::V4, 7, &v4[2..]), TlsAnswer::Accepted);
     assert_eq!(tls_answer(Wire::V4, 8, &v4[2..]), TlsAnswer::Other, "xid");
@@ -471,7 +481,9 @@ fn tls_answers_are_classified_and_garbage_is_other() {
     );
     assert_eq!(
         tls_answer(Wire::V6, 5, &refused6[2..]),
-        TlsAnswer::Refused(Status::V6(crate::proto::codes::v6status::TLS_CONNECTION_REFUSED))
+        TlsAnswer::Refused(Status::V6(
+            crate::proto::codes::v6status::TLS_CONNECTION_REFUSED
+        ))
     );
     let refused4 = crate::session::refuse::dhcptls_reply(
         &crate::proto::v4::MessageView::parse(&query::dhcptls(6)).unwrap(),
@@ -481,7 +493,9 @@ fn tls_answers_are_classified_and_garbage_is_other() {
     );
     assert_eq!(
         tls_answer(Wire::V4, 6, &refused4[2..]),
-        TlsAnswer::Refused(Status::V4(crate::proto::codes::v4status::TLS_CONNECTION_REFUSED))
+        TlsAnswer::Refused(Status::V4(
+            crate::proto::codes::v4status::TLS_CONNECTION_REFUSED
+        ))
     );
     // Truncations never panic; one shorter than the fixed header is never an answer (a cut
     // at an option boundary may still be a whole message).

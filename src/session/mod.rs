@@ -106,10 +106,12 @@ impl std::fmt::Display for TlsMode {
 pub fn is_tls_request(family: Family, msg: &[u8]) -> bool {
     match family {
         Family::V6 => msg.first() == Some(&crate::proto::codes::v6msg::STARTTLS),
-        Family::V4 => crate::proto::v4::MessageView::parse(msg)
-            .ok()
-            .and_then(|v| v.message_type())
-            == Some(crate::proto::codes::v4msg::TLS),
+        Family::V4 => {
+            crate::proto::v4::MessageView::parse(msg)
+                .ok()
+                .and_then(|v| v.message_type())
+                == Some(crate::proto::codes::v4msg::TLS)
+        }
     }
 }
 
@@ -117,10 +119,12 @@ pub fn is_tls_request(family: Family, msg: &[u8]) -> bool {
 pub fn is_active_query(family: Family, msg: &[u8]) -> bool {
     match family {
         Family::V6 => msg.first() == Some(&crate::proto::codes::v6msg::ACTIVELEASEQUERY),
-        Family::V4 => crate::proto::v4::MessageView::parse(msg)
-            .ok()
-            .and_then(|v| v.message_type())
-            == Some(crate::proto::codes::v4msg::ACTIVELEASEQUERY),
+        Family::V4 => {
+            crate::proto::v4::MessageView::parse(msg)
+                .ok()
+                .and_then(|v| v.message_type())
+                == Some(crate::proto::codes::v4msg::ACTIVELEASEQUERY)
+        }
     }
 }
 

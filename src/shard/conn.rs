@@ -735,7 +735,8 @@ async fn writer_loop<W: AsyncWrite + Unpin>(
                     async {
                         match deadline {
                             Some(d) => {
-                                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await
+                                glommio::timer::sleep(d.saturating_duration_since(Instant::now()))
+                                    .await
                             }
                             None => futures_lite::future::pending::<()>().await,
                         }

@@ -522,8 +522,7 @@ fn starttls_gets_a_reply_without_status_with_its_xid() {
     let t0 = START;
     let w = tls_world(TlsMode::Required, false);
     let mut c = conn6(t0);
-    let Step::StartTls(answer) = c.handle_message(t0, &[v6msg::STARTTLS, 1, 2, 3], &w.env())
-    else {
+    let Step::StartTls(answer) = c.handle_message(t0, &[v6msg::STARTTLS, 1, 2, 3], &w.env()) else {
         panic!("STARTTLS accepted");
     };
     let v = V6View::parse(&answer[2..]).unwrap();
