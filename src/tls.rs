@@ -362,6 +362,11 @@ mod tests {
         let cert = p.self_signed(&key).unwrap();
         let der = cert.der().to_vec();
         let spki = spki_sha256_hex(&der).unwrap();
+        // The hash is of the DER SubjectPublicKeyInfo (what `openssl pkey -pubin -outform der
+        // | sha256sum` hashes): rcgen gives that DER for the key.
+        let expect = ring::digest::digest(&ring::digest::SHA256, &key.public_key_der());
+        let expect: String = expect.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(spki, expect);
         let yes = |s: &str| allowed_by(&der, &[s.parse().unwrap()]);
         assert!(yes("dns:LQ1.example.net"));
         assert!(yes("uri:spiffe://example.net/lq"));
