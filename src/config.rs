@@ -204,6 +204,20 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// A shard's journal size (octets) past which it writes a snapshot and drops older segments.
     pub journal_compact_bytes: u64,
+    /// TLS (STARTTLS on TCP 547, DHCPTLS on TCP 67): `off`, `optional` or `required`
+    /// (README "TLS (secure mode)").
+    pub tls: crate::session::TlsMode,
+    /// The server's certificate chain, PEM.
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle requestor certificates must chain to, PEM.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Which requestor certificates are accepted: `dns:NAME`, `uri:URI`, `cn:NAME`,
+    /// `spki-sha256:HEX`; empty = any certificate from `tls_client_ca`.
+    pub tls_allowed_requestors: Vec<crate::tls::AllowedRequestor>,
+    /// Seconds a TLS handshake may take (from the STARTTLS answer) before the connection closes.
+    pub tls_handshake_timeout: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
     /// Log line format: `text` (human, the default) or `json` (one JSON object per line, for
@@ -258,6 +272,12 @@ impl Default for Config {
             authority: None,
             data_dir: None,
             journal_compact_bytes: DEFAULT_JOURNAL_COMPACT_BYTES,
+            tls: crate::session::TlsMode::Off,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_allowed_requestors: Vec::new(),
+            tls_handshake_timeout: 10,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -326,6 +346,18 @@ pub struct Flags {
     /// Durable lease journal directory (default: none, leases in memory only).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// TLS mode: off, optional or required (default off).
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<crate::session::TlsMode>,
+    /// The server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle for requestor certificates (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
@@ -360,6 +392,7 @@ impl Config {
         crate::session::Policy {
             active: self.active,
             allow_insecure_active: self.allow_insecure_active,
+            tls: self.tls,
         }
     }
 
@@ -404,7 +437,16 @@ impl Config {
             bulk_lq_data_timeout
         );
         over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
-        over!(udp_recv_buffer, log_format);
+        over!(udp_recv_buffer, log_format, tls);
+        for (to, from) in [
+            (&mut self.tls_cert, &f.tls_cert),
+            (&mut self.tls_key, &f.tls_key),
+            (&mut self.tls_client_ca, &f.tls_client_ca),
+        ] {
+            if let Some(p) = from {
+                *to = Some(p.clone());
+            }
+        }
         if let Some(p) = &f.data_dir {
             self.data_dir = Some(p.clone());
         }
@@ -489,6 +531,26 @@ impl Config {
         if self.allow_insecure_active && !self.active {
             return bad("allow_insecure_active is set but active is not: set both to serve active leasequery without TLS".into());
         }
+        if self.tls != crate::session::TlsMode::Off {
+            for (key, v) in [
+                ("tls_cert", &self.tls_cert),
+                ("tls_key", &self.tls_key),
+                ("tls_client_ca", &self.tls_client_ca),
+            ] {
+                if v.is_none() {
+                    return bad(format!(
+                        "tls = {} needs tls_cert, tls_key and tls_client_ca: {key} is not set",
+                        self.tls
+                    ));
+                }
+            }
+        }
+        if !(1..=3600).contains(&self.tls_handshake_timeout) {
+            return bad(format!(
+                "tls_handshake_timeout = {}: must be 1..=3600 seconds",
+                self.tls_handshake_timeout
+            ));
+        }
         if !(4096..=1 << 30).contains(&self.udp_recv_buffer) {
             return bad("udp_recv_buffer must be within 4096..=1073741824".into());
         }
@@ -546,6 +608,10 @@ impl Config {
         };
         if let Some(p) = &self.import {
             read("import", p)?;
+        }
+        if self.tls != crate::session::TlsMode::Off {
+            // The start loads them the same way (certificate, key, their match, the CA).
+            crate::tls::Material::load(self).map_err(ConfigError::Invalid)?;
         }
         // A feed file may appear after the start (it is followed as it grows), and one that
         // cannot be read is logged by the running server, not refused: a warning here too.

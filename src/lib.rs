@@ -54,3 +54,5 @@ pub mod requestor;
 pub mod session;
 pub mod shard;
 pub mod store;
+pub mod tls;
+pub mod tlsclient;

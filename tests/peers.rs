@@ -81,6 +81,7 @@ fn a_missing_peer_tool_is_reported_in_the_normal_output() {
     for test in [
         "tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks",
         "dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address",
+        "python_ssl_requestor_does_starttls_dhcptls_bulk_and_active",
     ] {
         let (ok, stdout, stderr) = run_without_tools(test, false);
         assert!(ok, "{stdout}{stderr}");
@@ -384,4 +385,117 @@ timeout 60 ipv6-dhcp-test-leasequery -s ::1 -t -L 2001:db8:7:: link-address > li
             );
         }
     }
+}
+
+/// Issue 15: an independent TLS requestor, Python's `ssl` module (OpenSSL) with hand-made
+/// DHCP messages (`tests/peers/tls_requestor.py`), does STARTTLS + a DHCPv6 bulk query,
+/// DHCPTLS + a DHCPv4 bulk query, and an active subscription whose update it checks. The
+/// server runs `tls = "required"` (any plain query would be closed); certificates by rcgen.
+#[test]
+fn python_ssl_requestor_does_starttls_dhcptls_bulk_and_active() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    if !tools(
+        "python_ssl_requestor_does_starttls_dhcptls_bulk_and_active",
+        &["python3", "timeout"],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("pyssl");
+    let d = dir.path();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "peer test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+    for (name, server) in [("lqd.test", true), ("requestor.test", false)] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress("::1".parse().unwrap()));
+        }
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(d.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(d.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    // 25 plain v6 bindings on 2001:db8:2::, 12 plain v4 bindings.
+    let mut import = String::new();
+    for i in 1..=25u32 {
+        writeln!(
+            import,
+            r#"{{"duid":"00030001{i:08x}","link":"2001:db8:2::","iana":[{{"addr":"2001:db8:2::{i:x}","preferred":3600,"valid":7200}}],"cltt":1767225600}}"#
+        )
+        .unwrap();
+    }
+    for i in 1..=12u32 {
+        writeln!(
+            import,
+            r#"{{"ipv4":"10.9.0.{i}","chaddr":"02:00:0a:09:00:{i:02x}","state":"active","cltt":1767225600,"expires":1900000000}}"#
+        )
+        .unwrap();
+    }
+    let feed = d.join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    let path = |n: &str| d.join(n).display().to_string();
+    let cfg = d.join("lqd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tls = \"required\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n\
+             active = true\nauthority_enabled = false\n",
+            path("lqd.test.pem"),
+            path("lqd.test.key"),
+            path("ca.pem")
+        ),
+    )
+    .unwrap();
+    let srv = common::ServerBuilder::new()
+        .import(import)
+        .arg("--config")
+        .arg(path("lqd.toml"))
+        .arg("--feed")
+        .arg(feed.display().to_string())
+        .start();
+    let line = r#"{"duid":"000300010000abcd","link":"2001:db8:2::","iana":[{"addr":"2001:db8:2::abcd","preferred":3600,"valid":7200}],"cltt":1767225600}"#;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/tls_requestor.py");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("python3")
+        .arg(script)
+        .args(["--lq6", &srv.lq6.to_string(), "--lq4", &srv.lq4.to_string()])
+        .args(["--ca", &path("ca.pem")])
+        .args(["--cert", &path("requestor.test.pem")])
+        .args(["--key", &path("requestor.test.key")])
+        .args(["--feed", &feed.display().to_string(), "--feed-line", line])
+        .args(["--duid", "000300010000abcd", "--link", "2001:db8:2::"])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}\n{}", srv.log());
+    assert!(stdout.contains(": 25 bindings"), "{stdout}");
+    let v4: Vec<String> = (1..=12).map(|i| format!("10.9.0.{i}")).collect::<Vec<_>>();
+    let mut v4 = v4;
+    v4.sort();
+    assert!(
+        stdout.contains(&format!("12 bindings, {}", v4.join(","))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("active over TLSv1.3: update for 2001:db8:2::abcd"),
+        "{stdout}"
+    );
+    let mut srv = srv;
+    srv.terminate();
+    assert_eq!(common::log_counter(&srv.log(), "tls_handshakes"), 3);
 }

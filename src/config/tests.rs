@@ -443,3 +443,61 @@ fn check_files_names_the_key() {
     let w = c.check_files().unwrap();
     assert!(w.len() == 1 && w[0].contains("feed"), "{w:?}");
 }
+
+#[test]
+fn tls_keys_parse_validate_and_print_back() {
+    use crate::session::TlsMode;
+    let c = Config::default();
+    assert_eq!(c.tls, TlsMode::Off);
+    assert_eq!(c.tls_handshake_timeout, 10);
+    let text = "tls = \"required\"\ntls_cert = \"/etc/lqd/s.pem\"\ntls_key = \"/etc/lqd/s.key\"\n\
+                tls_client_ca = \"/etc/lqd/ca.pem\"\n\
+                tls_allowed_requestors = [\"dns:lq1.example.net\", \"cn:lq2\"]\n\
+                tls_handshake_timeout = 5\n";
+    let c = Config::from_toml(text).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.tls, TlsMode::Required);
+    assert_eq!(c.tls_allowed_requestors.len(), 2);
+    assert_eq!(c.session_policy().tls, TlsMode::Required);
+    // The effective configuration loads back the same.
+    let back = Config::from_toml(&c.effective_toml().unwrap()).unwrap();
+    assert_eq!(back.tls_allowed_requestors, c.tls_allowed_requestors);
+    assert_eq!((back.tls, back.tls_key.clone()), (c.tls, c.tls_key.clone()));
+    // tls on without one of the files names it.
+    for key in ["tls_cert", "tls_key", "tls_client_ca"] {
+        let t: String = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = Config::from_toml(&t).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    }
+    for bad in ["tls = \"on\"", "tls_allowed_requestors = [\"ip:1.2.3.4\"]"] {
+        let e = Config::from_toml(bad).unwrap_err();
+        assert!(e.contains("tls"), "{e}");
+    }
+    let e = Config::from_toml("tls_handshake_timeout = 0")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(e.to_string().contains("tls_handshake_timeout"), "{e}");
+    // The flags override the file.
+    let flags = Flags::parse_from([
+        "leasequeryd",
+        "--tls",
+        "optional",
+        "--tls-cert",
+        "/a.pem",
+        "--tls-key",
+        "/a.key",
+        "--tls-client-ca",
+        "/ca.pem",
+    ]);
+    let mut c = Config::default();
+    c.apply(&flags);
+    assert_eq!(c.tls, TlsMode::Optional);
+    assert_eq!(c.tls_client_ca.as_deref(), Some(Path::new("/ca.pem")));
+    c.validate().unwrap();
+    assert!(Flags::try_parse_from(["leasequeryd", "--tls", "on"]).is_err());
+}

@@ -251,3 +251,19 @@ impl ActiveQuery<'_> {
 /// The ORO a DHCP4o6 requestor sends: OPTION_S46_V4V6BIND (92), whose answers carry the
 /// softwire.
 pub const O6_ORO: &[u16] = &[v6opt::S46_V4V6BIND];
+
+/// STARTTLS (RFC 7653 §6.2.2): the first message on TCP 547 to ask for TLS, without options.
+/// The xid keeps its low 24 bits.
+pub fn starttls(xid: u32) -> Vec<u8> {
+    encode6(&V6Message {
+        msg_type: v6msg::STARTTLS,
+        xid: xid & 0xff_ffff,
+        options: Vec::new(),
+    })
+}
+
+/// DHCPTLS (RFC 7724 §6.2): the first message on TCP 67 to ask for TLS, without options
+/// other than its message type.
+pub fn dhcptls(xid: u32) -> Vec<u8> {
+    encode4(&V4Message::new(1, v4msg::TLS, xid))
+}

@@ -351,3 +351,49 @@ impl Stream {
         self.end
     }
 }
+
+/// What the server answered to STARTTLS / DHCPTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsAnswer {
+    /// REPLY (v6) or DHCPTLS (v4) without a status (or status Success), with the xid of the
+    /// request: the TLS handshake follows.
+    Accepted,
+    /// The same with another status (TLSConnectionRefused...): the requestor closes.
+    Refused(Status),
+    /// Not an answer to the request (another type or xid, undecodable).
+    Other,
+}
+
+/// Classifies the answer `msg` to a STARTTLS (`wire` V6 or O6) or DHCPTLS (V4) with
+/// transaction id `xid`. Never panics on any input.
+pub fn tls_answer(wire: Wire, xid: u32, msg: &[u8]) -> TlsAnswer {
+    match wire {
+        Wire::V6 | Wire::O6 => {
+            let Ok(v) = V6View::parse(msg) else {
+                return TlsAnswer::Other;
+            };
+            if v.msg_type != v6msg::REPLY || v.xid != xid & 0xff_ffff {
+                return TlsAnswer::Other;
+            }
+            match status6(&v) {
+                None | Some(0) => TlsAnswer::Accepted,
+                Some(s) => TlsAnswer::Refused(Status::V6(s)),
+            }
+        }
+        Wire::V4 => {
+            let Ok(v) = V4View::parse(msg) else {
+                return TlsAnswer::Other;
+            };
+            if v.message_type() != Some(v4msg::TLS) || v.xid != xid || v.op != 2 {
+                return TlsAnswer::Other;
+            }
+            match v
+                .option(v4opt::STATUS_CODE)
+                .and_then(|s| s.first().copied())
+            {
+                None | Some(v4status::SUCCESS) => TlsAnswer::Accepted,
+                Some(s) => TlsAnswer::Refused(Status::V4(s)),
+            }
+        }
+    }
+}

@@ -446,3 +446,71 @@ fn the_table_keys_v4_by_address_and_psid_and_the_latest_answer_wins() {
     t.clear();
     assert!(t.is_empty());
 }
+
+#[test]
+fn tls_answers_are_classified_and_garbage_is_other() {
+    use super::reply::{tls_answer, Status, TlsAnswer};
+    use crate::session::{tls_accept, Family, Identity};
+    let id = Identity {
+        server_duid: vec![0, 4, 1, 2, 3, 4],
+        server_id: std::net::Ipv4Addr::new(192, 0, 2, 1),
+    };
+    // The server's accepting answers to the requestor's messages.
+    let v6 = tls_accept(Family::V6, &query::starttls(0x0102_0304), &id, 1).unwrap();
+    assert_eq!(
+        tls_answer(Wire::V6, 0x0102_0304, &v6[2..]),
+        TlsAnswer::Accepted
+    );
+    assert_eq!(
+        tls_answer(Wire::O6, 0x0002_0304, &v6[2..]),
+        TlsAnswer::Accepted
+    );
+    assert_eq!(
+        tls_answer(Wire::V6, 0x99, &v6[2..]),
+        TlsAnswer::Other,
+        "xid"
+    );
+    let v4 = tls_accept(Family::V4, &query::dhcptls(7), &id, 1).unwrap();
+    assert_eq!(tls_answer(Wire::V4, 7, &v4[2..]), TlsAnswer::Accepted);
+    assert_eq!(tls_answer(Wire::V4, 8, &v4[2..]), TlsAnswer::Other, "xid");
+    assert_eq!(tls_answer(Wire::V6, 7, &v4[2..]), TlsAnswer::Other, "wire");
+    // Refusals (tls = "off").
+    let refused6 = crate::session::refuse::starttls_refused(
+        &crate::proto::v6::MessageView::parse(&query::starttls(5)).unwrap(),
+        &id,
+    );
+    assert_eq!(
+        tls_answer(Wire::V6, 5, &refused6[2..]),
+        TlsAnswer::Refused(Status::V6(
+            crate::proto::codes::v6status::TLS_CONNECTION_REFUSED
+        ))
+    );
+    let refused4 = crate::session::refuse::dhcptls_reply(
+        &crate::proto::v4::MessageView::parse(&query::dhcptls(6)).unwrap(),
+        &id,
+        true,
+        1,
+    );
+    assert_eq!(
+        tls_answer(Wire::V4, 6, &refused4[2..]),
+        TlsAnswer::Refused(Status::V4(
+            crate::proto::codes::v4status::TLS_CONNECTION_REFUSED
+        ))
+    );
+    // Truncations never panic; one shorter than the fixed header is never an answer (a cut
+    // at an option boundary may still be a whole message).
+    for (wire, xid, msg, header) in [
+        (Wire::V6, 0x0002_0304, &v6[2..], 4),
+        (Wire::V4, 7, &v4[2..], 240),
+    ] {
+        for n in 0..msg.len() {
+            let a = tls_answer(wire, xid, &msg[..n]);
+            if n < header {
+                assert_eq!(a, TlsAnswer::Other, "{wire:?} truncated to {n}");
+            }
+        }
+    }
+    for garbage in [&b""[..], b"\x07", b"\x07\x00\x00\x07\xff", &[0xff; 300]] {
+        assert_eq!(tls_answer(Wire::V4, 7, garbage), TlsAnswer::Other);
+    }
+}

@@ -27,6 +27,15 @@
 //!   a write blocked for T closes the connection, and the shell checks that deadline before it
 //!   polls the write again ([`Connection::handle_timeout`] before
 //!   [`Connection::handle_write_done`]).
+//! - **TLS negotiation** (RFC 7653 §6.2.2, §9.1; RFC 7724 §8.1; issue 15): STARTTLS (TCP 547)
+//!   or DHCPTLS (TCP 67) is allowed only as the first message. With `tls` on it becomes
+//!   [`Step::StartTls`]: the shell writes the accepting answer in plain, takes the octets read
+//!   after it ([`Connection::take_pending`], the ClientHello may be among them) and runs the
+//!   handshake; then [`Connection::handle_tls_up`] marks the connection secured (or
+//!   [`Connection::handle_tls_failed`] closes it). With `tls = "off"` it gets
+//!   TLSConnectionRefused ([`Step::Refused`]). In `required` mode any other first message
+//!   closes ([`Close::TlsRequired`]); a plain active query is refused unless
+//!   `allow_insecure_active`, and allowed on a secured connection.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +89,19 @@ pub enum Close {
     Idle,
     /// A write was blocked for T.
     SendTimeout,
+    /// `tls = "required"` and the message came before TLS (secure mode, RFC 7653 §9.1).
+    TlsRequired,
+    /// The TLS handshake failed or ran out of time.
+    TlsFailed,
+}
+
+/// Why a query was refused for want of TLS (the shell counts each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// STARTTLS / DHCPTLS with `tls = "off"`: TLSConnectionRefused.
+    TlsNotConfigured,
+    /// A plain active query without `allow_insecure_active`: NotAllowed, then close.
+    PlainActive,
 }
 
 /// What the world around the connection says a message means (identity, policy, links) and
@@ -106,6 +128,12 @@ pub enum Step {
     /// An error reply, the query's last message: it holds a slot until it is written
     /// ([`Connection::handle_last_written`]).
     Reply(Vec<u8>),
+    /// The same, a refusal for want of TLS (counted by its reason).
+    Refused(Vec<u8>, Refusal),
+    /// STARTTLS / DHCPTLS accepted: write this answer in plain (no slot), then run the TLS
+    /// handshake on the connection, fed first with [`Connection::take_pending`]. Nothing is
+    /// read until [`Connection::handle_tls_up`].
+    StartTls(Vec<u8>),
     /// Run a bulk query: it holds a slot until its last message is written, and its xid until
     /// [`Connection::handle_stream_end`].
     Scan(Box<ScanPlan>, BulkStream),
@@ -138,6 +166,12 @@ pub struct Connection<I: Moment = Instant> {
     /// When the write in progress began.
     write_since: Option<I>,
     close: Option<Close>,
+    /// A message was handled already (STARTTLS is allowed only as the first).
+    started: bool,
+    /// STARTTLS accepted, the handshake not yet done.
+    negotiating: bool,
+    /// The connection runs over TLS.
+    secured: bool,
 }
 
 impl<I: Moment> Connection<I> {
@@ -156,7 +190,37 @@ impl<I: Moment> Connection<I> {
             idle_since: now,
             write_since: None,
             close: None,
+            started: false,
+            negotiating: false,
+            secured: false,
         }
+    }
+
+    /// True once the TLS handshake completed on this connection.
+    pub fn is_secured(&self) -> bool {
+        self.secured
+    }
+
+    /// The octets read after the STARTTLS / DHCPTLS frame (the start of the TLS handshake):
+    /// the shell feeds them to TLS before anything it reads from the socket.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        self.frame_since = None;
+        self.rbuf.split().to_vec()
+    }
+
+    /// The TLS handshake completed at `now`: the connection is secured, and reads again (the
+    /// idle clock starts now).
+    pub fn handle_tls_up(&mut self, now: I) {
+        self.negotiating = false;
+        self.secured = true;
+        self.last_done = now;
+        self.idle_since = now;
+    }
+
+    /// The TLS handshake failed (or ran out of time): the connection closes.
+    pub fn handle_tls_failed(&mut self) {
+        self.negotiating = false;
+        self.close = Some(Close::TlsFailed);
     }
 
     /// The listener family.
@@ -167,7 +231,7 @@ impl<I: Moment> Connection<I> {
     /// True when another frame may be read: not closing, and a query slot is free (never read
     /// more queries than can run at once).
     pub fn poll_read(&self) -> bool {
-        self.close.is_none() && self.outstanding < self.limits.max_queries
+        self.close.is_none() && !self.negotiating && self.outstanding < self.limits.max_queries
     }
 
     /// True when no query is outstanding (no slot held, no query running).
@@ -227,6 +291,52 @@ impl<I: Moment> Connection<I> {
 
     /// Decides what one message read at `now` becomes.
     pub fn handle_message(&mut self, now: I, msg: &[u8], env: &Env<'_>) -> Step {
+        let first = !std::mem::replace(&mut self.started, true);
+        let mut policy = *env.policy;
+        if super::is_tls_request(self.family, msg) {
+            if !first || self.secured {
+                // RFC 7653 §6.2.2, RFC 7724 §8.1: only the first message may ask for TLS.
+                self.close = Some(Close::ProtocolError);
+                return Step::Close;
+            }
+            if policy.tls != super::TlsMode::Off {
+                let Some(bytes) = super::tls_accept(self.family, msg, env.identity, env.unix_now)
+                else {
+                    self.close = Some(Close::ProtocolError);
+                    return Step::Close;
+                };
+                self.negotiating = true;
+                self.last_done = now;
+                return Step::StartTls(bytes);
+            }
+            // `tls = "off"`: TLSConnectionRefused (below, from `on_message`).
+            return match self.decide(now, msg, env, &policy) {
+                Step::Reply(bytes) => Step::Refused(bytes, Refusal::TlsNotConfigured),
+                other => other,
+            };
+        }
+        if policy.tls == super::TlsMode::Required && !self.secured {
+            // Secure mode (RFC 7653 §9.1, RFC 7724 §8.1): close any connection not under TLS.
+            self.close = Some(Close::TlsRequired);
+            return Step::Close;
+        }
+        if self.secured {
+            // Active leasequery over TLS needs no insecure-mode switch.
+            policy.allow_insecure_active = true;
+        }
+        let plain_active = policy.active
+            && !policy.allow_insecure_active
+            && super::is_active_query(self.family, msg);
+        match self.decide(now, msg, env, &policy) {
+            Step::Reply(bytes) if plain_active && self.close == Some(Close::AfterReply) => {
+                Step::Refused(bytes, Refusal::PlainActive)
+            }
+            other => other,
+        }
+    }
+
+    /// What one message becomes under `policy` (TLS already decided).
+    fn decide(&mut self, now: I, msg: &[u8], env: &Env<'_>, policy: &super::Policy) -> Step {
         // One active query per connection, alone (RFC 7653 §9.4, RFC 7724 §8.3): any other
         // query beside it is refused with NotAllowed on its own xid.
         if self.active.is_some() {
@@ -238,7 +348,7 @@ impl<I: Moment> Connection<I> {
             self.family,
             msg,
             env.identity,
-            env.policy,
+            policy,
             env.links,
             env.unix_now,
         );

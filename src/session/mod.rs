@@ -53,14 +53,95 @@ pub struct Identity {
 }
 
 /// What the session may serve: the operator's settings it reads (config `active`,
-/// `allow_insecure_active`), so that the sans-io layer does not depend on the whole
+/// `allow_insecure_active`, `tls`), so that the sans-io layer does not depend on the whole
 /// configuration. [`crate::config::Config::session_policy`] builds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Active leasequery is served (RFC 7653, RFC 7724); otherwise a bulk-only server.
     pub active: bool,
-    /// Active leasequery may run without TLS (RFC 7653 §9.1 insecure mode).
+    /// Active leasequery may run without TLS (RFC 7653 §9.1 insecure mode). The connection
+    /// sets it for the message it decides when the connection is secured by TLS.
     pub allow_insecure_active: bool,
+    /// Whether STARTTLS / DHCPTLS is accepted, and whether plain queries are (config `tls`).
+    pub tls: TlsMode,
+}
+
+/// The TLS mode (config `tls`, flag `--tls`; issue 15 part 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// No TLS: STARTTLS / DHCPTLS get TLSConnectionRefused (RFC 7653 §9.1 insecure mode).
+    #[default]
+    Off,
+    /// STARTTLS / DHCPTLS accepted; plain bulk leasequery still served; a plain active query
+    /// is refused (NotAllowed, close) unless `allow_insecure_active`.
+    Optional,
+    /// Secure mode: the first message must be STARTTLS / DHCPTLS; anything else closes.
+    Required,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TlsMode, String> {
+        match s {
+            "off" => Ok(TlsMode::Off),
+            "optional" => Ok(TlsMode::Optional),
+            "required" => Ok(TlsMode::Required),
+            _ => Err(format!("{s:?}: must be off, optional or required")),
+        }
+    }
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsMode::Off => "off",
+            TlsMode::Optional => "optional",
+            TlsMode::Required => "required",
+        })
+    }
+}
+
+/// True when `msg` asks for TLS: STARTTLS on TCP 547, DHCPTLS on TCP 67 (options ignored).
+pub fn is_tls_request(family: Family, msg: &[u8]) -> bool {
+    match family {
+        Family::V6 => msg.first() == Some(&crate::proto::codes::v6msg::STARTTLS),
+        Family::V4 => {
+            crate::proto::v4::MessageView::parse(msg)
+                .ok()
+                .and_then(|v| v.message_type())
+                == Some(crate::proto::codes::v4msg::TLS)
+        }
+    }
+}
+
+/// True when `msg` is an active query (ACTIVELEASEQUERY, DHCPACTIVELEASEQUERY).
+pub fn is_active_query(family: Family, msg: &[u8]) -> bool {
+    match family {
+        Family::V6 => msg.first() == Some(&crate::proto::codes::v6msg::ACTIVELEASEQUERY),
+        Family::V4 => {
+            crate::proto::v4::MessageView::parse(msg)
+                .ok()
+                .and_then(|v| v.message_type())
+                == Some(crate::proto::codes::v4msg::ACTIVELEASEQUERY)
+        }
+    }
+}
+
+/// The framed answer that accepts STARTTLS / DHCPTLS in `msg` (REPLY without a status, copying
+/// the STARTTLS xid; DHCPTLS without dhcp-status-code): `None` when `msg` cannot be parsed
+/// (the connection closes).
+pub fn tls_accept(family: Family, msg: &[u8], id: &Identity, now: u32) -> Option<Vec<u8>> {
+    match family {
+        Family::V6 => {
+            let view = crate::proto::v6::MessageView::parse(msg).ok()?;
+            Some(refuse::starttls_reply(&view, id, false))
+        }
+        Family::V4 => {
+            let view = crate::proto::v4::MessageView::parse(msg).ok()?;
+            Some(refuse::dhcptls_reply(&view, id, false, now))
+        }
+    }
 }
 
 /// What the connection does with one received message.

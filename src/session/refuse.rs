@@ -115,9 +115,37 @@ pub(super) fn retype_inner_v4(frame: &mut [u8], t: u8) {
 /// The answer to STARTTLS on a server without TLS (insecure mode, RFC 7653 §6.2.2, §9.1):
 /// TLSConnectionRefused; the requestor then closes.
 pub fn starttls_refused(view: &MessageView<'_>, id: &Identity) -> Vec<u8> {
+    starttls_reply(view, id, true)
+}
+
+/// The answer to DHCPTLS (RFC 7724 §6.2, §8.1): a DHCPTLS with option 54, with
+/// TLSConnectionRefused when `refused`, without dhcp-status-code when TLS goes ahead.
+pub fn dhcptls_reply(view: &V4View<'_>, id: &Identity, refused: bool, now: u32) -> Vec<u8> {
+    let form = form::form_of(view, id);
+    let mut buf = if refused {
+        let code = v6status::TLS_CONNECTION_REFUSED;
+        let text = "TLS is not available";
+        refusal(&Form::V4(form), Refused::Active, code, text, now)
+    } else {
+        let mut buf = Vec::with_capacity(300);
+        let mut w = StreamWriter::with_limit(&mut buf, MAX_FRAME);
+        let _ = w.write(&Reply::V4Done {
+            p: &form.params(now),
+            status: None,
+            first: true,
+        });
+        buf
+    };
+    retype_v4(&mut buf, v4msg::TLS);
+    buf
+}
+
+/// The answer to STARTTLS (RFC 7653 §6.2.2): a REPLY with TLSConnectionRefused when
+/// `refused`, without a status code when TLS goes ahead.
+pub fn starttls_reply(view: &MessageView<'_>, id: &Identity, refused: bool) -> Vec<u8> {
     // The answer is an RFC 8415 REPLY (7) with the STARTTLS xid, our Server-ID, the
     // requestor's Client-ID when it sent one (STARTTLS SHOULD carry no options), and
-    // the status.
+    // the status when refused.
     let mut msg = vec![v6msg::REPLY];
     msg.extend_from_slice(&view.xid.to_be_bytes()[1..]);
     let mut opts = vec![V6Option::ServerId(id.server_duid.clone())];
@@ -128,10 +156,12 @@ pub fn starttls_refused(view: &MessageView<'_>, id: &Identity) -> Vec<u8> {
     {
         opts.insert(0, V6Option::ClientId(c.data.to_vec()));
     }
-    opts.push(V6Option::StatusCode {
-        code: v6status::TLS_CONNECTION_REFUSED,
-        message: "TLS is not available".into(),
-    });
+    if refused {
+        opts.push(V6Option::StatusCode {
+            code: v6status::TLS_CONNECTION_REFUSED,
+            message: "TLS is not available".into(),
+        });
+    }
     for o in &opts {
         let _ = o.encode(&mut msg);
     }

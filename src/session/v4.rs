@@ -18,15 +18,10 @@ pub(super) fn on_message(msg: &[u8], id: &Identity, policy: &Policy, now: u32) -
         Some(v4msg::BULKLEASEQUERY) => bulk(&view, id, now),
         Some(v4msg::ACTIVELEASEQUERY) => super::active::v4_active(&view, id, policy, now),
         Some(v4msg::TLS) => {
-            // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused.
-            let form = Form::V4(form::form_of(&view, id));
-            let text = "TLS is not available";
-            let code = v6status::TLS_CONNECTION_REFUSED;
-            let mut buf = refuse::refusal(&form, Refused::Active, code, text, now);
-            // The answer is a DHCPTLS message carrying the status (RFC 7724 §6.2): retype it.
-            refuse::retype_v4(&mut buf, v4msg::TLS);
+            // RFC 7724 §8.1: without TLS, DHCPTLS is answered with TLSConnectionRefused (the
+            // connection accepts it with TLS on: `Connection::handle_message`).
             Action::Reply {
-                bytes: buf,
+                bytes: refuse::dhcptls_reply(&view, id, true, now),
                 close: false,
             }
         }

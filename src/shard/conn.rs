@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
@@ -23,9 +23,9 @@ use super::io::{ConnIo, Signals};
 use super::mail::{Mail, QueryKey};
 use super::{unix_now, ShardCtx};
 use crate::session::connection::{
-    BulkStream, ChunkStep, Close, Connection, Env, Limits, Step, READ_CHUNK,
+    BulkStream, ChunkStep, Close, Connection, Env, Limits, Refusal, Step, READ_CHUNK,
 };
-use crate::session::{self, ScanPlan};
+use crate::session::{self, ScanPlan, TlsMode};
 
 pub use crate::session::Family;
 
@@ -181,8 +181,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr, family: Family) {
-        let (reader, writer) = futures_lite::io::split(stream);
+    async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: SocketAddr, family: Family) {
         let (out_tx, out_rx) = local_channel::new_unbounded::<Out>();
         let (freed_tx, freed_rx) = local_channel::new_unbounded::<()>();
         let limits = Limits {
@@ -198,72 +197,195 @@ impl Conn {
         let conn = Rc::new(Conn {
             ctx: ctx.clone(),
             out: out_tx,
-            state: state.clone(),
+            state,
             freed_tx: Rc::new(freed_tx),
             freed_rx,
             signals: Rc::new(Signals::new()),
             reader_done: Rc::new(Semaphore::new(0)),
             peer,
         });
+        if ctx.shared.config.tls == TlsMode::Off {
+            conn.run(stream, None, out_rx, peer, false).await;
+            return;
+        }
+        // With TLS on, the first message is read on the whole socket: STARTTLS / DHCPTLS
+        // switches the connection to TLS before the reader and the writer split it.
+        let Some(msg) = conn.next_message(&mut stream).await else {
+            return;
+        };
+        match conn.handle(&msg) {
+            Step::StartTls(answer) => {
+                let Some(tls) = conn.start_tls(stream, answer, peer).await else {
+                    return;
+                };
+                // One DHCPv4 message per TLS record on TCP 67 (RFC 7724 §5.1).
+                let per_message = family == Family::V4;
+                conn.run(tls, None, out_rx, peer, per_message).await;
+            }
+            step => conn.run(stream, Some(step), out_rx, peer, false).await,
+        }
+    }
+
+    /// Serves the connection on `stream` (plain TCP, or TLS after STARTTLS) until it closes:
+    /// the reader here (starting with `first`, a step already decided), a writer task that
+    /// writes `out_rx` (every framed message on its own when `per_message`).
+    async fn run<S>(
+        self: Rc<Self>,
+        stream: S,
+        first: Option<Step>,
+        out_rx: LocalReceiver<Out>,
+        peer: SocketAddr,
+        per_message: bool,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (reader, writer) = futures_lite::io::split(stream);
         let writer_task = glommio::spawn_local(writer_loop(
-            ctx.clone(),
-            conn.signals.clone(),
-            state,
+            self.ctx.clone(),
+            self.signals.clone(),
+            self.state.clone(),
             peer,
             writer,
             out_rx,
+            per_message,
         ));
-        conn.clone().read_loop(reader).await;
-        conn.reader_done.close();
+        self.clone().read_loop(reader, first).await;
+        self.reader_done.close();
         // Wait for running queries to finish and their last messages to be written (RFC 5460
         // §7.4: finish outstanding requests after the peer closed), then let the writer stop.
-        while conn.state.borrow().outstanding() > 0 {
-            if conn.freed_rx.recv().await.is_none() {
+        while self.state.borrow().outstanding() > 0 {
+            if self.freed_rx.recv().await.is_none() {
                 break;
             }
         }
-        drop(conn);
+        drop(self);
         writer_task.await;
         debug!(%peer, "connection closed");
     }
 
-    async fn read_loop(self: Rc<Self>, mut reader: ReadHalf<TcpStream>) {
+    /// Writes the answer accepting STARTTLS / DHCPTLS in plain, then runs the TLS handshake
+    /// on the socket, fed first with the octets already read after the request. Both within
+    /// `tls_handshake_timeout`; a failure is counted by its reason and closes the connection.
+    async fn start_tls(
+        &self,
+        mut stream: TcpStream,
+        answer: Vec<u8>,
+        peer: SocketAddr,
+    ) -> Option<futures_rustls::server::TlsStream<Prefixed<TcpStream>>> {
         let ctx = &self.ctx;
-        loop {
-            // Never read more queries than we can run at once (RFC 5460 §7.3, RFC 6926 §8.4).
-            loop {
-                let (may_read, closing) = {
-                    let st = self.state.borrow();
-                    (st.poll_read(), st.poll_close().is_some())
-                };
-                if may_read {
-                    break;
-                }
-                if closing || self.freed_rx.recv().await.is_none() {
-                    return;
-                }
+        let stats = ctx.stats();
+        let Some(config) = ctx.shared.tls_config() else {
+            self.state.borrow_mut().handle_tls_failed();
+            return None;
+        };
+        let wait = Duration::from_secs(ctx.shared.config.tls_handshake_timeout);
+        let handshake = async {
+            stream.write_all(&answer).await?;
+            stream.flush().await?;
+            let pending = self.state.borrow_mut().take_pending();
+            let io = Prefixed {
+                pre: pending,
+                at: 0,
+                io: stream,
+            };
+            futures_rustls::TlsAcceptor::from(config).accept(io).await
+        };
+        let stop = async {
+            let _ = ctx.shutdown.acquire(1).await;
+            Err(std::io::Error::other("shutting down"))
+        };
+        let res = glommio::timer::timeout(wait, async {
+            Ok(futures_lite::future::or(handshake, stop).await)
+        })
+        .await;
+        let failure = match res {
+            Ok(Ok(mut tls)) => {
+                // Each write hands rustls a whole message or chunk (so a message is never
+                // split across records by a buffer limit); the writer flushes after every
+                // buffer, which bounds what rustls holds.
+                tls.get_mut().1.set_buffer_limit(None);
+                stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                self.state.borrow_mut().handle_tls_up(Instant::now());
+                debug!(%peer, "TLS established");
+                return Some(tls);
             }
-            let Some(msg) = self.next_message(&mut reader).await else {
-                return;
+            Ok(Err(e)) => {
+                debug!(%peer, "TLS handshake failed: {e}");
+                crate::tls::Failure::of(&e)
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake not done within tls_handshake_timeout");
+                crate::tls::Failure::Timeout
+            }
+        };
+        use crate::tls::Failure;
+        let counter = match failure {
+            Failure::NoCertificate => &stats.tls_failed_no_certificate,
+            Failure::UnknownCa => &stats.tls_failed_unknown_ca,
+            Failure::BadCertificate => &stats.tls_failed_bad_certificate,
+            Failure::NotAllowed => &stats.tls_failed_not_allowed,
+            Failure::Timeout => &stats.tls_failed_timeout,
+            Failure::Protocol => &stats.tls_failed_protocol,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.state.borrow_mut().handle_tls_failed();
+        None
+    }
+
+    /// What one message read now becomes (the sans-io connection decides).
+    fn handle(&self, msg: &[u8]) -> Step {
+        let ctx = &self.ctx;
+        ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
+        let policy = ctx.shared.config.session_policy();
+        let env = Env {
+            identity: &ctx.shared.identity,
+            policy: &policy,
+            links: &ctx.shared.links,
+            unix_now: unix_now(),
+        };
+        self.state
+            .borrow_mut()
+            .handle_message(Instant::now(), msg, &env)
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(self: Rc<Self>, mut reader: R, first: Option<Step>) {
+        let ctx = &self.ctx;
+        let mut first = first;
+        loop {
+            let step = match first.take() {
+                Some(step) => step,
+                None => {
+                    // Never read more queries than we can run at once (RFC 5460 §7.3, RFC 6926
+                    // §8.4).
+                    loop {
+                        let (may_read, closing) = {
+                            let st = self.state.borrow();
+                            (st.poll_read(), st.poll_close().is_some())
+                        };
+                        if may_read {
+                            break;
+                        }
+                        if closing || self.freed_rx.recv().await.is_none() {
+                            return;
+                        }
+                    }
+                    let Some(msg) = self.next_message(&mut reader).await else {
+                        return;
+                    };
+                    self.handle(&msg)
+                }
             };
-            ctx.stats().queries.fetch_add(1, Ordering::Relaxed);
-            let policy = ctx.shared.config.session_policy();
-            let env = Env {
-                identity: &ctx.shared.identity,
-                policy: &policy,
-                links: &ctx.shared.links,
-                unix_now: unix_now(),
-            };
-            let step = self
-                .state
-                .borrow_mut()
-                .handle_message(Instant::now(), &msg, &env);
             match step {
-                Step::Close => {
-                    ctx.stats()
-                        .closed_protocol_error
-                        .fetch_add(1, Ordering::Relaxed);
-                    ctx.drops.note(super::drops::PROTOCOL_ERROR, self.peer);
+                Step::Close | Step::StartTls(_) => {
+                    let stats = ctx.stats();
+                    if self.state.borrow().poll_close() == Some(Close::TlsRequired) {
+                        stats
+                            .tls_refused_plain_required
+                            .fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.closed_protocol_error.fetch_add(1, Ordering::Relaxed);
+                        ctx.drops.note(super::drops::PROTOCOL_ERROR, self.peer);
+                    }
                     return;
                 }
                 Step::Drop => {
@@ -276,6 +398,19 @@ impl Conn {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Step::Ignore => {}
+                Step::Refused(bytes, why) => {
+                    let stats = ctx.stats();
+                    stats.queries_error.fetch_add(1, Ordering::Relaxed);
+                    match why {
+                        Refusal::TlsNotConfigured => &stats.tls_refused_not_configured,
+                        Refusal::PlainActive => &stats.tls_refused_plain_active,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    self.send_last(bytes, Some(self.slot()));
+                    if self.state.borrow().poll_close().is_some() {
+                        return;
+                    }
+                }
                 Step::Reply(bytes) => {
                     ctx.stats().queries_error.fetch_add(1, Ordering::Relaxed);
                     self.send_last(bytes, Some(self.slot()));
@@ -309,7 +444,7 @@ impl Conn {
     /// The next complete message, or `None` when the connection is to close: the peer closed
     /// (a partial frame is discarded, scenario 2), a bad frame (scenario 1), shutdown, the
     /// writer failed, or a deadline of the connection ran out (the frame clock, or idleness).
-    async fn next_message(&self, reader: &mut ReadHalf<TcpStream>) -> Option<Vec<u8>> {
+    async fn next_message<R: AsyncRead + Unpin>(&self, reader: &mut R) -> Option<Vec<u8>> {
         self.state.borrow_mut().start_read(Instant::now());
         loop {
             if self.signals.is_broken() {
@@ -358,9 +493,9 @@ impl Conn {
 
     /// Reads more octets into the connection, waiting at most until `deadline`, shutdown, or
     /// the connection broken.
-    async fn read_some(
+    async fn read_some<R: AsyncRead + Unpin>(
         &self,
-        reader: &mut ReadHalf<TcpStream>,
+        reader: &mut R,
         deadline: Option<Instant>,
     ) -> ReadOutcome {
         let ctx = &self.ctx;
@@ -558,13 +693,19 @@ enum ReadOutcome {
 /// Writes queued buffers in order; returns each scanner buffer as a credit once written. A
 /// write blocked for BULK_LQ_DATA_TIMEOUT breaks the connection (the deadline is the
 /// connection's: `handle_write_start`, `poll_write_timeout`, `handle_write_timeout`).
-async fn writer_loop(
+///
+/// With `per_message` (DHCPv4 over TLS, RFC 7724 §5.1) every framed message of a buffer is
+/// handed to TLS in its own write, so it is its own TLS record (rustls seals each write
+/// separately and never coalesces two); the records of one buffer leave in one flush. Else a
+/// buffer is written whole (over TLS: coalesced into full records, issue 15 part 5).
+async fn writer_loop<W: AsyncWrite + Unpin>(
     ctx: Rc<ShardCtx>,
     signals: Rc<Signals>,
     state: Rc<RefCell<Connection>>,
     peer: SocketAddr,
-    mut writer: WriteHalf<TcpStream>,
+    mut writer: W,
     rx: LocalReceiver<Out>,
+    per_message: bool,
 ) {
     while let Some(out) = rx.recv().await {
         if signals.is_broken() {
@@ -573,44 +714,57 @@ async fn writer_loop(
         }
         let data = &out.buf[out.skip.min(out.buf.len())..];
         state.borrow_mut().handle_write_start(Instant::now());
-        let mut write = std::pin::pin!(async {
-            match writer.write_all(data).await {
-                Ok(()) => WriteEnd::Written,
-                Err(e) => WriteEnd::Failed(e),
-            }
-        });
-        let res = loop {
-            let deadline = state.borrow().poll_write_timeout();
-            // The deadline is checked before the write is polled again: when the timer fires,
-            // the poll it causes may find room in the socket that readiness did not report (the
-            // kernel accepts data below the POLLOUT threshold), and a write rescued that way
-            // would let a requestor that reads nothing hold the connection for 2T, not T.
-            let res = futures_lite::future::or(
-                async {
-                    match deadline {
-                        Some(d) => {
-                            glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await
+        // In a block: the write borrows the buffer, which goes back as a credit below.
+        let res = {
+            let mut write = std::pin::pin!(async {
+                let res = if per_message {
+                    write_per_message(&mut writer, data).await
+                } else {
+                    writer.write_all(data).await
+                };
+                let res = match res {
+                    Ok(()) => writer.flush().await,
+                    e => e,
+                };
+                match res {
+                    Ok(()) => WriteEnd::Written,
+                    Err(e) => WriteEnd::Failed(e),
+                }
+            });
+            loop {
+                let deadline = state.borrow().poll_write_timeout();
+                // The deadline is checked before the write is polled again: when the timer fires,
+                // the poll it causes may find room in the socket that readiness did not report (the
+                // kernel accepts data below the POLLOUT threshold), and a write rescued that way
+                // would let a requestor that reads nothing hold the connection for 2T, not T.
+                let res = futures_lite::future::or(
+                    async {
+                        match deadline {
+                            Some(d) => {
+                                glommio::timer::sleep(d.saturating_duration_since(Instant::now()))
+                                    .await
+                            }
+                            None => futures_lite::future::pending::<()>().await,
                         }
-                        None => futures_lite::future::pending::<()>().await,
-                    }
-                    WriteEnd::TimedOut
-                },
-                // A connection broken elsewhere (an active query's send timeout) abandons the
-                // write.
-                futures_lite::future::or(write.as_mut(), async {
-                    let _ = signals.dead.acquire(1).await;
-                    WriteEnd::Failed(std::io::Error::other("connection broken"))
-                }),
-            )
-            .await;
-            if !matches!(res, WriteEnd::TimedOut) {
-                break res;
+                        WriteEnd::TimedOut
+                    },
+                    // A connection broken elsewhere (an active query's send timeout) abandons the
+                    // write.
+                    futures_lite::future::or(write.as_mut(), async {
+                        let _ = signals.dead.acquire(1).await;
+                        WriteEnd::Failed(std::io::Error::other("connection broken"))
+                    }),
+                )
+                .await;
+                if !matches!(res, WriteEnd::TimedOut) {
+                    break res;
+                }
+                let closed = state.borrow_mut().handle_write_timeout(Instant::now());
+                if closed == Some(Close::SendTimeout) {
+                    break res;
+                }
+                // The timer fired before the connection's deadline: wait on.
             }
-            let closed = state.borrow_mut().handle_write_timeout(Instant::now());
-            if closed == Some(Close::SendTimeout) {
-                break res;
-            }
-            // The timer fired before the connection's deadline: wait on.
         };
         state.borrow_mut().handle_write_done();
         match res {
@@ -639,4 +793,72 @@ async fn writer_loop(
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes `data` (whole framed messages) one framed message per write.
+async fn write_per_message<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut data: &[u8],
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = match data {
+            [a, b, ..] => 2 + usize::from(u16::from_be_bytes([*a, *b])),
+            _ => data.len(),
+        };
+        let (msg, rest) = data.split_at(n.min(data.len()));
+        writer.write_all(msg).await?;
+        data = rest;
+    }
+    Ok(())
+}
+
+/// A stream whose first octets are `pre` (read before it was handed over), then `io`'s: the
+/// octets a requestor sent after STARTTLS in the same segment (its ClientHello) reach TLS.
+pub(super) struct Prefixed<S> {
+    pre: Vec<u8>,
+    at: usize,
+    io: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.at < this.pre.len() {
+            let n = buf.len().min(this.pre.len() - this.at);
+            buf[..n].copy_from_slice(&this.pre[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.pre.len() {
+                this.pre = Vec::new();
+                this.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(n));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_close(cx)
+    }
 }

@@ -96,6 +96,8 @@ pub enum ServerError {
     },
     #[error("cannot start shard {shard}: {message}")]
     Executor { shard: usize, message: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("lease store: {0}")]
@@ -120,6 +122,8 @@ pub(crate) struct Shared {
     pub shutdown_at: std::sync::OnceLock<Instant>,
     /// The requestor allow-list now (`allow`; SIGHUP reloads it from the config file).
     pub allow: std::sync::RwLock<Vec<crate::config::Cidr>>,
+    /// The TLS server configuration now (`tls` on; SIGHUP reloads its files).
+    pub tls: std::sync::RwLock<Option<Arc<rustls::ServerConfig>>>,
     pub stats: Vec<Stats>,
     /// Every link a binding was imported on (for NotConfigured).
     pub links: LinkSet,
@@ -268,6 +272,11 @@ impl Shared {
         allow.iter().any(|c| c.contains(ip))
     }
 
+    /// The TLS configuration new handshakes use (`None` with `tls = "off"`).
+    pub(crate) fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Logs every shard's counters (SIGUSR1, and at exit).
     fn log_counters(&self) {
         for (i, s) in self.stats.iter().enumerate() {
@@ -296,6 +305,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     for addr in [config.lq6_listen, config.lq4_listen] {
         precheck(addr, socket2::Type::STREAM)?;
     }
+    let tls = match config.tls {
+        crate::session::TlsMode::Off => None,
+        _ => Some(
+            crate::tls::Material::load(&config)
+                .map_err(ServerError::Tls)?
+                .server,
+        ),
+    };
     if authority.is_some() {
         precheck(config.dhcp4o6_listen, socket2::Type::DGRAM)?;
     }
@@ -392,6 +409,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         stopping: AtomicBool::new(false),
         shutdown_at: std::sync::OnceLock::new(),
         allow: std::sync::RwLock::new(config.allow.clone()),
+        tls: std::sync::RwLock::new(tls),
         identity,
         shards,
         links,
@@ -589,6 +607,16 @@ fn reload_now(shared: &Shared, reload: Option<&mut Reload>) {
     };
     match reload() {
         Ok(new) => {
+            if shared.config.tls != crate::session::TlsMode::Off {
+                // New handshakes use the files as they are now; running sessions keep theirs.
+                match crate::tls::Material::load(&new) {
+                    Ok(m) => {
+                        *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(m.server);
+                        info!("SIGHUP: reloaded the TLS certificate, key and requestor CA");
+                    }
+                    Err(e) => warn!("SIGHUP: TLS material not reloaded, the old one is kept: {e}"),
+                }
+            }
             let blocks = new.allow.len();
             *shared.allow.write().unwrap_or_else(|e| e.into_inner()) = new.allow;
             info!(

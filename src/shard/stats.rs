@@ -23,6 +23,27 @@ macro_rules! counters {
 }
 
 counters! {
+    /// TLS handshakes completed (STARTTLS / DHCPTLS accepted, requestor certificate accepted).
+    tls_handshakes,
+    /// TLS handshakes failed: the requestor sent no certificate.
+    tls_failed_no_certificate,
+    /// TLS handshakes failed: the requestor's certificate does not chain to `tls_client_ca`.
+    tls_failed_unknown_ca,
+    /// TLS handshakes failed: the requestor's certificate chains but is expired, not yet
+    /// valid or otherwise unacceptable.
+    tls_failed_bad_certificate,
+    /// TLS handshakes failed: the certificate is not in `tls_allowed_requestors`.
+    tls_failed_not_allowed,
+    /// TLS handshakes not done within `tls_handshake_timeout`.
+    tls_failed_timeout,
+    /// TLS handshakes failed otherwise (not TLS, no common version or suite, peer alert or close).
+    tls_failed_protocol,
+    /// Plain active queries refused (NotAllowed, close): not over TLS, no `allow_insecure_active`.
+    tls_refused_plain_active,
+    /// Connections closed in `tls = "required"`: the first message was not STARTTLS / DHCPTLS.
+    tls_refused_plain_required,
+    /// STARTTLS / DHCPTLS answered with TLSConnectionRefused (`tls = "off"`).
+    tls_refused_not_configured,
     /// Connections accepted and kept.
     connections_accepted,
     /// Connections open now on this shard.

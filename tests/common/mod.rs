@@ -258,10 +258,17 @@ fn unsafe_free_kill(pid: u32, sig: &str) {
         .status();
 }
 
+/// What a requestor connection reads and writes when it is not the plain socket (a TLS
+/// stream over it, `tests/tls.rs`).
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
 /// A blocking requestor connection with the 2-octet framing.
 pub struct Conn {
     pub s: TcpStream,
     buf: Vec<u8>,
+    /// Messages go through this instead of `s` when set (TLS); `s` is the socket under it.
+    io: Option<Box<dyn Io>>,
 }
 
 impl Conn {
@@ -269,7 +276,19 @@ impl Conn {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
-        Conn { s, buf: Vec::new() }
+        Conn {
+            s,
+            buf: Vec::new(),
+            io: None,
+        }
+    }
+    /// A connection whose messages go through `io` (e.g. TLS) over the socket `s`.
+    pub fn with_io(s: TcpStream, io: Box<dyn Io>) -> Conn {
+        Conn {
+            s,
+            buf: Vec::new(),
+            io: Some(io),
+        }
     }
     /// Like [`Conn::connect`], with SO_RCVBUF set to `rcvbuf` octets before connecting (no
     /// receive-window autotuning: a requestor that reads slowly stalls the server's sends soon).
@@ -286,16 +305,26 @@ impl Conn {
         let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
-        Conn { s, buf: Vec::new() }
+        Conn {
+            s,
+            buf: Vec::new(),
+            io: None,
+        }
     }
     /// Writes one framed message.
     pub fn send(&mut self, msg: &[u8]) {
         let mut f = (msg.len() as u16).to_be_bytes().to_vec();
         f.extend_from_slice(msg);
-        self.s.write_all(&f).unwrap();
+        self.send_raw(&f);
     }
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
+        match &mut self.io {
+            Some(io) => {
+                io.write_all(bytes).unwrap();
+                io.flush().unwrap();
+            }
+            None => self.s.write_all(bytes).unwrap(),
+        }
     }
     /// Reads one framed message; `None` when the server closed the connection.
     pub fn recv(&mut self) -> Option<Vec<u8>> {
@@ -309,7 +338,11 @@ impl Conn {
                 }
             }
             let mut tmp = [0u8; 65536];
-            match self.s.read(&mut tmp) {
+            let read = match &mut self.io {
+                Some(io) => io.read(&mut tmp),
+                None => self.s.read(&mut tmp),
+            };
+            match read {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
                 Err(e)

@@ -22,6 +22,7 @@ fn on() -> Policy {
     Policy {
         active: true,
         allow_insecure_active: true,
+        ..Policy::default()
     }
 }
 

@@ -55,6 +55,7 @@ impl World {
             policy: Policy {
                 active: true,
                 allow_insecure_active: true,
+                ..Policy::default()
             },
             links: LinkSet::default(),
         }
@@ -134,7 +135,9 @@ fn an_error_reply_holds_a_slot_until_written_and_a_dropped_query_none() {
     let w = World::new();
     let mut c = conn(1, t0);
     // DHCPTLS without TLS: a TLSConnectionRefused reply (RFC 7724 §8.1).
-    let Step::Reply(bytes) = c.handle_message(t0, &v4(v4msg::TLS, 9), &w.env()) else {
+    let Step::Refused(bytes, Refusal::TlsNotConfigured) =
+        c.handle_message(t0, &v4(v4msg::TLS, 9), &w.env())
+    else {
         panic!("DHCPTLS is answered");
     };
     assert_eq!(status_of(&bytes), Some(v4status::TLS_CONNECTION_REFUSED));
@@ -454,4 +457,172 @@ fn a_blocked_write_still_times_out_after_the_reader_stopped() {
         "the reader's side is closed"
     );
     assert_eq!(c.handle_write_timeout(t0 + 2 * T), Some(Close::SendTimeout));
+}
+
+// TLS negotiation (issue 15 part 1, 3).
+
+fn tls_world(mode: crate::session::TlsMode, insecure: bool) -> World {
+    let mut w = World::new();
+    w.policy.tls = mode;
+    w.policy.allow_insecure_active = insecure;
+    w
+}
+
+fn conn6(t0: At) -> Connection<At> {
+    let limits = Limits {
+        data_timeout: T,
+        max_queries: 4,
+        shards: 2,
+    };
+    Connection::new(Family::V6, limits, t0)
+}
+
+#[test]
+fn dhcptls_first_starts_tls_and_the_octets_after_it_go_to_tls() {
+    use crate::session::TlsMode;
+    let t0 = START;
+    let w = tls_world(TlsMode::Optional, false);
+    let mut c = conn(1, t0);
+    // DHCPTLS (with an option, ignored) and the start of a ClientHello in the same read.
+    let mut wire = framed(&v4(v4msg::TLS, 0x77));
+    wire.extend_from_slice(&[0x16, 3, 1, 0, 5, 1, 2, 3]);
+    c.start_read(t0);
+    c.handle_read(t0, &wire);
+    let msg = c.poll_message().unwrap();
+    let Step::StartTls(answer) = c.handle_message(t0, &msg, &w.env()) else {
+        panic!("DHCPTLS accepted");
+    };
+    // A DHCPTLS, same xid, option 54, no status (RFC 7724 §8.1).
+    let view = MessageView::parse(&answer[2..]).unwrap();
+    assert_eq!(view.message_type(), Some(v4msg::TLS));
+    assert_eq!(view.xid, 0x77);
+    assert_eq!(view.op, 2);
+    assert!(view.option(v4opt::SERVER_ID).is_some());
+    assert_eq!(status_of(&answer), None);
+    assert!(!c.poll_read(), "nothing is read in plain while TLS starts");
+    assert_eq!(c.outstanding(), 0, "the answer holds no slot");
+    assert_eq!(c.take_pending(), vec![0x16, 3, 1, 0, 5, 1, 2, 3]);
+    assert!(c.take_pending().is_empty());
+    assert!(!c.is_secured());
+    c.handle_tls_up(t0);
+    assert!(c.is_secured() && c.poll_read());
+    // DHCPTLS again, now over TLS: not allowed there; close.
+    assert!(matches!(
+        c.handle_message(t0, &v4(v4msg::TLS, 0x78), &w.env()),
+        Step::Close
+    ));
+    assert_eq!(c.poll_close(), Some(Close::ProtocolError));
+}
+
+#[test]
+fn starttls_gets_a_reply_without_status_with_its_xid() {
+    use crate::proto::codes::v6msg;
+    use crate::proto::v6::MessageView as V6View;
+    use crate::session::TlsMode;
+    let t0 = START;
+    let w = tls_world(TlsMode::Required, false);
+    let mut c = conn6(t0);
+    let Step::StartTls(answer) = c.handle_message(t0, &[v6msg::STARTTLS, 1, 2, 3], &w.env()) else {
+        panic!("STARTTLS accepted");
+    };
+    let v = V6View::parse(&answer[2..]).unwrap();
+    assert_eq!((v.msg_type, v.xid), (v6msg::REPLY, 0x010203));
+    assert!(v
+        .options()
+        .get(crate::proto::codes::v6opt::STATUS_CODE)
+        .is_none());
+    assert!(v
+        .options()
+        .get(crate::proto::codes::v6opt::SERVERID)
+        .is_some());
+    // A handshake that fails closes.
+    c.handle_tls_failed();
+    assert_eq!(c.poll_close(), Some(Close::TlsFailed));
+    assert!(!c.poll_read());
+    // Truncated STARTTLS (not a DHCPv6 message): closes.
+    let mut c = conn6(t0);
+    assert!(matches!(
+        c.handle_message(t0, &[v6msg::STARTTLS, 1], &w.env()),
+        Step::Close
+    ));
+    assert_eq!(c.poll_close(), Some(Close::ProtocolError));
+}
+
+#[test]
+fn starttls_anywhere_but_first_closes_in_every_mode() {
+    use crate::session::TlsMode;
+    for mode in [TlsMode::Off, TlsMode::Optional] {
+        let t0 = START;
+        let w = tls_world(mode, true);
+        let mut c = conn(4, t0);
+        let _ = scan(&mut c, &w, t0, 1);
+        assert!(matches!(
+            c.handle_message(t0, &v4(v4msg::TLS, 2), &w.env()),
+            Step::Close
+        ));
+        assert_eq!(c.poll_close(), Some(Close::ProtocolError), "{mode}");
+    }
+}
+
+#[test]
+fn required_mode_closes_on_any_plain_first_message_and_serves_after_tls() {
+    use crate::session::TlsMode;
+    let t0 = START;
+    let w = tls_world(TlsMode::Required, false);
+    for msg in [
+        v4(v4msg::BULKLEASEQUERY, 1),
+        v4(v4msg::ACTIVELEASEQUERY, 1),
+        b"garbage".to_vec(),
+    ] {
+        let mut c = conn(1, t0);
+        assert!(matches!(c.handle_message(t0, &msg, &w.env()), Step::Close));
+        assert_eq!(c.poll_close(), Some(Close::TlsRequired));
+    }
+    // Over TLS: bulk and active (without allow_insecure_active) are served.
+    let mut c = conn(4, t0);
+    assert!(matches!(
+        c.handle_message(t0, &v4(v4msg::TLS, 9), &w.env()),
+        Step::StartTls(_)
+    ));
+    c.handle_tls_up(t0);
+    let _ = scan(&mut c, &w, t0, 1);
+    c.handle_stream_end(1);
+    c.handle_last_written(t0);
+    assert!(matches!(
+        c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env()),
+        Step::Active(_)
+    ));
+}
+
+#[test]
+fn optional_mode_refuses_plain_active_unless_insecure_is_allowed() {
+    use crate::session::TlsMode;
+    let t0 = START;
+    let w = tls_world(TlsMode::Optional, false);
+    // Plain bulk is served.
+    let mut c = conn(4, t0);
+    let _ = scan(&mut c, &w, t0, 1);
+    // Plain active: NotAllowed, then close.
+    let mut c = conn(4, t0);
+    let Step::Refused(bytes, Refusal::PlainActive) =
+        c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env())
+    else {
+        panic!("plain active refused");
+    };
+    assert_eq!(status_of(&bytes), Some(v4status::NOT_ALLOWED));
+    assert_eq!(c.poll_close(), Some(Close::AfterReply));
+    // With allow_insecure_active it runs in plain.
+    let w = tls_world(TlsMode::Optional, true);
+    let mut c = conn(4, t0);
+    assert!(matches!(
+        c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env()),
+        Step::Active(_)
+    ));
+    // tls = off without the switch: the same refusal, counted alike.
+    let w = tls_world(TlsMode::Off, false);
+    let mut c = conn(4, t0);
+    assert!(matches!(
+        c.handle_message(t0, &v4(v4msg::ACTIVELEASEQUERY, 2), &w.env()),
+        Step::Refused(_, Refusal::PlainActive)
+    ));
 }

@@ -1,0 +1,142 @@
+//! A blocking TLS requestor connector (issue 15), for loadgen and the tests: on a connected
+//! TCP stream, send STARTTLS (TCP 547, DHCPv6 and DHCP4o6) or DHCPTLS (TCP 67), check the
+//! answer, run the rustls client handshake (client certificate, the server's certificate
+//! verified against a CA) and hand back a blocking `Read + Write` stream that carries the
+//! same 2-octet framing as plain TCP.
+//!
+//! The messages and the answer's check are the sans-io requestor's
+//! ([`crate::requestor::query::starttls`], [`crate::requestor::query::dhcptls`],
+//! [`crate::requestor::reply::tls_answer`]).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use crate::requestor::query;
+use crate::requestor::reply::{self, TlsAnswer};
+use crate::requestor::Wire;
+
+/// The TLS stream a requestor reads and writes framed messages on.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server refused TLS: {0:?}")]
+    Refused(reply::Status),
+    #[error("the answer to STARTTLS/DHCPTLS is not one")]
+    BadAnswer,
+    #[error("the server closed before answering STARTTLS/DHCPTLS")]
+    Closed,
+}
+
+/// A client configuration: the CA that signs the server's certificate (`ca`, PEM), and the
+/// requestor's certificate chain and key (PEM; `None` sends no certificate, which the server
+/// refuses, for tests).
+pub fn client_config(
+    ca: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca) {
+        roots
+            .add(c.map_err(|e| format!("CA: {e}"))?)
+            .map_err(|e| format!("CA: {e}"))?;
+    }
+    let b = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("key: {e}"))?;
+            b.with_client_auth_cert(chain, key)
+                .map_err(|e| format!("certificate and key: {e}"))?
+        }
+        None => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// [`client_config`] from files: the CA, the requestor's certificate and key.
+pub fn client_config_files(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ClientConfig>, String> {
+    let read =
+        |what: &str, p: &Path| std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()));
+    client_config(
+        &read("CA", ca)?,
+        Some((&read("certificate", cert)?, &read("key", key)?)),
+    )
+}
+
+/// Asks for TLS on `tcp` (STARTTLS with xid `xid` when `wire` is V6 or O6, DHCPTLS when V4),
+/// checks the answer and runs the handshake with `server_name` (the name or address in the
+/// server's certificate). The returned stream has finished the handshake on the client side
+/// (a server that rejects the client's certificate in TLS 1.3 says so on the first read).
+pub fn connect<T: Read + Write>(
+    mut tcp: T,
+    wire: Wire,
+    xid: u32,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+) -> Result<StreamOwned<ClientConnection, T>, ConnectError> {
+    let msg = match wire {
+        Wire::V6 | Wire::O6 => query::starttls(xid),
+        Wire::V4 => query::dhcptls(xid),
+    };
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    crate::proto::framing::encode_frame(&msg, &mut framed).map_err(|_| ConnectError::BadAnswer)?;
+    tcp.write_all(&framed)?;
+    // Exactly the answer's frame, nothing after it (the server sends nothing more in plain).
+    let mut len = [0u8; 2];
+    read_exact_or_closed(&mut tcp, &mut len)?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    read_exact_or_closed(&mut tcp, &mut answer)?;
+    match reply::tls_answer(wire, xid, &answer) {
+        TlsAnswer::Accepted => {}
+        TlsAnswer::Refused(s) => return Err(ConnectError::Refused(s)),
+        TlsAnswer::Other => return Err(ConnectError::BadAnswer),
+    }
+    handshake(tcp, config, server_name)
+}
+
+/// The TLS client handshake on `tcp` (after the server accepted STARTTLS / DHCPTLS).
+pub fn handshake<T: Read + Write>(
+    mut tcp: T,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+) -> Result<StreamOwned<ClientConnection, T>, ConnectError> {
+    let mut conn = ClientConnection::new(config, server_name)
+        .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    // Send what the handshake left (the client's Finished).
+    while conn.wants_write() {
+        conn.write_tls(&mut tcp)?;
+    }
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+fn read_exact_or_closed(tcp: &mut impl Read, buf: &mut [u8]) -> Result<(), ConnectError> {
+    tcp.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ConnectError::Closed
+        } else {
+            ConnectError::Io(e)
+        }
+    })
+}
