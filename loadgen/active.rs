@@ -46,7 +46,7 @@ use leasequery::requestor::ActiveQuery;
 
 use crate::ledger::{loadgen_client, Entry, Stamps};
 use crate::report::{Counters, Metric};
-use crate::requestor::{Conn, QueryKind};
+use crate::requestor::{Conn, Port, QueryKind, Stream, Tls};
 use crate::verify::{self, Found};
 
 /// The requestor DUID of the subscribers (DUID-LL 02:00:00:00:41:4c, "AL").
@@ -118,6 +118,53 @@ pub struct SubArgs {
     pub timeout: Duration,
     /// Threads (0: one per core).
     pub threads: usize,
+    /// Subscribe over TLS.
+    pub tls: Option<Tls>,
+}
+
+/// A subscription's connection once it follows (non-blocking, polled with mio): plain, or TLS
+/// whose socket is the one registered.
+enum SubStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl SubStream {
+    /// From the blocking set-up connection, made non-blocking.
+    fn from_set_up(s: Stream) -> io::Result<SubStream> {
+        Ok(match s {
+            Stream::Plain(tcp) => {
+                tcp.set_nonblocking(true)?;
+                SubStream::Plain(TcpStream::from_std(tcp))
+            }
+            Stream::Tls(t) => {
+                let (conn, tcp) = t.into_parts();
+                tcp.set_nonblocking(true)?;
+                SubStream::Tls(Box::new(rustls::StreamOwned::new(
+                    conn,
+                    TcpStream::from_std(tcp),
+                )))
+            }
+        })
+    }
+
+    /// The socket to register with the poll.
+    fn socket(&mut self) -> &mut TcpStream {
+        match self {
+            SubStream::Plain(s) => s,
+            SubStream::Tls(t) => &mut t.sock,
+        }
+    }
+}
+
+impl Read for SubStream {
+    /// Plaintext; `WouldBlock` once neither TLS nor the socket holds more.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            SubStream::Plain(s) => s.read(buf),
+            SubStream::Tls(t) => t.read(buf),
+        }
+    }
 }
 
 /// One subscription.
@@ -125,7 +172,7 @@ struct Sub {
     form: Form,
     xid6: u32,
     xid4: u32,
-    stream: TcpStream,
+    stream: SubStream,
     buf: Vec<u8>,
     have: usize,
     /// Loadgen clients' bindings by (IPv4, PSID) as last seen.
@@ -222,12 +269,12 @@ fn try_connect(a: &SubArgs, n: usize) -> io::Result<Option<Sub>> {
     let xid6 = 0x50_0000 + n as u32;
     let xid4 = 0x4c51_0000 + n as u32;
     let start = unix_now();
-    let server = if form == Form::V4 {
-        a.server4
+    let (server, port) = if form == Form::V4 {
+        (a.server4, Port::V4)
     } else {
-        a.server6
+        (a.server6, Port::V6)
     };
-    let mut conn = Conn::connect(server, a.timeout)?;
+    let mut conn = Conn::connect(server, port, a.timeout, a.tls.as_ref())?;
     let mut loaded = match form {
         Form::O6 => verify::query_links_on(&mut conn, &a.links, 0x7d_0000)?
             .iter()
@@ -291,15 +338,15 @@ fn try_connect(a: &SubArgs, n: usize) -> io::Result<Option<Sub>> {
         Ok(false) => return Ok(None),
         Err(e) => return Err(io::Error::other(e)),
     }
-    let (std_stream, rest) = conn.into_parts();
-    std_stream.set_nonblocking(true)?;
+    let (stream, rest) = conn.into_parts();
+    let stream = SubStream::from_set_up(stream)?;
     let mut buf = vec![0; 1 << 20];
     buf[..rest.len()].copy_from_slice(&rest);
     let mut sub = Sub {
         form,
         xid6,
         xid4,
-        stream: TcpStream::from_std(std_stream),
+        stream,
         buf,
         have: rest.len(),
         table: hashbrown::HashMap::new(),
@@ -792,15 +839,18 @@ fn run_thread(
     for (i, s) in subs.iter_mut().enumerate() {
         if let Err(e) = poll
             .registry()
-            .register(&mut s.stream, Token(i), Interest::READABLE)
+            .register(s.stream.socket(), Token(i), Interest::READABLE)
         {
             s.end(th, &format!("register error {:?}", e.kind()));
         }
     }
-    // Bytes that arrived with the bulk load's last read.
+    // Bytes that arrived with the bulk load's last read, then what TLS or the socket holds
+    // already (no readiness event comes for it).
     let now = Instant::now();
     for s in subs.iter_mut() {
-        s.drain(th, now);
+        if s.drain(th, now) && !s.on_readable(th) {
+            let _ = poll.registry().deregister(s.stream.socket());
+        }
     }
     // Every subscriber here has caught up (see `connect`).
     add(&mut th.c, "active_catch_up_complete", subs.len() as u64);
@@ -819,7 +869,7 @@ fn run_thread(
             let i = ev.token().0;
             if let Some(s) = subs.get_mut(i) {
                 if s.ended.is_none() && !s.on_readable(th) {
-                    let _ = poll.registry().deregister(&mut s.stream);
+                    let _ = poll.registry().deregister(s.stream.socket());
                 }
             }
         }

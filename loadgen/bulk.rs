@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::report::{Counters, Metric, RunReport};
-use crate::requestor::{classify, Conn, Kind, Port, QueryKind};
+use crate::requestor::{classify, Conn, Kind, Port, QueryKind, Tls};
 
 /// What `loadgen bulk` was asked to do.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct BulkArgs {
     pub expect: Option<u64>,
     /// Read/connect timeout.
     pub timeout: Duration,
+    /// Bulk leasequery over TLS.
+    pub tls: Option<Tls>,
 }
 
 /// Runs the scenario; `progress` counts finished queries.
@@ -96,10 +98,21 @@ fn requestor(i: usize, a: &BulkArgs, t0: Instant, progress: &AtomicU64) -> (Coun
             Port::V4 => (1, a.server4),
         };
         if conns[slot].is_none() {
-            match Conn::connect(addr, a.timeout) {
+            match Conn::connect(addr, kind.port(), a.timeout, a.tls.as_ref()) {
                 Ok(conn) => conns[slot] = Some(conn),
                 Err(e) => {
-                    add(&mut c, &format!("error_connect_{:?}", e.kind()), 1);
+                    // A TLS failure (a certificate the CA does not sign, a refusal) is said
+                    // once per requestor and counted apart.
+                    let tls = a.tls.is_some() && e.to_string().starts_with("TLS with ");
+                    let key = if tls {
+                        "error_connect_tls".to_string()
+                    } else {
+                        format!("error_connect_{:?}", e.kind())
+                    };
+                    if !c.contains_key(&key) {
+                        eprintln!("loadgen: requestor {i}: connect to {addr}: {e}");
+                    }
+                    add(&mut c, &key, 1);
                     progress.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -152,7 +165,11 @@ fn requestor(i: usize, a: &BulkArgs, t0: Instant, progress: &AtomicU64) -> (Coun
                 conns[slot] = None;
             }
             Err(e) => {
-                add(&mut c, &format!("error_read_{:?}", e.kind()), 1);
+                let key = format!("error_read_{:?}", e.kind());
+                if !c.contains_key(&key) {
+                    eprintln!("loadgen: requestor {i}: reading from {addr}: {e}");
+                }
+                add(&mut c, &key, 1);
                 conns[slot] = None;
             }
         }

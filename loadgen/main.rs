@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use requestor::QueryKind;
+use requestor::{QueryKind, TlsOpts};
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", about = "Load generator for leasequeryd", version)]
@@ -84,6 +84,8 @@ enum Cmd {
         /// The write size for --ceiling (the server's chunk_size).
         #[arg(long, default_value_t = 262_144)]
         write_size: usize,
+        #[command(flatten)]
+        tls: TlsOpts,
     },
     /// N simulated lwB4 clients (DHCPv4-over-DHCPv6, RFC 7341) do DORA, renewals (some with a
     /// new softwire source) and releases over UDP; `--verify` then checks the server's bulk
@@ -98,11 +100,14 @@ enum Cmd {
         /// The server's DHCPv6/DHCP4o6 leasequery TCP address, for --verify.
         #[arg(long = "server6-lq", default_value = "[::1]:547")]
         server6_lq: SocketAddr,
+        #[command(flatten)]
+        tls: TlsOpts,
     },
     /// S active-leasequery subscribers (v4, v6, DHCP4o6) bulk-load, then follow the server
     /// while a churn (the `churn` options) changes bindings; measures the change-to-subscriber
     /// latency; `--verify` checks every subscriber's table against what the clients hold.
-    /// The server needs `--active --allow-insecure-active` and `--max-connections` above S.
+    /// The server needs `--active`, TLS (`--tls required` and --tls-cert, --tls-key, --tls-ca
+    /// here) or `--allow-insecure-active`, and `--max-connections` above S.
     #[command(after_help = SUBNET_HELP)]
     Active {
         #[command(flatten)]
@@ -249,6 +254,8 @@ struct SubOpts {
     /// Subscriber threads (0: one per core, pinned).
     #[arg(long = "subscriber-threads", default_value_t = 0)]
     subscriber_threads: usize,
+    #[command(flatten)]
+    tls: TlsOpts,
 }
 
 fn progress_bar(total: u64, counter: Arc<AtomicU64>) -> Option<std::thread::JoinHandle<()>> {
@@ -365,9 +372,11 @@ fn verify_bulk(
     ledger: &[ledger::Entry],
     args: &churn::ChurnArgs,
     server6_lq: SocketAddr,
+    tls: Option<&requestor::Tls>,
 ) {
-    let found = churn_links(args)
-        .and_then(|links| verify::query_links(server6_lq, &links, Duration::from_secs(30)));
+    let found = churn_links(args).and_then(|links| {
+        verify::query_links(server6_lq, &links, Duration::from_secs(30), tls)
+    });
     match found {
         Ok(mut found) => {
             // Bindings of non-loadgen clients (an import file) are not compared; another
@@ -425,6 +434,10 @@ fn run_active(
         eprintln!("loadgen: {e}");
         ExitCode::from(1)
     })?;
+    let tls = subs.tls.tls().map_err(|e| {
+        eprintln!("loadgen: {e}");
+        ExitCode::from(2)
+    })?;
     let forms = if subs.forms.is_empty() {
         vec![active::Form::O6, active::Form::V4, active::Form::V6]
     } else {
@@ -438,6 +451,7 @@ fn run_active(
         links,
         timeout: args.timeout.max(Duration::from_secs(10)),
         threads: subs.subscriber_threads,
+        tls: tls.clone(),
     };
     let t0 = std::time::Instant::now();
     let stamps = Arc::new(ledger::Stamps::new(t0, args.first, args.clients));
@@ -528,7 +542,7 @@ fn run_active(
             );
         }
         if r.scenario == "mixed" {
-            verify_bulk(&mut r, &ledger, args, subs.server6_lq);
+            verify_bulk(&mut r, &ledger, args, subs.server6_lq, tls.as_ref());
         }
     }
     Ok(r)
@@ -590,10 +604,18 @@ fn main() -> ExitCode {
             churn: o,
             verify,
             server6_lq,
+            tls,
         } => {
             let args = match o.args() {
                 Ok(a) => a,
                 Err(code) => return code,
+            };
+            let tls = match tls.tls() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    return ExitCode::from(2);
+                }
             };
             let (mut r, ledger) = match run_churn(&args, None) {
                 Ok(x) => x,
@@ -603,7 +625,7 @@ fn main() -> ExitCode {
                 }
             };
             if verify {
-                verify_bulk(&mut r, &ledger, &args, server6_lq);
+                verify_bulk(&mut r, &ledger, &args, server6_lq, tls.as_ref());
             }
             r
         }
@@ -661,6 +683,13 @@ fn main() -> ExitCode {
                 kinds,
                 expect: None,
                 timeout: args.timeout.max(Duration::from_secs(30)),
+                tls: match subs.tls.tls() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("loadgen: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             match run_active(&args, &subs, Some(bulk), verify) {
                 Ok(r) => r,
@@ -679,6 +708,7 @@ fn main() -> ExitCode {
             timeout,
             ceiling,
             write_size,
+            tls,
         } => {
             if requestors == 0 || queries == 0 {
                 eprintln!("loadgen: --requestors and --queries must be at least 1");
@@ -710,6 +740,13 @@ fn main() -> ExitCode {
                 kinds,
                 expect,
                 timeout: Duration::from_secs_f64(timeout.max(0.001)),
+                tls: match tls.tls() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("loadgen: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             let progress = Arc::new(AtomicU64::new(0));
             let bar = progress_bar(queries * requestors as u64, progress.clone());

@@ -1,10 +1,17 @@
 //! The requestor side of bulk leasequery over TCP, built on [`leasequery::requestor`]: the
-//! queries loadgen sends (`--query` kinds) and a framed blocking reader.
+//! queries loadgen sends (`--query` kinds), a framed blocking reader, plain or over TLS
+//! (`--tls-cert`, `--tls-key`, `--tls-ca`: STARTTLS / DHCPTLS and the handshake by
+//! [`leasequery::tlsclient`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use leasequery::tlsclient;
+use rustls::pki_types::ServerName;
 
 use leasequery::proto::codes::v4opt;
 use leasequery::requestor::query::{self, BulkV4, BulkV6};
@@ -153,10 +160,109 @@ pub fn classify(port: Port, msg: &[u8]) -> Kind {
     }
 }
 
-/// A framed TCP connection to the server.
+/// The TLS flags of `bulk`, `churn`, `active` and `mixed`: with all three, every leasequery
+/// connection asks for TLS (STARTTLS on TCP 547, DHCPTLS on TCP 67) and authenticates with the
+/// requestor certificate; the server's certificate must chain to `--tls-ca` and name the
+/// address connected to (or `--tls-server-name`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsOpts {
+    /// The requestor's certificate chain (PEM): leasequery over TLS (with --tls-key, --tls-ca).
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The requestor's private key (PEM).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The CA bundle (PEM) that the server's certificate must chain to.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the address connected to).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+/// What a TLS connection needs: the client configuration and the server name to verify.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    name: Option<ServerName<'static>>,
+}
+
+impl TlsOpts {
+    /// `None` without TLS flags; an error naming the flag when only some are given or a file
+    /// is bad.
+    pub fn tls(&self) -> Result<Option<Tls>, String> {
+        let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
+            (None, None, None) => {
+                if self.server_name.is_some() {
+                    return Err("--tls-server-name needs --tls-cert, --tls-key and --tls-ca".into());
+                }
+                return Ok(None);
+            }
+            (Some(c), Some(k), Some(a)) => (c, k, a),
+            _ => {
+                let missing: Vec<&str> = [
+                    ("--tls-cert", self.cert.is_none()),
+                    ("--tls-key", self.key.is_none()),
+                    ("--tls-ca", self.ca.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(f, _)| *f)
+                .collect();
+                return Err(format!(
+                    "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {})",
+                    missing.join(", ")
+                ));
+            }
+        };
+        let config = tlsclient::client_config_files(ca, cert, key)
+            .map_err(|e| format!("--tls-cert/--tls-key/--tls-ca: {e}"))?;
+        let name = match &self.server_name {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| format!("--tls-server-name {n:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Some(Tls { config, name }))
+    }
+}
+
+/// The connection under [`Conn`]: plain TCP or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tlsclient::TlsStream>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A framed TCP connection to the server, plain or TLS.
 #[derive(Debug)]
 pub struct Conn {
-    s: TcpStream,
+    s: Stream,
     buf: Vec<u8>,
     have: usize,
     pos: usize,
@@ -165,11 +271,35 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects with a timeout for the connect and for every read.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_nodelay(true)?;
+    /// Connects with a timeout for the connect and for every read; with `tls`, asks for TLS
+    /// (STARTTLS on a [`Port::V6`] connection, DHCPTLS on [`Port::V4`]) and runs the handshake
+    /// (an error of kind `Other` saying "TLS with ADDR: ..." when it fails).
+    pub fn connect(
+        addr: SocketAddr,
+        port: Port,
+        timeout: Duration,
+        tls: Option<&Tls>,
+    ) -> io::Result<Conn> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        tcp.set_nodelay(true)?;
+        let s = match tls {
+            None => Stream::Plain(tcp),
+            Some(t) => {
+                let wire = match port {
+                    Port::V6 => Wire::V6,
+                    Port::V4 => Wire::V4,
+                };
+                let name = t
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let s = tlsclient::connect(tcp, wire, 0x7154, t.config.clone(), name)
+                    .map_err(|e| io::Error::other(format!("TLS with {addr}: {e}")))?;
+                Stream::Tls(Box::new(s))
+            }
+        };
         Ok(Conn {
             s,
             buf: vec![0; 1 << 20],
@@ -184,11 +314,12 @@ impl Conn {
         let mut f = Vec::with_capacity(msg.len() + 2);
         f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
         f.extend_from_slice(msg);
-        self.s.write_all(&f)
+        self.s.write_all(&f)?;
+        self.s.flush()
     }
 
-    /// The socket and the octets read past the last message handed out.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    /// The connection and the octets read past the last message handed out.
+    pub fn into_parts(self) -> (Stream, Vec<u8>) {
         (self.s, self.buf[self.pos..self.have].to_vec())
     }
 

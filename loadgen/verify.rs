@@ -18,7 +18,7 @@ use leasequery::proto::v6::{Message, MessageView, V6Option};
 use leasequery::requestor::reply::ReportedV4;
 
 use crate::ledger::Entry;
-use crate::requestor::{Conn, QueryKind};
+use crate::requestor::{Conn, Port, QueryKind, Tls};
 
 /// One binding a bulk query returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,8 +211,9 @@ pub fn query_links(
     server: SocketAddr,
     links: &[Ipv6Addr],
     timeout: Duration,
+    tls: Option<&Tls>,
 ) -> io::Result<Vec<Found>> {
-    let mut conn = Conn::connect(server, timeout)?;
+    let mut conn = Conn::connect(server, Port::V6, timeout, tls)?;
     query_links_on(&mut conn, links, 0x7e_0000)
 }
 

@@ -34,6 +34,8 @@ pub enum ConnectError {
     BadAnswer,
     #[error("the server closed before answering STARTTLS/DHCPTLS")]
     Closed,
+    #[error("the TLS handshake failed: {0}")]
+    Handshake(rustls::Error),
 }
 
 /// A client configuration: the CA that signs the server's certificate (`ca`, PEM), and the
@@ -122,13 +124,27 @@ pub fn handshake<T: Read + Write>(
     let mut conn = ClientConnection::new(config, server_name)
         .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)?;
+        conn.complete_io(&mut tcp).map_err(handshake_error)?;
     }
     // Send what the handshake left (the client's Finished).
     while conn.wants_write() {
         conn.write_tls(&mut tcp)?;
     }
     Ok(StreamOwned::new(conn, tcp))
+}
+
+/// A TLS error (an invalid server certificate, an alert) as [`ConnectError::Handshake`], an
+/// i/o error as itself.
+fn handshake_error(e: std::io::Error) -> ConnectError {
+    if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        match inner.downcast::<rustls::Error>() {
+            Ok(t) => ConnectError::Handshake(*t),
+            Err(other) => ConnectError::Io(std::io::Error::other(other)),
+        }
+    } else {
+        ConnectError::Io(e)
+    }
 }
 
 fn read_exact_or_closed(tcp: &mut impl Read, buf: &mut [u8]) -> Result<(), ConnectError> {
