@@ -4,13 +4,24 @@
 //! `cargo bench --bench bulk_stream` (env: `BULK_N` bindings, default 1000000; `BULK_RUNS`
 //! runs per case, default 5; `BULK_SHARDS` "1,2"; `BULK_CONCURRENT` requestors for the
 //! concurrent case, default 8; `BULK_CHUNK` the server's chunk_size; `BULK_CONFIG` more config
-//! lines, `;`-separated, e.g. `BULK_CONFIG="spin_before_park_us = 50;credits_per_shard = 4"`). Prints one line per run and the medians; quote ratios, not
-//! absolute figures (the machine is shared and noisy).
+//! lines, `;`-separated, e.g. `BULK_CONFIG="spin_before_park_us = 50;credits_per_shard = 4"`;
+//! `BULK_TLS=0` leaves out the TLS case). Prints one line per run and the medians; quote
+//! ratios, not absolute figures (the machine is shared and noisy).
+//!
+//! The TLS case (issue 15): the same DHCP4o6 stream over STARTTLS to one requestor
+//! (`leasequery::tlsclient`, certificates made here with rcgen, the server in `tls =
+//! "optional"` so that the plain cases run against the same server), with the STARTTLS +
+//! handshake time reported apart and the time to first binding counted from the query, after
+//! the handshake; then the ratio of its median bindings/s to the plain stream's.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use leasequery::requestor::Wire;
+use leasequery::tlsclient;
 
 /// The server's default chunk_size: octets per socket write.
 const CHUNK: usize = 256 * 1024;
@@ -85,7 +96,66 @@ impl Drop for Srv {
     }
 }
 
-fn start(import: &std::path::Path, shards: usize) -> Srv {
+/// The TLS material of the run: the server's config lines and the requestor's client config.
+struct Pki {
+    config_lines: String,
+    client: Arc<rustls::ClientConfig>,
+}
+
+/// A CA, a server certificate for the loopback addresses and a requestor certificate, written
+/// under `dir`.
+fn pki(dir: &std::path::Path) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "bench CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = p.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str, server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress("::1".parse().unwrap()));
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf("lqd.bench", true);
+    let (req_cert, req_key) = leaf("requestor.bench", false);
+    let path = |f: &str, text: &str| {
+        let p = dir.join(f);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let config_lines = format!(
+        "tls = \"optional\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+        path("server.pem", &server_cert),
+        path("server.key", &server_key),
+        path("ca.pem", &ca.pem()),
+    );
+    let client = tlsclient::client_config(
+        ca.pem().as_bytes(),
+        Some((req_cert.as_bytes(), req_key.as_bytes())),
+    )
+    .unwrap();
+    Pki {
+        config_lines,
+        client,
+    }
+}
+
+fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
     let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
     let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
@@ -94,6 +164,9 @@ fn start(import: &std::path::Path, shards: usize) -> Srv {
     let mut cfg_text = String::new();
     if let Ok(chunk) = std::env::var("BULK_CHUNK") {
         cfg_text.push_str(&format!("chunk_size = {chunk}\n"));
+    }
+    if let Some(p) = tls {
+        cfg_text.push_str(&p.config_lines);
     }
     if let Ok(extra) = std::env::var("BULK_CONFIG") {
         cfg_text.push_str(&extra.replace(';', "\n"));
@@ -171,7 +244,13 @@ struct Run {
     messages: u64,
     /// CPU time of the requestor's thread over the stream.
     cpu: Duration,
+    /// Over TLS: connect to the end of the handshake (STARTTLS, its REPLY, the TLS handshake).
+    handshake: Option<Duration>,
 }
+
+/// A requestor's connection: plain TCP or TLS.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
 
 /// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID, nanosecond resolution).
 fn thread_cpu() -> Duration {
@@ -211,15 +290,34 @@ fn proc_cpu(pid: u32) -> (u64, u64, u64) {
 }
 
 /// Sends one framed query and reads until the stream's end: DONE (v6 16) or a lone REPLY (15
-/// without data) for v6, DHCPLEASEQUERYDONE for v4.
-fn run_query(addr: SocketAddr, query: &[u8], v4: bool) -> Run {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+/// without data) for v6, DHCPLEASEQUERYDONE for v4. With `tls`, STARTTLS (v6) / DHCPTLS (v4)
+/// and the handshake come first and are timed apart: the stream's times start at the query.
+fn run_query(
+    addr: SocketAddr,
+    query: &[u8],
+    v4: bool,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Run {
+    let h0 = Instant::now();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    let (mut s, handshake): (Box<dyn Conn>, Option<Duration>) = match tls {
+        None => (Box::new(tcp), None),
+        Some(config) => {
+            tcp.set_nodelay(true).unwrap();
+            let wire = if v4 { Wire::V4 } else { Wire::V6 };
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let s = tlsclient::connect(tcp, wire, 0x5151, config.clone(), name).unwrap();
+            (Box::new(s), Some(h0.elapsed()))
+        }
+    };
     let mut f = (query.len() as u16).to_be_bytes().to_vec();
     f.extend_from_slice(query);
     let t0 = Instant::now();
     let c0 = thread_cpu();
     s.write_all(&f).unwrap();
+    s.flush().unwrap();
     let mut buf = vec![0u8; 4 << 20];
     let (mut have, mut pos) = (0usize, 0usize);
     let mut first = None;
@@ -250,6 +348,7 @@ fn run_query(addr: SocketAddr, query: &[u8], v4: bool) -> Run {
                     bytes: bytes + pos as u64,
                     messages,
                     cpu: thread_cpu() - c0,
+                    handshake,
                 };
             }
         }
@@ -350,26 +449,49 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let with_tls = std::env::var("BULK_TLS").map_or(true, |v| v != "0");
     let dir = std::env::temp_dir().join(format!("lq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let import = dir.join("leases.jsonl");
     write_import(n, &import);
+    let pki = with_tls.then(|| pki(&dir));
     println!(
-        "bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets",
-        chunk()
+        "bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets{}",
+        chunk(),
+        if with_tls {
+            ", TLS case on (server tls = optional)"
+        } else {
+            ""
+        }
     );
     for &shards in &shard_list {
-        let srv = start(&import, shards);
-        for (name, addr, q, v4) in [
-            ("4o6 by-link (TCP 547)", srv.lq6, query_4o6(0xabcdef), false),
-            ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true),
-        ] {
+        let srv = start(&import, shards, pki.as_ref());
+        let mut cases = vec![
+            ("4o6 by-link (TCP 547)", srv.lq6, query_4o6(0xabcdef), false, None),
+            ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true, None),
+        ];
+        if let Some(p) = &pki {
+            cases.push((
+                "4o6 by-link over TLS (TCP 547)",
+                srv.lq6,
+                query_4o6(0xabcdef),
+                false,
+                Some(&p.client),
+            ));
+        }
+        // Median bindings/s of the plain and the TLS 4o6 stream, for their ratio.
+        let (mut plain_rate, mut tls_rate) = (None, None);
+        for (name, addr, q, v4, tls) in cases {
             let (mut rates, mut bps, mut firsts, mut ratios) = (vec![], vec![], vec![], vec![]);
             let (mut srv_cpu, mut req_cpu, mut ceil_cpu, mut cpu_ratios, mut busy) =
                 (vec![], vec![], vec![], vec![], vec![]);
+            let mut handshakes = vec![];
             for _ in 0..runs {
                 let p0 = proc_cpu(srv.child.id());
-                let r = run_query(addr, &q, v4);
+                let r = run_query(addr, &q, v4, tls);
+                if let Some(h) = r.handshake {
+                    handshakes.push(h.as_secs_f64() * 1e3);
+                }
                 let p1 = proc_cpu(srv.child.id());
                 assert_eq!(
                     r.messages as usize,
@@ -397,13 +519,17 @@ fn main() {
                 cpu_ratios.push(ceil_ns / (server_ns + req_ns));
                 busy.push((server_ns + req_ns) * n as f64 / 1e9 / secs);
                 println!(
-                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}",
+                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}{}",
                     n as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     r.first.as_secs_f64() * 1e3,
                     r.bytes,
                     r.bytes as f64 / csecs / 1e6,
-                    csecs / secs
+                    csecs / secs,
+                    r.handshake.map_or(String::new(), |h| format!(
+                        "; handshake {:.2} ms",
+                        h.as_secs_f64() * 1e3
+                    ))
                 );
                 println!(
                     "    CPU per record: server {server_ns:.0} ns ({:.0}% user), requestor {req_ns:.0} ns, {:.2} cores busy; ceiling sender {:.0} + reader {:.0} ns, {:.2} cores busy",
@@ -412,6 +538,18 @@ fn main() {
                     c.sender_cpu.as_nanos() as f64 / n as f64,
                     c.reader_cpu.as_nanos() as f64 / n as f64,
                     (c.sender_cpu + c.reader_cpu).as_secs_f64() / csecs,
+                );
+            }
+            let rate = median(rates.clone());
+            match (tls.is_some(), v4) {
+                (true, _) => tls_rate = Some(rate),
+                (false, false) => plain_rate = Some(rate),
+                _ => {}
+            }
+            if !handshakes.is_empty() {
+                println!(
+                    "MEDIAN shards={shards} {name}: handshake (connect, STARTTLS, TLS) {:.2} ms (not in the first binding's time)",
+                    median(handshakes)
                 );
             }
             println!(
@@ -430,6 +568,12 @@ fn main() {
                 median(cpu_ratios)
             );
         }
+        if let (Some(p), Some(t)) = (plain_rate, tls_rate) {
+            println!(
+                "MEDIAN shards={shards} 4o6 TLS/plain bindings/s: {:.2} (goal >= 0.6)",
+                t / p
+            );
+        }
         // Concurrent requestors, each streaming everything.
         let mut totals = vec![];
         for _ in 0..runs.min(3) {
@@ -437,7 +581,9 @@ fn main() {
             let hs: Vec<_> = (0..conc)
                 .map(|i| {
                     let addr = srv.lq6;
-                    std::thread::spawn(move || run_query(addr, &query_4o6(0x100 + i as u32), false))
+                    std::thread::spawn(move || {
+                        run_query(addr, &query_4o6(0x100 + i as u32), false, None)
+                    })
                 })
                 .collect();
             let mut bytes = 0;
