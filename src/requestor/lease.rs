@@ -350,3 +350,231 @@ pub fn state_name(state: u8) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::codes::{v6msg, BOOTREPLY};
+    use crate::proto::v4::{Message as V4Message, V4Option};
+    use crate::proto::v6::{Message as V6Message, V6Option};
+
+    const BASE: u32 = 1_800_000_000;
+
+    fn raw(code: u8, data: &[u8]) -> V4Option {
+        V4Option::Unknown {
+            code,
+            data: data.to_vec(),
+        }
+    }
+
+    /// A DHCPLEASEACTIVE for 192.0.2.7 PSID 3/4 offset 6, with every option lqctl reads.
+    fn v4_active(lease_time: u32) -> Vec<u8> {
+        let mut m = V4Message::new(BOOTREPLY, v4msg::LEASEACTIVE, 9);
+        m.ciaddr = "192.0.2.7".parse().unwrap();
+        m.set_hw_addr(1, &[2, 0, 0, 0, 0, 7]).unwrap();
+        m.options.extend([
+            raw(v4opt::BASE_TIME, &BASE.to_be_bytes()),
+            raw(v4opt::LEASE_TIME, &lease_time.to_be_bytes()),
+            raw(v4opt::CLIENT_LAST_TRANSACTION_TIME, &100u32.to_be_bytes()),
+            raw(v4opt::DHCP_STATE, &[dhcp_state::ACTIVE]),
+            raw(
+                v4opt::CLIENT_ID,
+                &[0xff, 0, 0, 0, 1, 0, 3, 0, 1, 2, 0, 0, 0, 0, 7],
+            ),
+            raw(
+                v4opt::DHCP4O6_S46_SADDR,
+                &"2001:db8::7".parse::<Ipv6Addr>().unwrap().octets(),
+            ),
+            // offset 6, length 4, PSID 3 left-aligned: 0x3000.
+            raw(v4opt::V4_PORTPARAMS, &[6, 4, 0x30, 0x00]),
+            // circuit-id 1, remote-id 2, relay-id 12.
+            raw(
+                v4opt::RELAY_AGENT_INFO,
+                &[1, 1, 9, 2, 2, b'r', b'1', 12, 2, 0, 3],
+            ),
+        ]);
+        let mut out = Vec::new();
+        m.encode(&mut out).unwrap();
+        out
+    }
+
+    fn v6_reply(valid: u32, with_base: bool) -> Vec<u8> {
+        let mut options = vec![V6Option::ClientData(vec![
+            V6Option::ClientId(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 9]),
+            V6Option::IaAddr {
+                addr: "2001:db8:2::9".parse().unwrap(),
+                preferred: valid / 2,
+                valid,
+                options: vec![],
+            },
+            V6Option::IaPrefix {
+                preferred: valid,
+                valid,
+                prefix_len: 56,
+                prefix: "2001:db8:900::".parse().unwrap(),
+                options: vec![],
+            },
+            V6Option::CltTime(50),
+            V6Option::RelayId(vec![0, 3, 0, 1, 10, 0, 0, 0, 0, 2]),
+            V6Option::RemoteId {
+                enterprise: 3561,
+                remote_id: b"x".to_vec(),
+            },
+        ])];
+        if with_base {
+            options.push(V6Option::LqBaseTime(crate::proto::time::unix_to_v6(
+                u64::from(BASE),
+            )));
+        }
+        let m = V6Message {
+            msg_type: v6msg::LEASEQUERY_DATA,
+            xid: 1,
+            options,
+        };
+        let mut out = Vec::new();
+        m.encode(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn v4_binding_with_every_field() {
+        let l = Lease::from_message(Wire::V4, &v4_active(3600), None, 0).unwrap();
+        let Lease::V4(v) = &l else { panic!("{l:?}") };
+        assert_eq!(v.addr, Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(
+            v.port_params,
+            Some(PortParams {
+                offset: 6,
+                psid_len: 4,
+                psid: 3
+            })
+        );
+        assert_eq!((v.htype, v.chaddr.as_slice()), (1, &[2, 0, 0, 0, 0, 7][..]));
+        assert_eq!((v.cltt, v.expires), (BASE - 100, BASE + 3600));
+        assert_eq!(v.relay_id.as_deref(), Some(&[0, 3][..]));
+        assert_eq!(v.remote_id.as_deref(), Some(&b"r1"[..]));
+        assert_eq!(v.softwire, Some("2001:db8::7".parse().unwrap()));
+        assert!(!v.dhcp4o6 && l.active());
+        assert_eq!(l.key(), LeaseKey::V4(v.addr, Some((6, 4, 3))));
+        // Infinite stays infinite.
+        let Some(Lease::V4(v)) = Lease::from_message(Wire::V4, &v4_active(INFINITE), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!(v.expires, INFINITE);
+    }
+
+    #[test]
+    fn o6_binding_takes_the_inner_message_and_the_link() {
+        let inner = v4_active(60);
+        let b = Binding {
+            v4: Some(&inner),
+            client_data: Some(&[]),
+        };
+        let link = "2001:db8:1::".parse().unwrap();
+        let Some(Lease::V4(v)) = Lease::from_binding(Wire::O6, &b, None, Some(link), 0) else {
+            panic!()
+        };
+        assert!(v.dhcp4o6);
+        assert_eq!(v.link, Some(link));
+        // A v6 wire with a DHCPv4 binding, or a v4 wire without one, is no binding.
+        assert_eq!(Lease::from_binding(Wire::V6, &b, None, None, 0), None);
+        let b = Binding {
+            v4: None,
+            client_data: Some(&[]),
+        };
+        assert_eq!(Lease::from_binding(Wire::V4, &b, None, None, 0), None);
+    }
+
+    #[test]
+    fn v6_binding_lifetimes_count_from_cltt() {
+        let msg = v6_reply(3600, true);
+        assert_eq!(base_time6(&msg), Some(BASE));
+        let link = "2001:db8:2::".parse().unwrap();
+        let l = Lease::from_message(Wire::V6, &msg, Some(link), 0).unwrap();
+        let Lease::V6(v) = &l else { panic!() };
+        assert_eq!(v.cltt, BASE - 50);
+        assert_eq!(
+            (v.iana[0].preferred, v.iana[0].valid),
+            (1800 + 50, 3600 + 50)
+        );
+        assert_eq!(
+            (v.iapd[0].addr, v.iapd[0].len),
+            ("2001:db8:900::".parse().unwrap(), 56)
+        );
+        assert_eq!(v.remote_id.as_deref(), Some(&[0, 0, 0x0d, 0xe9, b'x'][..]));
+        assert!(l.active());
+        assert_eq!(
+            l.key(),
+            LeaseKey::V6(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 9], link)
+        );
+        // Expired: remaining 0, not bound. Infinite: stays.
+        let l = Lease::from_message(Wire::V6, &v6_reply(0, true), None, 0).unwrap();
+        assert!(!l.active());
+        let Some(Lease::V6(v)) = Lease::from_message(Wire::V6, &v6_reply(INFINITE, true), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!(v.iana[0].valid, INFINITE);
+        // No base time: the caller's clock.
+        let Some(Lease::V6(v)) = Lease::from_message(Wire::V6, &v6_reply(10, false), None, 7000)
+        else {
+            panic!()
+        };
+        assert_eq!(v.cltt, 6950);
+    }
+
+    /// Every truncation and every one-octet corruption of valid answers decodes to something
+    /// or nothing, never a panic; garbage is no binding.
+    #[test]
+    fn malformed_answers_never_panic() {
+        for (wire, msg) in [
+            (Wire::V4, v4_active(3600)),
+            (Wire::V6, v6_reply(3600, true)),
+        ] {
+            for n in 0..msg.len() {
+                let _ = Lease::from_message(wire, &msg[..n], None, 0);
+                let _ = base_time6(&msg[..n]);
+                for x in [0u8, 1, 0x7f, 0xff] {
+                    let mut m = msg.clone();
+                    m[n] = x;
+                    let _ = Lease::from_message(wire, &m, None, 0);
+                    let _ = Lease::from_message(Wire::O6, &m, None, 0);
+                }
+            }
+        }
+        for g in [&[][..], &[0], &[13, 0, 0], &[0xff; 300]] {
+            for w in [Wire::V4, Wire::V6, Wire::O6] {
+                assert_eq!(Lease::from_message(w, g, None, 0), None);
+            }
+        }
+        // A relay agent option whose sub-option overruns it, a short client data option.
+        let b = Binding {
+            v4: None,
+            client_data: Some(&[0, 1, 0, 2, 0, 3, 0, 5, 0, 24, 1, 2]),
+        };
+        assert_eq!(Lease::from_binding(Wire::V6, &b, Some(1), None, 0), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            for w in [Wire::V4, Wire::V6, Wire::O6] {
+                let _ = Lease::from_message(w, &bytes, None, 0);
+                let b = Binding { v4: Some(&bytes), client_data: Some(&bytes) };
+                let _ = Lease::from_binding(w, &b, None, None, 0);
+                let b = Binding { v4: None, client_data: Some(&bytes) };
+                let _ = Lease::from_binding(w, &b, Some(5), None, 0);
+            }
+            let _ = base_time6(&bytes);
+        }
+    }
+
+    #[test]
+    fn state_names() {
+        assert_eq!(state_name(dhcp_state::ACTIVE), Some("active"));
+        assert_eq!(state_name(dhcp_state::TRANSITIONING), Some("transitioning"));
+        assert_eq!(state_name(0), None);
+        assert_eq!(state_name(9), None);
+    }
+}
