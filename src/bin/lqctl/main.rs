@@ -219,14 +219,15 @@ fn run_bulk(a: &BulkArgs) -> ExitCode {
         failed = failed.max(1);
     }
     eprintln!(
-        "lqctl: {} server(s): {} answered, {} failed; {} bindings received, {} written, {} conflicts; {:.2} s",
+        "lqctl: {} server(s): {} answered, {} failed; {} bindings received, {} written, {} conflicts; {:.3} s, {:.0} bindings/s",
         jobs.len(),
         jobs.len() - failed.min(jobs.len()),
         failed.min(jobs.len()),
         progress.total(),
         written,
         conflicts,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        progress.total() as f64 / t0.elapsed().as_secs_f64().max(1e-9)
     );
     if failed > 0 {
         ExitCode::from(EXIT_FAILED)
