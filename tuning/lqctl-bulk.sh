@@ -41,7 +41,7 @@ for run in $(seq 1 "$RUNS"); do
   "$R/loadgen" --out "$OUT/lg" bulk --server6-lq "[::1]:$P6" --server4-lq 127.0.0.1:$P4 \
     --requestors 1 --queries 1 --query 4o6-link:2001:db8:1:: --expect "$N" > "$OUT/lg.log" 2>&1
   lg_rc=$?
-  lg=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(f"{j[\"rates\"][\"bindings/s\"]:.0f} {j[\"counters\"].get(\"bindings\",0)}")' "$OUT/lg/summary.json")
+  lg=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.0f %d" % (j["rates"]["bindings/s"], j["counters"].get("bindings", 0)))' "$OUT/lg/summary.json")
   t0=$(date +%s.%N)
   "$R/lqctl" bulk --server "[::1]:$P6" --query 4o6-link:2001:db8:1:: --format "$FORMAT" > /dev/null 2> "$OUT/lq.log"
   lq_rc=$?
