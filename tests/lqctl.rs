@@ -71,12 +71,11 @@ fn active_set(jsonl: &str) -> BTreeSet<String> {
             Some(FeedBinding::V4(b)) if b.state == dhcp_state::ACTIVE => {
                 set.insert(format!("{b:?}"));
             }
-            Some(FeedBinding::V6(b)) => {
+            Some(FeedBinding::V6(b))
                 if b.iana.iter().any(|a| a.valid_until > now())
-                    || b.iapd.iter().any(|p| p.valid_until > now())
-                {
-                    set.insert(format!("{b:?}"));
-                }
+                    || b.iapd.iter().any(|p| p.valid_until > now()) =>
+            {
+                set.insert(format!("{b:?}"));
             }
             _ => {}
         }

@@ -77,11 +77,12 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        if !self.shown.load(Ordering::Relaxed) && self.start.elapsed() > Duration::from_secs(1) {
-            if !self.shown.swap(true, Ordering::Relaxed) {
-                self.pb.set_draw_target(ProgressDrawTarget::stderr());
-                self.pb.enable_steady_tick(Duration::from_millis(200));
-            }
+        if !self.shown.load(Ordering::Relaxed)
+            && self.start.elapsed() > Duration::from_secs(1)
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
+            self.pb.set_draw_target(ProgressDrawTarget::stderr());
+            self.pb.enable_steady_tick(Duration::from_millis(200));
         }
         self.pb.inc(n);
     }
