@@ -153,6 +153,7 @@ impl Job {
         let mut undecodable = 0u64;
         let mut batch = 0u64;
         let mut failed: Option<String> = None;
+        let mut last_note = Instant::now();
         let read = conn.read_stream(|msg| {
             if let Answer::Binding(b) = stream.handle(msg) {
                 let base6 = match wire {
@@ -172,6 +173,11 @@ impl Job {
                 if batch == 1024 {
                     self.progress.add(batch);
                     batch = 0;
+                    // --verbose: this server's count every 2 seconds of a long dump.
+                    if self.verbose && last_note.elapsed() >= Duration::from_secs(2) {
+                        last_note = Instant::now();
+                        self.say(&format!("{} bindings so far", stream.bindings()));
+                    }
                 }
             }
             stream.end().is_none()
