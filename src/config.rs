@@ -206,6 +206,50 @@ pub struct Config {
     pub journal_compact_bytes: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
+    /// Where `GET /metrics` (Prometheus text format) and `GET /healthz` are served, HTTP/1.1 on
+    /// TCP; `off` serves neither (README "Metrics and health").
+    pub metrics_listen: MetricsListen,
+}
+
+/// `metrics_listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+/// The default `metrics_listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9967";
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(MetricsListen(None));
+        }
+        s.parse().map(|a| MetricsListen(Some(a))).map_err(|_| {
+            format!("metrics_listen {s:?}: not an address (IP:PORT, [IPv6]:PORT) or \"off\"")
+        })
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Config {
@@ -245,6 +289,7 @@ impl Default for Config {
             data_dir: None,
             journal_compact_bytes: DEFAULT_JOURNAL_COMPACT_BYTES,
             log: "info".into(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("literal"),
         }
     }
 }
@@ -314,6 +359,9 @@ pub struct Flags {
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
+    /// Prometheus `/metrics` and `/healthz` HTTP listen address, or `off` (default 127.0.0.1:9967).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<MetricsListen>,
     /// Check the configuration (the file, the flags, the files it names) as a start would,
     /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
     /// start's message when not. Binds no port and writes nothing.
@@ -385,7 +433,7 @@ impl Config {
             bulk_lq_data_timeout
         );
         over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
-        over!(udp_recv_buffer);
+        over!(udp_recv_buffer, metrics_listen);
         if let Some(p) = &f.data_dir {
             self.data_dir = Some(p.clone());
         }
@@ -489,6 +537,15 @@ impl Config {
                 ));
             }
             None => {}
+        }
+        if let Some(m) = self.metrics_listen.0 {
+            for (key, a) in [("lq6_listen", self.lq6_listen), ("lq4_listen", self.lq4_listen)] {
+                if a == m {
+                    return bad(format!(
+                        "metrics_listen {m} is also {key}: give the metrics endpoint its own port (or \"off\")"
+                    ));
+                }
+            }
         }
         if self.authority_enabled
             && self.authority.is_none()

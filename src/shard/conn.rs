@@ -25,6 +25,7 @@ use super::{unix_now, ShardCtx};
 use crate::session::connection::{
     BulkStream, ChunkStep, Close, Connection, Env, Limits, Step, READ_CHUNK,
 };
+use crate::session::Form;
 use crate::session::{self, ScanPlan};
 
 pub use crate::session::Family;
@@ -176,6 +177,8 @@ struct Conn {
     signals: Rc<Signals>,
     /// Closed when the reader stops (an active query ends with it).
     reader_done: Rc<Semaphore>,
+    /// The listener the connection came in on.
+    family: Family,
 }
 
 impl Conn {
@@ -201,6 +204,7 @@ impl Conn {
             freed_rx,
             signals: Rc::new(Signals::new()),
             reader_done: Rc::new(Semaphore::new(0)),
+            family,
         });
         let writer_task = glommio::spawn_local(writer_loop(
             ctx.clone(),
@@ -278,13 +282,29 @@ impl Conn {
                         return;
                     }
                 }
-                Step::Active(plan) => self.start_active(plan),
+                Step::Active(plan) => {
+                    let c = match self.family {
+                        Family::V4 => &ctx.stats().queries_active_v4,
+                        _ => &ctx.stats().queries_active_v6,
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    self.start_active(plan)
+                }
                 Step::Scan(plan, stream) => {
+                    let received = Instant::now();
                     let conn = self.clone();
                     let slot = self.slot();
+                    let st = ctx.stats();
+                    match plan.form {
+                        Form::V6(_) => &st.queries_bulk_v6,
+                        Form::V4(_) => &st.queries_bulk_v4,
+                        Form::Dhcp4o6 { .. } => &st.queries_bulk_dhcp4o6,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(async move {
                         let xid = plan.xid;
-                        conn.run_bulk(Arc::from(plan), stream, slot).await;
+                        conn.run_bulk(Arc::from(plan), stream, slot, received)
+                            .await;
                         conn.state.borrow_mut().handle_stream_end(xid);
                     })
                     .detach();
@@ -432,7 +452,14 @@ impl Conn {
 
     /// The origin side of a bulk query: scatter the scan, gather chunks; the stream's shape
     /// (which message is first, how it ends) is the [`BulkStream`]'s.
-    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>, mut stream: BulkStream, slot: Slot) {
+    async fn run_bulk(
+        self: &Rc<Self>,
+        plan: Arc<ScanPlan>,
+        mut stream: BulkStream,
+        slot: Slot,
+        received: Instant,
+    ) {
+        let mut first_binding = true;
         let ctx = &self.ctx;
         let shards = ctx.shared.shards;
         let key = ctx.new_query_key();
@@ -488,6 +515,10 @@ impl Conn {
             if self.signals.is_broken() {
                 break Err(());
             }
+            if first_binding && records > 0 {
+                first_binding = false;
+                ctx.metrics().bulk_first_binding.observe(received.elapsed());
+            }
             let skip = match stream.handle_chunk(&plan, &buf, records, done, failed) {
                 ChunkStep::Cut => break Err(()),
                 ChunkStep::Write { first, skip } => {
@@ -515,6 +546,13 @@ impl Conn {
         ctx.stats()
             .records_sent
             .fetch_add(stream.total(), Ordering::Relaxed);
+        let st = ctx.stats();
+        match plan.form {
+            Form::V6(_) => &st.records_sent_v6,
+            Form::V4(_) => &st.records_sent_v4,
+            Form::Dhcp4o6 { .. } => &st.records_sent_dhcp4o6,
+        }
+        .fetch_add(stream.total(), Ordering::Relaxed);
         match outcome {
             Ok(()) => {
                 ctx.stats().bulk_completed.fetch_add(1, Ordering::Relaxed);
@@ -532,6 +570,7 @@ impl Conn {
                 }
             }
         }
+        ctx.metrics().bulk_duration.observe(received.elapsed());
     }
 }
 

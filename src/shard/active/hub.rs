@@ -49,6 +49,16 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// The largest backlog over this shard's subscriptions: (distinct bindings, octets).
+    pub(crate) fn backlog_max(&self) -> (usize, usize) {
+        self.subs.borrow().values().fold((0, 0), |(n, b), sub| {
+            let q = sub.backlog.borrow();
+            (n.max(q.bindings()), b.max(q.bytes()))
+        })
+    }
+}
+
 /// The history limits of a config.
 pub(crate) fn history_limits(c: &crate::config::Config) -> HistoryLimits {
     HistoryLimits {
