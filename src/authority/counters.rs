@@ -29,7 +29,7 @@ authority_counters! {
     pub replies: u64,
     /// DHCPOFFERs.
     pub offers: u64,
-    /// DHCPACKs (including INFORM's).
+    /// DHCPACKs of REQUESTs (the DHCPACKs answering DHCPINFORM are counted in `informs`).
     pub acks: u64,
     /// DHCPNAKs.
     pub naks: u64,

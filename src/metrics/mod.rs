@@ -306,7 +306,7 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     ("active_queries_ended", "Active queries ended, by reason."),
     ("feed_lines", "Feed file lines, applied or skipped as bad."),
     ("dhcp4o6_dropped", "DHCP4o6 datagrams dropped by the shell, by reason."),
-    ("dhcpv4_messages_sent", "DHCPv4 replies of the DHCP4o6 lease authority, by DHCP message type (RFC 2132 names)."),
+    ("dhcpv4_messages_sent", "DHCPv4 replies of the DHCP4o6 lease authority, by DHCP message type (RFC 2132 names; DHCPACK includes the answers to DHCPINFORM)."),
     ("authority_dropped", "Datagrams the DHCP4o6 lease authority dropped, by reason."),
 ];
 
@@ -467,6 +467,13 @@ impl Exporter {
                 }
             }
             if s.authority.is_some() {
+                // RFC 2132: an INFORM is answered with a DHCPACK too; the authority counts those
+                // under `informs`, not `acks`.
+                let informs = auth_names
+                    .iter()
+                    .position(|(f, _)| *f == "informs")
+                    .and_then(|i| m.authority.get(i))
+                    .map_or(0, |a| a.load(Ordering::Relaxed));
                 for (a, (field, _)) in m.authority.iter().zip(auth_names.iter()) {
                     let (name, labels): (String, Vec<(&str, String)>) =
                         if let Some(reason) = field.strip_prefix("drop_") {
@@ -488,7 +495,8 @@ impl Exporter {
                         .find(|(n, _)| n == field)
                         .map_or("", |(_, d)| d);
                     let help = help_of(&name, doc);
-                    f.counter(&name, &help, ls, a.load(Ordering::Relaxed));
+                    let extra = if *field == "acks" { informs } else { 0 };
+                    f.counter(&name, &help, ls, a.load(Ordering::Relaxed) + extra);
                 }
             }
         }
