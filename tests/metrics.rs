@@ -11,6 +11,7 @@
 //! - a `metrics_listen` that cannot be bound stops the start (exit 1, naming the key), and
 //!   `--check-config` checks the key.
 
+mod active_common;
 mod common;
 
 use std::io::{Read, Write};
@@ -456,4 +457,37 @@ fn a_metrics_listen_in_use_stops_the_start_and_check_config_checks_the_key() {
         assert_eq!(code, Some(2), "{text}: {err}");
         assert!(err.contains(needle), "{text}: {err}");
     }
+}
+
+/// Active leasequery: one update-latency observation per live update written, the subscriber
+/// gauge, and the largest backlog gauge back at 0 once the updates are written.
+#[test]
+fn active_updates_are_timed_and_subscribers_counted() {
+    use active_common::{unix_now, v4_line, Env, Sub};
+    const N: u32 = 40;
+    let env = Env::start("", None);
+    let m = env.srv.metrics;
+    let mut sub = Sub::v4_ready(&env, 0x77);
+    scrape_until(m, "one active subscriber", |t| {
+        sum(t, "leasequeryd_active_subscribers", &[]) == 1.0
+    });
+    let now = unix_now();
+    let lines: Vec<String> = (0..N).map(|i| v4_line(i, "active", now)).collect();
+    env.append(&lines);
+    let want: Vec<u32> = (0..N).collect();
+    let seen = sub.until_seen(&want);
+    assert!(seen.len() >= N as usize);
+    let text = scrape_until(m, "every update written and timed", |t| {
+        sum(t, "leasequeryd_active_updates_sent_total", &[]) == seen.len() as f64
+            && sum(t, "leasequeryd_active_update_latency_seconds_count", &[]) == seen.len() as f64
+            // (published once a second: the backlog as it stands once everything is written)
+            && sum(t, "leasequeryd_active_backlog_bindings_max", &[]) == 0.0
+    });
+    assert_eq!(sum(&text, "leasequeryd_feed_lines_total", &[("result", "applied")]), N as f64);
+    assert_eq!(sum(&text, "leasequeryd_queries_total", &[("type", "active"), ("family", "v4")]), 1.0);
+    promtool_check(&text);
+    drop(sub);
+    scrape_until(m, "no active subscriber", |t| {
+        sum(t, "leasequeryd_active_subscribers", &[]) == 0.0
+    });
 }
