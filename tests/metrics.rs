@@ -90,7 +90,8 @@ fn scrape_until(addr: SocketAddr, what: &str, f: impl Fn(&str) -> bool) -> Strin
 }
 
 /// promtool (Debian package `prometheus`), or `None` after saying why; under
-/// `LQD_REQUIRE_PEERS=1` a missing promtool fails the test (tests/peers.rs's rule).
+/// `LQD_REQUIRE_PEERS` (set by `.ci/run`) a missing promtool fails the test (tests/peers.rs's
+/// rule). The skip line goes to the stderr handle itself, which libtest does not capture.
 fn promtool() -> Option<&'static str> {
     let found = Command::new("promtool")
         .arg("--version")
@@ -101,10 +102,14 @@ fn promtool() -> Option<&'static str> {
     if found {
         return Some("promtool");
     }
-    if std::env::var("LQD_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("promtool not found and LQD_REQUIRE_PEERS=1 (apt-get install prometheus)");
+    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs Debian's prometheus)");
     }
-    eprintln!("SKIPPED: promtool not found (apt-get install prometheus); set LQD_REQUIRE_PEERS=1 to fail instead");
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED promtool check: peer tools missing: [\"promtool\"] (the /metrics lint did not \
+         run; bash .ci/run installs it, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
+    );
     None
 }
 
@@ -490,4 +495,32 @@ fn active_updates_are_timed_and_subscribers_counted() {
     scrape_until(m, "no active subscriber", |t| {
         sum(t, "leasequeryd_active_subscribers", &[]) == 0.0
     });
+}
+
+/// Without promtool on PATH the lint fails under LQD_REQUIRE_PEERS and skips loudly without it.
+#[test]
+fn a_missing_promtool_fails_under_lqd_require_peers() {
+    if std::env::var("LQD_METRICS_INNER").is_ok() {
+        promtool_check("leasequeryd_x 1\n");
+        return;
+    }
+    let empty = TempDir::new("no-promtool");
+    for require in [true, false] {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["a_missing_promtool_fails_under_lqd_require_peers", "--exact"])
+            .env("PATH", empty.path())
+            .env("LQD_METRICS_INNER", "1")
+            .env_remove("LQD_REQUIRE_PEERS");
+        if require {
+            cmd.env("LQD_REQUIRE_PEERS", "1");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.success(), !require, "{err}");
+        assert!(err.contains("promtool"), "{err}");
+        if !require {
+            assert!(err.contains("SKIPPED"), "{err}");
+        }
+    }
 }
