@@ -420,17 +420,18 @@ fn main() {
                 let r = run_query(addr, &q, v4);
                 let p1 = proc_cpu(srv.child.id());
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                if let Some(h) = scr {
+                let note = if let Some(h) = scr {
                     let got = h.join().unwrap();
                     scrapes += got;
                     scraped_rates.push(n as f64 / r.total.as_secs_f64());
-                    println!(
-                        "    (scraped /metrics {got} times, {:.0}/s, during this run)",
+                    format!(
+                        " [/metrics scraped {got} times, {:.0}/s]",
                         got as f64 / r.total.as_secs_f64()
-                    );
+                    )
                 } else {
                     plain_rates.push(n as f64 / r.total.as_secs_f64());
-                }
+                    String::new()
+                };
                 assert_eq!(
                     r.messages as usize,
                     n + 1,
@@ -457,7 +458,7 @@ fn main() {
                 cpu_ratios.push(ceil_ns / (server_ns + req_ns));
                 busy.push((server_ns + req_ns) * n as f64 / 1e9 / secs);
                 println!(
-                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}",
+                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}{note}",
                     n as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     r.first.as_secs_f64() * 1e3,
