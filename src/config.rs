@@ -539,7 +539,10 @@ impl Config {
             None => {}
         }
         if let Some(m) = self.metrics_listen.0 {
-            for (key, a) in [("lq6_listen", self.lq6_listen), ("lq4_listen", self.lq4_listen)] {
+            for (key, a) in [
+                ("lq6_listen", self.lq6_listen),
+                ("lq4_listen", self.lq4_listen),
+            ] {
                 if a == m {
                     return bad(format!(
                         "metrics_listen {m} is also {key}: give the metrics endpoint its own port (or \"off\")"

@@ -84,7 +84,10 @@ fn scrape_until(addr: SocketAddr, what: &str, f: impl Fn(&str) -> bool) -> Strin
         if f(&text) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{what} never held; last scrape:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held; last scrape:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -179,9 +182,22 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     let (s, lq) = (srv.dhcp4o6.to_string(), srv.lq6.to_string());
     let clients = CLIENTS.to_string();
     let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--out", out.path().to_str().unwrap(), "churn", "--server", &s])
+        .args([
+            "--out",
+            out.path().to_str().unwrap(),
+            "churn",
+            "--server",
+            &s,
+        ])
         .args(["--server6-lq", &lq, "--timeout", "10", "--retries", "3"])
-        .args(["--clients", &clients, "--renewals", "1", "--concurrency", "8"])
+        .args([
+            "--clients",
+            &clients,
+            "--renewals",
+            "1",
+            "--concurrency",
+            "8",
+        ])
         .output()
         .expect("run loadgen");
     assert!(
@@ -190,10 +206,9 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join("summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
     let counter = |k: &str| summary["counters"][k].as_u64().unwrap_or(0);
     // DHCPACKs the clients got (REQUESTs and INFORMs), and leases they hold at the end (some
     // clients release theirs).
@@ -206,14 +221,24 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     assert!(streamed >= IMPORTED, "{streamed}");
 
     let text = scrape_until(m, "the churn's DHCPACKs published", |t| {
-        sum(t, "leasequeryd_dhcpv4_messages_sent_total", &[("type", "DHCPACK")]) == acks as f64
+        sum(
+            t,
+            "leasequeryd_dhcpv4_messages_sent_total",
+            &[("type", "DHCPACK")],
+        ) == acks as f64
     });
     let s = |name: &str, labels: &[(&str, &str)]| sum(&text, name, labels);
     assert!(
-        s("leasequeryd_dhcpv4_messages_sent_total", &[("type", "DHCPOFFER")]) >= CLIENTS as f64
+        s(
+            "leasequeryd_dhcpv4_messages_sent_total",
+            &[("type", "DHCPOFFER")]
+        ) >= CLIENTS as f64
     );
     assert_eq!(
-        s("leasequeryd_subnet_cumulative_assigned_addresses_total", &[]),
+        s(
+            "leasequeryd_subnet_cumulative_assigned_addresses_total",
+            &[]
+        ),
         CLIENTS as f64,
         "one new lease per client"
     );
@@ -225,7 +250,10 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     assert!(s("leasequeryd_dhcp4o6_replies_sent_total", &[]) >= acks as f64);
     // Bulk: exactly what the requestor received, in the dhcp4o6 family, one query.
     assert_eq!(
-        s("leasequeryd_bulk_bindings_sent_total", &[("family", "dhcp4o6")]),
+        s(
+            "leasequeryd_bulk_bindings_sent_total",
+            &[("family", "dhcp4o6")]
+        ),
         streamed as f64
     );
     assert_eq!(
@@ -233,11 +261,17 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
         0.0
     );
     assert_eq!(
-        s("leasequeryd_queries_total", &[("type", "bulk"), ("family", "dhcp4o6")]),
+        s(
+            "leasequeryd_queries_total",
+            &[("type", "bulk"), ("family", "dhcp4o6")]
+        ),
         1.0
     );
     assert_eq!(
-        s("leasequeryd_bulk_queries_ended_total", &[("outcome", "completed")]),
+        s(
+            "leasequeryd_bulk_queries_ended_total",
+            &[("outcome", "completed")]
+        ),
         1.0
     );
     assert_eq!(s("leasequeryd_bulk_query_duration_seconds_count", &[]), 1.0);
@@ -272,9 +306,7 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
         (IMPORTED as u64 - 16 + held) as f64,
         "{text}"
     );
-    assert!(
-        sub("leasequeryd_subnet_assigned_addresses", "shared") >= (IMPORTED / 16 - 1) as f64
-    );
+    assert!(sub("leasequeryd_subnet_assigned_addresses", "shared") >= (IMPORTED / 16 - 1) as f64);
     assert!(sub("leasequeryd_subnet_total_addresses", "full") > 0.0);
     assert_eq!(sub("leasequeryd_subnet_declined_addresses", "full"), 0.0);
     assert!(sub("leasequeryd_subnet_total_port_sets", "shared") > 0.0);
@@ -346,7 +378,10 @@ fn healthz_before_while_and_during_a_held_shutdown() {
             break;
         }
         assert_eq!(status, 200);
-        assert!(Instant::now() < deadline, "/healthz stayed 200 after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "/healthz stayed 200 after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let t = scrape(metrics);
@@ -376,7 +411,8 @@ fn slow_garbage_and_oversize_http_clients_get_bounded_answers_while_a_bulk_query
         let mut buf = [0u8; 64];
         let r = s.read(&mut buf);
         assert!(
-            matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            matches!(r, Ok(0))
+                || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
             "a slow client was not closed: {r:?}"
         );
     }
@@ -387,7 +423,10 @@ fn slow_garbage_and_oversize_http_clients_get_bounded_answers_while_a_bulk_query
         (b"GET /metrics\r\n\r\n", 400),
         (b"GET /nope HTTP/1.1\r\n\r\n", 404),
         (b"DELETE /metrics HTTP/1.1\r\n\r\n", 405),
-        (b"POST /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 405),
+        (
+            b"POST /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            405,
+        ),
         (b"GET /healthz?verbose=1 HTTP/1.0\r\n\r\n", 200),
     ];
     for (req, want) in cases {
@@ -405,7 +444,11 @@ fn slow_garbage_and_oversize_http_clients_get_bounded_answers_while_a_bulk_query
         sum(t, "leasequeryd_bulk_bindings_sent_total", &[]) == (2 * N) as f64
     });
     assert_eq!(
-        sum(&text, "leasequeryd_bulk_queries_ended_total", &[("outcome", "completed")]),
+        sum(
+            &text,
+            "leasequeryd_bulk_queries_ended_total",
+            &[("outcome", "completed")]
+        ),
         2.0
     );
 }
@@ -424,7 +467,10 @@ fn a_metrics_listen_in_use_stops_the_start_and_check_config_checks_the_key() {
         .expect("run leasequeryd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("metrics_listen") && err.contains(&addr), "{err}");
+    assert!(
+        err.contains("metrics_listen") && err.contains(&addr),
+        "{err}"
+    );
     drop(held);
 
     let check = |args: &[&str]| {
@@ -447,7 +493,10 @@ fn a_metrics_listen_in_use_stops_the_start_and_check_config_checks_the_key() {
     assert!(out.contains("metrics_listen = \"off\""), "{out}");
     let (code, _, err) = check(&["--metrics-listen", "nowhere"]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("metrics-listen") || err.contains("metrics_listen"), "{err}");
+    assert!(
+        err.contains("metrics-listen") || err.contains("metrics_listen"),
+        "{err}"
+    );
     let dir = TempDir::new("metrics-cfg");
     for (text, needle) in [
         ("metrics_listen = \"9967\"\n", "metrics_listen"),
@@ -488,8 +537,22 @@ fn active_updates_are_timed_and_subscribers_counted() {
             // (published once a second: the backlog as it stands once everything is written)
             && sum(t, "leasequeryd_active_backlog_bindings_max", &[]) == 0.0
     });
-    assert_eq!(sum(&text, "leasequeryd_feed_lines_total", &[("result", "applied")]), N as f64);
-    assert_eq!(sum(&text, "leasequeryd_queries_total", &[("type", "active"), ("family", "v4")]), 1.0);
+    assert_eq!(
+        sum(
+            &text,
+            "leasequeryd_feed_lines_total",
+            &[("result", "applied")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "leasequeryd_queries_total",
+            &[("type", "active"), ("family", "v4")]
+        ),
+        1.0
+    );
     promtool_check(&text);
     drop(sub);
     scrape_until(m, "no active subscriber", |t| {
@@ -507,10 +570,13 @@ fn a_missing_promtool_fails_under_lqd_require_peers() {
     let empty = TempDir::new("no-promtool");
     for require in [true, false] {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["a_missing_promtool_fails_under_lqd_require_peers", "--exact"])
-            .env("PATH", empty.path())
-            .env("LQD_METRICS_INNER", "1")
-            .env_remove("LQD_REQUIRE_PEERS");
+        cmd.args([
+            "a_missing_promtool_fails_under_lqd_require_peers",
+            "--exact",
+        ])
+        .env("PATH", empty.path())
+        .env("LQD_METRICS_INNER", "1")
+        .env_remove("LQD_REQUIRE_PEERS");
         if require {
             cmd.env("LQD_REQUIRE_PEERS", "1");
         }

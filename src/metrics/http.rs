@@ -221,8 +221,14 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x"), Route::Metrics { head: false });
-        assert_eq!(route(b"HEAD /healthz?x=1 HTTP/1.0"), Route::Health { head: true });
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\nHost: x"),
+            Route::Metrics { head: false }
+        );
+        assert_eq!(
+            route(b"HEAD /healthz?x=1 HTTP/1.0"),
+            Route::Health { head: true }
+        );
         assert_eq!(route(b"GET /other HTTP/1.1"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1"), Route::MethodNotAllowed);
         assert_eq!(route(b"GET /metrics"), Route::BadRequest);

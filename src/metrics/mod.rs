@@ -225,51 +225,174 @@ pub enum Export {
 /// Rows with the same name make one family; its help is the first row's doc comment, unless
 /// [`FAMILY_HELP`] has one.
 pub const STATS_MAP: &[(&str, Export)] = &[
-    ("connections_accepted", Export::Counter("connections_accepted", &[])),
+    (
+        "connections_accepted",
+        Export::Counter("connections_accepted", &[]),
+    ),
     ("connections_open", Export::Gauge("connections_open", &[])),
-    ("refused_over_limit", Export::Counter("connections_refused", &[("reason", "over_limit")])),
-    ("refused_not_allowed", Export::Counter("connections_refused", &[("reason", "not_allowed")])),
-    ("closed_protocol_error", Export::Counter("connections_closed", &[("reason", "protocol_error")])),
-    ("closed_idle", Export::Counter("connections_closed", &[("reason", "idle")])),
-    ("closed_send_timeout", Export::Counter("connections_closed", &[("reason", "send_timeout")])),
-    ("closed_frame_timeout", Export::Counter("connections_closed", &[("reason", "frame_timeout")])),
+    (
+        "refused_over_limit",
+        Export::Counter("connections_refused", &[("reason", "over_limit")]),
+    ),
+    (
+        "refused_not_allowed",
+        Export::Counter("connections_refused", &[("reason", "not_allowed")]),
+    ),
+    (
+        "closed_protocol_error",
+        Export::Counter("connections_closed", &[("reason", "protocol_error")]),
+    ),
+    (
+        "closed_idle",
+        Export::Counter("connections_closed", &[("reason", "idle")]),
+    ),
+    (
+        "closed_send_timeout",
+        Export::Counter("connections_closed", &[("reason", "send_timeout")]),
+    ),
+    (
+        "closed_frame_timeout",
+        Export::Counter("connections_closed", &[("reason", "frame_timeout")]),
+    ),
     ("queries", Export::Counter("queries_received", &[])),
-    ("queries_dropped", Export::Counter("queries_dropped", &[("reason", "malformed")])),
-    ("queries_duplicate_xid", Export::Counter("queries_dropped", &[("reason", "duplicate_xid")])),
-    ("queries_error", Export::Counter("queries_error_replies", &[])),
-    ("queries_bulk_v6", Export::Counter("queries", &[("type", "bulk"), ("family", "v6")])),
-    ("queries_bulk_v4", Export::Counter("queries", &[("type", "bulk"), ("family", "v4")])),
-    ("queries_bulk_dhcp4o6", Export::Counter("queries", &[("type", "bulk"), ("family", "dhcp4o6")])),
-    ("queries_active_v6", Export::Counter("queries", &[("type", "active"), ("family", "v6")])),
-    ("queries_active_v4", Export::Counter("queries", &[("type", "active"), ("family", "v4")])),
-    ("bulk_completed", Export::Counter("bulk_queries_ended", &[("outcome", "completed")])),
-    ("bulk_terminated", Export::Counter("bulk_queries_ended", &[("outcome", "terminated")])),
+    (
+        "queries_dropped",
+        Export::Counter("queries_dropped", &[("reason", "malformed")]),
+    ),
+    (
+        "queries_duplicate_xid",
+        Export::Counter("queries_dropped", &[("reason", "duplicate_xid")]),
+    ),
+    (
+        "queries_error",
+        Export::Counter("queries_error_replies", &[]),
+    ),
+    (
+        "queries_bulk_v6",
+        Export::Counter("queries", &[("type", "bulk"), ("family", "v6")]),
+    ),
+    (
+        "queries_bulk_v4",
+        Export::Counter("queries", &[("type", "bulk"), ("family", "v4")]),
+    ),
+    (
+        "queries_bulk_dhcp4o6",
+        Export::Counter("queries", &[("type", "bulk"), ("family", "dhcp4o6")]),
+    ),
+    (
+        "queries_active_v6",
+        Export::Counter("queries", &[("type", "active"), ("family", "v6")]),
+    ),
+    (
+        "queries_active_v4",
+        Export::Counter("queries", &[("type", "active"), ("family", "v4")]),
+    ),
+    (
+        "bulk_completed",
+        Export::Counter("bulk_queries_ended", &[("outcome", "completed")]),
+    ),
+    (
+        "bulk_terminated",
+        Export::Counter("bulk_queries_ended", &[("outcome", "terminated")]),
+    ),
     ("records_sent", Export::Skip),
-    ("records_sent_v6", Export::Counter("bulk_bindings_sent", &[("family", "v6")])),
-    ("records_sent_v4", Export::Counter("bulk_bindings_sent", &[("family", "v4")])),
-    ("records_sent_dhcp4o6", Export::Counter("bulk_bindings_sent", &[("family", "dhcp4o6")])),
+    (
+        "records_sent_v6",
+        Export::Counter("bulk_bindings_sent", &[("family", "v6")]),
+    ),
+    (
+        "records_sent_v4",
+        Export::Counter("bulk_bindings_sent", &[("family", "v4")]),
+    ),
+    (
+        "records_sent_dhcp4o6",
+        Export::Counter("bulk_bindings_sent", &[("family", "dhcp4o6")]),
+    ),
     ("bytes_sent", Export::Counter("sent_bytes", &[])),
-    ("records_too_long", Export::Counter("bulk_bindings_too_long", &[])),
-    ("mesh_send_failed", Export::Counter("mesh_send_failures", &[])),
-    ("changes_published", Export::Counter("binding_changes_published", &[])),
-    ("active_started", Export::Counter("active_queries_started", &[])),
-    ("active_subscribers", Export::Gauge("active_subscribers", &[])),
-    ("active_updates_sent", Export::Counter("active_updates_sent", &[])),
-    ("active_coalesced", Export::Counter("active_updates_coalesced", &[])),
-    ("active_catch_up_records", Export::Counter("active_catch_up_bindings", &[])),
-    ("active_keepalives", Export::Counter("active_keepalives_sent", &[])),
-    ("active_terminated_shutdown", Export::Counter("active_queries_ended", &[("reason", "shutdown")])),
-    ("active_terminated_send_timeout", Export::Counter("active_queries_ended", &[("reason", "send_timeout")])),
-    ("active_terminated_backlog", Export::Counter("active_queries_ended", &[("reason", "backlog")])),
-    ("active_terminated_fanout", Export::Counter("active_queries_ended", &[("reason", "fanout")])),
-    ("active_ended_peer", Export::Counter("active_queries_ended", &[("reason", "peer")])),
-    ("feed_lines", Export::Counter("feed_lines", &[("result", "applied")])),
-    ("feed_bad_lines", Export::Counter("feed_lines", &[("result", "bad")])),
-    ("dhcp4o6_dropped_unparsed", Export::Counter("dhcp4o6_dropped", &[("reason", "unparsed")])),
-    ("dhcp4o6_dropped_busy", Export::Counter("dhcp4o6_dropped", &[("reason", "busy")])),
-    ("dhcp4o6_dropped_journal_failed", Export::Counter("dhcp4o6_dropped", &[("reason", "journal_failed")])),
-    ("dhcp4o6_forwarded", Export::Counter("dhcp4o6_forwarded", &[])),
-    ("dhcp4o6_replies", Export::Counter("dhcp4o6_replies_sent", &[])),
+    (
+        "records_too_long",
+        Export::Counter("bulk_bindings_too_long", &[]),
+    ),
+    (
+        "mesh_send_failed",
+        Export::Counter("mesh_send_failures", &[]),
+    ),
+    (
+        "changes_published",
+        Export::Counter("binding_changes_published", &[]),
+    ),
+    (
+        "active_started",
+        Export::Counter("active_queries_started", &[]),
+    ),
+    (
+        "active_subscribers",
+        Export::Gauge("active_subscribers", &[]),
+    ),
+    (
+        "active_updates_sent",
+        Export::Counter("active_updates_sent", &[]),
+    ),
+    (
+        "active_coalesced",
+        Export::Counter("active_updates_coalesced", &[]),
+    ),
+    (
+        "active_catch_up_records",
+        Export::Counter("active_catch_up_bindings", &[]),
+    ),
+    (
+        "active_keepalives",
+        Export::Counter("active_keepalives_sent", &[]),
+    ),
+    (
+        "active_terminated_shutdown",
+        Export::Counter("active_queries_ended", &[("reason", "shutdown")]),
+    ),
+    (
+        "active_terminated_send_timeout",
+        Export::Counter("active_queries_ended", &[("reason", "send_timeout")]),
+    ),
+    (
+        "active_terminated_backlog",
+        Export::Counter("active_queries_ended", &[("reason", "backlog")]),
+    ),
+    (
+        "active_terminated_fanout",
+        Export::Counter("active_queries_ended", &[("reason", "fanout")]),
+    ),
+    (
+        "active_ended_peer",
+        Export::Counter("active_queries_ended", &[("reason", "peer")]),
+    ),
+    (
+        "feed_lines",
+        Export::Counter("feed_lines", &[("result", "applied")]),
+    ),
+    (
+        "feed_bad_lines",
+        Export::Counter("feed_lines", &[("result", "bad")]),
+    ),
+    (
+        "dhcp4o6_dropped_unparsed",
+        Export::Counter("dhcp4o6_dropped", &[("reason", "unparsed")]),
+    ),
+    (
+        "dhcp4o6_dropped_busy",
+        Export::Counter("dhcp4o6_dropped", &[("reason", "busy")]),
+    ),
+    (
+        "dhcp4o6_dropped_journal_failed",
+        Export::Counter("dhcp4o6_dropped", &[("reason", "journal_failed")]),
+    ),
+    (
+        "dhcp4o6_forwarded",
+        Export::Counter("dhcp4o6_forwarded", &[]),
+    ),
+    (
+        "dhcp4o6_replies",
+        Export::Counter("dhcp4o6_replies_sent", &[]),
+    ),
     ("journal_failures", Export::Counter("journal_failures", &[])),
 ];
 
@@ -290,7 +413,11 @@ pub const AUTHORITY_MAP: &[(&str, &str, &[(&str, &str)])] = &[
     ("softwire_conflicts", "softwire_conflicts", &[]),
     ("softwire_claims", "softwire_claims", &[]),
     ("softwire_remote_claims", "softwire_remote_claims", &[]),
-    ("softwire_restore_conflicts", "softwire_restore_conflicts", &[]),
+    (
+        "softwire_restore_conflicts",
+        "softwire_restore_conflicts",
+        &[],
+    ),
     ("softwire_too_early", "softwire_updates_too_early", &[]),
     ("silent", "authority_silent", &[]),
 ];
@@ -417,7 +544,10 @@ impl Exporter {
                     f.gauge(metric, &help, ls, value);
                 }
             }
-            let h = s.horizons.get(shard).map_or(u32::MAX, |a| a.load(Ordering::Acquire));
+            let h = s
+                .horizons
+                .get(shard)
+                .map_or(u32::MAX, |a| a.load(Ordering::Acquire));
             if h != u32::MAX {
                 f.gauge(
                     "history_horizon_age_seconds",
@@ -506,21 +636,41 @@ impl Exporter {
                     s.metrics
                         .iter()
                         .filter_map(|m| m.subnets.get(i))
-                                    .map(|x| g(x).load(Ordering::Relaxed))
+                        .map(|x| g(x).load(Ordering::Relaxed))
                         .sum()
                 };
                 let l = || vec![("subnet", sub.name.clone())];
                 let addrs = u64::from(u32::from(sub.last))
                     .saturating_sub(u64::from(u32::from(sub.first)))
                     + 1;
-                f.gauge("subnet_total_addresses", "Addresses in the subnet's pool (Kea total-addresses).", l(), addrs);
+                f.gauge(
+                    "subnet_total_addresses",
+                    "Addresses in the subnet's pool (Kea total-addresses).",
+                    l(),
+                    addrs,
+                );
                 f.gauge("subnet_assigned_addresses", "Pool addresses with an active lease (Kea assigned-addresses; on a shared subnet, addresses with at least one leased port set).", l(), sum(|g| &g.assigned_addresses));
-                f.gauge("subnet_declined_addresses", "Pool addresses held abandoned after a DHCPDECLINE (Kea declined-addresses).", l(), sum(|g| &g.declined_addresses));
+                f.gauge(
+                    "subnet_declined_addresses",
+                    "Pool addresses held abandoned after a DHCPDECLINE (Kea declined-addresses).",
+                    l(),
+                    sum(|g| &g.declined_addresses),
+                );
                 f.counter("subnet_cumulative_assigned_addresses", "New leases made in the subnet since the start (Kea cumulative-assigned-addresses).", l(), sum(|g| &g.cumulative_assigned));
                 if sub.psid.is_some() {
                     let per = u64::from(sub.psids()).saturating_sub(u64::from(sub.first_psid));
-                    f.gauge("subnet_total_port_sets", "Port sets (address, PSID) the shared subnet can lease (RFC 7618).", l(), addrs * per);
-                    f.gauge("subnet_assigned_port_sets", "Port sets of the shared subnet with an active lease.", l(), sum(|g| &g.assigned_port_sets));
+                    f.gauge(
+                        "subnet_total_port_sets",
+                        "Port sets (address, PSID) the shared subnet can lease (RFC 7618).",
+                        l(),
+                        addrs * per,
+                    );
+                    f.gauge(
+                        "subnet_assigned_port_sets",
+                        "Port sets of the shared subnet with an active lease.",
+                        l(),
+                        sum(|g| &g.assigned_port_sets),
+                    );
                 }
             }
         }
@@ -648,7 +798,10 @@ mod tests {
     fn exposition_without_a_server_has_the_health_gauge() {
         let e = Arc::new(Exporter::default());
         let text = e.encode();
-        assert!(text.contains("# TYPE leasequeryd_serving gauge\nleasequeryd_serving 0\n"), "{text}");
+        assert!(
+            text.contains("# TYPE leasequeryd_serving gauge\nleasequeryd_serving 0\n"),
+            "{text}"
+        );
         assert!(!e.healthy());
     }
 
@@ -659,7 +812,10 @@ mod tests {
             .map(|(n, _)| *n)
             .collect();
         for (n, _) in STATS_MAP {
-            assert!(names.contains(n), "STATS_MAP names {n}, not a counter of stats.rs");
+            assert!(
+                names.contains(n),
+                "STATS_MAP names {n}, not a counter of stats.rs"
+            );
         }
         let auth: Vec<&str> = crate::authority::AuthorityCounters::describe()
             .iter()

@@ -303,8 +303,7 @@ impl Conn {
                     .fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(async move {
                         let xid = plan.xid;
-                        conn.run_bulk(Arc::from(plan), stream, slot, received)
-                            .await;
+                        conn.run_bulk(Arc::from(plan), stream, slot, received).await;
                         conn.state.borrow_mut().handle_stream_end(xid);
                     })
                     .detach();

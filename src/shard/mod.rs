@@ -383,8 +383,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             links.insert_prefix(p, len);
         }
     }
-    exporter.start.imported_v4.store(v4 as u64, Ordering::Relaxed);
-    exporter.start.imported_v6.store(v6 as u64, Ordering::Relaxed);
+    exporter
+        .start
+        .imported_v4
+        .store(v4 as u64, Ordering::Relaxed);
+    exporter
+        .start
+        .imported_v6
+        .store(v6 as u64, Ordering::Relaxed);
     if config.import.is_some() {
         info!(
             v4,

@@ -52,28 +52,25 @@ async fn count_bindings(ctx: &ShardCtx) {
     let q = V4Query::all();
     let mut cur = ctx.table.borrow().start_v4(&q);
     loop {
-        let step = ctx
-            .table
-            .borrow()
-            .scan_v4(&q, &mut cur, COUNT_SLICE, |r| {
-                if let Some(c) = classes.get_mut(binding_class_v4(r.v6.is_some(), r.state)) {
-                    *c += 1;
-                }
-                if let Some(i) = subnets.iter().position(|s| s.contains(r.addr)) {
-                    if let (Some(p), Some(set)) = (per.get_mut(i), shared_addrs.get_mut(i)) {
-                        match (r.state, r.port_params) {
-                            (dhcp_state::ACTIVE, Some(_)) => {
-                                p.2 += 1;
-                                set.insert(u32::from(r.addr));
-                            }
-                            (dhcp_state::ACTIVE, None) => p.0 += 1,
-                            (dhcp_state::ABANDONED, _) => p.1 += 1,
-                            _ => {}
+        let step = ctx.table.borrow().scan_v4(&q, &mut cur, COUNT_SLICE, |r| {
+            if let Some(c) = classes.get_mut(binding_class_v4(r.v6.is_some(), r.state)) {
+                *c += 1;
+            }
+            if let Some(i) = subnets.iter().position(|s| s.contains(r.addr)) {
+                if let (Some(p), Some(set)) = (per.get_mut(i), shared_addrs.get_mut(i)) {
+                    match (r.state, r.port_params) {
+                        (dhcp_state::ACTIVE, Some(_)) => {
+                            p.2 += 1;
+                            set.insert(u32::from(r.addr));
                         }
+                        (dhcp_state::ACTIVE, None) => p.0 += 1,
+                        (dhcp_state::ABANDONED, _) => p.1 += 1,
+                        _ => {}
                     }
                 }
-                true
-            });
+            }
+            true
+        });
         if step == ScanStep::Done {
             break;
         }
@@ -84,9 +81,7 @@ async fn count_bindings(ctx: &ShardCtx) {
     for (a, v) in m.bindings.iter().zip(classes) {
         a.store(v, Ordering::Relaxed);
     }
-    for ((g, (assigned, declined, port_sets)), set) in
-        m.subnets.iter().zip(per).zip(shared_addrs)
-    {
+    for ((g, (assigned, declined, port_sets)), set) in m.subnets.iter().zip(per).zip(shared_addrs) {
         g.assigned_addresses
             .store(assigned + set.len() as u64, Ordering::Relaxed);
         g.declined_addresses.store(declined, Ordering::Relaxed);

@@ -138,11 +138,8 @@ impl ShardCtx {
                 }
                 if !batch.is_empty() {
                     let changes = batch.clone();
-                    self.post(
-                        d,
-                        Mail::Active(ActiveMail::Changes { changes, published }),
-                    )
-                    .await;
+                    self.post(d, Mail::Active(ActiveMail::Changes { changes, published }))
+                        .await;
                 }
             }
         }
