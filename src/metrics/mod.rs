@@ -396,9 +396,13 @@ pub const STATS_MAP: &[(&str, Export)] = &[
     ("journal_failures", Export::Counter("journal_failures", &[])),
 ];
 
+/// Labels of one exported series (beside `shard`).
+pub type Labels = &'static [(&'static str, &'static str)];
+
 /// Authority counters exported under another name or labels (`drop_<reason>` fields are
 /// `authority_dropped{reason}` by rule; others not listed are `authority_<field>`).
-pub const AUTHORITY_MAP: &[(&str, &str, &[(&str, &str)])] = &[
+
+pub const AUTHORITY_MAP: &[(&str, &str, Labels)] = &[
     ("received", "authority_datagrams_received", &[]),
     ("replies", "authority_replies", &[]),
     ("offers", "dhcpv4_messages_sent", &[("type", "DHCPOFFER")]),

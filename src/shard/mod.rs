@@ -343,7 +343,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         st.replayed_v6
             .store(replayed.v6_count() as u64, Ordering::Relaxed);
         st.torn_tails_cut
-            .store(replayed.torn_tails_cut as u64, Ordering::Relaxed);
+            .store(replayed.torn_tails_cut, Ordering::Relaxed);
         info!(
             v4 = replayed.v4_count(),
             v6 = replayed.v6_count(),
