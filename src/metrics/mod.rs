@@ -401,7 +401,6 @@ pub type Labels = &'static [(&'static str, &'static str)];
 
 /// Authority counters exported under another name or labels (`drop_<reason>` fields are
 /// `authority_dropped{reason}` by rule; others not listed are `authority_<field>`).
-
 pub const AUTHORITY_MAP: &[(&str, &str, Labels)] = &[
     ("received", "authority_datagrams_received", &[]),
     ("replies", "authority_replies", &[]),
