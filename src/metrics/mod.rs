@@ -594,7 +594,8 @@ impl Exporter {
                 shard_label(),
                 m.backlog_bytes_max.load(Ordering::Relaxed),
             );
-            if s.config.data_dir.is_some() {
+            // The journal is the authority's (it is opened only when both run).
+            if s.config.data_dir.is_some() && s.authority.is_some() {
                 for (a, (_, name, help)) in m.journal.iter().zip(JOURNAL_FIELDS) {
                     f.counter(name, help, shard_label(), a.load(Ordering::Relaxed));
                 }
