@@ -48,6 +48,7 @@ pub mod config;
 pub mod feed;
 pub mod lease;
 pub mod lwb4;
+pub mod metrics;
 pub mod proto;
 pub mod ratelimit;
 pub mod requestor;

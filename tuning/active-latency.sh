@@ -14,7 +14,7 @@ for subs in ${SUBS:-1 100 1000}; do
   for rate in ${RATES:-10000 max}; do
     for run in $(seq 1 ${RUNS:-5}); do
       P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2))
-      "$R/leasequeryd" --shards 2 --config "$CFG" --active --allow-insecure-active \
+      "$R/leasequeryd" --shards 2 --config "$CFG" --metrics-listen off --active --allow-insecure-active \
         --max-connections $((subs + 50)) --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 \
         --dhcp4o6-listen "[::1]:$PU" --log warn ${EXTRA:-} &
       SRV=$!

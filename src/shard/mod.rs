@@ -10,6 +10,7 @@ mod conn;
 mod drops;
 mod io;
 mod mail;
+mod publish;
 mod scan;
 pub mod stats;
 mod udp;
@@ -94,6 +95,11 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on metrics_listen {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start shard {shard}: {message}")]
     Executor { shard: usize, message: String },
     #[error("{0}")]
@@ -136,6 +142,8 @@ pub(crate) struct Shared {
     /// Shards that have claimed their restored softwire sources at the owners (none serves
     /// DHCP4o6 before all have).
     pub softwires_registered: AtomicUsize,
+    /// What each shard publishes for `/metrics` beyond `stats`.
+    pub metrics: Vec<crate::metrics::ShardMetrics>,
 }
 
 /// One shard's executor-local state.
@@ -173,6 +181,11 @@ impl std::fmt::Debug for ShardCtx {
 impl ShardCtx {
     pub fn stats(&self) -> &Stats {
         &self.shared.stats[self.id]
+    }
+
+    /// What this shard publishes for `/metrics` beyond [`Stats`].
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        &self.shared.metrics[self.id]
     }
 
     /// A query id unique in the process.
@@ -293,6 +306,8 @@ impl Shared {
 pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError> {
     let shards = config.shard_count();
     let mut config = config;
+    // `/metrics` and `/healthz` answer from the start (503 until every shard serves).
+    let exporter = Arc::new(crate::metrics::Exporter::default());
     // Everything that can refuse the start without writing comes first (the settings, the
     // listen addresses, the import file), so a start that fails leaves the data dir untouched.
     let authority = if config.authority_enabled {
@@ -302,6 +317,10 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     };
     // Check every address once here, so a bad one is reported before any executor starts;
     // every shard then binds its own SO_REUSEPORT socket on it.
+    if let Some(addr) = config.metrics_listen.0 {
+        crate::metrics::http::start(addr, exporter.clone())
+            .map_err(|source| ServerError::MetricsListen { addr, source })?;
+    }
     for addr in [config.lq6_listen, config.lq4_listen] {
         precheck(addr, socket2::Type::STREAM)?;
     }
@@ -338,6 +357,13 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             reason: e.to_string(),
         })?;
         let mut replayed = crate::store::replay(dir, shards)?;
+        let st = &exporter.start;
+        st.replayed_v4
+            .store(replayed.v4_count() as u64, Ordering::Relaxed);
+        st.replayed_v6
+            .store(replayed.v6_count() as u64, Ordering::Relaxed);
+        st.torn_tails_cut
+            .store(replayed.torn_tails_cut, Ordering::Relaxed);
         // The start log (README "Start log"): what came from where.
         info!(
             source = "snapshot",
@@ -387,6 +413,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             links.insert_prefix(p, len);
         }
     }
+    exporter
+        .start
+        .imported_v4
+        .store(v4 as u64, Ordering::Relaxed);
+    exporter
+        .start
+        .imported_v6
+        .store(v6 as u64, Ordering::Relaxed);
     if config.import.is_none() && config.data_dir.is_none() {
         info!(
             source = "none",
@@ -403,6 +437,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             "start: bindings loaded (imported bindings)"
         );
     }
+    let subnet_count = authority.as_ref().map_or(0, |a| a.subnets.len());
     let shared = Arc::new(Shared {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
@@ -418,7 +453,11 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         authority,
         config,
         softwires_registered: AtomicUsize::new(0),
+        metrics: (0..shards)
+            .map(|_| crate::metrics::ShardMetrics::new(subnet_count))
+            .collect(),
     });
+    exporter.set_server(shared.clone());
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
@@ -495,8 +534,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         }
     }
     log_served(&shared);
+    exporter
+        .start
+        .startup_seconds_ms
+        .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    exporter.serving.store(true, Ordering::Release);
     info!(
         shards,
+        metrics = %shared.config.metrics_listen,
         lq6 = %shared.config.lq6_listen,
         lq4 = %shared.config.lq4_listen,
         dhcp4o6 = %shared
@@ -765,7 +810,11 @@ async fn shard_main(
         let socket = bind_udp(addr, shared.config.udp_recv_buffer, id)
             .map_err(|source| ServerError::Listen { addr, source })?;
         let journal = match &shared.config.data_dir {
-            Some(dir) => Some(crate::store::Journal::open(dir, id, shared.shards)?),
+            Some(dir) => {
+                let j = crate::store::Journal::open(dir, id, shared.shards)?;
+                j.set_commit_histogram(shared.metrics[id].journal_commit.clone());
+                Some(j)
+            }
             None => None,
         };
         Ok::<_, ServerError>(Rc::new(udp::AuthShell::new(a, journal, socket)))
@@ -849,6 +898,7 @@ async fn shard_main(
             glommio::spawn_local(udp::timer_loop(ctx.clone(), shell)),
         ]
     });
+    let publisher = glommio::spawn_local(publish::run(ctx.clone()));
     let acceptors = [(l6, conn::Family::V6), (l4, conn::Family::V4)].map(|(l, fam)| {
         let ctx = ctx.clone();
         glommio::spawn_local(async move { conn::accept_loop(ctx, l, fam).await })
@@ -868,6 +918,8 @@ async fn shard_main(
     for t in authority_tasks.into_iter().flatten() {
         t.cancel().await;
     }
+    publisher.cancel().await;
+    publish::publish_counters(&ctx);
     if let Some(shell) = &ctx.auth {
         info!(shard = id, counters = ?shell.authority.borrow().counters(), "authority");
         if let Some(j) = &shell.journal {

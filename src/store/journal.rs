@@ -104,6 +104,8 @@ struct Inner {
     st: RefCell<State>,
     generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
+    /// Where each group commit's duration (write and fdatasync) goes, when set.
+    commit_histogram: RefCell<Option<std::sync::Arc<crate::metrics::Histogram>>>,
 }
 
 /// One shard's journal: a cheap handle ([`Clone`] shares it) used by that shard's tasks only.
@@ -209,6 +211,7 @@ impl Journal {
         }
         Ok(Journal {
             inner: Rc::new(Inner {
+                commit_histogram: RefCell::new(None),
                 dir: sdir,
                 shard,
                 shards,
@@ -385,6 +388,11 @@ impl Journal {
     /// True while a snapshot is being written.
     pub fn snapshot_in_progress(&self) -> bool {
         self.inner.st.borrow().snapshotting
+    }
+
+    /// Records the duration of every later group commit (write and fdatasync) in `h`.
+    pub fn set_commit_histogram(&self, h: std::sync::Arc<crate::metrics::Histogram>) {
+        *self.inner.commit_histogram.borrow_mut() = Some(h);
     }
 
     /// The counters.
@@ -652,6 +660,7 @@ async fn flush(
             return Err(io_err(&inner.dir, "no open segment"));
         };
         let path = inner.dir.join(journal_name(segment));
+        let commit_started = std::time::Instant::now();
         #[cfg(feature = "fault-injection")]
         if fault::fail_write() {
             return Err(io_err(&path, "fault injection: journal write failed"));
@@ -676,6 +685,9 @@ async fn flush(
             sync_dir_async(&inner.dir).await?;
         }
         inner.st.borrow_mut().stats.commits += 1;
+        if let Some(h) = inner.commit_histogram.borrow().as_ref() {
+            h.observe(commit_started.elapsed());
+        }
     }
     {
         let mut st = inner.st.borrow_mut();

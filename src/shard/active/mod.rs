@@ -67,7 +67,7 @@ impl ShardCtx {
     /// Handles an active leasequery mail addressed to this shard.
     pub(super) fn deliver_active(self: &Rc<Self>, mail: ActiveMail) {
         match mail {
-            ActiveMail::Changes { changes } => self.dispatch(&changes),
+            ActiveMail::Changes { changes, published } => self.dispatch(&changes, published),
             ActiveMail::Lost => {
                 for s in self.hub.subs.borrow().values() {
                     s.terminate(SubEnd::Fanout);
