@@ -206,6 +206,9 @@ pub struct Config {
     pub journal_compact_bytes: u64,
     /// tracing filter (e.g. "info", "leasequery=debug").
     pub log: String,
+    /// The `[cluster]` table (issue 18): the lease-change stream on NATS JetStream; none =
+    /// no clustering.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -245,6 +248,7 @@ impl Default for Config {
             data_dir: None,
             journal_compact_bytes: DEFAULT_JOURNAL_COMPACT_BYTES,
             log: "info".into(),
+            cluster: None,
         }
     }
 }
@@ -314,6 +318,9 @@ pub struct Flags {
     /// tracing filter (default "info").
     #[arg(long)]
     pub log: Option<String>,
+    /// Run as a replica of the lease-change stream (`[cluster] role = "replica"`).
+    #[arg(long)]
+    pub replica: bool,
     /// Check the configuration (the file, the flags, the files it names) as a start would,
     /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
     /// start's message when not. Binds no port and writes nothing.
@@ -403,6 +410,10 @@ impl Config {
         }
         self.active |= f.active;
         self.allow_insecure_active |= f.allow_insecure_active;
+        if f.replica {
+            self.cluster.get_or_insert_with(Default::default).role =
+                crate::cluster::Role::Replica;
+        }
     }
 
     /// Checks limits and combinations; every error names the key.
@@ -506,6 +517,10 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("authority: {e}")))?;
         }
+        if let Some(c) = &self.cluster {
+            c.validate(self.data_dir.is_some())
+                .map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 
@@ -527,6 +542,9 @@ impl Config {
         };
         if let Some(p) = &self.import {
             read("import", p)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.check_files().map_err(ConfigError::Invalid)?;
         }
         // A feed file may appear after the start (it is followed as it grows), and one that
         // cannot be read is logged by the running server, not refused: a warning here too.

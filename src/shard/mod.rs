@@ -101,6 +101,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("authority: {0}")]
     Authority(#[from] crate::authority::SubnetError),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Capacity of each cross-shard channel of the mesh (messages).
@@ -131,6 +133,9 @@ pub(crate) struct Shared {
     /// Shards that have claimed their restored softwire sources at the owners (none serves
     /// DHCP4o6 before all have).
     pub softwires_registered: AtomicUsize,
+    /// The JetStream publisher (`[cluster]`, role authority): the shards' journals tell it
+    /// what is durable.
+    pub cluster: Option<crate::cluster::PublisherHandle>,
 }
 
 /// One shard's executor-local state.
@@ -273,6 +278,9 @@ impl Shared {
                 info!(shard = i, "counters: {summary}");
             }
         }
+        if let Some(p) = &self.cluster {
+            info!("counters: cluster {}", p.stats.line());
+        }
     }
 }
 
@@ -365,6 +373,20 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             "imported bindings"
         );
     }
+    // [cluster] role authority: the publisher thread, started before the shards open their
+    // journals (each journal gets its hook). Validation made sure there is a data_dir.
+    let cluster = match (&config.cluster, &config.data_dir) {
+        (Some(c), Some(dir)) if c.role == crate::cluster::Role::Authority => Some(
+            crate::cluster::publisher::start(
+                c,
+                dir.clone(),
+                shards,
+                c.node_id_or(&identity.server_duid),
+            )
+            .map_err(ServerError::Cluster)?,
+        ),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
@@ -379,6 +401,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         authority,
         config,
         softwires_registered: AtomicUsize::new(0),
+        cluster,
     });
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
@@ -476,6 +499,9 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     }
     info!("shutting down");
     shared.stopping.store(true, Ordering::SeqCst);
+    if let Some(p) = &shared.cluster {
+        p.stop();
+    }
     let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -652,7 +678,13 @@ async fn shard_main(
         let socket = bind_udp(addr, shared.config.udp_recv_buffer, id)
             .map_err(|source| ServerError::Listen { addr, source })?;
         let journal = match &shared.config.data_dir {
-            Some(dir) => Some(crate::store::Journal::open(dir, id, shared.shards)?),
+            Some(dir) => {
+                let j = crate::store::Journal::open(dir, id, shared.shards)?;
+                if let Some(h) = shared.cluster.as_ref().and_then(|p| p.hook(id)) {
+                    j.set_durable_hook(h);
+                }
+                Some(j)
+            }
             None => None,
         };
         Ok::<_, ServerError>(Rc::new(udp::AuthShell::new(a, journal, socket)))
