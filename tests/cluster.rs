@@ -1,0 +1,503 @@
+//! The lease-change stream on NATS JetStream (issue 18): an authority with `[cluster]` publishes
+//! every durable change; the stream is read back by an independent consumer written from the
+//! README's contract (`tests/cluster_consumer.py`, Python `nats-py`), which checks every
+//! payload against the documented schema, and the stream's state (the last message per
+//! subject, ops applied in order) must equal the authority's durable state (its data directory
+//! replayed after it stopped), which `loadgen churn --verify` checks against the clients'
+//! ledger in the same run. Every message is kept (`max_msgs_per_subject = 100000`), so the
+//! tests also see that no binding's `seq` repeats or goes back (nothing republished after an
+//! outage or a crash reaches a consumer twice).
+//!
+//! Peer tools: Debian `nats-server` (started here with `-js -sd DIR -p PORT -a 127.0.0.1` on a
+//! free port, stopped at the end) and PyPI `nats-py`; `.ci/run` installs both and sets
+//! `LQD_REQUIRE_PEERS=1`, which makes a missing tool a failure (tests/peers.rs pattern).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Server, ServerBuilder, TempDir};
+use leasequery::cluster::contract;
+use serde_json::{Map, Value};
+
+const PREFIX: &str = "leasequeryd";
+const STREAM: &str = "LEASEQUERYD";
+const SHARDS: usize = 2;
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// True when nats-server and nats-py are there; otherwise fails (CI) or reports the skip.
+fn tools(test: &str) -> bool {
+    let mut missing = Vec::new();
+    if !have("command -v nats-server") {
+        missing.push("nats-server (Debian)");
+    }
+    if !have("python3 -c 'import nats.js'") {
+        missing.push("nats-py (PyPI)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("peer tools missing: {missing:?} (bash .ci/run installs them)");
+    }
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: peer tools missing: {missing:?} (the test reports ok but checked \
+         nothing; bash .ci/run installs them, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
+    );
+    false
+}
+
+/// A nats-server with JetStream on a loopback port, killed when dropped.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+}
+
+impl Nats {
+    fn start(store: &Path, port: u16) -> Nats {
+        let mut n = Nats {
+            child: None,
+            port,
+            store: store.to_path_buf(),
+            log: store.with_extension("log"),
+        };
+        n.restart();
+        n
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("nats-server")
+            .args(["-js", "-sd"])
+            .arg(&self.store)
+            .args(["-p", &self.port.to_string(), "-a", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let addr = format!("127.0.0.1:{}", self.port);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {addr}: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (a clean stop), waited for.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The config file: `[cluster]` towards `nats`, every message kept.
+fn config(dir: &TempDir, nats: &Nats, node: &str) -> PathBuf {
+    let p = dir.path().join("cluster.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[cluster]\nnats_url = \"{}\"\nnode_id = \"{node}\"\nmax_msgs_per_subject = 100000\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn authority(cfg: &Path, data: &Path, fixed: Option<&Server>) -> Server {
+    let mut b = ServerBuilder::new()
+        .shards(SHARDS)
+        .data_dir(data)
+        .arg("--config")
+        .arg(cfg.to_str().unwrap());
+    if let Some(s) = fixed {
+        b = b.listen(s.lq6, s.lq4, s.dhcp4o6);
+    }
+    b.start()
+}
+
+fn loadgen_churn(srv: &Server, out: &TempDir, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    c.arg("--out")
+        .arg(out.path())
+        .arg("churn")
+        .arg("--server")
+        .arg(srv.dhcp4o6.to_string())
+        .arg("--server6-lq")
+        .arg(srv.lq6.to_string())
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The last `counters: cluster ...` line's value of `key`.
+fn counter(log: &str, key: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("counters: cluster"))?;
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits (bounded) until the publisher reports nothing pending twice in a row (SIGUSR1 logs
+/// its counters).
+fn wait_published(srv: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut zeros = 0;
+    while zeros < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the publisher did not catch up; log:\n{}",
+            srv.log()
+        );
+        srv.signal("USR1");
+        std::thread::sleep(Duration::from_millis(400));
+        let log = srv.log();
+        if counter(&log, "pending") == Some(0) && counter(&log, "acknowledged").unwrap_or(0) > 0 {
+            zeros += 1;
+        } else {
+            zeros = 0;
+        }
+    }
+}
+
+struct Msg {
+    subject: String,
+    msg_id: String,
+    data: String,
+}
+
+/// Every message of the stream, through the independent consumer (which must find no schema
+/// violation).
+fn read_stream(nats: &Nats, node: &str) -> Vec<Msg> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster_consumer.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&nats.url(), STREAM, PREFIX, node])
+        .output()
+        .expect("run the consumer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the independent consumer found contract violations:\n{stderr}"
+    );
+    assert!(stderr.contains("0 violations"), "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            Msg {
+                subject: v["subject"].as_str().unwrap().to_string(),
+                msg_id: v["msg_id"].as_str().unwrap_or_default().to_string(),
+                data: v["data"].as_str().unwrap().to_string(),
+            }
+        })
+        .collect()
+}
+
+fn strip_contract(mut m: Map<String, Value>) -> Map<String, Value> {
+    for k in ["v", "op", "changed", "seq"] {
+        m.remove(k);
+    }
+    m
+}
+
+/// The stream's state: the messages applied in order (upsert, remove), decoded with the
+/// crate's contract decoder; checks that every binding's `seq` strictly grows (no repeated
+/// or older message reaches a consumer) and every message id is unique.
+fn stream_state(msgs: &[Msg]) -> BTreeMap<String, Map<String, Value>> {
+    let mut state = BTreeMap::new();
+    let mut last_seq: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for m in msgs {
+        let d = contract::decode_payload(m.data.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}: {}", m.subject, m.data));
+        assert_eq!(
+            contract::subject_of(PREFIX, m.subject.split('.').nth(1).unwrap(), &d.binding),
+            m.subject
+        );
+        assert!(ids.insert(m.msg_id.clone()), "message id {} twice", m.msg_id);
+        if let Some(&prev) = last_seq.get(m.subject.as_str()) {
+            assert!(
+                d.seq > prev,
+                "{}: seq {} after seq {prev} (a repeated or older change)",
+                m.subject,
+                d.seq
+            );
+        }
+        last_seq.insert(&m.subject, d.seq);
+        let fields: Map<String, Value> = serde_json::from_str(&m.data).unwrap();
+        match d.op {
+            contract::Op::Upsert => {
+                state.insert(m.subject.clone(), strip_contract(fields));
+            }
+            contract::Op::Remove => {
+                state.remove(&m.subject);
+            }
+        }
+    }
+    state
+}
+
+/// The authority's durable state (its data directory replayed; the server must be stopped).
+fn durable_state(data: &Path, node: &str) -> BTreeMap<String, Map<String, Value>> {
+    let r = leasequery::store::replay(data, SHARDS).expect("replay the data directory");
+    let mut state = BTreeMap::new();
+    for b in r.v4.iter().flatten() {
+        state.insert(
+            contract::subject_v4(PREFIX, node, b),
+            contract::v4_fields(b),
+        );
+    }
+    for b in r.v6.iter().flatten() {
+        state.insert(
+            contract::subject_v6(PREFIX, node, b),
+            contract::v6_fields(b),
+        );
+    }
+    state
+}
+
+fn assert_same(stream: &BTreeMap<String, Map<String, Value>>, durable: &BTreeMap<String, Map<String, Value>>) {
+    let mut diffs = Vec::new();
+    for (k, v) in durable {
+        match stream.get(k) {
+            None => diffs.push(format!("missing from the stream: {k}")),
+            Some(s) if s != v => diffs.push(format!("differs: {k}: stream {s:?} durable {v:?}")),
+            _ => {}
+        }
+    }
+    for k in stream.keys() {
+        if !durable.contains_key(k) {
+            diffs.push(format!("on the stream only: {k}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences (stream {} bindings, durable {}), first: {:#?}",
+        diffs.len(),
+        stream.len(),
+        durable.len(),
+        &diffs[..diffs.len().min(10)]
+    );
+    assert!(!durable.is_empty(), "nothing was leased: the test checked nothing");
+}
+
+fn ok_verify(out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("verify: OK"),
+        "loadgen churn --verify failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Authority + `loadgen churn --verify` (the authority equals the clients' ledger): the stream
+/// then holds exactly the authority's durable state, every payload passes the independent
+/// consumer's schema check, and every subject's `seq` grows.
+#[test]
+fn the_stream_holds_every_acknowledged_lease() {
+    if !tools("the_stream_holds_every_acknowledged_lease") {
+        return;
+    }
+    let dir = TempDir::new("cluster-a");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-a");
+    let mut srv = authority(&cfg, &data, None);
+    let out = TempDir::new("cluster-a-lg");
+    let lg = loadgen_churn(
+        &srv,
+        &out,
+        &["--clients", "300", "--renewals", "1", "--swchange-ratio", "0.3", "--release-ratio", "0.2", "--verify"],
+    )
+    .output()
+    .unwrap();
+    ok_verify(&lg);
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    let msgs = read_stream(&nats, "auth-a");
+    assert!(msgs.len() >= 300, "only {} messages", msgs.len());
+    assert_same(&stream_state(&msgs), &durable_state(&data, "auth-a"));
+    assert!(
+        std::fs::read_to_string(data.join("cluster-published")).is_ok_and(|c| c.starts_with("epoch 0")),
+        "the cursor file"
+    );
+    nats.stop();
+}
+
+/// NATS stopped during the churn and started again (same store): the publisher reconnects and
+/// resumes from the journal after its cursor; nothing is missing and no change reaches the
+/// stream twice.
+#[test]
+fn nats_stopped_and_restarted_during_the_churn_loses_nothing() {
+    if !tools("nats_stopped_and_restarted_during_the_churn_loses_nothing") {
+        return;
+    }
+    let dir = TempDir::new("cluster-b");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-b");
+    let mut srv = authority(&cfg, &data, None);
+    let out = TempDir::new("cluster-b-lg");
+    let mut lg = loadgen_churn(
+        &srv,
+        &out,
+        &["--clients", "400", "--renewals", "2", "--rate", "150", "--release-ratio", "0.1", "--verify"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    nats.stop();
+    // DHCP goes on while NATS is down: the journal spools.
+    std::thread::sleep(Duration::from_millis(2500));
+    nats.restart();
+    let lg_out = wait_child(&mut lg, Duration::from_secs(120));
+    ok_verify(&lg_out);
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(
+        counter(&log, "reconnects").unwrap_or(0) >= 1,
+        "no reconnect counted:\n{log}"
+    );
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    let msgs = read_stream(&nats, "auth-b");
+    assert_same(&stream_state(&msgs), &durable_state(&data, "auth-b"));
+    nats.stop();
+}
+
+/// The authority SIGKILLed in the middle of the churn and started again from its data
+/// directory: what it had made durable is published (from the journal after the cursor it
+/// kept), nothing twice.
+#[test]
+fn authority_killed_mid_churn_publishes_everything_after_restart() {
+    if !tools("authority_killed_mid_churn_publishes_everything_after_restart") {
+        return;
+    }
+    let dir = TempDir::new("cluster-c");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-c");
+    let mut srv = authority(&cfg, &data, None);
+    let out = TempDir::new("cluster-c-lg");
+    let mut lg = loadgen_churn(
+        &srv,
+        &out,
+        &["--clients", "400", "--renewals", "2", "--rate", "200", "--timeout", "1", "--retries", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL: no shutdown, no last cursor write.
+    let fixed = (srv.lq6, srv.lq4, srv.dhcp4o6);
+    srv.signal("KILL");
+    assert!(srv.wait_exit(Duration::from_secs(10)).is_some());
+    let before = std::fs::read_to_string(data.join("cluster-published")).unwrap_or_default();
+    // The churn goes on against nothing for a moment (its exchanges time out), then against
+    // the restarted authority.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut srv = ServerBuilder::new()
+        .shards(SHARDS)
+        .data_dir(&data)
+        .arg("--config")
+        .arg(cfg.to_str().unwrap())
+        .listen(fixed.0, fixed.1, fixed.2)
+        .start();
+    let _ = wait_child(&mut lg, Duration::from_secs(120));
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    let msgs = read_stream(&nats, "auth-c");
+    let durable = durable_state(&data, "auth-c");
+    assert!(durable.len() > 50, "only {} leases", durable.len());
+    assert_same(&stream_state(&msgs), &durable);
+    eprintln!("cursor at the kill: {before:?}");
+    nats.stop();
+}
+
+fn wait_child(c: &mut Child, within: Duration) -> std::process::Output {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = c.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut o) = c.stdout.take() {
+        let _ = std::io::Read::read_to_end(&mut o, &mut stdout);
+    }
+    if let Some(mut e) = c.stderr.take() {
+        let _ = std::io::Read::read_to_end(&mut e, &mut stderr);
+    }
+    std::process::Output {
+        status: c.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}
