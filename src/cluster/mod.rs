@@ -10,6 +10,7 @@
 
 pub mod contract;
 pub mod publisher;
+pub mod replica;
 pub mod spool;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ pub enum Role {
     /// every durable change.
     #[default]
     Authority,
-    /// Serves what the stream holds (issue 18 part 2; not built yet).
+    /// Serves what the stream holds (issue 18 part 2): no authority, no journal.
     Replica,
 }
 
@@ -157,11 +158,12 @@ impl ClusterConfig {
                  it after an outage or a restart)"
                     .into(),
             ),
-            Role::Replica => Err(
-                "cluster.role = \"replica\" (--replica): replicas are not built in this version \
-                 (issue 18 part 2); run with role = \"authority\""
+            Role::Replica if data_dir_set => Err(
+                "cluster.role = \"replica\" (--replica) keeps no journal: its leases come from the \
+                 stream; remove data_dir (--data-dir)"
                     .into(),
             ),
+            Role::Replica => Ok(()),
             Role::Authority => Ok(()),
         }
     }
@@ -281,7 +283,7 @@ mod tests {
                     role: Role::Replica,
                     ..c.clone()
                 },
-                "cluster.role",
+                "remove data_dir",
             ),
         ];
         for (cfg, key) in cases {
@@ -295,5 +297,11 @@ mod tests {
         .validate(true)
         .is_ok());
         assert_eq!(c.node_id_or(&[0, 4, 0xab]), "0004ab");
+        assert!(ClusterConfig {
+            role: Role::Replica,
+            ..c.clone()
+        }
+        .validate(false)
+        .is_ok());
     }
 }

@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     /// The JetStream publisher (`[cluster]`, role authority): the shards' journals tell it
     /// what is durable.
     pub cluster: Option<crate::cluster::PublisherHandle>,
+    /// The replica's follower (`[cluster] role = "replica"`): shard 0 takes its channel.
+    pub replica: Option<crate::cluster::replica::ReplicaHandle>,
 }
 
 /// One shard's executor-local state.
@@ -281,6 +283,9 @@ impl Shared {
         if let Some(p) = &self.cluster {
             info!("counters: cluster {}", p.stats.line());
         }
+        if let Some(r) = &self.replica {
+            info!("counters: replica {}", r.stats.line());
+        }
     }
 }
 
@@ -291,7 +296,12 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     let mut config = config;
     // Everything that can refuse the start without writing comes first (the settings, the
     // listen addresses, the import file), so a start that fails leaves the data dir untouched.
-    let authority = if config.authority_enabled {
+    let replica_role = config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.role == crate::cluster::Role::Replica);
+    // A replica runs no lease authority: its leases come from the stream.
+    let authority = if config.authority_enabled && !replica_role {
         Some(config.authority_config().validate()?)
     } else {
         None
@@ -387,6 +397,15 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         ),
         _ => None,
     };
+    let replica = match &config.cluster {
+        Some(c) if replica_role => {
+            // A replica serves every authority's links, which it cannot know in advance: a
+            // query for a link no binding is on gets an empty answer, not NotConfigured.
+            links.insert_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0);
+            Some(crate::cluster::replica::start(c).map_err(ServerError::Cluster)?)
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
@@ -402,6 +421,7 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         config,
         softwires_registered: AtomicUsize::new(0),
         cluster,
+        replica,
     });
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
@@ -501,6 +521,9 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     shared.stopping.store(true, Ordering::SeqCst);
     if let Some(p) = &shared.cluster {
         p.stop();
+    }
+    if let Some(r) = &shared.replica {
+        r.stop();
     }
     let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -761,6 +784,11 @@ async fn shard_main(
         ))),
         _ => None,
     };
+    let replica_rx = match (&shared.replica, id) {
+        (Some(r), 0) => r.rx.lock().ok().and_then(|mut g| g.take()),
+        _ => None,
+    };
+    let replica = replica_rx.map(|rx| glommio::spawn_local(active::follow_replica(ctx.clone(), rx)));
     let authority_tasks = ctx.auth.clone().map(|shell| {
         [
             glommio::spawn_local(udp::recv_loop(ctx.clone(), shell.clone())),
@@ -779,6 +807,9 @@ async fn shard_main(
     ctx.shutdown.close();
     if let Some(f) = feed {
         f.cancel().await;
+    }
+    if let Some(r) = replica {
+        r.cancel().await;
     }
     for a in acceptors {
         a.cancel().await;
