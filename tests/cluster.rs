@@ -692,3 +692,61 @@ fn a_replica_converges_after_nats_was_stopped_during_the_churn() {
     }
     nats.stop();
 }
+
+/// An import into a durable authority renumbers its journals (a new journal epoch): the
+/// publisher publishes the shard snapshots whole (message ids `<node>-<shard>-<seq>-<n>`),
+/// then the journal after them; a second start with another import does it again with a
+/// higher epoch, so every binding's `seq` still grows; the stream equals the durable state.
+#[test]
+fn an_import_is_published_from_the_snapshot_with_a_new_epoch() {
+    if !tools("an_import_is_published_from_the_snapshot_with_a_new_epoch") {
+        return;
+    }
+    let dir = TempDir::new("cluster-i");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-i");
+    let start = |jsonl: String| {
+        ServerBuilder::new()
+            .shards(SHARDS)
+            .data_dir(&data)
+            .import(jsonl)
+            .arg("--config")
+            .arg(cfg.to_str().unwrap())
+            .start()
+    };
+    let mut srv = start(common::import_4o6(500));
+    wait_published(&srv);
+    let out = TempDir::new("cluster-i-lg");
+    let lg = loadgen_churn(&srv, &out, &["--clients", "100", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    assert_eq!(leasequery::store::journal_epoch(&data).unwrap(), 1);
+    let msgs = read_stream(&nats, "auth-i");
+    let snap = msgs.iter().filter(|m| m.msg_id.split('-').count() == 5).count();
+    assert_eq!(snap, 500, "the imported bindings come from the snapshots");
+    let durable = durable_state(&data, "auth-i");
+    assert!(durable.len() >= 600, "{}", durable.len());
+    assert_same(&stream_state(&msgs), &durable);
+
+    // Again, with 200 of the same bindings changed (state released): epoch 2.
+    let again: String = common::import_4o6(200).replace("\"active\"", "\"released\"");
+    let mut srv = start(again);
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    assert_eq!(leasequery::store::journal_epoch(&data).unwrap(), 2);
+    let msgs = read_stream(&nats, "auth-i");
+    let state = stream_state(&msgs);
+    assert_same(&state, &durable_state(&data, "auth-i"));
+    let released = state
+        .values()
+        .filter(|m| m.get("state").and_then(Value::as_str) == Some("released"))
+        .count();
+    assert!(released >= 200, "{released}");
+    nats.stop();
+}

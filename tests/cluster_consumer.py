@@ -60,8 +60,10 @@ def check(prefix, node, subject, msg_id, data):
     seq = p.get("seq")
     if not (isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**53):
         errs.append(f"seq = {seq!r}")
-    m = re.match(r"^(.+)-(\d+)-(\d+)(?:-(\d+))?$", msg_id or "")
-    if not m or m.group(1) != node or (isinstance(seq, int) and int(m.group(3)) != seq):
+    # The node id may hold dashes itself: take it off first.
+    rest = (msg_id or "")[len(node) + 1:] if (msg_id or "").startswith(node + "-") else ""
+    m = re.match(r"^(\d+)-(\d+)(?:-(\d+))?$", rest)
+    if not m or (isinstance(seq, int) and int(m.group(2)) != seq):
         errs.append(f"Nats-Msg-Id {msg_id!r} is not {node}-<shard>-{seq}[-<n>]")
     if "ipv4" in p:
         extra = set(p) - V4_KEYS - CONTRACT
