@@ -411,8 +411,7 @@ impl Config {
         self.active |= f.active;
         self.allow_insecure_active |= f.allow_insecure_active;
         if f.replica {
-            self.cluster.get_or_insert_with(Default::default).role =
-                crate::cluster::Role::Replica;
+            self.cluster.get_or_insert_with(Default::default).role = crate::cluster::Role::Replica;
         }
     }
 

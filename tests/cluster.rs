@@ -185,7 +185,10 @@ fn loadgen_churn(srv: &Server, out: &TempDir, extra: &[&str]) -> Command {
 
 /// The last `counters: cluster ...` line's value of `key`.
 fn counter(log: &str, key: &str) -> Option<u64> {
-    let line = log.lines().rev().find(|l| l.contains("counters: cluster"))?;
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("counters: cluster"))?;
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
     line[at..]
         .split(|c: char| !c.is_ascii_digit())
@@ -271,7 +274,11 @@ fn stream_state(msgs: &[Msg]) -> BTreeMap<String, Map<String, Value>> {
             contract::subject_of(PREFIX, m.subject.split('.').nth(1).unwrap(), &d.binding),
             m.subject
         );
-        assert!(ids.insert(m.msg_id.clone()), "message id {} twice", m.msg_id);
+        assert!(
+            ids.insert(m.msg_id.clone()),
+            "message id {} twice",
+            m.msg_id
+        );
         if let Some(&prev) = last_seq.get(m.subject.as_str()) {
             assert!(
                 d.seq > prev,
@@ -313,7 +320,10 @@ fn durable_state(data: &Path, node: &str) -> BTreeMap<String, Map<String, Value>
     state
 }
 
-fn assert_same(stream: &BTreeMap<String, Map<String, Value>>, durable: &BTreeMap<String, Map<String, Value>>) {
+fn assert_same(
+    stream: &BTreeMap<String, Map<String, Value>>,
+    durable: &BTreeMap<String, Map<String, Value>>,
+) {
     let mut diffs = Vec::new();
     for (k, v) in durable {
         match stream.get(k) {
@@ -335,7 +345,10 @@ fn assert_same(stream: &BTreeMap<String, Map<String, Value>>, durable: &BTreeMap
         durable.len(),
         &diffs[..diffs.len().min(10)]
     );
-    assert!(!durable.is_empty(), "nothing was leased: the test checked nothing");
+    assert!(
+        !durable.is_empty(),
+        "nothing was leased: the test checked nothing"
+    );
 }
 
 fn ok_verify(out: &std::process::Output) {
@@ -364,7 +377,17 @@ fn the_stream_holds_every_acknowledged_lease() {
     let lg = loadgen_churn(
         &srv,
         &out,
-        &["--clients", "300", "--renewals", "1", "--swchange-ratio", "0.3", "--release-ratio", "0.2", "--verify"],
+        &[
+            "--clients",
+            "300",
+            "--renewals",
+            "1",
+            "--swchange-ratio",
+            "0.3",
+            "--release-ratio",
+            "0.2",
+            "--verify",
+        ],
     )
     .output()
     .unwrap();
@@ -376,7 +399,8 @@ fn the_stream_holds_every_acknowledged_lease() {
     assert!(msgs.len() >= 300, "only {} messages", msgs.len());
     assert_same(&stream_state(&msgs), &durable_state(&data, "auth-a"));
     assert!(
-        std::fs::read_to_string(data.join("cluster-published")).is_ok_and(|c| c.starts_with("epoch 0")),
+        std::fs::read_to_string(data.join("cluster-published"))
+            .is_ok_and(|c| c.starts_with("epoch 0")),
         "the cursor file"
     );
     nats.stop();
@@ -399,7 +423,17 @@ fn nats_stopped_and_restarted_during_the_churn_loses_nothing() {
     let mut lg = loadgen_churn(
         &srv,
         &out,
-        &["--clients", "400", "--renewals", "2", "--rate", "150", "--release-ratio", "0.1", "--verify"],
+        &[
+            "--clients",
+            "400",
+            "--renewals",
+            "2",
+            "--rate",
+            "150",
+            "--release-ratio",
+            "0.1",
+            "--verify",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -442,7 +476,18 @@ fn authority_killed_mid_churn_publishes_everything_after_restart() {
     let mut lg = loadgen_churn(
         &srv,
         &out,
-        &["--clients", "400", "--renewals", "2", "--rate", "200", "--timeout", "1", "--retries", "1"],
+        &[
+            "--clients",
+            "400",
+            "--renewals",
+            "2",
+            "--rate",
+            "200",
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -549,7 +594,15 @@ fn mixed_through(auth: &Server, rep: &Server, out: &TempDir, extra: &[&str]) -> 
         .arg(rep.lq6.to_string())
         .arg("--server4-lq")
         .arg(rep.lq4.to_string())
-        .args(["--subscribers", "3", "--requestors", "1", "--bulk-queries", "2", "--verify"])
+        .args([
+            "--subscribers",
+            "3",
+            "--requestors",
+            "1",
+            "--bulk-queries",
+            "2",
+            "--verify",
+        ])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -582,7 +635,14 @@ fn bulk_count(srv: &Server, tag: &str) -> u64 {
         .arg(srv.lq6.to_string())
         .arg("--server4-lq")
         .arg(srv.lq4.to_string())
-        .args(["--requestors", "1", "--queries", "1", "--query", "4o6-link:::1"])
+        .args([
+            "--requestors",
+            "1",
+            "--queries",
+            "1",
+            "--query",
+            "4o6-link:::1",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -590,7 +650,10 @@ fn bulk_count(srv: &Server, tag: &str) -> u64 {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
             .unwrap();
     let m = &v["metrics"]["bindings_per_stream"];
-    m["max"].as_f64().or_else(|| m["p50"].as_f64()).unwrap_or_else(|| panic!("{v}")) as u64
+    m["max"]
+        .as_f64()
+        .or_else(|| m["p50"].as_f64())
+        .unwrap_or_else(|| panic!("{v}")) as u64
 }
 
 /// The last `counters: replica ...` value of `key` (SIGUSR1 first).
@@ -598,7 +661,10 @@ fn replica_counter(srv: &Server, key: &str) -> Option<u64> {
     srv.signal("USR1");
     std::thread::sleep(Duration::from_millis(300));
     let log = srv.log();
-    let line = log.lines().rev().find(|l| l.contains("counters: replica"))?;
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("counters: replica"))?;
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
     line[at..]
         .split(|c: char| !c.is_ascii_digit())
@@ -643,7 +709,11 @@ fn replicas_serve_what_the_authority_leased() {
         r2 = bulk_count(&rep2, "bulk-r2");
     }
     assert!(a >= 270, "the authority holds only {a} bindings");
-    assert_eq!((r1, r2), (a, a), "bulk 4o6-link ::1: authority {a}, replica 1 {r1}, replica 2 {r2}");
+    assert_eq!(
+        (r1, r2),
+        (a, a),
+        "bulk 4o6-link ::1: authority {a}, replica 1 {r1}, replica 2 {r2}"
+    );
     assert_eq!(replica_counter(&rep1, "bad"), Some(0), "{}", rep1.log());
     for s in [&mut rep1, &mut rep2, &mut auth] {
         let log = s.log();
@@ -670,7 +740,16 @@ fn a_replica_converges_after_nats_was_stopped_during_the_churn() {
         &auth,
         &rep,
         &out,
-        &["--clients", "400", "--renewals", "2", "--rate", "150", "--settle", "40"],
+        &[
+            "--clients",
+            "400",
+            "--renewals",
+            "2",
+            "--rate",
+            "150",
+            "--settle",
+            "40",
+        ],
     )
     .spawn()
     .unwrap();
@@ -727,7 +806,10 @@ fn an_import_is_published_from_the_snapshot_with_a_new_epoch() {
     assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
     assert_eq!(leasequery::store::journal_epoch(&data).unwrap(), 1);
     let msgs = read_stream(&nats, "auth-i");
-    let snap = msgs.iter().filter(|m| m.msg_id.split('-').count() == 5).count();
+    let snap = msgs
+        .iter()
+        .filter(|m| m.msg_id.split('-').count() == 5)
+        .count();
     assert_eq!(snap, 500, "the imported bindings come from the snapshots");
     let durable = durable_state(&data, "auth-i");
     assert!(durable.len() >= 600, "{}", durable.len());

@@ -124,8 +124,7 @@ pub fn stream_seq(epoch: u32, record_seq: u64) -> Option<u64> {
 /// Checks one subject token of a name: `[A-Za-z0-9_-]+`.
 fn token_ok(t: &str) -> bool {
     !t.is_empty()
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -344,16 +343,26 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Message, ContractError> {
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| ContractError::Field("changed", format!("{n}: not Unix seconds")))?,
-        _ => return Err(ContractError::Field("changed", "missing or not a number".into())),
+        _ => {
+            return Err(ContractError::Field(
+                "changed",
+                "missing or not a number".into(),
+            ))
+        }
     };
     let seq = match m.remove("seq") {
         Some(Value::Number(n)) => n
             .as_u64()
             .ok_or_else(|| ContractError::Field("seq", format!("{n}: not an unsigned integer")))?,
-        _ => return Err(ContractError::Field("seq", "missing or not a number".into())),
+        _ => {
+            return Err(ContractError::Field(
+                "seq",
+                "missing or not a number".into(),
+            ))
+        }
     };
-    let line = serde_json::to_string(&Value::Object(m))
-        .map_err(|e| ContractError::Json(e.to_string()))?;
+    let line =
+        serde_json::to_string(&Value::Object(m)).map_err(|e| ContractError::Json(e.to_string()))?;
     let binding = parse_line(&line)
         .map_err(ContractError::Binding)?
         .ok_or_else(|| ContractError::Binding("empty".into()))?;
@@ -532,7 +541,11 @@ mod tests {
             format!("{}{}", "[".repeat(10000), "]".repeat(10000)).into_bytes(),
         ];
         for c in cases {
-            assert!(decode_payload(&c).is_err(), "{:?}", String::from_utf8_lossy(&c));
+            assert!(
+                decode_payload(&c).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&c)
+            );
         }
         assert!(decode_payload(&serde_json::to_vec(&good).unwrap()).is_ok());
     }

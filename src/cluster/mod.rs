@@ -135,7 +135,9 @@ impl ClusterConfig {
             ));
         }
         if self.user.is_some() != self.password.is_some() {
-            return Err("cluster.user and cluster.password go together: set both or neither".into());
+            return Err(
+                "cluster.user and cluster.password go together: set both or neither".into(),
+            );
         }
         let auths = [
             self.creds_file.is_some(),
@@ -149,7 +151,9 @@ impl ClusterConfig {
             );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("cluster.tls_cert and cluster.tls_key go together: set both or neither".into());
+            return Err(
+                "cluster.tls_cert and cluster.tls_key go together: set both or neither".into(),
+            );
         }
         match self.role {
             Role::Authority if !data_dir_set => Err(

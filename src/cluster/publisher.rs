@@ -256,7 +256,11 @@ pub fn stream_config(cfg: &ClusterConfig) -> jetstream::stream::Config {
     }
 }
 
-type Flight = (usize, Option<u64>, Option<jetstream::context::PublishAckFuture>);
+type Flight = (
+    usize,
+    Option<u64>,
+    Option<jetstream::context::PublishAckFuture>,
+);
 
 impl Run {
     async fn run(mut self) {

@@ -137,7 +137,10 @@ impl Applier {
                 return None;
             }
         };
-        let node = subject.split('.').nth(self.prefix_tokens).unwrap_or_default();
+        let node = subject
+            .split('.')
+            .nth(self.prefix_tokens)
+            .unwrap_or_default();
         if contract::subject_of(&self.prefix, node, &m.binding) != subject {
             self.bad(subject, "the payload's binding is not the subject's");
             return None;

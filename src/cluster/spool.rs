@@ -202,7 +202,7 @@ impl ShardSpool {
                             }
                         }
                     }
-                    let Some(s) = seg.as_mut() else { return None };
+                    let s = seg.as_mut()?;
                     match read_record(s, *want, durable) {
                         Read::Record(seq, change) => {
                             *want = seq + 1;
@@ -233,15 +233,23 @@ impl ShardSpool {
     fn stuck(&mut self, e: &str) {
         if !self.stuck_logged {
             self.stuck_logged = true;
-            warn!(shard = self.shard, "cluster: cannot read the journal yet: {e}");
+            warn!(
+                shard = self.shard,
+                "cluster: cannot read the journal yet: {e}"
+            );
         }
     }
 
     fn load_snapshot(&self) -> Result<Pos, String> {
         let mut newest: Option<u64> = None;
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         for e in entries.flatten() {
-            if let Some(rest) = e.file_name().to_str().and_then(|n| n.strip_prefix("snapshot-")) {
+            if let Some(rest) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("snapshot-"))
+            {
                 if let Some(hex) = rest.strip_suffix(".snap") {
                     if let Ok(s) = u64::from_str_radix(hex, 16) {
                         newest = newest.max(Some(s));
@@ -251,10 +259,7 @@ impl ShardSpool {
         }
         let Some(s) = newest else {
             // No snapshot: the journal from its first record is the whole state.
-            return Ok(Pos::Journal {
-                want: 1,
-                seg: None,
-            });
+            return Ok(Pos::Journal { want: 1, seg: None });
         };
         let path = self.dir.join(snapshot_name(s));
         let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -288,32 +293,31 @@ fn snapshot_item(
         message: None,
         advance: Some(next - 1),
     };
-    loop {
-        let Some(rest) = data.get(*off..) else {
-            return (true, Some(end_marker()));
-        };
-        match record::unframe(rest) {
-            Ok(Frame::Padding) | Err(_) => return (true, Some(end_marker())),
-            Ok(Frame::Record { payload, total, .. }) => {
-                *off += total;
-                match record::decode_payload(payload) {
-                    Ok(Payload::Change(c)) => {
-                        *n += 1;
-                        let seq = contract::stream_seq(naming.epoch, cut).unwrap_or(u64::MAX >> 11);
-                        let subject = contract::subject(&naming.prefix, &naming.node_id, &c);
-                        let id = contract::snapshot_msg_id(&naming.node_id, shard, seq, *n);
-                        let payload = contract::encode_payload(&c, seq);
-                        return (
-                            false,
-                            Some(Item {
-                                shard,
-                                message: Some((subject, id, payload)),
-                                advance: None,
-                            }),
-                        );
-                    }
-                    Ok(Payload::SnapshotEnd(_)) | Err(_) => return (true, Some(end_marker())),
+    // Snapshot records are contiguous up to the end record (replay checked the file).
+    let Some(rest) = data.get(*off..) else {
+        return (true, Some(end_marker()));
+    };
+    match record::unframe(rest) {
+        Ok(Frame::Padding) | Err(_) => (true, Some(end_marker())),
+        Ok(Frame::Record { payload, total, .. }) => {
+            *off += total;
+            match record::decode_payload(payload) {
+                Ok(Payload::Change(c)) => {
+                    *n += 1;
+                    let seq = contract::stream_seq(naming.epoch, cut).unwrap_or(u64::MAX >> 11);
+                    let subject = contract::subject(&naming.prefix, &naming.node_id, &c);
+                    let id = contract::snapshot_msg_id(&naming.node_id, shard, seq, *n);
+                    let payload = contract::encode_payload(&c, seq);
+                    (
+                        false,
+                        Some(Item {
+                            shard,
+                            message: Some((subject, id, payload)),
+                            advance: None,
+                        }),
+                    )
                 }
+                Ok(Payload::SnapshotEnd(_)) | Err(_) => (true, Some(end_marker())),
             }
         }
     }
@@ -358,7 +362,10 @@ fn locate(dir: &Path, want: u64) -> Located {
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(hex) = name.strip_prefix("journal-").and_then(|r| r.strip_suffix(".log")) {
+        if let Some(hex) = name
+            .strip_prefix("journal-")
+            .and_then(|r| r.strip_suffix(".log"))
+        {
             if let Ok(s) = u64::from_str_radix(hex, 16) {
                 segs.push((s, e.path()));
             }
@@ -378,7 +385,9 @@ fn locate(dir: &Path, want: u64) -> Located {
     let mut best: Option<(u64, File)> = None;
     let mut first_start: Option<u64> = None;
     for (_, path) in segs {
-        let Ok(file) = File::open(&path) else { continue };
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
         let mut head = [0u8; HEADER_LEN];
         if file.read_exact_at(&mut head, 0).is_err() {
             continue;
@@ -411,6 +420,7 @@ fn locate(dir: &Path, want: u64) -> Located {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Read {
     Record(u64, Change),
     /// Not written (or not durable) yet.
@@ -421,7 +431,11 @@ enum Read {
 }
 
 fn read_record(s: &mut Segment, want: u64, durable: u64) -> Read {
-    let end = if want <= durable { Read::End } else { Read::Wait };
+    let end = if want <= durable {
+        Read::End
+    } else {
+        Read::Wait
+    };
     // True right after a read at `s.pos` that came back shorter than asked (the end of what
     // is written).
     let mut short = false;
@@ -553,7 +567,11 @@ impl Cursor {
             if i.parse::<usize>().ok()? != k {
                 return None;
             }
-            acked.push(if v == "-" { None } else { Some(v.parse().ok()?) });
+            acked.push(if v == "-" {
+                None
+            } else {
+                Some(v.parse().ok()?)
+            });
         }
         Some(Cursor { epoch, acked })
     }

@@ -788,7 +788,8 @@ async fn shard_main(
         (Some(r), 0) => r.rx.lock().ok().and_then(|mut g| g.take()),
         _ => None,
     };
-    let replica = replica_rx.map(|rx| glommio::spawn_local(active::follow_replica(ctx.clone(), rx)));
+    let replica =
+        replica_rx.map(|rx| glommio::spawn_local(active::follow_replica(ctx.clone(), rx)));
     let authority_tasks = ctx.auth.clone().map(|shell| {
         [
             glommio::spawn_local(udp::recv_loop(ctx.clone(), shell.clone())),

@@ -181,7 +181,8 @@ pub(in crate::shard) async fn follow_replica(
         }
         for (s, msgs) in per.into_iter().enumerate() {
             if !msgs.is_empty() {
-                ctx.post(s, Mail::Active(ActiveMail::Replica { msgs })).await;
+                ctx.post(s, Mail::Active(ActiveMail::Replica { msgs }))
+                    .await;
             }
         }
         if got == 0 {
