@@ -830,5 +830,28 @@ fn an_import_is_published_from_the_snapshot_with_a_new_epoch() {
         .filter(|m| m.get("state").and_then(Value::as_str) == Some("released"))
         .count();
     assert!(released >= 200, "{released}");
+
+    // A durable server without an authority (`--no-authority`, import only) publishes what its
+    // data directory holds too: epoch 3.
+    let third = common::import_4o6(100).replace("\"active\"", "\"expired\"");
+    let mut srv = ServerBuilder::new()
+        .shards(SHARDS)
+        .data_dir(&data)
+        .import(third)
+        .arg("--no-authority")
+        .arg("--config")
+        .arg(cfg.to_str().unwrap())
+        .start();
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    assert_eq!(leasequery::store::journal_epoch(&data).unwrap(), 3);
+    let state = stream_state(&read_stream(&nats, "auth-i"));
+    assert_same(&state, &durable_state(&data, "auth-i"));
+    let expired = state
+        .values()
+        .filter(|m| m.get("state").and_then(Value::as_str) == Some("expired"))
+        .count();
+    assert_eq!(expired, 100);
     nats.stop();
 }

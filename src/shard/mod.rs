@@ -719,6 +719,21 @@ async fn shard_main(
             return;
         }
     };
+    // [cluster] without an authority (an import-only durable server): what the data directory
+    // holds is all there is to publish; tell the publisher it is durable.
+    if let (None, Some(p), Some(dir)) = (&auth, &shared.cluster, &shared.config.data_dir) {
+        match crate::store::Journal::open(dir, id, shared.shards) {
+            Ok(j) => {
+                if let Some(h) = p.hook(id) {
+                    h(j.durable_seq());
+                }
+            }
+            Err(e) => warn!(
+                shard = id,
+                "cluster: cannot read the journal to publish: {e}"
+            ),
+        }
+    }
     // The history starts now; bindings imported in this second are older than it.
     let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
