@@ -185,6 +185,9 @@ struct Run {
 
 /// How long one acknowledgement may take before the publish counts as failed.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the thread lets changes gather after a wake-up before it reads them (the price is
+/// this much latency on the stream; tuning/cluster-2026-12-07.txt).
+const LINGER: Duration = Duration::from_millis(5);
 /// How often the cursor file is written at most (and at the end of every burst).
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
 
@@ -347,8 +350,16 @@ impl Run {
                         dirty = false;
                         last_store = Instant::now();
                     }
-                    let _ = tokio::time::timeout(Duration::from_millis(250), self.wake.notified())
-                        .await;
+                    let woken =
+                        tokio::time::timeout(Duration::from_millis(250), self.wake.notified())
+                            .await
+                            .is_ok();
+                    if woken {
+                        // Let the shards' next commits gather: one read and one burst of
+                        // publishes for several commits, and no wake-up of this thread (a
+                        // context switch on the shards' cores) per commit.
+                        tokio::time::sleep(LINGER).await;
+                    }
                     continue;
                 };
                 if let Some(f) = fut {
