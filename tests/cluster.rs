@@ -855,3 +855,36 @@ fn an_import_is_published_from_the_snapshot_with_a_new_epoch() {
     assert_eq!(expired, 100);
     nats.stop();
 }
+
+/// Without nats-server (an empty PATH) a cluster test says SKIPPED in the normal output, and
+/// with LQD_REQUIRE_PEERS=1 (CI) it fails instead (the tests/peers.rs pattern).
+#[test]
+fn a_missing_nats_server_is_reported_or_fails_under_require_peers() {
+    let empty = TempDir::new("no-tools");
+    for require in [false, true] {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+        cmd.args([
+            "the_stream_holds_every_acknowledged_lease",
+            "--exact",
+            "--test-threads",
+            "1",
+        ])
+        .env("PATH", empty.path())
+        .env_remove("LQD_REQUIRE_PEERS");
+        if require {
+            cmd.env("LQD_REQUIRE_PEERS", "1");
+        }
+        let out = cmd.output().expect("run the test binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if require {
+            assert!(!out.status.success(), "must fail under LQD_REQUIRE_PEERS=1");
+        } else {
+            assert!(out.status.success(), "{stderr}");
+            assert!(
+                stderr.contains("SKIPPED the_stream_holds_every_acknowledged_lease")
+                    && stderr.contains("nats-server"),
+                "{stderr}"
+            );
+        }
+    }
+}
