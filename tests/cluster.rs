@@ -888,3 +888,72 @@ fn a_missing_nats_server_is_reported_or_fails_under_require_peers() {
         }
     }
 }
+
+/// NATS down during a churn long enough for the shards to compact their journals
+/// (`journal_compact_bytes` at its minimum): the records after the publisher's cursor are gone,
+/// so it publishes the shards' snapshots, then the journal after them; the stream still equals
+/// the durable state.
+#[test]
+fn records_compacted_away_before_publishing_come_from_the_snapshot() {
+    if !tools("records_compacted_away_before_publishing_come_from_the_snapshot") {
+        return;
+    }
+    let dir = TempDir::new("cluster-k");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "journal_compact_bytes = 1048576\n[cluster]\nnats_url = \"nats://127.0.0.1:{port}\"\n\
+             node_id = \"auth-k\"\nmax_msgs_per_subject = 100000\n"
+        ),
+    )
+    .unwrap();
+    let mut nats = Nats::start(&dir.path().join("js"), port);
+    let mut srv = authority(&cfg, &data, None);
+    // First some changes published, so that the cursor is inside the journal.
+    let out = TempDir::new("cluster-k-lg");
+    let lg = loadgen_churn(&srv, &out, &["--clients", "200", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&srv);
+    // Then NATS down during a churn long enough for compaction.
+    nats.stop();
+    let out2 = TempDir::new("cluster-k-lg2");
+    let lg = loadgen_churn(
+        &srv,
+        &out2,
+        &[
+            "--clients",
+            "3000",
+            "--shared-ratio",
+            "1",
+            "--renewals",
+            "3",
+            "--rate",
+            "3000",
+        ],
+    )
+    .output()
+    .unwrap();
+    // (Its exit status is not the point: the first run's clients are among its own.)
+    let _ = lg;
+    // The shards look at their journal size every second.
+    std::thread::sleep(Duration::from_millis(2500));
+    nats.restart();
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(
+        log.contains("compacted away"),
+        "no journal was compacted before publishing: the test checked the plain path only:\n{log}"
+    );
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    let msgs = read_stream(&nats, "auth-k");
+    assert!(msgs.iter().any(|m| m.msg_id.split('-').count() == 5));
+    let durable = durable_state(&data, "auth-k");
+    assert!(durable.len() > 2000, "only {} leases", durable.len());
+    assert_same(&stream_state(&msgs), &durable);
+    nats.stop();
+}

@@ -291,7 +291,9 @@ impl Run {
         js.set_timeout(ACK_TIMEOUT);
         // The stream, created when missing (retried until NATS answers).
         let mut backoff = Duration::from_millis(100);
+        let mut unacked_since: Vec<Option<Instant>> = vec![None; self.spools.len()];
         loop {
+            self.update_gauges(&mut unacked_since);
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
@@ -309,7 +311,6 @@ impl Run {
         let mut last_store = Instant::now();
         let mut dirty = false;
         let mut backoff = Duration::from_millis(100);
-        let mut unacked_since: Vec<Option<Instant>> = vec![None; self.spools.len()];
         let mut next_shard = 0usize;
         let max_in_flight = self.cfg.max_in_flight;
         while !self.stop.load(Ordering::SeqCst) {
