@@ -226,6 +226,9 @@ pub struct Config {
     /// Where `GET /metrics` (Prometheus text format) and `GET /healthz` are served, HTTP/1.1 on
     /// TCP; `off` serves neither (README "Metrics and health").
     pub metrics_listen: MetricsListen,
+    /// The `[cluster]` table (issue 18): the lease-change stream on NATS JetStream; none =
+    /// no clustering.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The `log_format` key / `--log-format` flag.
@@ -325,6 +328,7 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("literal"),
+            cluster: None,
         }
     }
 }
@@ -413,6 +417,9 @@ pub struct Flags {
     /// Prometheus `/metrics` and `/healthz` HTTP listen address, or `off` (default 127.0.0.1:9967).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<MetricsListen>,
+    /// Run as a replica of the lease-change stream (`[cluster] role = "replica"`).
+    #[arg(long)]
+    pub replica: bool,
     /// Check the configuration (the file, the flags, the files it names) as a start would,
     /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
     /// start's message when not. Binds no port and writes nothing.
@@ -512,6 +519,9 @@ impl Config {
         }
         self.active |= f.active;
         self.allow_insecure_active |= f.allow_insecure_active;
+        if f.replica {
+            self.cluster.get_or_insert_with(Default::default).role = crate::cluster::Role::Replica;
+        }
     }
 
     /// Checks limits and combinations; every error names the key.
@@ -647,6 +657,10 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("authority: {e}")))?;
         }
+        if let Some(c) = &self.cluster {
+            c.validate(self.data_dir.is_some())
+                .map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 
@@ -672,6 +686,9 @@ impl Config {
         if self.tls != crate::session::TlsMode::Off {
             // The start loads them the same way (certificate, key, their match, the CA).
             crate::tls::Material::load(self).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.check_files().map_err(ConfigError::Invalid)?;
         }
         // A feed file may appear after the start (it is followed as it grows), and one that
         // cannot be read is logged by the running server, not refused: a warning here too.

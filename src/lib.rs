@@ -44,6 +44,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod authority;
+pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod lease;

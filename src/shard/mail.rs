@@ -112,6 +112,10 @@ pub enum ActiveMail {
         v4: Vec<V4Binding>,
         v6: Vec<V6Binding>,
     },
+    /// Replica follower (shard 0) -> owning shard: apply these stream changes and publish them.
+    Replica {
+        msgs: Vec<crate::cluster::contract::Message>,
+    },
 }
 
 /// How a shard's catch-up ended.

@@ -110,6 +110,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("authority: {0}")]
     Authority(#[from] crate::authority::SubnetError),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Capacity of each cross-shard channel of the mesh (messages).
@@ -144,6 +146,11 @@ pub(crate) struct Shared {
     pub softwires_registered: AtomicUsize,
     /// What each shard publishes for `/metrics` beyond `stats`.
     pub metrics: Vec<crate::metrics::ShardMetrics>,
+    /// The JetStream publisher (`[cluster]`, role authority): the shards' journals tell it
+    /// what is durable.
+    pub cluster: Option<crate::cluster::PublisherHandle>,
+    /// The replica's follower (`[cluster] role = "replica"`): shard 0 takes its channel.
+    pub replica: Option<crate::cluster::replica::ReplicaHandle>,
 }
 
 /// One shard's executor-local state.
@@ -298,6 +305,12 @@ impl Shared {
                 info!(shard = i, "counters: {summary}");
             }
         }
+        if let Some(p) = &self.cluster {
+            info!("counters: cluster {}", p.stats.line());
+        }
+        if let Some(r) = &self.replica {
+            info!("counters: replica {}", r.stats.line());
+        }
     }
 }
 
@@ -310,7 +323,12 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     let exporter = Arc::new(crate::metrics::Exporter::default());
     // Everything that can refuse the start without writing comes first (the settings, the
     // listen addresses, the import file), so a start that fails leaves the data dir untouched.
-    let authority = if config.authority_enabled {
+    let replica_role = config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.role == crate::cluster::Role::Replica);
+    // A replica runs no lease authority: its leases come from the stream.
+    let authority = if config.authority_enabled && !replica_role {
         Some(config.authority_config().validate()?)
     } else {
         None
@@ -438,6 +456,29 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         );
     }
     let subnet_count = authority.as_ref().map_or(0, |a| a.subnets.len());
+    // [cluster] role authority: the publisher thread, started before the shards open their
+    // journals (each journal gets its hook). Validation made sure there is a data_dir.
+    let cluster = match (&config.cluster, &config.data_dir) {
+        (Some(c), Some(dir)) if c.role == crate::cluster::Role::Authority => Some(
+            crate::cluster::publisher::start(
+                c,
+                dir.clone(),
+                shards,
+                c.node_id_or(&identity.server_duid),
+            )
+            .map_err(ServerError::Cluster)?,
+        ),
+        _ => None,
+    };
+    let replica = match &config.cluster {
+        Some(c) if replica_role => {
+            // A replica serves every authority's links, which it cannot know in advance: a
+            // query for a link no binding is on gets an empty answer, not NotConfigured.
+            links.insert_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0);
+            Some(crate::cluster::replica::start(c).map_err(ServerError::Cluster)?)
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
@@ -456,6 +497,8 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         metrics: (0..shards)
             .map(|_| crate::metrics::ShardMetrics::new(subnet_count))
             .collect(),
+        cluster,
+        replica,
     });
     exporter.set_server(shared.clone());
     let stop = Arc::new(AtomicBool::new(false));
@@ -563,6 +606,12 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     info!("shutting down");
     notify_systemd(sd_notify::NotifyState::Stopping);
     shared.stopping.store(true, Ordering::SeqCst);
+    if let Some(p) = &shared.cluster {
+        p.stop();
+    }
+    if let Some(r) = &shared.replica {
+        r.stop();
+    }
     let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -813,6 +862,9 @@ async fn shard_main(
             Some(dir) => {
                 let j = crate::store::Journal::open(dir, id, shared.shards)?;
                 j.set_commit_histogram(shared.metrics[id].journal_commit.clone());
+                if let Some(h) = shared.cluster.as_ref().and_then(|p| p.hook(id)) {
+                    j.set_durable_hook(h);
+                }
                 Some(j)
             }
             None => None,
@@ -826,6 +878,21 @@ async fn shard_main(
             return;
         }
     };
+    // [cluster] without an authority (an import-only durable server): what the data directory
+    // holds is all there is to publish; tell the publisher it is durable.
+    if let (None, Some(p), Some(dir)) = (&auth, &shared.cluster, &shared.config.data_dir) {
+        match crate::store::Journal::open(dir, id, shared.shards) {
+            Ok(j) => {
+                if let Some(h) = p.hook(id) {
+                    h(j.durable_seq());
+                }
+            }
+            Err(e) => warn!(
+                shard = id,
+                "cluster: cannot read the journal to publish: {e}"
+            ),
+        }
+    }
     // The history starts now; bindings imported in this second are older than it.
     let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
@@ -892,6 +959,12 @@ async fn shard_main(
         ))),
         _ => None,
     };
+    let replica_rx = match (&shared.replica, id) {
+        (Some(r), 0) => r.rx.lock().ok().and_then(|mut g| g.take()),
+        _ => None,
+    };
+    let replica =
+        replica_rx.map(|rx| glommio::spawn_local(active::follow_replica(ctx.clone(), rx)));
     let authority_tasks = ctx.auth.clone().map(|shell| {
         [
             glommio::spawn_local(udp::recv_loop(ctx.clone(), shell.clone())),
@@ -911,6 +984,9 @@ async fn shard_main(
     ctx.shutdown.close();
     if let Some(f) = feed {
         f.cancel().await;
+    }
+    if let Some(r) = replica {
+        r.cancel().await;
     }
     for a in acceptors {
         a.cancel().await;

@@ -106,7 +106,14 @@ struct Inner {
     waiters: RefCell<Vec<Waker>>,
     /// Where each group commit's duration (write and fdatasync) goes, when set.
     commit_histogram: RefCell<Option<std::sync::Arc<crate::metrics::Histogram>>>,
+    /// Told the durable record sequence after every sync (the cluster publisher).
+    durable_hook: RefCell<Option<DurableHook>>,
 }
+
+/// Called with a journal's durable record sequence number after every sync that advanced it
+/// (and once when set): how the cluster publisher learns what it may read. It runs on the
+/// shard's thread and must not block (store an atomic, wake a thread).
+pub type DurableHook = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// One shard's journal: a cheap handle ([`Clone`] shares it) used by that shard's tasks only.
 ///
@@ -233,8 +240,16 @@ impl Journal {
                 }),
                 generation: Cell::new(0),
                 waiters: RefCell::new(Vec::new()),
+                durable_hook: RefCell::new(None),
             }),
         })
+    }
+
+    /// Sets the hook told the durable record sequence number after every sync (and calls it
+    /// now with the current one).
+    pub fn set_durable_hook(&self, hook: DurableHook) {
+        hook(self.durable_seq());
+        *self.inner.durable_hook.borrow_mut() = Some(hook);
     }
 
     /// The shard directory this journal writes.
@@ -597,6 +612,11 @@ async fn flush_loop(inner: Rc<Inner>) {
                 st.open = open;
                 st.durable = st.durable.max(last_seq);
                 st.stats.written += written;
+                let durable = st.durable;
+                drop(st);
+                if let Some(h) = inner.durable_hook.borrow().as_ref() {
+                    h(durable);
+                }
             }
             Err(e) => {
                 let mut st = inner.st.borrow_mut();

@@ -60,7 +60,7 @@ use crate::shard::ShardCtx;
 use sub::SubEnd;
 
 pub(super) use driver::run;
-pub(super) use feed::follow_feed;
+pub(super) use feed::{follow_feed, follow_replica};
 pub(crate) use hub::{history_limits, Hub};
 
 impl ShardCtx {
@@ -91,6 +91,7 @@ impl ShardCtx {
                 }
             }
             ActiveMail::Feed { v4, v6 } => self.apply_feed(v4, v6),
+            ActiveMail::Replica { msgs } => self.apply_replica(msgs),
         }
     }
 }
