@@ -23,6 +23,7 @@
 pub mod query;
 pub mod reply;
 pub mod table;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
