@@ -77,6 +77,8 @@ impl K4 {
 const HAS_CLIENT_ID: u8 = 1;
 const HAS_SOFTWIRE: u8 = 2;
 const ACTIVE: u8 = 4;
+/// Set by every insert, cleared by [`Table::unmark`]: what a reload has seen.
+const SEEN: u8 = 8;
 
 /// A v4 value: the client-id inline up to 16 octets, the softwire, flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,7 @@ impl V4Val {
         if v.active {
             flags |= ACTIVE;
         }
+        flags |= SEEN;
         V4Val {
             client_id: v
                 .client_id
@@ -129,8 +132,8 @@ struct K6 {
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     v4: HashMap<K4, V4Val>,
-    /// A v6 binding's value is only whether it is bound.
-    v6: HashMap<K6, bool>,
+    /// A v6 binding's value is only whether it is bound ([`ACTIVE`]) and [`SEEN`].
+    v6: HashMap<K6, u8>,
 }
 
 impl Table {
@@ -191,7 +194,7 @@ impl Table {
                         duid: duid.as_slice().into(),
                         addr: addr.octets(),
                     },
-                    value.active,
+                    v6_flags(value.active),
                 )
                 .map(v6_value),
         }
@@ -262,17 +265,54 @@ impl Table {
         self.v6.clear();
     }
 
+    /// Clears every binding's seen mark (a reload starts; see [`Table::sweep`]).
+    pub fn unmark(&mut self) {
+        self.v4.values_mut().for_each(|v| v.flags &= !SEEN);
+        self.v6.values_mut().for_each(|f| *f &= !SEEN);
+    }
+
+    /// Removes and returns the bindings not inserted since [`Table::unmark`] (a reload ends:
+    /// what it did not report is gone).
+    pub fn sweep(&mut self) -> Vec<(Key, Value)> {
+        let mut gone = Vec::new();
+        self.v4.retain(|k, v| {
+            let keep = v.flags & SEEN != 0;
+            if !keep {
+                gone.push((k.key(), v.value()));
+            }
+            keep
+        });
+        self.v6.retain(|k, f| {
+            let keep = *f & SEEN != 0;
+            if !keep {
+                gone.push((
+                    Key::V6 {
+                        duid: k.duid.to_vec(),
+                        addr: Ipv6Addr::from(k.addr),
+                    },
+                    v6_value(*f),
+                ));
+            }
+            keep
+        });
+        gone
+    }
+
     /// Reserves room for `n` more v4 bindings (a caller that knows the size to come).
     pub fn reserve(&mut self, n: usize) {
         self.v4.reserve(n);
     }
 }
 
-fn v6_value(active: bool) -> Value {
+fn v6_flags(active: bool) -> u8 {
+    SEEN | if active { ACTIVE } else { 0 }
+}
+
+fn v6_value(flags: u8) -> Value {
     Value {
         client_id: None,
         softwire: None,
-        active,
+        active: flags & ACTIVE != 0,
     }
 }
 

@@ -13,7 +13,12 @@
 //! table holds emits nothing. A catch-up that repeats records already seen, a reconnect that
 //! catches up from a little before the last base time, a reload that finds most bindings as
 //! they were: none emits a change twice. The table holds bound bindings only (an unassigned
-//! or expired one is removed), which keeps it small.
+//! or expired one is removed), which keeps it small. A bulk load (the first, or a reload) is
+//! applied as it comes, marking each binding it reports; at its end the bindings it did not
+//! report are removed (mark and sweep), so a reload needs no second table. Every upsert is
+//! thus emitted while the message that reports it is handled (a caller that wants the whole
+//! record, lease times and all, decodes that message); removals at the end of a load come
+//! with the DONE.
 //!
 //! Times: `now_ms` is any monotonic clock in milliseconds (only differences count); the
 //! catch-up start times are the server's base times (Unix seconds) as its messages carry them
@@ -172,9 +177,6 @@ enum Phase {
     Bulk {
         stream: Stream,
         query: usize,
-        /// The new table when diffing against the held one (a reload), else `None`: the first
-        /// load applies straight to the (empty) table.
-        fresh: Option<Table>,
         /// The earliest base time of the load.
         base: Option<u32>,
         /// Base time when the answers carry none: the local clock at the start.
@@ -293,10 +295,12 @@ impl Watch {
             None => {
                 let reload = !self.table.is_empty();
                 self.out.push_back(Output::Note(Note::Loading { reload }));
+                // Mark and sweep: every binding the load reports is set (emitting what
+                // changed, as it comes) and marked; what is left unmarked at the end is gone.
+                self.table.unmark();
                 self.phase = Phase::Bulk {
                     stream: Stream::bulk(self.cfg.wire),
                     query: 0,
-                    fresh: reload.then(Table::new),
                     base: None,
                     fallback: now_unix.saturating_sub(RESUME_MARGIN),
                     bindings: 0,
@@ -361,7 +365,6 @@ impl Watch {
         match &mut self.phase {
             Phase::Bulk {
                 stream,
-                fresh,
                 base,
                 bindings,
                 ..
@@ -374,15 +377,7 @@ impl Watch {
                     self.stats.bindings += 1;
                     *bindings += 1;
                     if let Some((key, value)) = Table::decode(&b) {
-                        match fresh {
-                            Some(f) if value.active => {
-                                f.insert(&key, &value);
-                            }
-                            Some(f) => {
-                                f.remove(&key);
-                            }
-                            None => self.set(key, value),
-                        }
+                        self.set(key, value);
                     }
                 }
                 self.after_bulk_message();
@@ -451,7 +446,6 @@ impl Watch {
         let Phase::Bulk {
             stream,
             query,
-            fresh,
             base,
             fallback,
             bindings,
@@ -469,13 +463,17 @@ impl Watch {
                     return;
                 }
                 let start = base.unwrap_or(*fallback).saturating_sub(RESUME_MARGIN);
-                let fresh = fresh.take();
                 let loaded = *bindings;
                 self.stats.loads += 1;
                 self.out
                     .push_back(Output::Note(Note::Loaded { bindings: loaded }));
-                if let Some(new) = fresh {
-                    self.replace(new);
+                for (key, old) in self.table.sweep() {
+                    self.stats.changes += 1;
+                    self.out.push_back(Output::Change(Change {
+                        key,
+                        old: Some(old),
+                        new: None,
+                    }));
                 }
                 self.resume = Some(start);
                 self.subscribe(start);
@@ -491,33 +489,6 @@ impl Watch {
             Some(e) => {
                 let q = *query;
                 self.fail(format!("bulk query {} ended: {e:?}", q + 1));
-            }
-        }
-    }
-
-    /// Replaces the table with a reloaded one, emitting the difference: removals of what is
-    /// gone, upserts of what is new or changed.
-    fn replace(&mut self, new: Table) {
-        let old = std::mem::replace(&mut self.table, new);
-        for (key, value) in old.iter() {
-            if self.table.get(&key).is_none() {
-                self.stats.changes += 1;
-                self.out.push_back(Output::Change(Change {
-                    key,
-                    old: Some(value),
-                    new: None,
-                }));
-            }
-        }
-        for (key, value) in self.table.iter() {
-            let before = old.get(&key);
-            if before.as_ref() != Some(&value) {
-                self.stats.changes += 1;
-                self.out.push_back(Output::Change(Change {
-                    key,
-                    old: before,
-                    new: Some(value),
-                }));
             }
         }
     }
