@@ -8,7 +8,6 @@
 //! `--snabb-batch`, or changes that do not fit the queue, are applied instead by one
 //! `snabb config set` of the whole binding table.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use leasequery::requestor::reply::Wire;
 use leasequery::requestor::table::{Key, Table, Value};
 use leasequery::requestor::watch::Change;
 
@@ -43,19 +43,18 @@ pub struct Softwire {
 }
 
 impl Softwire {
-    /// The softwire of a v4 / DHCP4o6 binding; `None` for a v6 binding or one without a
-    /// softwire source (no option 109: nothing for the lwAFTR).
+    /// The softwire of a v4 / DHCP4o6 binding as the `snabb` format derives it
+    /// ([`crate::format::softwire`]); `None` for a v6 binding or one without a softwire
+    /// source (no option 109: nothing for the lwAFTR).
     pub fn of(key: &Key, value: &Value) -> Option<Softwire> {
-        let Key::V4 { addr, psid } = key else {
-            return None;
-        };
-        let p = psid.unwrap_or_default();
+        let lease = crate::watch::lease_of(key, Some(value), true, Wire::O6, None);
+        let (ipv4, psid, b4, psid_len, offset) = crate::format::softwire(&lease)?;
         Some(Softwire {
-            ipv4: *addr,
-            psid: p.psid,
-            psid_len: p.psid_len,
-            offset: p.offset,
-            b4: value.softwire?,
+            ipv4,
+            psid,
+            psid_len,
+            offset,
+            b4,
         })
     }
 
@@ -71,41 +70,11 @@ impl Softwire {
             self.ipv4, self.psid, self.b4, self.psid_len
         );
         if self.offset != 0 {
-            let _ = write!(s, " reserved-ports-bit-count {};", self.offset);
+            s.push_str(&format!(" reserved-ports-bit-count {};", self.offset));
         }
         s.push_str(" } }");
         s
     }
-
-    /// The entry in the configuration file's layout, indented for `binding-table`.
-    fn conf(&self, br: Ipv6Addr, out: &mut String) {
-        let _ = write!(
-            out,
-            "    softwire {{\n      ipv4 {};\n      psid {};\n      b4-ipv6 {};\n      br-address {br};\n      port-set {{\n        psid-length {};\n",
-            self.ipv4, self.psid, self.b4, self.psid_len
-        );
-        if self.offset != 0 {
-            let _ = writeln!(out, "        reserved-ports-bit-count {};", self.offset);
-        }
-        out.push_str("      }\n    }\n");
-    }
-}
-
-/// The whole binding table of `table` as a Snabb configuration file, entries sorted by
-/// (IPv4, PSID).
-pub fn conf(table: &Table, br: Ipv6Addr) -> String {
-    let mut sw: Vec<Softwire> = table
-        .iter()
-        .filter_map(|(k, v)| Softwire::of(&k, &v))
-        .collect();
-    sw.sort_by_key(|s| (s.ipv4, s.psid));
-    let mut out = String::with_capacity(160 * sw.len() + 64);
-    out.push_str("softwire-config {\n  binding-table {\n");
-    for s in &sw {
-        s.conf(br, &mut out);
-    }
-    out.push_str("  }\n}\n");
-    out
 }
 
 /// Writes `text` to `path` atomically: `PATH.tmp`, synced, renamed over `path`.
@@ -402,23 +371,23 @@ mod tests {
     }
 
     #[test]
-    fn the_conf_file_and_the_whole_table_set_list_every_softwire() {
+    fn the_whole_table_set_lists_every_softwire_and_files_are_replaced_whole() {
         let br: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let mut t = Table::new();
         t.insert(&key(Some((0, 4, 2))), &val(Some("2001:db8::2"), 1));
         t.insert(&key(Some((0, 4, 1))), &val(Some("2001:db8::3"), 1));
         t.insert(&key(None), &val(None, 1));
-        let c = conf(&t, br);
-        assert_eq!(c.matches("softwire {").count(), 2);
-        assert!(c.find("psid 1;").unwrap() < c.find("psid 2;").unwrap());
-        assert!(c.starts_with("softwire-config {\n  binding-table {\n"));
         let s = set_all(&t, br);
-        assert_eq!(s.value.unwrap().matches("softwire {").count(), 2);
+        let v = s.value.unwrap();
+        assert_eq!(v.matches("softwire {").count(), 2);
+        assert!(v.find("psid 1;").unwrap() < v.find("psid 2;").unwrap());
+        assert_eq!(s.path, "/softwire-config/binding-table");
         let dir = std::env::temp_dir().join(format!("lqctl-snabb-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("bt.conf");
-        write_atomic(&f, c.as_bytes()).unwrap();
-        assert_eq!(std::fs::read_to_string(&f).unwrap(), c);
+        write_atomic(&f, b"one").unwrap();
+        write_atomic(&f, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "two");
         assert!(!dir.join("bt.conf.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -10,8 +10,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::{Ipv6Addr, Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,36 +19,35 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use leasequery::proto::codes::v6opt;
+use leasequery::proto::codes::{dhcp_state, v6opt};
 use leasequery::proto::framing;
 use leasequery::proto::record::PortParams;
 use leasequery::requestor::kind::{QueryKind, BULK_PRL};
+use leasequery::requestor::lease::{Lease, V4Lease, V6Lease, V6Lease6};
 use leasequery::requestor::query::ActiveQuery;
 use leasequery::requestor::reply::Wire;
 use leasequery::requestor::table::{Key, Table, Value};
 use leasequery::requestor::watch::{self, Backoff, Change, Config, Note, Output, Watch};
 
-use crate::snabb;
+use crate::format::{self, Format, Op, Options};
+use crate::net::{self, Server};
+use crate::{snabb, Common};
 
 /// `lqctl watch`.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = WATCH_HELP)]
 pub struct WatchArgs {
-    /// A server: ADDR, ADDR:PORT or [ADDR]:PORT (port by family: 547 for v6 and 4o6 kinds, 67
-    /// for v4). Repeatable: bindings are merged by key, a key held by two servers is a
-    /// conflict (reported on stderr, counted; the first server's binding is kept).
-    #[arg(long = "server", required = true, value_name = "ADDR")]
-    pub servers: Vec<String>,
     /// The bulk queries that load the table (repeatable, one wire form: v4-*, v6-* or 4o6-*;
     /// default v4-all). The active query that follows has no selector: it reports every
     /// change of that wire form, so give queries that cover every binding to follow (for
     /// 4o6 and v6, one `-link:` per link).
     #[arg(long = "query", value_name = "KIND")]
     pub queries: Vec<QueryKind>,
-    /// How changes go to stdout: jsonl (one object per change, `"op":"upsert"|"remove"`),
-    /// csv (header, then `op,` and the binding), table, or none.
-    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv", "table", "none"])]
-    pub format: String,
+    /// Servers, format (table, jsonl with `"op":"upsert"|"remove"`, csv with an op column;
+    /// the Snabb formats describe a whole table: see --snabb-conf), --br-address, the
+    /// connect timeout, --verbose.
+    #[command(flatten)]
+    pub common: Common,
     /// Subscribe without TLS. Required: TLS is not available yet in this build, so watch
     /// only runs with --insecure (the server needs --allow-insecure-active).
     #[arg(long)]
@@ -82,9 +81,6 @@ pub struct WatchArgs {
     /// table instead of one command per change.
     #[arg(long, default_value_t = 1000)]
     pub snabb_batch: usize,
-    /// The lwAFTR's address, the `br-address` of every softwire (--snabb-conf, --snabb-apply).
-    #[arg(long, value_name = "ADDR")]
-    pub br_address: Option<Ipv6Addr>,
     /// The longest a batch of changes gathers before the files and the lwAFTR are updated,
     /// milliseconds.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
@@ -95,12 +91,10 @@ pub struct WatchArgs {
     /// Longest reconnect delay, seconds.
     #[arg(long, default_value_t = 60.0, value_name = "S")]
     pub backoff_max: f64,
-    /// Connect timeout, seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "S")]
-    pub connect_timeout: f64,
-    /// Connection state and progress of each server on stderr.
-    #[arg(long, short)]
-    pub verbose: bool,
+    /// Seconds without any message (the server sends keepalives, every 60 s by default)
+    /// after which the connection counts as lost and is reconnected.
+    #[arg(long, default_value_t = 180.0, value_name = "S")]
+    pub idle_timeout: f64,
 }
 
 const WATCH_HELP: &str = "\
@@ -134,7 +128,9 @@ enum Ev {
 
 struct Srv {
     label: String,
-    addr: SocketAddr,
+    server: Server,
+    /// The last message received: the whole record of the change it makes.
+    last: Option<Vec<u8>>,
     watch: Watch,
     /// The connection's generation: events of an older one are stale.
     gen: u64,
@@ -142,26 +138,6 @@ struct Srv {
     xid: u32,
     failed: bool,
     conflicts: u64,
-}
-
-/// Parses `ADDR`, `ADDR:PORT` or `[ADDR]:PORT`, with `port` when none is given.
-pub fn server_addr(s: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let with_port = if s.contains(':') {
-        s.to_string()
-    } else {
-        format!("{s}:{port}")
-    };
-    with_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("--server {s}: not an address (ADDR, ADDR:PORT, [ADDR]:PORT)"))
 }
 
 fn jitter() -> f64 {
@@ -270,52 +246,127 @@ fn binding_of_json(m: &serde_json::Value) -> Option<(Key, Value)> {
     Some((key, value))
 }
 
-/// One change as a line of `format` (without the newline); `None` for `none`.
-pub fn change_line(format: &str, c: &Change) -> Option<String> {
-    let op = if c.is_remove() { "remove" } else { "upsert" };
-    let shown = if c.is_remove() { &c.old } else { &c.new };
-    let (addr, psid, client_id, softwire) = match &c.key {
-        Key::V4 { addr, psid } => (
-            addr.to_string(),
-            psid.map_or(String::new(), |p| {
-                format!("{}/{}/{}", p.psid, p.psid_len, p.offset)
-            }),
-            shown
-                .as_ref()
-                .and_then(|v| v.client_id.as_deref())
-                .map_or(String::new(), hex),
-            shown
-                .as_ref()
-                .and_then(|v| v.softwire)
-                .map_or(String::new(), |s| s.to_string()),
-        ),
-        Key::V6 { duid, addr } => (addr.to_string(), String::new(), hex(duid), String::new()),
-    };
-    match format {
-        "jsonl" => {
-            let mut m = serde_json::Map::new();
-            m.insert("op".into(), op.into());
-            m.extend(binding_json(&c.key, shown.as_ref()));
-            Some(serde_json::Value::Object(m).to_string())
-        }
-        // RFC 4180: none of these fields holds a comma, quote or line break.
-        "csv" => Some(format!("{op},{addr},{psid},{client_id},{softwire}")),
-        "table" => Some(format!(
-            "{op:<7} {addr:<39} {psid:<11} {softwire:<39} {client_id}"
-        )),
-        _ => None,
+/// How a change's binding is written when no message carries its whole record (a removal
+/// found by a reload, a merged view's fallback): the fields the table holds, state active or
+/// released, no times.
+pub fn lease_of(
+    key: &Key,
+    value: Option<&Value>,
+    active: bool,
+    wire: Wire,
+    link: Option<Ipv6Addr>,
+) -> Lease {
+    match key {
+        Key::V4 { addr, psid } => Lease::V4(V4Lease {
+            addr: *addr,
+            port_params: *psid,
+            htype: 1,
+            chaddr: Vec::new(),
+            client_id: value.and_then(|v| v.client_id.clone()),
+            state: if active {
+                dhcp_state::ACTIVE
+            } else {
+                dhcp_state::RELEASED
+            },
+            cltt: 0,
+            expires: 0,
+            relay_id: None,
+            remote_id: None,
+            softwire: value.and_then(|v| v.softwire),
+            dhcp4o6: wire == Wire::O6,
+            link,
+        }),
+        Key::V6 { duid, addr } => Lease::V6(V6Lease {
+            duid: duid.clone(),
+            link,
+            iana: if addr.is_unspecified() {
+                Vec::new()
+            } else {
+                vec![V6Lease6 {
+                    addr: *addr,
+                    len: 128,
+                    preferred: 0,
+                    valid: 0,
+                }]
+            },
+            iapd: Vec::new(),
+            cltt: 0,
+            relay_id: None,
+            remote_id: None,
+            bound: active,
+        }),
     }
 }
 
-/// The header line of `format`, if it has one.
-pub fn header(format: &str) -> Option<&'static str> {
-    match format {
-        "csv" => Some("op,address,psid/len/offset,client_id,softwire_src"),
-        "table" => Some(
-            "OP      ADDRESS                                 PSID/LEN/OFF SOFTWIRE                                CLIENT-ID",
-        ),
-        _ => None,
+/// The record to write for change `c`: the whole binding decoded from `msg` (the message
+/// that made the change) when it is the one the change says, else [`lease_of`].
+pub fn lease_for(c: &Change, msg: Option<&[u8]>, wire: Wire, link: Option<Ipv6Addr>) -> Lease {
+    let shown = if c.is_remove() { &c.old } else { &c.new };
+    let from_msg = msg
+        .and_then(|m| Lease::from_message(wire, m, link, unix_now()))
+        .filter(|l| {
+            l.active() != c.is_remove()
+                && match (l, &c.key) {
+                    (Lease::V4(l), Key::V4 { addr, psid }) => {
+                        l.addr == *addr
+                            && l.port_params == *psid
+                            && (c.is_remove()
+                                || shown.as_ref().is_some_and(|v| {
+                                    v.softwire == l.softwire && v.client_id == l.client_id
+                                }))
+                    }
+                    (Lease::V6(l), Key::V6 { duid, .. }) => l.duid == *duid,
+                    _ => false,
+                }
+        });
+    from_msg.unwrap_or_else(|| lease_of(&c.key, shown.as_ref(), !c.is_remove(), wire, link))
+}
+
+/// Writes `table` as a Snabb binding-table file (the `snabb` format), sorted by (IPv4, PSID),
+/// atomically.
+fn write_snabb_conf(path: &Path, table: &Table, br: Ipv6Addr, wire: Wire) -> Result<(), String> {
+    let mut keys: Vec<(u32, u32)> = table
+        .iter()
+        .filter_map(|(k, _)| match k {
+            Key::V4 { addr, psid } => Some((
+                u32::from(addr),
+                psid.map_or(0, |p| {
+                    1 << 31
+                        | u32::from(p.offset) << 24
+                        | u32::from(p.psid_len) << 16
+                        | u32::from(p.psid)
+                }),
+            )),
+            Key::V6 { .. } => None,
+        })
+        .collect();
+    keys.sort_unstable_by_key(|&(a, p)| (a, p as u16, p));
+    let mut f = format::formatter(
+        Format::Snabb,
+        &Options {
+            br_address: Some(br),
+            ops: false,
+        },
+    )?;
+    let mut buf = Vec::with_capacity(160 * keys.len() + 64);
+    let io = |e: std::io::Error| e.to_string();
+    f.header(&mut buf).map_err(io)?;
+    for (a, p) in keys {
+        let key = Key::V4 {
+            addr: a.into(),
+            psid: (p >> 31 == 1).then_some(PortParams {
+                offset: (p >> 24) as u8 & 0x7f,
+                psid_len: (p >> 16) as u8,
+                psid: p as u16,
+            }),
+        };
+        if let Some(v) = table.get(&key) {
+            f.binding(&mut buf, &lease_of(&key, Some(&v), true, wire, None), None)
+                .map_err(io)?;
+        }
     }
+    f.footer(&mut buf).map_err(io)?;
+    snabb::write_atomic(path, &buf).map_err(|e| e.to_string())
 }
 
 /// The saved state: each server's table and catch-up start.
@@ -422,23 +473,25 @@ fn active_query(wire: Wire, xid: u32, start: u32) -> Vec<u8> {
     }
 }
 
+/// Opens a connection in a thread of its own (through `net::connect`, where TLS will slot in),
+/// hands the main thread a writer and then every message it reads.
 fn spawn_connection(
-    addr: SocketAddr,
-    timeout: Duration,
+    server: Server,
+    port: u16,
+    timeouts: (Duration, Duration),
     gen: u64,
     idx: usize,
     tx: Sender<(usize, u64, Ev)>,
 ) {
     std::thread::spawn(move || {
-        let s = match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => s,
+        let mut conn = match net::connect(&server, port, timeouts.0) {
+            Ok(c) => c,
             Err(e) => {
                 let _ = tx.send((idx, gen, Ev::Failed(e.to_string())));
                 return;
             }
         };
-        let _ = s.set_nodelay(true);
-        let w = match s.try_clone() {
+        let w = match conn.writer(Some(timeouts.1)) {
             Ok(w) => w,
             Err(e) => {
                 let _ = tx.send((idx, gen, Ev::Failed(e.to_string())));
@@ -448,31 +501,15 @@ fn spawn_connection(
         if tx.send((idx, gen, Ev::Connected(w))).is_err() {
             return;
         }
-        let mut r = BufReader::with_capacity(256 * 1024, s);
-        let mut len = [0u8; 2];
-        loop {
-            if let Err(e) = r.read_exact(&mut len) {
-                let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    "closed by the server".to_string()
-                } else {
-                    e.to_string()
-                };
-                let _ = tx.send((idx, gen, Ev::Lost(why)));
-                return;
-            }
-            let n = usize::from(u16::from_be_bytes(len));
-            if n == 0 {
-                let _ = tx.send((idx, gen, Ev::Lost("an empty frame".into())));
-                return;
-            }
-            let mut msg = vec![0u8; n];
-            if let Err(e) = r.read_exact(&mut msg) {
-                let _ = tx.send((idx, gen, Ev::Lost(e.to_string())));
-                return;
-            }
-            if tx.send((idx, gen, Ev::Msg(msg))).is_err() {
-                return;
-            }
+        let r = conn.read_stream(|m| tx.send((idx, gen, Ev::Msg(m.to_vec()))).is_ok());
+        if let Err(e) = r {
+            let why = match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    format!("no message for {} s", timeouts.1.as_secs())
+                }
+                _ => e.to_string(),
+            };
+            let _ = tx.send((idx, gen, Ev::Lost(why)));
         }
     });
 }
@@ -511,7 +548,15 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                 .into(),
         ));
     }
-    if (a.snabb_conf.is_some() || a.snabb_apply.is_some()) && a.br_address.is_none() {
+    let c = &a.common;
+    if c.format.is_snabb() {
+        return Err(usage(
+            "--format snabb / snabb-json describe a whole table, not changes: use \
+             --snabb-conf FILE (kept current) and table, jsonl or csv for stdout"
+                .into(),
+        ));
+    }
+    if (a.snabb_conf.is_some() || a.snabb_apply.is_some()) && c.br_address.is_none() {
         return Err(usage(
             "--snabb-conf and --snabb-apply need --br-address".into(),
         ));
@@ -532,7 +577,15 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         initial_ms: secs(a.backoff, "--backoff")?.as_millis() as u64,
         max_ms: secs(a.backoff_max, "--backoff-max")?.as_millis() as u64,
     };
-    let connect_timeout = secs(a.connect_timeout, "--connect-timeout")?;
+    let timeouts = (
+        Duration::from_secs(c.timeout),
+        secs(a.idle_timeout, "--idle-timeout")?.max(Duration::from_secs(1)),
+    );
+    // The link of a single link query: every binding it loads is on it (written in jsonl).
+    let link = match queries.as_slice() {
+        [q] => q.link(),
+        _ => None,
+    };
     let state_interval = secs(a.state_interval, "--state-interval")?;
     let batch = Duration::from_millis(a.batch_ms);
     let cfg = Config {
@@ -546,9 +599,8 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         None => None,
     };
     let mut srvs = Vec::new();
-    for s in &a.servers {
-        let addr = server_addr(s, port).map_err(usage)?;
-        let label = addr.to_string();
+    for server in &c.servers {
+        let label = server.label(port);
         let resumed = saved.as_ref().and_then(|sv| {
             sv.servers
                 .iter()
@@ -556,7 +608,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         });
         let watch = match resumed {
             Some((_, _, Some(base), table)) => {
-                if a.verbose {
+                if c.verbose {
                     eprintln!(
                         "lqctl watch: {label}: resuming {} bindings from {}",
                         table.len(),
@@ -571,7 +623,8 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         };
         srvs.push(Srv {
             label,
-            addr,
+            server: server.clone(),
+            last: None,
             watch,
             gen: 0,
             stream: None,
@@ -581,7 +634,15 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         });
     }
     drop(saved);
-    let br = a.br_address.unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let br = c.br_address.unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let mut fmt = format::formatter(
+        c.format,
+        &Options {
+            br_address: c.br_address,
+            ops: true,
+        },
+    )
+    .map_err(usage)?;
     let mut applier = a.snabb_apply.as_ref().map(|id| {
         snabb::Applier::start(snabb::ApplyOpts {
             bin: a.snabb_bin.clone(),
@@ -598,9 +659,8 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    if let Some(h) = header(&a.format) {
-        let _ = writeln!(out, "{h}");
-    }
+    fmt.header(&mut out)
+        .map_err(|e| (1, format!("writing output: {e}")))?;
     let (tx, rx) = channel::<(usize, u64, Ev)>();
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
@@ -624,7 +684,14 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                 match o {
                     Output::Connect => {
                         srvs[i].gen += 1;
-                        spawn_connection(srvs[i].addr, connect_timeout, srvs[i].gen, i, tx.clone());
+                        spawn_connection(
+                            srvs[i].server.clone(),
+                            port,
+                            timeouts,
+                            srvs[i].gen,
+                            i,
+                            tx.clone(),
+                        );
                     }
                     Output::Close => {
                         srvs[i].gen += 1;
@@ -669,8 +736,17 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                         };
                         emitted += 1;
                         any_change = true;
-                        if let Some(line) = change_line(&a.format, &c) {
-                            let _ = writeln!(out, "{line}");
+                        let lease = lease_for(&c, srvs[i].last.as_deref(), wire, link);
+                        let op = if c.is_remove() {
+                            Op::Remove
+                        } else {
+                            Op::Upsert
+                        };
+                        if let Err(e) = fmt.binding(&mut out, &lease, Some(op)) {
+                            // stdout is gone (a closed pipe): nothing more to write to.
+                            eprintln!("lqctl watch: writing output: {e}");
+                            stop.store(true, Ordering::Relaxed);
+                            exit = 1;
                         }
                         if srvs.len() > 1 && (a.snabb_conf.is_some() || applier.is_some()) {
                             let t = merged_table.get_or_insert_with(Table::new);
@@ -693,7 +769,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                         dirty_conf |= a.snabb_conf.is_some();
                         dirty_state = true;
                     }
-                    Output::Note(n) => note(a.verbose, &srvs[i].label, &n),
+                    Output::Note(n) => note(c.verbose, &srvs[i].label, &n),
                     Output::Fail(why) => {
                         eprintln!("lqctl watch: {}: {why}", srvs[i].label);
                         srvs[i].failed = true;
@@ -714,7 +790,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                 .unwrap_or_else(|| srvs[0].watch.table());
             if dirty_conf {
                 if let Some(p) = &a.snabb_conf {
-                    if let Err(e) = snabb::write_atomic(p, snabb::conf(view, br).as_bytes()) {
+                    if let Err(e) = write_snabb_conf(p, view, br, wire) {
                         eprintln!("lqctl watch: --snabb-conf {}: {e}", p.display());
                         exit = 1;
                     }
@@ -778,6 +854,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
             s.watch.tick(now);
         }
     }
+    let _ = fmt.footer(&mut out);
     let _ = out.flush();
     for s in &mut srvs {
         if let Some(st) = s.stream.take() {
@@ -861,7 +938,10 @@ fn dispatch(srvs: &mut [Srv], (i, gen, ev): (usize, u64, Ev), now_ms: u64) {
             s.gen += 1;
             s.watch.disconnected(now_ms, jitter(), &why);
         }
-        Ev::Msg(m) => s.watch.message(&m, now_ms),
+        Ev::Msg(m) => {
+            s.watch.message(&m, now_ms);
+            s.last = Some(m);
+        }
     }
 }
 
@@ -903,19 +983,13 @@ fn note(verbose: bool, label: &str, n: &Note) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn server_addresses_take_the_family_port() {
-        assert_eq!(server_addr("127.0.0.1", 67).unwrap().port(), 67);
-        assert_eq!(server_addr("::1", 547).unwrap().to_string(), "[::1]:547");
-        assert_eq!(server_addr("[::1]", 547).unwrap().to_string(), "[::1]:547");
-        assert_eq!(server_addr("[::1]:6547", 547).unwrap().port(), 6547);
-        assert_eq!(server_addr("127.0.0.1:99", 67).unwrap().port(), 99);
-        assert!(server_addr("not an address", 67).is_err());
-    }
-
-    #[test]
-    fn change_lines_carry_the_op() {
-        let c = Change {
+    fn change(remove: bool) -> Change {
+        let v = Value {
+            client_id: Some(vec![0xff, 1]),
+            softwire: Some("2001:db8::1".parse().unwrap()),
+            active: true,
+        };
+        Change {
             key: Key::V4 {
                 addr: "192.0.2.1".parse().unwrap(),
                 psid: Some(PortParams {
@@ -924,28 +998,56 @@ mod tests {
                     psid: 3,
                 }),
             },
-            old: None,
-            new: Some(Value {
-                client_id: Some(vec![0xff, 1]),
-                softwire: Some("2001:db8::1".parse().unwrap()),
-                active: true,
-            }),
+            old: remove.then(|| v.clone()),
+            new: (!remove).then_some(v),
+        }
+    }
+
+    #[test]
+    fn changes_without_a_message_are_written_from_the_table() {
+        let link = Some("2001:db8:1::".parse().unwrap());
+        let up = lease_for(&change(false), None, Wire::O6, link);
+        let Lease::V4(l) = &up else { panic!() };
+        assert!(up.active());
+        assert_eq!(l.softwire, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(l.port_params.unwrap().psid, 3);
+        assert!(l.dhcp4o6);
+        let rm = lease_for(&change(true), Some(&[1, 2, 3]), Wire::O6, link);
+        assert!(!rm.active(), "a removal is written released");
+        let mut f = format::formatter(Format::Jsonl, &Options::default()).unwrap();
+        let mut out = Vec::new();
+        f.binding(&mut out, &rm, Some(Op::Remove)).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(j["op"], "remove");
+        assert_eq!(j["ipv4"], "192.0.2.1");
+        assert_eq!(j["state"], "released");
+    }
+
+    #[test]
+    fn the_state_file_round_trips_every_binding() {
+        for c in [change(false)] {
+            let v = c.new.unwrap();
+            let j = serde_json::Value::Object(binding_json(&c.key, Some(&v)));
+            assert_eq!(binding_of_json(&j), Some((c.key.clone(), v.clone())));
+        }
+        let k6 = Key::V6 {
+            duid: vec![0, 1, 2],
+            addr: "2001:db8::5".parse().unwrap(),
         };
-        let j: serde_json::Value =
-            serde_json::from_str(&change_line("jsonl", &c).unwrap()).unwrap();
-        assert_eq!(j["op"], "upsert");
-        assert_eq!(j["psid"]["id"], 3);
-        assert_eq!(j["softwire_src"], "2001:db8::1");
-        let (k, v) = binding_of_json(&j).unwrap();
-        assert_eq!((&k, Some(&v)), (&c.key, c.new.as_ref()));
-        let r = Change {
-            key: c.key.clone(),
-            old: c.new.clone(),
-            new: None,
+        let v6 = Value {
+            client_id: None,
+            softwire: None,
+            active: true,
         };
-        assert!(change_line("csv", &r)
-            .unwrap()
-            .starts_with("remove,192.0.2.1,3/4/0,ff01,"));
-        assert_eq!(change_line("none", &r), None);
+        let j = serde_json::Value::Object(binding_json(&k6, Some(&v6)));
+        assert_eq!(binding_of_json(&j), Some((k6, v6)));
+        for bad in [
+            serde_json::json!({"ipv4": "x"}),
+            serde_json::json!({"ipv4": "192.0.2.1", "psid": {"offset": 0, "len": 300, "id": 1}}),
+            serde_json::json!({"duid": "0g", "addr": "::1"}),
+            serde_json::json!({}),
+        ] {
+            assert_eq!(binding_of_json(&bad), None, "{bad}");
+        }
     }
 }
