@@ -121,7 +121,8 @@ pub enum Note {
     },
     /// CatchUpComplete: following in real time.
     CaughtUp,
-    /// The server cannot catch up from that start time: reloading.
+    /// The server cannot catch up from that start time: reloading (after a backoff delay,
+    /// see [`Note::Lost`]).
     DataMissing,
     /// The connection was lost or the server ended the query; reconnecting after `retry_ms`.
     Lost {
@@ -359,8 +360,9 @@ impl Watch {
         }
     }
 
-    /// A message received on the connection, at `now_ms`.
-    pub fn message(&mut self, msg: &[u8], now_ms: u64) {
+    /// A message received on the connection, at `now_ms`; `jitter` (0..1) scales the delay
+    /// of a reconnect the message may cause (the server ended the query, DataMissing).
+    pub fn message(&mut self, msg: &[u8], now_ms: u64, jitter: f64) {
         let wire = self.cfg.wire;
         match &mut self.phase {
             Phase::Bulk {
@@ -411,10 +413,12 @@ impl Watch {
                         self.stats.data_missing += 1;
                         self.resume = None;
                         self.out.push_back(Output::Note(Note::DataMissing));
-                        // Reload on a new connection at once (the server has ended the query).
+                        // Reload on a new connection (the server has ended the query), after a
+                        // backoff delay: a server that cannot serve the catch-up of a fresh
+                        // load either (it started a moment ago, or its history is too short
+                        // for its rate of change) is not asked again and again at once.
                         self.out.push_back(Output::Close);
-                        self.phase = Phase::Connecting;
-                        self.out.push_back(Output::Connect);
+                        self.lost(now_ms, jitter, "reloading after DataMissing".into());
                     }
                     Some(Ending::Complete(s)) => {
                         self.out.push_back(Output::Close);
@@ -425,7 +429,7 @@ impl Watch {
                             }
                             None => "the server ended the active query".to_string(),
                         };
-                        self.lost(now_ms, 0.5, why);
+                        self.lost(now_ms, jitter, why);
                     }
                     Some(Ending::Refused(s)) => self.fail(format!(
                         "the server refused the active query (status {})",
@@ -434,7 +438,11 @@ impl Watch {
                     Some(Ending::Unexpected) => {
                         self.out.push_back(Output::Close);
                         self.stats.lost += 1;
-                        self.lost(now_ms, 0.5, "a message that is no leasequery answer".into());
+                        self.lost(
+                            now_ms,
+                            jitter,
+                            "a message that is no leasequery answer".into(),
+                        );
                     }
                 }
             }

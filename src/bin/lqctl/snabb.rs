@@ -164,6 +164,8 @@ pub struct Counts {
     pub failed: AtomicU64,
     /// Tries that failed (retried or not).
     pub tries_failed: AtomicU64,
+    /// Commands queued and not yet run to the end.
+    pub pending: AtomicU64,
 }
 
 /// The thread that runs the commands, fed through a bounded queue.
@@ -213,7 +215,10 @@ impl Applier {
     pub fn push(&mut self, cmd: Cmd) -> bool {
         let Some(tx) = &self.tx else { return false };
         match tx.try_send(cmd) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.counts.pending.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.resync = true;
                 false
@@ -224,16 +229,27 @@ impl Applier {
     /// Queues a command, waiting for room (a whole-table `set`).
     pub fn push_wait(&mut self, cmd: Cmd) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(cmd);
+            self.counts.pending.fetch_add(1, Ordering::Relaxed);
+            if tx.send(cmd).is_err() {
+                self.counts.pending.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Runs what is queued, then stops the thread.
-    pub fn finish(mut self) {
+    /// Runs what is queued, then stops the thread; gives up waiting after `bound` and returns
+    /// the commands left unapplied (0 when all ran).
+    pub fn finish(mut self, bound: Duration) -> u64 {
         self.tx = None;
+        let t0 = std::time::Instant::now();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            while !t.is_finished() && t0.elapsed() < bound {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
+        self.counts.pending.load(Ordering::Relaxed)
     }
 }
 
@@ -269,6 +285,7 @@ fn run(o: &ApplyOpts, rx: &Receiver<Cmd>, counts: &Counts) {
             }
             counts.tries_failed.fetch_add(1, Ordering::Relaxed);
         }
+        counts.pending.fetch_sub(1, Ordering::Relaxed);
         if ok {
             counts.applied.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -864,7 +864,15 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
     let (mut applied, mut failed) = (0, 0);
     if let Some(ap) = applier {
         let counts = ap.counts.clone();
-        ap.finish();
+        let left = ap.finish(Duration::from_secs(10));
+        if left > 0 {
+            eprintln!(
+                "lqctl watch: --snabb-apply: {left} commands not applied (stopped after waiting \
+                 10 s for the queue); the lwAFTR may lag the table: restart watch or load \
+                 --snabb-conf"
+            );
+            exit = 1;
+        }
         applied = counts.applied.load(Ordering::Relaxed);
         failed = counts.failed.load(Ordering::Relaxed);
         if failed > 0 {
@@ -939,7 +947,7 @@ fn dispatch(srvs: &mut [Srv], (i, gen, ev): (usize, u64, Ev), now_ms: u64) {
             s.watch.disconnected(now_ms, jitter(), &why);
         }
         Ev::Msg(m) => {
-            s.watch.message(&m, now_ms);
+            s.watch.message(&m, now_ms, jitter());
             s.last = Some(m);
         }
     }

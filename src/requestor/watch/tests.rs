@@ -145,7 +145,7 @@ impl H {
     }
 
     fn msg(&mut self, m: &[u8]) {
-        self.w.message(m, 0);
+        self.w.message(m, 0, 0.0);
         self.drain();
     }
 
@@ -312,7 +312,11 @@ fn data_missing_at_start_reloads_and_emits_the_difference() {
     h.connected();
     assert_eq!(h.take(), vec![Output::SendActive { start: 500 }]);
     h.msg(&status(v4msg::LEASEQUERYDONE, v4status::DATA_MISSING, 2000));
-    assert_eq!(h.take(), vec![Output::Close, Output::Connect]);
+    assert_eq!(h.take(), vec![Output::Close]);
+    assert_eq!(h.w.wake_at(), Some(50), "a reload waits a backoff delay");
+    h.w.tick(50);
+    h.drain();
+    assert_eq!(h.take(), vec![Output::Connect]);
     assert_eq!(h.w.checkpoint(), None);
     assert_eq!(h.w.stats().data_missing, 1);
     h.connected();
@@ -349,7 +353,10 @@ fn data_missing_part_way_finds_removals_made_while_disconnected() {
         lease(true, 4, 4, 0x44, 5000),
         status(v4msg::LEASEQUERYSTATUS, v4status::DATA_MISSING, 5000),
     ]);
-    assert_eq!(h.take(), vec![Output::Close, Output::Connect]);
+    assert_eq!(h.take(), vec![Output::Close]);
+    h.w.tick(u64::MAX);
+    h.drain();
+    assert_eq!(h.take(), vec![Output::Connect]);
     h.connected();
     // Hosts 1 and 3 were released while disconnected; host 4 changed once more.
     h.msgs(&[
@@ -471,7 +478,7 @@ fn undecodable_and_stray_input_changes_nothing() {
     let mut h = loaded();
     let l = lease(true, 9, 9, 9, 1);
     for cut in 0..l.len() {
-        h.w.message(&l[..cut], 0);
+        h.w.message(&l[..cut], 0, 0.0);
     }
     h.drain();
     assert_eq!(h.upserts(&key(9, 9)), 0);
