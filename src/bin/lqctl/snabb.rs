@@ -6,12 +6,13 @@
 //! one command per change, in order, run by one thread from a bounded queue; a command that
 //! fails is retried, then reported (binding and error) and counted. A batch larger than
 //! `--snabb-batch`, or changes that do not fit the queue, are applied instead by one
-//! `snabb config set` of the whole binding table.
+//! `snabb config set` of the whole binding table (a value over 64 KiB goes on the command's
+//! standard input, as `snabb config` reads it there when not given as an argument).
 
 use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -253,6 +254,36 @@ impl Applier {
     }
 }
 
+/// Values longer than this go to `snabb config` on its standard input (as `snabb config`
+/// reads a value it is not given), not as an argument: Linux caps one argument at 128 KiB.
+const ARG_MAX_VALUE: usize = 64 * 1024;
+
+fn run_once(o: &ApplyOpts, cmd: &Cmd) -> std::io::Result<std::process::Output> {
+    let mut c = Command::new(&o.bin);
+    c.args(["config", cmd.op, "-s", SCHEMA, &o.id, &cmd.path]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let stdin_value = match &cmd.value {
+        Some(v) if v.len() > ARG_MAX_VALUE => {
+            c.stdin(Stdio::piped());
+            Some(v)
+        }
+        Some(v) => {
+            c.arg(v).stdin(Stdio::null());
+            None
+        }
+        None => {
+            c.stdin(Stdio::null());
+            None
+        }
+    };
+    let mut child = c.spawn()?;
+    if let (Some(v), Some(mut i)) = (stdin_value, child.stdin.take()) {
+        // A program that exits without reading it all is reported by its exit status.
+        let _ = i.write_all(v.as_bytes());
+    }
+    child.wait_with_output()
+}
+
 fn run(o: &ApplyOpts, rx: &Receiver<Cmd>, counts: &Counts) {
     for cmd in rx {
         let mut delay = o.retry_delay;
@@ -263,12 +294,7 @@ fn run(o: &ApplyOpts, rx: &Receiver<Cmd>, counts: &Counts) {
                 std::thread::sleep(delay);
                 delay = delay.saturating_mul(2);
             }
-            let mut c = Command::new(&o.bin);
-            c.args(["config", cmd.op, "-s", SCHEMA, &o.id, &cmd.path]);
-            if let Some(v) = &cmd.value {
-                c.arg(v);
-            }
-            match c.output() {
+            match run_once(o, &cmd) {
                 Ok(out) if out.status.success() => {
                     ok = true;
                     break;
@@ -406,6 +432,56 @@ mod tests {
         write_atomic(&f, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "two");
         assert!(!dir.join("bt.conf.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_large_value_goes_on_stdin_and_failures_are_counted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lqctl-snabb-in-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("snabb");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\necho $# >> '{0}/argc'\ncat >> '{0}/in'\n[ \"$2\" = remove ] && exit 3\nexit 0\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut a = Applier::start(ApplyOpts {
+            bin: bin.clone(),
+            id: "x".into(),
+            tries: 2,
+            retry_delay: Duration::from_millis(1),
+            queue: 4,
+        });
+        let big = "{ softwire { ipv4 192.0.2.1; } }".repeat(4000);
+        assert!(big.len() > ARG_MAX_VALUE);
+        a.push_wait(Cmd {
+            op: "set",
+            path: "/softwire-config/binding-table".into(),
+            value: Some(big.clone()),
+            about: "binding-table".into(),
+        });
+        a.push_wait(Cmd {
+            op: "remove",
+            path: format!("{LIST}[ipv4=192.0.2.1][psid=0]"),
+            value: None,
+            about: "ipv4 192.0.2.1 psid 0".into(),
+        });
+        let counts = a.counts.clone();
+        assert_eq!(a.finish(Duration::from_secs(30)), 0);
+        assert_eq!(std::fs::read_to_string(dir.join("in")).unwrap(), big);
+        // config set -s SCHEMA ID PATH: the value was not an argument; remove tried twice.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("argc")).unwrap(),
+            "6\n6\n6\n"
+        );
+        assert_eq!(counts.applied.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.failed.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.tries_failed.load(Ordering::Relaxed), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,7 +15,7 @@ use std::net::{Ipv6Addr, Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -481,7 +481,7 @@ fn spawn_connection(
     timeouts: (Duration, Duration),
     gen: u64,
     idx: usize,
-    tx: Sender<(usize, u64, Ev)>,
+    tx: SyncSender<(usize, u64, Ev)>,
 ) {
     std::thread::spawn(move || {
         let mut conn = match net::connect(&server, port, timeouts.0) {
@@ -661,7 +661,9 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     fmt.header(&mut out)
         .map_err(|e| (1, format!("writing output: {e}")))?;
-    let (tx, rx) = channel::<(usize, u64, Ev)>();
+    // Bounded: a reader waits while the main thread catches up (memory stays flat during a
+    // bulk load of millions of bindings).
+    let (tx, rx) = sync_channel::<(usize, u64, Ev)>(4096);
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
     let mut exit = 0u8;
