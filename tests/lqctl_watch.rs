@@ -116,16 +116,23 @@ struct Watcher {
 
 impl Watcher {
     fn start(srv: &Server, dir: &Path, tag: &str, extra: &[String]) -> Watcher {
+        let base = [
+            "--server".to_string(),
+            srv.lq6.to_string(),
+            "--query".to_string(),
+            format!("4o6-link:{LINK}"),
+        ];
+        Watcher::start_with(dir, tag, &[&base[..], extra].concat())
+    }
+
+    /// `lqctl watch` with the test's common options and `args` (servers and queries).
+    fn start_with(dir: &Path, tag: &str, args: &[String]) -> Watcher {
         let out = dir.join(format!("{tag}.out"));
         let err = dir.join(format!("{tag}.err"));
         let child = Command::new(env!("CARGO_BIN_EXE_lqctl"))
             .args([
                 "watch",
                 "--insecure",
-                "--server",
-                &srv.lq6.to_string(),
-                "--query",
-                &format!("4o6-link:{LINK}"),
                 "--format",
                 "jsonl",
                 "--verbose",
@@ -138,7 +145,7 @@ impl Watcher {
                 "--state-interval",
                 "0",
             ])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -593,6 +600,81 @@ fn snabb_apply_reports_a_failing_binding_and_exits_1() {
         !log.exists(),
         "every binding of the import is on 198.51.100.0"
     );
+}
+
+#[test]
+fn watch_in_dhcpv4_form_follows_the_same_churn() {
+    let srv = active_server().start();
+    let dir = TempDir::new("watch-v4");
+    let args = [
+        "--server".to_string(),
+        srv.lq4.to_string(),
+        "--query".to_string(),
+        "v4-all".to_string(),
+    ];
+    let mut w = Watcher::start_with(dir.path(), "w", &args);
+    w.wait_for("caught up, following", 1);
+    let want = churn(&srv, dir.path(), 0, 100);
+    w.converge(&BTreeMap::new(), &want);
+    assert_eq!(w.stop(), 0, "{}", w.stderr());
+}
+
+/// DHCP4o6 import lines on 203.0.113.`net`, PSIDs `psids`, client-ids tagged `tag`.
+fn import(net: u8, psids: std::ops::Range<u16>, tag: u8) -> String {
+    psids
+        .map(|p| {
+            format!(
+                r#"{{"ipv4":"203.0.113.{net}","psid":{{"offset":0,"len":4,"id":{p}}},"chaddr":"02000000{tag:02x}{p:02x}","client_id":"ff{tag:02x}{p:02x}","state":"active","cltt":1767225600,"expires":1867225600,"link":"{LINK}","softwire_src":"2001:db8:{tag:x}::{p:x}"}}"#
+            ) + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn two_servers_merge_by_key_and_report_a_conflict() {
+    // Server A: 203.0.113.1 PSIDs 0..3; server B: 203.0.113.2 PSIDs 0..3 and 203.0.113.1 PSID 0.
+    let a = active_server().import(import(1, 0..3, 0xa)).start();
+    let b = active_server()
+        .import(import(2, 0..3, 0xb) + &import(1, 0..1, 0xb))
+        .start();
+    let dir = TempDir::new("watch-two");
+    let args: Vec<String> = [
+        "--server",
+        &a.lq6.to_string(),
+        "--server",
+        &b.lq6.to_string(),
+        "--query",
+        &format!("4o6-link:{LINK}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut w = Watcher::start_with(dir.path(), "w", &args);
+    w.wait_for("caught up, following", 2);
+    let mut want = BTreeMap::new();
+    for (net, tag) in [(1u8, 0xau8), (2, 0xb)] {
+        for p in 0..3u16 {
+            want.insert(
+                (format!("203.0.113.{net}"), format!("0/4/{p}")),
+                (
+                    format!("ff{tag:02x}{p:02x}"),
+                    format!("2001:db8:{tag:x}::{p:x}")
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .to_string(),
+                ),
+            );
+        }
+    }
+    // The union, with the first server's binding for the shared key.
+    w.converge(&BTreeMap::new(), &want);
+    assert_eq!(w.stop(), 0, "{}", w.stderr());
+    let e = w.stderr();
+    assert!(
+        e.contains("conflict: 203.0.113.1 psid 0/4 is held by"),
+        "the shared key is reported: {e}"
+    );
+    assert!(e.contains(", 1 conflicts;"), "and counted once: {e}");
 }
 
 #[test]
