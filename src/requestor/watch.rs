@@ -26,8 +26,8 @@
 //! base-time), and `now_unix` is only a fallback when a bulk answer carries none.
 //!
 //! Several servers: one [`Watch`] each, and [`merge`] turns each server's change into the
-//! change of the merged view (the first server holding a key wins) and names a conflict when
-//! two servers hold the same key.
+//! change of the merged view (a key held by one server only) and names a conflict when two
+//! servers hold the same key (left out of the view until only one holds it).
 
 use std::collections::VecDeque;
 
@@ -505,24 +505,27 @@ impl Watch {
 /// What one server's change makes of the merged view of several servers' tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
-    /// The change of the merged view (the first server, in order, holding a key wins), if any.
+    /// The change of the merged view, if any. A key is in the view while exactly one server
+    /// holds it: held by two or more it is a conflict and left out (never merged silently,
+    /// as `lqctl bulk` leaves it out), and it shows again once only one holds it.
     pub change: Option<Change>,
-    /// Another server that holds the key this server now holds: a conflict to report (the
-    /// merged view keeps the first server's binding, it never mixes them).
+    /// Another server that holds the key this server now holds: a conflict to report.
     pub conflict: Option<usize>,
 }
 
 /// Merges `change`, from server `from`, into the view over `tables` (every server's, in order;
 /// `tables[from]` already holds the change and is not read).
 pub fn merge(tables: &[&Table], from: usize, change: &Change) -> Merged {
-    let view = |mine: &Option<Value>| {
-        tables.iter().enumerate().find_map(|(i, t)| {
-            if i == from {
-                mine.clone()
-            } else {
-                t.get(&change.key)
-            }
-        })
+    let others: Vec<Value> = tables
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != from)
+        .filter_map(|(_, t)| t.get(&change.key))
+        .collect();
+    let view = |mine: &Option<Value>| match (mine, others.as_slice()) {
+        (Some(v), []) => Some(v.clone()),
+        (None, [v]) => Some(v.clone()),
+        _ => None,
     };
     let before = view(&change.old);
     let after = view(&change.new);

@@ -137,8 +137,12 @@ impl Job {
         let mut conn = net::connect(&self.server, self.kind.default_port(), self.timeout)
             .map_err(|e| format!("{label}: connect: {e}"))?;
         self.say(&format!("connected; query {}", self.kind));
-        let xid =
-            (t0.elapsed().subsec_nanos() ^ (self.index as u32) << 16 ^ unix_now()) & 0xff_ffff;
+        // Any xid will do (one query per connection); a clock-derived one tells runs apart in
+        // a capture.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let xid = (nanos ^ ((self.index as u32) << 20)) & 0xff_ffff;
         conn.send(&self.kind.encode(xid, &REQUESTOR_DUID))
             .map_err(|e| format!("{label}: send: {e}"))?;
         let wire = self.kind.wire();

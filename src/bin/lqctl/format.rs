@@ -134,18 +134,116 @@ pub fn write_document<'a>(
     Ok(n)
 }
 
-fn hex(buf: &mut String, b: &[u8]) {
-    for x in b {
-        let _ = write!(buf, "{x:02x}");
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Octets as hex digits, `sep` between octets when given; a stack buffer a chunk at a time
+/// (one `push_str` per 64 octets, not a `push` per digit).
+fn hex_sep(buf: &mut String, b: &[u8], sep: Option<u8>) {
+    let mut tmp = [0u8; 192];
+    for (n, chunk) in b.chunks(64).enumerate() {
+        let mut k = 0;
+        for (i, &x) in chunk.iter().enumerate() {
+            if let Some(c) = sep.filter(|_| n > 0 || i > 0) {
+                tmp[k] = c;
+                k += 1;
+            }
+            tmp[k] = HEX[usize::from(x >> 4)];
+            tmp[k + 1] = HEX[usize::from(x & 15)];
+            k += 2;
+        }
+        buf.push_str(std::str::from_utf8(&tmp[..k]).unwrap_or_default());
     }
 }
 
+fn hex(buf: &mut String, b: &[u8]) {
+    hex_sep(buf, b, None);
+}
+
 fn mac(buf: &mut String, b: &[u8]) {
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            buf.push(':');
+    hex_sep(buf, b, Some(b':'));
+}
+
+/// Decimal digits of `v` (what `write!("{v}")` writes, without the formatting machinery: a
+/// million bindings spend most of their time here otherwise).
+fn push_u32(b: &mut String, mut v: u32) {
+    let mut d = [0u8; 10];
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
-        let _ = write!(buf, "{x:02x}");
+    }
+    b.push_str(std::str::from_utf8(&d[i..]).unwrap_or_default());
+}
+
+/// An IPv4 address in dotted decimal.
+fn push_v4(b: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            b.push('.');
+        }
+        push_u32(b, u32::from(o));
+    }
+}
+
+/// An IPv6 address in RFC 5952 text (what `Display` writes for every address that is not
+/// IPv4-mapped or -compatible; those fall back to `Display`).
+fn push_v6(b: &mut String, a: Ipv6Addr) {
+    let s = a.segments();
+    if s[..5] == [0; 5] && (s[5] == 0xffff || (s[5] == 0 && s[6] != 0)) {
+        let _ = write!(b, "{a}");
+        return;
+    }
+    // The longest run of two or more zero groups, the first when tied.
+    let (mut best, mut best_len, mut i) = (0, 0, 0);
+    while i < 8 {
+        if s[i] == 0 {
+            let start = i;
+            while i < 8 && s[i] == 0 {
+                i += 1;
+            }
+            if i - start > best_len {
+                best = start;
+                best_len = i - start;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    let group = |b: &mut String, g: u16| {
+        let mut started = false;
+        for shift in [12, 8, 4, 0] {
+            let n = (g >> shift) & 15;
+            if n != 0 || started || shift == 0 {
+                started = true;
+                b.push(char::from(HEX[usize::from(n)]));
+            }
+        }
+    };
+    if best_len < 2 {
+        for (i, &g) in s.iter().enumerate() {
+            if i > 0 {
+                b.push(':');
+            }
+            group(b, g);
+        }
+        return;
+    }
+    for (i, &g) in s[..best].iter().enumerate() {
+        if i > 0 {
+            b.push(':');
+        }
+        group(b, g);
+    }
+    b.push_str("::");
+    for (i, &g) in s[best + best_len..].iter().enumerate() {
+        if i > 0 {
+            b.push(':');
+        }
+        group(b, g);
     }
 }
 
@@ -168,13 +266,17 @@ struct Jsonl {
 
 /// The import line of a binding (without the closing brace, so an op can follow).
 fn json_v4(b: &mut String, l: &V4Lease) {
-    let _ = write!(b, "{{\"ipv4\":\"{}\"", l.addr);
+    b.push_str("{\"ipv4\":\"");
+    push_v4(b, l.addr);
+    b.push('"');
     if let Some(p) = l.port_params.filter(|p| p.psid_len > 0) {
-        let _ = write!(
-            b,
-            ",\"psid\":{{\"offset\":{},\"len\":{},\"id\":{}}}",
-            p.offset, p.psid_len, p.psid
-        );
+        b.push_str(",\"psid\":{\"offset\":");
+        push_u32(b, u32::from(p.offset));
+        b.push_str(",\"len\":");
+        push_u32(b, u32::from(p.psid_len));
+        b.push_str(",\"id\":");
+        push_u32(b, u32::from(p.psid));
+        b.push('}');
     }
     b.push_str(",\"chaddr\":\"");
     mac(b, &l.chaddr);
@@ -184,29 +286,33 @@ fn json_v4(b: &mut String, l: &V4Lease) {
         hex(b, c);
         b.push('"');
     }
-    let _ = write!(
-        b,
-        ",\"state\":\"{}\",\"cltt\":{},\"expires\":{}",
-        state(l),
-        l.cltt,
-        l.expires
-    );
-    for (k, v) in [("relay_id", &l.relay_id), ("remote_id", &l.remote_id)] {
+    b.push_str(",\"state\":\"");
+    b.push_str(state(l));
+    b.push_str("\",\"cltt\":");
+    push_u32(b, l.cltt);
+    b.push_str(",\"expires\":");
+    push_u32(b, l.expires);
+    for (k, v) in [
+        (",\"relay_id\":\"", &l.relay_id),
+        (",\"remote_id\":\"", &l.remote_id),
+    ] {
         if let Some(v) = v {
-            let _ = write!(b, ",\"{k}\":\"");
+            b.push_str(k);
             hex(b, v);
             b.push('"');
         }
     }
     // A DHCP4o6 binding keeps its DHCP4o6 form: its link when the query named one, else `::`
     // when it has no softwire source either.
-    if l.dhcp4o6 && (l.link.is_some() || l.softwire.is_none()) {
-        let _ = write!(b, ",\"link\":\"{}\"", link_or_unspecified(l.link));
-    } else if let Some(link) = l.link {
-        let _ = write!(b, ",\"link\":\"{link}\"");
+    if l.link.is_some() || (l.dhcp4o6 && l.softwire.is_none()) {
+        b.push_str(",\"link\":\"");
+        push_v6(b, link_or_unspecified(l.link));
+        b.push('"');
     }
     if let Some(s) = l.softwire {
-        let _ = write!(b, ",\"softwire_src\":\"{s}\"");
+        b.push_str(",\"softwire_src\":\"");
+        push_v6(b, s);
+        b.push('"');
     }
 }
 
@@ -594,6 +700,87 @@ mod tests {
     }
 
     #[test]
+    fn hex_and_mac() {
+        let mut b = String::new();
+        hex(&mut b, &[0, 0x0a, 0xff, 0x10]);
+        assert_eq!(b, "000aff10");
+        b.clear();
+        mac(&mut b, &[2, 0, 0xab, 0, 0, 1]);
+        assert_eq!(b, "02:00:ab:00:00:01");
+        let long: Vec<u8> = (0..=255).collect();
+        b.clear();
+        hex(&mut b, &long);
+        assert_eq!(
+            b,
+            long.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
+        b.clear();
+        mac(&mut b, &long[..130]);
+        assert_eq!(
+            b,
+            long[..130]
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+    }
+
+    #[test]
+    fn fast_writers_match_display() {
+        let mut b = String::new();
+        for v in [0u32, 1, 9, 10, 99, 100, 65535, 1_800_000_000, u32::MAX] {
+            b.clear();
+            push_u32(&mut b, v);
+            assert_eq!(b, v.to_string());
+        }
+        for a in ["0.0.0.0", "192.0.2.255", "10.0.10.1", "255.255.255.255"] {
+            let a: std::net::Ipv4Addr = a.parse().unwrap();
+            b.clear();
+            push_v4(&mut b, a);
+            assert_eq!(b, a.to_string());
+        }
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        let mut check = |a: Ipv6Addr| {
+            let mut b = String::new();
+            push_v6(&mut b, a);
+            assert_eq!(b, a.to_string());
+        };
+        for a in [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::",
+            "2001:db8:1::10",
+            "2001:db8:0:1:1:1:1:1",
+            "2001:0:0:1:0:0:0:1",
+            "1:0:0:2:0:0:3:4",
+            "::ffff:192.0.2.1",
+            "::192.0.2.1",
+            "fe80::1:2",
+            "1:2:3:4:5:6:7:8",
+            "0:1:0:1:0:1:0:1",
+        ] {
+            check(a.parse().unwrap());
+        }
+        // Pseudo-random addresses with zero groups sprinkled in.
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut s = [0u16; 8];
+            for (i, g) in s.iter_mut().enumerate() {
+                *g = if (x >> (i * 3)) & 3 == 0 {
+                    0
+                } else {
+                    (x >> (i * 5)) as u16 & 0x0fff
+                };
+            }
+            check(Ipv6Addr::from(s));
+        }
+    }
+
+    #[test]
     fn csv_quoting() {
         let mut b = String::new();
         csv_field(&mut b, "a,b\"c");
@@ -601,5 +788,175 @@ mod tests {
         b.clear();
         csv_field(&mut b, "plain");
         assert_eq!(b, "plain");
+    }
+
+    use leasequery::feed::import::{parse_line, FeedBinding};
+    use leasequery::proto::record::PortParams;
+    use leasequery::requestor::lease::V4Lease;
+
+    fn shared() -> Lease {
+        Lease::V4(V4Lease {
+            addr: "192.0.2.9".parse().unwrap(),
+            port_params: Some(PortParams {
+                offset: 6,
+                psid_len: 4,
+                psid: 5,
+            }),
+            htype: 1,
+            chaddr: vec![2, 0, 0, 0, 0, 9],
+            client_id: Some(vec![0xff, 0, 0, 0, 1, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9]),
+            state: 2,
+            cltt: 1_800_000_000,
+            expires: 1_800_003_600,
+            relay_id: Some(vec![0, 3, 0, 1]),
+            remote_id: Some(b"x".to_vec()),
+            softwire: Some("2001:db8::9".parse().unwrap()),
+            dhcp4o6: true,
+            link: Some("2001:db8::".parse().unwrap()),
+        })
+    }
+
+    fn v6() -> Lease {
+        Lease::V6(V6Lease {
+            duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 9],
+            link: None,
+            iana: vec![V6Lease6 {
+                addr: "2001:db8:2::9".parse().unwrap(),
+                len: 128,
+                preferred: 100,
+                valid: 200,
+            }],
+            iapd: vec![V6Lease6 {
+                addr: "2001:db8:900::".parse().unwrap(),
+                len: 56,
+                preferred: INFINITE,
+                valid: INFINITE,
+            }],
+            cltt: 1_800_000_000,
+            relay_id: None,
+            remote_id: Some(vec![0, 0, 0x0d, 0xe9, b'x']),
+            bound: true,
+        })
+    }
+
+    fn render(f: Format, leases: &[Lease], op: Option<Op>) -> String {
+        let o = Options {
+            br_address: Some("2001:db8::ff".parse().unwrap()),
+            ops: op.is_some(),
+        };
+        let mut fm = formatter(f, &o).unwrap();
+        let mut out = Vec::new();
+        fm.header(&mut out).unwrap();
+        for l in leases {
+            fm.binding(&mut out, l, op).unwrap();
+        }
+        fm.footer(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn jsonl_is_the_import_format() {
+        let text = render(Format::Jsonl, &[shared(), v6()], None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let Ok(Some(FeedBinding::V4(b))) = parse_line(lines[0]) else {
+            panic!("{}", lines[0])
+        };
+        assert_eq!(
+            (b.addr, b.port_params),
+            (
+                "192.0.2.9".parse().unwrap(),
+                Some(PortParams {
+                    offset: 6,
+                    psid_len: 4,
+                    psid: 5
+                })
+            )
+        );
+        assert_eq!(
+            (b.cltt, b.expires, b.state),
+            (1_800_000_000, 1_800_003_600, 2)
+        );
+        assert_eq!(b.softwire_src, Some("2001:db8::9".parse().unwrap()));
+        assert_eq!(b.v6.map(|c| c.link), Some("2001:db8::".parse().unwrap()));
+        assert_eq!(
+            (b.relay_id.as_deref(), b.remote_id.as_deref()),
+            (Some(&[0, 3, 0, 1][..]), Some(&b"x"[..]))
+        );
+        let Ok(Some(FeedBinding::V6(b))) = parse_line(lines[1]) else {
+            panic!("{}", lines[1])
+        };
+        assert_eq!(b.link, std::net::Ipv6Addr::UNSPECIFIED);
+        assert_eq!(b.iana[0].valid_until, 1_800_000_200);
+        assert_eq!(b.iapd[0].valid_until, INFINITE);
+        // With an op: the field is added.
+        let text = render(Format::Jsonl, &[shared()], Some(Op::Remove));
+        assert!(text.trim_end().ends_with(",\"op\":\"remove\"}"), "{text}");
+    }
+
+    #[test]
+    fn csv_has_a_column_per_header_field() {
+        let text = render(Format::Csv, &[shared(), v6()], Some(Op::Upsert));
+        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3);
+        let n = lines[0].split(',').count();
+        assert_eq!(n, 18);
+        for l in &lines[1..] {
+            assert_eq!(l.split(',').count(), n, "{l}");
+            assert!(l.ends_with(",upsert"));
+        }
+        assert!(lines[1].starts_with("4o6,192.0.2.9,6,4,5,02:00:00:00:00:09,"));
+    }
+
+    #[test]
+    fn snabb_takes_bound_softwires_only() {
+        let mut unbound = shared();
+        if let Lease::V4(l) = &mut unbound {
+            l.state = 4;
+            l.addr = "192.0.2.10".parse().unwrap();
+        }
+        let text = render(Format::Snabb, &[shared(), v6(), unbound.clone()], None);
+        assert_eq!(text.matches("softwire {").count(), 1);
+        assert!(text.contains("ipv4 192.0.2.9;\n      psid 5;\n      b4-ipv6 2001:db8::9;\n      br-address 2001:db8::ff;"));
+        assert!(text.contains("psid-length 4;\n        reserved-ports-bit-count 6;"));
+        let json = render(Format::SnabbJson, &[shared(), v6(), unbound], None);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let list = &v["snabb-softwire-v3:softwire-config"]["binding-table"]["softwire"];
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(list[0]["port-set"]["reserved-ports-bit-count"], 6);
+        // Empty table: still one valid JSON document.
+        let empty = render(Format::SnabbJson, &[], None);
+        assert!(serde_json::from_str::<serde_json::Value>(&empty).is_ok());
+        // No --br-address: refused.
+        assert!(formatter(Format::Snabb, &Options::default()).is_err());
+        assert!(formatter(Format::SnabbJson, &Options::default()).is_err());
+        // write_document: the same as header + bindings + footer.
+        let mut out = Vec::new();
+        let o = Options {
+            br_address: Some("2001:db8::ff".parse().unwrap()),
+            ops: false,
+        };
+        assert_eq!(
+            write_document(Format::Snabb, &o, &mut out, &[shared()]).unwrap(),
+            1
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            render(Format::Snabb, &[shared()], None)
+        );
+    }
+
+    #[test]
+    fn table_lines() {
+        let text = render(Format::Table, &[shared(), v6()], None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("FAM"));
+        assert!(
+            lines[1].contains("192.0.2.9")
+                && lines[1].contains("5/4")
+                && lines[1].contains("2027-01-15T08:00:00Z")
+        );
+        assert!(lines[2].contains("2001:db8:2::9 (+1)") && lines[2].contains("never"));
     }
 }

@@ -50,6 +50,8 @@ pub const EXIT_CONFLICTS: u8 = 3;
         `lqctl bulk` sends one bulk leasequery to each --server (TCP 547 for v6 and DHCP4o6 \
         queries, TCP 67 for DHCPv4, unless ADDR names a port), merges the answers by binding \
         key ((IPv4, PSID) for v4 and DHCP4o6, (DUID, link) for v6) and writes them to stdout.\n\n\
+        `lqctl watch` follows the servers (bulk load, then active leasequery with catch-up) and \
+        writes every change; see `lqctl watch --help`.\n\n\
         Exit codes: 0 done; 1 a server answered an error status or a connection failed \
         (the other servers' bindings are still written); 2 bad arguments; 3 done, but keys \
         answered by more than one server were left out (each reported on stderr).",

@@ -43,7 +43,9 @@ pub struct WatchArgs {
     /// 4o6 and v6, one `-link:` per link).
     #[arg(long = "query", value_name = "KIND")]
     pub queries: Vec<QueryKind>,
-    /// Servers, format (table, jsonl with `"op":"upsert"|"remove"`, csv with an op column;
+    /// Servers (several: merged by key; a key held by two is a conflict, reported on stderr,
+    /// counted and left out while both hold it), format (table, jsonl with
+    /// `"op":"upsert"|"remove"`, csv with an op column;
     /// the Snabb formats describe a whole table: see --snabb-conf), --br-address, the
     /// connect timeout, --verbose.
     #[command(flatten)]
@@ -721,11 +723,10 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                                 srvs[i].conflicts += 1;
                                 if conflicts <= CONFLICT_REPORTS {
                                     eprintln!(
-                                        "lqctl watch: conflict: {} is held by {} and {} (keeping {}'s)",
+                                        "lqctl watch: conflict: {} is held by {} and {}; left out until one server holds it",
                                         key_text(&c.key),
                                         srvs[i].label,
-                                        srvs[j].label,
-                                        srvs[i.min(j)].label
+                                        srvs[j].label
                                     );
                                 }
                             }

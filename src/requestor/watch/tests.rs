@@ -485,75 +485,48 @@ fn undecodable_and_stray_input_changes_nothing() {
 }
 
 #[test]
-fn merge_keeps_the_first_server_and_reports_conflicts() {
+fn merge_leaves_a_key_held_twice_out_and_reports_the_conflict() {
     let v = |sw: u16| Value {
         client_id: None,
         softwire: Some(format!("2001:db8::{sw:x}").parse().unwrap()),
         active: true,
     };
+    let ch = |old: Option<Value>, new: Option<Value>| Change {
+        key: key(1, 1),
+        old,
+        new,
+    };
     let (mut a, mut b) = (Table::new(), Table::new());
     let k = key(1, 1);
     // Server 1 learns k: the view gains it, no conflict.
     b.insert(&k, &v(2));
-    let c = Change {
-        key: k.clone(),
-        old: None,
-        new: Some(v(2)),
-    };
+    let c = ch(None, Some(v(2)));
     let m = merge(&[&a, &b], 1, &c);
-    assert_eq!(m.conflict, None);
-    assert_eq!(m.change, Some(c.clone()));
-    // Server 0 learns k too: a conflict, and server 0's binding wins.
+    assert_eq!((m.change, m.conflict), (Some(c), None));
+    // Server 0 learns k too: a conflict, and k leaves the view.
     a.insert(&k, &v(1));
-    let m = merge(
-        &[&a, &b],
-        0,
-        &Change {
-            key: k.clone(),
-            old: None,
-            new: Some(v(1)),
-        },
-    );
+    let m = merge(&[&a, &b], 0, &ch(None, Some(v(1))));
     assert_eq!(m.conflict, Some(1));
-    assert_eq!(m.change.as_ref().unwrap().old, Some(v(2)));
-    assert_eq!(m.change.as_ref().unwrap().new, Some(v(1)));
-    // Server 1 changes k: hidden by server 0, but still a conflict.
+    assert_eq!(m.change, Some(ch(Some(v(2)), None)));
+    // Server 1 changes k: still a conflict, the view does not change.
     b.insert(&k, &v(3));
-    let m = merge(
-        &[&a, &b],
-        1,
-        &Change {
-            key: k.clone(),
-            old: Some(v(2)),
-            new: Some(v(3)),
-        },
-    );
+    let m = merge(&[&a, &b], 1, &ch(Some(v(2)), Some(v(3))));
     assert_eq!((m.change, m.conflict), (None, Some(0)));
-    // Server 0 drops k: the view falls back to server 1's.
+    // Server 0 drops k: server 1's binding shows.
     a.remove(&k);
-    let m = merge(
-        &[&a, &b],
-        0,
-        &Change {
-            key: k.clone(),
-            old: Some(v(1)),
-            new: None,
-        },
-    );
-    assert_eq!(m.conflict, None);
-    assert_eq!(m.change.unwrap().new, Some(v(3)));
+    let m = merge(&[&a, &b], 0, &ch(Some(v(1)), None));
+    assert_eq!((m.change, m.conflict), (Some(ch(None, Some(v(3)))), None));
     // Server 1 drops it too: removed.
     b.remove(&k);
-    let m = merge(
-        &[&a, &b],
-        1,
-        &Change {
-            key: k.clone(),
-            old: Some(v(3)),
-            new: None,
-        },
-    );
-    assert!(m.change.unwrap().is_remove());
+    let m = merge(&[&a, &b], 1, &ch(Some(v(3)), None));
+    assert_eq!(m.change, Some(ch(Some(v(3)), None)));
+    // Three servers: two holders are a conflict whichever the third does.
+    let (mut x, mut y, z) = (Table::new(), Table::new(), Table::new());
+    x.insert(&k, &v(1));
+    y.insert(&k, &v(2));
+    let m = merge(&[&x, &y, &z], 1, &ch(None, Some(v(2))));
+    assert_eq!(m.conflict, Some(0));
+    assert_eq!(m.change, Some(ch(Some(v(1)), None)));
 }
 
 #[test]
@@ -585,8 +558,8 @@ fn two_watches_merged_follow_disjoint_and_shared_keys() {
         conflicts, 2,
         "one per change of the shared key, on each side"
     );
-    assert_eq!(view.len(), 4);
-    assert_eq!(view[&key(3, 3)].softwire.unwrap().segments()[7], 3);
+    assert_eq!(view.len(), 3, "hosts 1, 2, 8; host 3 is held twice");
+    assert!(!view.contains_key(&key(3, 3)));
 }
 
 #[test]
