@@ -679,6 +679,41 @@ fn two_servers_merge_by_key_and_report_a_conflict() {
 }
 
 #[test]
+fn watch_in_dhcpv6_form_loads_and_keys_by_duid() {
+    let mut import = String::new();
+    for i in 0..5 {
+        import += &format!(
+            r#"{{"duid":"000300010200000c{i:04x}","link":"2001:db8:2::","iana":[{{"addr":"2001:db8:2::{:x}","preferred":4294967295,"valid":4294967295}}],"cltt":1767225600}}"#,
+            i + 1
+        );
+        import.push('\n');
+    }
+    let srv = active_server().import(import).start();
+    let dir = TempDir::new("watch-v6");
+    let args = [
+        "--server".to_string(),
+        srv.lq6.to_string(),
+        "--query".to_string(),
+        "v6-link:2001:db8:2::".to_string(),
+    ];
+    let mut w = Watcher::start_with(dir.path(), "w", &args);
+    w.wait_for("caught up, following", 1);
+    assert_eq!(w.stop(), 0, "{}", w.stderr());
+    let text = std::fs::read_to_string(&w.out).unwrap();
+    let mut duids = BTreeSet::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["op"], "upsert", "{l}");
+        assert_eq!(v["link"], "2001:db8:2::", "{l}");
+        assert!(
+            duids.insert(v["duid"].as_str().unwrap().to_string()),
+            "twice: {l}"
+        );
+    }
+    assert_eq!(duids.len(), 5, "{text}");
+}
+
+#[test]
 fn watch_needs_insecure_and_refuses_snabb_stdout() {
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_lqctl"))
