@@ -603,6 +603,56 @@ fn snabb_apply_reports_a_failing_binding_and_exits_1() {
 }
 
 #[test]
+fn snabb_apply_sets_the_whole_table_after_a_large_load() {
+    let srv = active_server().import(common::import_4o6(5)).start();
+    let dir = TempDir::new("watch-snabb-all");
+    let (bin, log) = stand_in(dir.path(), "0.0.0.0");
+    let conf = dir.path().join("bt.conf");
+    let mut w = Watcher::start(
+        &srv,
+        dir.path(),
+        "w",
+        &[
+            "--snabb-apply".into(),
+            "lw".into(),
+            "--snabb-bin".into(),
+            bin.display().to_string(),
+            "--snabb-batch".into(),
+            "2".into(),
+            "--snabb-conf".into(),
+            conf.display().to_string(),
+            "--br-address".into(),
+            "2001:db8::ff".into(),
+        ],
+    );
+    w.wait_for("caught up, following", 1);
+    let t0 = Instant::now();
+    while !log.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(w.stop(), 0, "{}", w.stderr());
+    let calls = calls(&log);
+    assert_eq!(calls.len(), 1, "one command for the whole load: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(
+        &c[..6],
+        [
+            "config",
+            "set",
+            "-s",
+            "snabb-softwire-v3",
+            "lw",
+            "/softwire-config/binding-table"
+        ]
+    );
+    assert_eq!(c[6].matches("softwire {").count(), 5, "{}", c[6]);
+    assert_eq!(
+        snabb_softwires(&std::fs::read_to_string(&conf).unwrap()).len(),
+        5
+    );
+}
+
+#[test]
 fn watch_in_dhcpv4_form_follows_the_same_churn() {
     let srv = active_server().start();
     let dir = TempDir::new("watch-v4");

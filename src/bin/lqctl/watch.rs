@@ -79,8 +79,8 @@ pub struct WatchArgs {
     /// the whole binding table.
     #[arg(long, default_value_t = 100_000)]
     pub snabb_queue: usize,
-    /// A batch with more changes than this is applied by one `set` of the whole binding
-    /// table instead of one command per change.
+    /// A batch with more commands than this (a load, a burst) is applied by one `set` of the
+    /// whole binding table instead of one command per change.
     #[arg(long, default_value_t = 1000)]
     pub snabb_batch: usize,
     /// The longest a batch of changes gathers before the files and the lwAFTR are updated,
@@ -674,7 +674,6 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
     // The batch: when it started, its snabb commands, whether the files must be written.
     let mut batch_start: Option<Instant> = None;
     let mut batch_cmds: Vec<snabb::Cmd> = Vec::new();
-    let mut batch_changes = 0usize;
     let mut dirty_conf = a.snabb_conf.is_some();
     let mut last_state: Option<Instant> = None;
     let mut dirty_state = false;
@@ -762,12 +761,19 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                                 }
                             }
                         }
-                        if applier.is_some() {
-                            if let Some(cmd) = snabb::command(&c, br) {
-                                batch_cmds.push(cmd);
+                        if let Some(ap) = applier.as_mut() {
+                            if !ap.resync {
+                                if let Some(cmd) = snabb::command(&c, br) {
+                                    batch_cmds.push(cmd);
+                                }
+                                // A large batch (a load, say) is applied as a whole instead:
+                                // the commands held stay bounded.
+                                if batch_cmds.len() > a.snabb_batch {
+                                    ap.resync = true;
+                                    batch_cmds.clear();
+                                }
                             }
                         }
-                        batch_changes += 1;
                         batch_start.get_or_insert_with(Instant::now);
                         dirty_conf |= a.snabb_conf.is_some();
                         dirty_state = true;
@@ -786,7 +792,24 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         }
         let stopping = stop.load(Ordering::Relaxed) || srvs.iter().all(|s| s.failed);
         // Close the batch when due (or at the end).
-        let due = batch_start.is_some_and(|t| t.elapsed() >= batch) || stopping;
+        // While a server loads (its first load, a reload) the table is not yet the server's:
+        // the Snabb file and the lwAFTR wait for the load's end, then one batch (a whole-table
+        // set for the lwAFTR) brings them up to date.
+        let loading = srvs
+            .iter()
+            .any(|s| !s.failed && s.watch.checkpoint().is_none());
+        let resync = applier.as_ref().is_some_and(|ap| ap.resync);
+        let due = !loading
+            && (batch_start.is_some_and(|t| t.elapsed() >= batch)
+                || stopping
+                || resync
+                || (dirty_conf && batch_start.is_none()));
+        if stopping && loading && (dirty_conf || resync || batch_start.is_some()) {
+            eprintln!(
+                "lqctl watch: stopped during a load: --snabb-conf / --snabb-apply were not \
+                 updated from it"
+            );
+        }
         if due {
             let view = merged_table
                 .as_ref()
@@ -801,7 +824,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                 dirty_conf = false;
             }
             if let Some(ap) = applier.as_mut() {
-                if batch_changes > a.snabb_batch || ap.resync {
+                if ap.resync {
                     ap.resync = false;
                     ap.push_wait(snabb::set_all(view, br));
                     batch_cmds.clear();
@@ -815,7 +838,6 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                 }
             }
             batch_start = None;
-            batch_changes = 0;
         }
         if let Some(p) = &a.state {
             let consistent = srvs
