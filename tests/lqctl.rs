@@ -71,12 +71,11 @@ fn active_set(jsonl: &str) -> BTreeSet<String> {
             Some(FeedBinding::V4(b)) if b.state == dhcp_state::ACTIVE => {
                 set.insert(format!("{b:?}"));
             }
-            Some(FeedBinding::V6(b)) => {
+            Some(FeedBinding::V6(b))
                 if b.iana.iter().any(|a| a.valid_until > now())
-                    || b.iapd.iter().any(|p| p.valid_until > now())
-                {
-                    set.insert(format!("{b:?}"));
-                }
+                    || b.iapd.iter().any(|p| p.valid_until > now()) =>
+            {
+                set.insert(format!("{b:?}"));
             }
             _ => {}
         }
@@ -224,6 +223,10 @@ fn yanglint_present(test: &str) -> bool {
 /// yanglint's verdict on `doc` (a snabb-softwire-v3 config in JSON): Ok, or its message.
 fn yanglint(doc: &str, dir: &TempDir, name: &str) -> Result<(), String> {
     let yang = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/yang");
+    assert!(
+        std::path::Path::new(yang).join("snabb-softwire-v3.yang").is_file(),
+        "{yang}/snabb-softwire-v3.yang missing: the YANG modules live beside the repository"
+    );
     let f = dir.path().join(name);
     std::fs::write(&f, doc).unwrap();
     let out = Command::new("yanglint")
@@ -516,4 +519,39 @@ fn bad_arguments_exit_2() {
     ] {
         assert!(r.stdout.contains(word), "--help names {word}");
     }
+}
+
+/// Each query kind reaches the server and selects its bindings: by MAC, client-id, relay-id,
+/// remote-id, address, for v4, DHCP4o6 and v6 (the count of bindings lqctl writes).
+#[test]
+fn every_query_kind_selects_its_bindings() {
+    let import = import_v4(1, 20) + &import_4o6(16, 2) + &import_v6(8);
+    let srv = ServerBuilder::new()
+        .arg("--no-authority")
+        .import(import)
+        .start();
+    let (l6, l4) = (srv.lq6.to_string(), srv.lq4.to_string());
+    let count = |server: &str, query: &str| {
+        let r = lqctl(&[
+            "bulk", "--server", server, "--query", query, "--format", "jsonl",
+        ]);
+        assert_eq!(r.code, 0, "{query}: {}", r.stderr);
+        r.stdout.lines().count()
+    };
+    // v4 binding 5: chaddr 02:00:0a:01:00:05, client-id 0102000000000005, remote-id line0005.
+    assert_eq!(count(&l4, "v4-mac:02:00:0a:01:00:05"), 1);
+    assert_eq!(count(&l4, "v4-client:0102000000000005"), 1);
+    assert_eq!(count(&l4, "v4-remote:6c696e650005"), 1);
+    // Relay 000300010a0000000001: the 18 bound v4 bindings (a query by relay-id returns current
+    // bindings only, RFC 6926 §8.2; 2 of the 20 are released) and the 16 shared DHCP4o6 ones.
+    assert_eq!(count(&l4, "v4-relay:000300010a0000000001"), 34);
+    assert_eq!(count(&l6, "4o6-relay:000300010a0000000001"), 16);
+    assert_eq!(count(&l6, "4o6-address:2001:db8:1:3::1"), 1);
+    assert_eq!(count(&l6, "4o6-client:ff0000000300030001020000000003"), 1);
+    assert_eq!(count(&l6, "4o6-link:2001:db8:1::"), 18);
+    assert_eq!(count(&l6, "v6-client:000300010200000b0003"), 1);
+    assert_eq!(count(&l6, "v6-relay:000300010a0000000002"), 8);
+    assert_eq!(count(&l6, "v6-remote:00000de90002"), 1);
+    assert_eq!(count(&l6, "v6-address:2001:db8:2::4"), 1);
+    assert_eq!(count(&l6, "v6-link:2001:db8:2::"), 8);
 }

@@ -77,11 +77,12 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        if !self.shown.load(Ordering::Relaxed) && self.start.elapsed() > Duration::from_secs(1) {
-            if !self.shown.swap(true, Ordering::Relaxed) {
-                self.pb.set_draw_target(ProgressDrawTarget::stderr());
-                self.pb.enable_steady_tick(Duration::from_millis(200));
-            }
+        if !self.shown.load(Ordering::Relaxed)
+            && self.start.elapsed() > Duration::from_secs(1)
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
+            self.pb.set_draw_target(ProgressDrawTarget::stderr());
+            self.pb.enable_steady_tick(Duration::from_millis(200));
         }
         self.pb.inc(n);
     }
@@ -152,6 +153,7 @@ impl Job {
         let mut undecodable = 0u64;
         let mut batch = 0u64;
         let mut failed: Option<String> = None;
+        let mut last_note = Instant::now();
         let read = conn.read_stream(|msg| {
             if let Answer::Binding(b) = stream.handle(msg) {
                 let base6 = match wire {
@@ -171,6 +173,11 @@ impl Job {
                 if batch == 1024 {
                     self.progress.add(batch);
                     batch = 0;
+                    // --verbose: this server's count every 2 seconds of a long dump.
+                    if self.verbose && last_note.elapsed() >= Duration::from_secs(2) {
+                        last_note = Instant::now();
+                        self.say(&format!("{} bindings so far", stream.bindings()));
+                    }
                 }
             }
             stream.end().is_none()

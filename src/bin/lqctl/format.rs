@@ -741,7 +741,7 @@ mod tests {
             assert_eq!(b, a.to_string());
         }
         let mut x = 0x0123_4567_89ab_cdefu64;
-        let mut check = |a: Ipv6Addr| {
+        let check = |a: Ipv6Addr| {
             let mut b = String::new();
             push_v6(&mut b, a);
             assert_eq!(b, a.to_string());

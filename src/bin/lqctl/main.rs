@@ -68,6 +68,22 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// One bulk leasequery per server; the merged bindings to stdout.
+    #[command(
+        long_about = "One bulk leasequery per server (each on its own thread); the bindings to \
+            stdout in --format. With one server they are written as they arrive; with several, \
+            merged by key ((IPv4, PSID) for v4 and 4o6, (DUID, link) for v6) and written sorted \
+            by key. A key two servers answered is a conflict: reported on stderr and counted, \
+            and neither binding is written. A summary line goes to stderr at exit; on a \
+            terminal a dump of more than a second shows a progress line.\n\n\
+            Exit codes: 0 done; 1 a server answered an error status or a connection failed \
+            (the other servers' bindings are still written); 2 bad arguments; 3 done, but \
+            conflicting keys were left out.",
+        after_help = "Examples:\n  \
+            lqctl bulk --server 192.0.2.1 --query 4o6-link:2001:db8:1:: --format jsonl > leases.jsonl\n  \
+            lqctl bulk --server 192.0.2.1:10067 --query v4-mac:02:00:00:00:00:01\n  \
+            lqctl bulk --server 192.0.2.1 --server 192.0.2.2 --query 4o6-link:2001:db8:1:: \
+            --format snabb-json --br-address 2001:db8::ff"
+    )]
     Bulk(BulkArgs),
     /// Follow the servers' bindings (bulk load, then active leasequery with catch-up) and
     /// write every change; optionally keep a state file and a Snabb lwAFTR current.
