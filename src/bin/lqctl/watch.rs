@@ -112,7 +112,8 @@ TLS is not available yet: watch runs only with --insecure, against a server star
 --active --allow-insecure-active.
 
 Exit codes: 0 ended by SIGINT/SIGTERM with every server followed, 1 a server refused or
-answered an error status (or a file could not be written), 2 bad arguments.";
+answered an error status (the others are still followed), a snabb command failed or was left
+unapplied, or a file could not be written, 2 bad arguments.";
 
 /// The requestor DUID of lqctl's v6 and DHCP4o6 queries (DUID-EN, enterprise 32473 from the
 /// documentation range, id \"lqctl\").
