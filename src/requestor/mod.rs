@@ -29,6 +29,7 @@ pub mod lease;
 pub mod query;
 pub mod reply;
 pub mod table;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -8,14 +8,20 @@
 //! servers' bindings are still written); 2 bad arguments; 3 done, but keys answered by more
 //! than one server were left out (conflicts, reported on stderr).
 //!
+//! `lqctl watch` follows the servers' bindings (bulk load, then active leasequery with
+//! catch-up, RFC 7653 / RFC 7724) and writes every change.
+//!
 //! Modules: `net` (the connection: the one `connect`), `bulk` (one server's query and the
 //! progress line), `merge` (several servers), `format` (the output formats, shared with any
-//! other subcommand that writes bindings).
+//! other subcommand that writes bindings), `watch` (the `watch` subcommand around
+//! `leasequery::requestor::watch`), `snabb` (watch's Snabb binding-table file and commands).
 
 mod bulk;
 mod format;
 mod merge;
 mod net;
+mod snabb;
+mod watch;
 
 use std::io::{BufWriter, Write};
 use std::net::Ipv6Addr;
@@ -44,6 +50,8 @@ pub const EXIT_CONFLICTS: u8 = 3;
         `lqctl bulk` sends one bulk leasequery to each --server (TCP 547 for v6 and DHCP4o6 \
         queries, TCP 67 for DHCPv4, unless ADDR names a port), merges the answers by binding \
         key ((IPv4, PSID) for v4 and DHCP4o6, (DUID, link) for v6) and writes them to stdout.\n\n\
+        `lqctl watch` follows the servers (bulk load, then active leasequery with catch-up) and \
+        writes every change; see `lqctl watch --help`.\n\n\
         Exit codes: 0 done; 1 a server answered an error status or a connection failed \
         (the other servers' bindings are still written); 2 bad arguments; 3 done, but keys \
         answered by more than one server were left out (each reported on stderr).",
@@ -77,6 +85,9 @@ enum Cmd {
             --format snabb-json --br-address 2001:db8::ff"
     )]
     Bulk(BulkArgs),
+    /// Follow the servers' bindings (bulk load, then active leasequery with catch-up) and
+    /// write every change; optionally keep a state file and a Snabb lwAFTR current.
+    Watch(watch::WatchArgs),
 }
 
 /// The server, query and output flags every subcommand shares.
@@ -117,6 +128,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Bulk(a) => run_bulk(&a),
+        Cmd::Watch(a) => watch::run(&a),
     }
 }
 

@@ -124,6 +124,13 @@ pub fn connect(server: &Server, default_port: u16, timeout: Duration) -> io::Res
 }
 
 impl Conn {
+    /// A second handle on the connection's socket, for a writer beside the thread that reads
+    /// (`watch`), after setting the read timeout of a long-lived stream (`None`: none).
+    pub fn writer(&self, read_timeout: Option<Duration>) -> io::Result<TcpStream> {
+        self.s.set_read_timeout(read_timeout)?;
+        self.s.try_clone()
+    }
+
     /// Sends one framed message (at most 65535 octets).
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let len = u16::try_from(msg.len())
