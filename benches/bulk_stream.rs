@@ -5,6 +5,8 @@
 //! runs per case, default 5; `BULK_SHARDS` "1,2"; `BULK_CONCURRENT` requestors for the
 //! concurrent case, default 8; `BULK_CHUNK` the server's chunk_size; `BULK_CONFIG` more config
 //! lines, `;`-separated, e.g. `BULK_CONFIG="spin_before_park_us = 50;credits_per_shard = 4"`;
+//! `BULK_SCRAPE_HZ` e.g. 100: every second run of a case scrapes the server's `/metrics` at that
+//! rate during the stream, and the medians with and without scraping are printed side by side;
 //! `BULK_TLS=0` leaves out the TLS case). Prints one line per run and the medians; quote
 //! ratios, not absolute figures (the machine is shared and noisy).
 //!
@@ -76,6 +78,33 @@ struct Srv {
     child: Child,
     lq6: SocketAddr,
     lq4: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// Scrapes `GET /metrics` at `hz` per second until `stop`; the number of complete answers.
+fn scraper(
+    addr: SocketAddr,
+    hz: f64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let period = Duration::from_secs_f64(1.0 / hz);
+        let mut next = Instant::now();
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut s) = TcpStream::connect(addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n");
+                let mut body = Vec::new();
+                if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                    n += 1;
+                }
+            }
+            next += period;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        n
+    })
 }
 
 impl Drop for Srv {
@@ -158,6 +187,7 @@ fn pki(dir: &std::path::Path) -> Pki {
 fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
     let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
     let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasequeryd"));
     // BULK_CHUNK: the server's chunk_size (octets per socket write); BULK_CONFIG: more config
     // lines (e.g. "spin_before_park_us = 50"); both through a config file.
@@ -185,6 +215,8 @@ fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
             &lq6.to_string(),
             "--lq4-listen",
             &lq4.to_string(),
+            "--metrics-listen",
+            &metrics.to_string(),
         ])
         .arg("--import")
         .arg(import)
@@ -206,7 +238,12 @@ fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Srv { child, lq6, lq4 }
+    Srv {
+        child,
+        lq6,
+        lq4,
+        metrics,
+    }
 }
 
 /// DHCP4o6 bulk query: LEASEQUERY(q=4 link 2001:db8:1::, ORO[92]) + OPTION_DHCPV4_MSG(DHCPBULKLEASEQUERY).
@@ -449,6 +486,11 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let scrape_hz: f64 = std::env::var("BULK_SCRAPE_HZ")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&h: &f64| h > 0.0)
+        .unwrap_or(0.0);
     let with_tls = std::env::var("BULK_TLS").map_or(true, |v| v != "0");
     let dir = std::env::temp_dir().join(format!("lq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -486,13 +528,31 @@ fn main() {
             let (mut srv_cpu, mut req_cpu, mut ceil_cpu, mut cpu_ratios, mut busy) =
                 (vec![], vec![], vec![], vec![], vec![]);
             let mut handshakes = vec![];
-            for _ in 0..runs {
+            let (mut plain_rates, mut scraped_rates, mut scrapes) = (vec![], vec![], 0u64);
+            for run in 0..runs {
+                // With BULK_SCRAPE_HZ, odd runs scrape /metrics during the stream.
+                let scraping = scrape_hz > 0.0 && run % 2 == 1;
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let scr = scraping.then(|| scraper(srv.metrics, scrape_hz, stop.clone()));
                 let p0 = proc_cpu(srv.child.id());
                 let r = run_query(addr, &q, v4, tls);
+                let p1 = proc_cpu(srv.child.id());
                 if let Some(h) = r.handshake {
                     handshakes.push(h.as_secs_f64() * 1e3);
                 }
-                let p1 = proc_cpu(srv.child.id());
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let note = if let Some(h) = scr {
+                    let got = h.join().unwrap();
+                    scrapes += got;
+                    scraped_rates.push(n as f64 / r.total.as_secs_f64());
+                    format!(
+                        " [/metrics scraped {got} times, {:.0}/s]",
+                        got as f64 / r.total.as_secs_f64()
+                    )
+                } else {
+                    plain_rates.push(n as f64 / r.total.as_secs_f64());
+                    String::new()
+                };
                 assert_eq!(
                     r.messages as usize,
                     n + 1,
@@ -519,7 +579,7 @@ fn main() {
                 cpu_ratios.push(ceil_ns / (server_ns + req_ns));
                 busy.push((server_ns + req_ns) * n as f64 / 1e9 / secs);
                 println!(
-                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}{}",
+                    "  shards={shards} {name}: {:.0} bindings/s, {:.1} MB/s, first {:.2} ms, {} octets; ceiling {:.1} MB/s; ratio {:.2}{}{note}",
                     n as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     r.first.as_secs_f64() * 1e3,
@@ -559,6 +619,13 @@ fn main() {
                 median(firsts),
                 median(ratios)
             );
+            if scrape_hz > 0.0 && !scraped_rates.is_empty() {
+                let (a, b) = (median(plain_rates), median(scraped_rates));
+                println!(
+                    "MEDIAN shards={shards} {name}: without scraping {a:.0} bindings/s, with /metrics scraped at {scrape_hz} Hz {b:.0} bindings/s ({scrapes} scrapes); with/without {:.3}",
+                    b / a
+                );
+            }
             println!(
                 "MEDIAN shards={shards} {name}: CPU per record server {:.0} ns + requestor {:.0} ns (ceiling {:.0} ns), {:.2} cores busy; CPU ratio {:.2}",
                 median(srv_cpu),

@@ -46,7 +46,7 @@ use leasequery::requestor::ActiveQuery;
 
 use crate::ledger::{loadgen_client, Entry, Stamps};
 use crate::report::{Counters, Metric};
-use crate::requestor::{Conn, Port, QueryKind, Stream, Tls};
+use crate::requestor::{Conn, KindExt, Port, QueryKind, Stream, Tls};
 use crate::verify::{self, Found};
 
 /// The requestor DUID of the subscribers (DUID-LL 02:00:00:00:41:4c, "AL").
@@ -282,7 +282,7 @@ fn try_connect(a: &SubArgs, n: usize) -> io::Result<Option<Sub>> {
             .collect(),
         Form::V4 => {
             let mut out = Vec::new();
-            conn.send(&QueryKind::V4All.encode(xid4 ^ 0x8000_0000))?;
+            conn.send(&QueryKind::V4All.query(xid4 ^ 0x8000_0000))?;
             conn.read_stream(|m| {
                 match v4::MessageView::parse(m)
                     .ok()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::report::{Counters, Metric, RunReport};
-use crate::requestor::{classify, Conn, Kind, Port, QueryKind, Tls};
+use crate::requestor::{classify, Conn, Kind, KindExt, Port, QueryKind, Tls};
 
 /// What `loadgen bulk` was asked to do.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ fn requestor(i: usize, a: &BulkArgs, t0: Instant, progress: &AtomicU64) -> (Coun
         let conn = conns[slot].as_mut().expect("connected above");
         let xid = ((i as u32) << 16 | (q as u32 & 0xffff)) & 0xff_ffff;
         add(&mut c, "sent", 1);
-        if let Err(e) = conn.send(&kind.encode(xid)) {
+        if let Err(e) = conn.send(&kind.query(xid)) {
             add(&mut c, &format!("error_send_{:?}", e.kind()), 1);
             conns[slot] = None;
             continue;

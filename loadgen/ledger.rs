@@ -22,6 +22,35 @@ pub struct Entry {
     pub softwire: Ipv6Addr,
 }
 
+impl Entry {
+    /// The entry as one JSON line (no newline), as `churn --ledger` writes it.
+    pub fn json(&self) -> String {
+        let hex: String = self.client_id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut v = serde_json::json!({
+            "client_id": hex,
+            "ipv4": self.addr.to_string(),
+            "softwire_src": self.softwire.to_string(),
+        });
+        if let Some(p) = self.port_params {
+            v["psid"] = serde_json::json!({"offset": p.offset, "len": p.psid_len, "id": p.psid});
+        }
+        v.to_string()
+    }
+}
+
+/// Writes `ledger` to `path` as JSON lines ([`Entry::json`]), through a temporary file renamed
+/// into place.
+pub fn write_jsonl(path: &std::path::Path, ledger: &[Entry]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for e in ledger {
+        writeln!(w, "{}", e.json())?;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The index of the loadgen client whose RFC 4361 client-id this is (any run's: 255, IAID =
 /// index, DUID-LL with the client's MAC 02:4c:index, as [`leasequery::lwb4::client_id_of`]
 /// builds it), if it is one. Allocates nothing (it runs once per active update).
@@ -92,6 +121,37 @@ impl Stamps {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn ledger_lines_name_every_field() {
+        let e = Entry {
+            client_id: vec![255, 1],
+            addr: Ipv4Addr::new(192, 0, 2, 1),
+            port_params: Some(PortParams {
+                offset: 0,
+                psid_len: 4,
+                psid: 3,
+            }),
+            softwire: "2001:db8::1".parse().unwrap(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&e.json()).unwrap();
+        assert_eq!(v["client_id"], "ff01");
+        assert_eq!(v["ipv4"], "192.0.2.1");
+        assert_eq!(v["psid"]["id"], 3);
+        assert_eq!(v["psid"]["len"], 4);
+        assert_eq!(v["softwire_src"], "2001:db8::1");
+        let full = Entry {
+            port_params: None,
+            ..e
+        };
+        assert!(!full.json().contains("psid"));
+        let dir = std::env::temp_dir().join(format!("ledger-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("l.jsonl");
+        write_jsonl(&f, &[full.clone(), full]).unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn loadgen_client_ids_are_recognised() {

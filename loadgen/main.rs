@@ -100,6 +100,11 @@ enum Cmd {
         /// The server's DHCPv6/DHCP4o6 leasequery TCP address, for --verify.
         #[arg(long = "server6-lq", default_value = "[::1]:547")]
         server6_lq: SocketAddr,
+        /// After the churn, write the ledger (what each client holds after its last ACK) to
+        /// FILE as JSON lines: `{"client_id":HEX,"ipv4":A,"psid":{"offset","len","id"},
+        /// "softwire_src":ADDR}` (`psid` only for a shared address), sorted by client-id.
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
         #[command(flatten)]
         tls: TlsOpts,
     },
@@ -604,6 +609,7 @@ fn main() -> ExitCode {
             churn: o,
             verify,
             server6_lq,
+            ledger: ledger_file,
             tls,
         } => {
             let args = match o.args() {
@@ -624,6 +630,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if let Some(f) = &ledger_file {
+                if let Err(e) = ledger::write_jsonl(f, &ledger) {
+                    eprintln!("loadgen: --ledger {}: {e}", f.display());
+                    return ExitCode::from(1);
+                }
+            }
             if verify {
                 verify_bulk(&mut r, &ledger, &args, server6_lq, tls.as_ref());
             }

@@ -4,21 +4,20 @@
 //! [`leasequery::tlsclient`]).
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use leasequery::requestor::kind::Request;
 use leasequery::tlsclient;
 use rustls::pki_types::ServerName;
-
-use leasequery::proto::codes::v4opt;
-use leasequery::requestor::query::{self, BulkV4, BulkV6};
 use leasequery::requestor::reply::{self, Answer, Wire};
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
 const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x4c, 0x47];
+
+pub use leasequery::requestor::kind::QueryKind;
 
 /// Which port a query goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,112 +28,28 @@ pub enum Port {
     V4,
 }
 
-/// One kind of bulk query, as given to `--query`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryKind {
-    /// `v6-link:ADDR`: DHCPv6 QUERY_BY_LINK_ADDRESS.
-    V6Link(Ipv6Addr),
-    /// `v6-relay:HEX`: DHCPv6 QUERY_BY_RELAY_ID.
-    V6Relay(Vec<u8>),
-    /// `v6-client:HEX`: DHCPv6 QUERY_BY_CLIENT_ID.
-    V6Client(Vec<u8>),
-    /// `v4-all`: DHCPBULKLEASEQUERY with no primary selector.
-    V4All,
-    /// `v4-relay:HEX`: DHCPBULKLEASEQUERY by option 82 relay-id.
-    V4Relay(Vec<u8>),
-    /// `4o6-link:ADDR`: DHCP4o6 LEASEQUERY by link address + DHCPBULKLEASEQUERY, ORO [92].
-    O6Link(Ipv6Addr),
-    /// `4o6-relay:HEX`: DHCP4o6 by relay-id (v6 q=3 + v4 82/12).
-    O6Relay(Vec<u8>),
-}
-
-impl FromStr for QueryKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<QueryKind, String> {
-        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
-        let hex = |a: &str| {
-            hex_decode(a).ok_or_else(|| format!("{s}: {a:?} is not an even number of hex digits"))
-        };
-        let addr = |a: &str| {
-            a.parse::<Ipv6Addr>()
-                .map_err(|_| format!("{s}: {a:?} is not an IPv6 address"))
-        };
-        Ok(match kind {
-            "v6-link" => QueryKind::V6Link(addr(arg)?),
-            "v6-relay" => QueryKind::V6Relay(hex(arg)?),
-            "v6-client" => QueryKind::V6Client(hex(arg)?),
-            "v4-all" if arg.is_empty() => QueryKind::V4All,
-            "v4-relay" => QueryKind::V4Relay(hex(arg)?),
-            "4o6-link" => QueryKind::O6Link(addr(arg)?),
-            "4o6-relay" => QueryKind::O6Relay(hex(arg)?),
-            _ => {
-                return Err(format!(
-                    "{s}: unknown query kind (v6-link:ADDR, v6-relay:HEX, v6-client:HEX, v4-all, \
-                     v4-relay:HEX, 4o6-link:ADDR, 4o6-relay:HEX)"
-                ))
-            }
-        })
-    }
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-impl QueryKind {
+/// loadgen's use of a [`QueryKind`] (`--query`, parsed by the library): the port it goes to and
+/// its query as loadgen has always sent it ([`Request::lean`]: the PRL of lease time, last
+/// transaction time, dhcp-state, softwire source and port parameters; ORO [92] for DHCP4o6).
+pub trait KindExt {
     /// The port it goes to.
-    pub fn port(&self) -> Port {
-        match self {
-            QueryKind::V4All | QueryKind::V4Relay(_) => Port::V4,
-            _ => Port::V6,
-        }
-    }
-
+    fn port(&self) -> Port;
     /// The query message (unframed) with transaction id `xid`.
-    pub fn encode(&self, xid: u32) -> Vec<u8> {
-        let v4 = |q: &BulkV4| query::v4_bulk(xid, q, PRL);
-        match self {
-            QueryKind::V6Link(l) => query::v6_bulk(xid, &REQUESTOR, &BulkV6::Link(*l), &[]),
-            QueryKind::V6Relay(id) => {
-                query::v6_bulk(xid, &REQUESTOR, &BulkV6::RelayId(id.clone()), &[])
-            }
-            QueryKind::V6Client(id) => {
-                query::v6_bulk(xid, &REQUESTOR, &BulkV6::ClientId(id.clone()), &[])
-            }
-            QueryKind::V4All => v4(&BulkV4::All),
-            QueryKind::V4Relay(id) => v4(&BulkV4::RelayId(id.clone())),
-            QueryKind::O6Link(l) => query::o6_bulk(
-                xid,
-                &REQUESTOR,
-                &BulkV6::Link(*l),
-                query::O6_ORO,
-                v4(&BulkV4::All),
-            ),
-            QueryKind::O6Relay(id) => query::o6_bulk(
-                xid,
-                &REQUESTOR,
-                &BulkV6::RelayId(id.clone()),
-                query::O6_ORO,
-                v4(&BulkV4::RelayId(id.clone())),
-            ),
-        }
-    }
+    fn query(&self, xid: u32) -> Vec<u8>;
 }
 
-/// The DHCPv4 PRL of loadgen's bulk queries.
-const PRL: &[u8] = &[
-    v4opt::LEASE_TIME,
-    v4opt::CLIENT_LAST_TRANSACTION_TIME,
-    v4opt::DHCP_STATE,
-    v4opt::DHCP4O6_S46_SADDR,
-    v4opt::V4_PORTPARAMS,
-];
+impl KindExt for QueryKind {
+    fn port(&self) -> Port {
+        match self.wire() {
+            Wire::V4 => Port::V4,
+            Wire::V6 | Wire::O6 => Port::V6,
+        }
+    }
+
+    fn query(&self, xid: u32) -> Vec<u8> {
+        self.encode_with(xid, &Request::lean(&REQUESTOR))
+    }
+}
 
 /// What one message of a stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,18 +277,19 @@ mod tests {
     use leasequery::proto::codes::{v4msg, v6msg, v6opt};
     use leasequery::proto::v4;
     use leasequery::proto::v6::Message;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn query_kinds_parse_and_encode() {
         let k: QueryKind = "4o6-link:2001:db8:1::".parse().unwrap();
         assert_eq!(k, QueryKind::O6Link("2001:db8:1::".parse().unwrap()));
         assert_eq!(k.port(), Port::V6);
-        let m = Message::decode(&k.encode(0x123456)).unwrap();
+        let m = Message::decode(&k.query(0x123456)).unwrap();
         assert_eq!((m.msg_type, m.xid), (v6msg::LEASEQUERY, 0x123456));
         assert!(m.options.iter().any(|o| o.code() == v6opt::DHCPV4_MSG));
         let v4: QueryKind = "v4-relay:000300010a0000000001".parse().unwrap();
         assert_eq!(v4.port(), Port::V4);
-        let q = v4::Message::decode(&v4.encode(9)).unwrap();
+        let q = v4::Message::decode(&v4.query(9)).unwrap();
         assert_eq!(q.message_type(), Some(v4msg::BULKLEASEQUERY));
         assert!("v6-relay:abc".parse::<QueryKind>().is_err());
         assert!("v9-all".parse::<QueryKind>().is_err());
@@ -434,9 +350,9 @@ mod tests {
         let mut want_bytes = Vec::new();
         want.encode(&mut want_bytes).unwrap();
         assert_eq!(
-            QueryKind::O6Relay(id.clone()).encode(0x0102_0304),
+            QueryKind::O6Relay(id.clone()).query(0x0102_0304),
             want_bytes
         );
-        assert_eq!(QueryKind::V4Relay(id).encode(0x0102_0304), v4b);
+        assert_eq!(QueryKind::V4Relay(id).query(0x0102_0304), v4b);
     }
 }

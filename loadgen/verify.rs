@@ -18,7 +18,7 @@ use leasequery::proto::v6::{Message, MessageView, V6Option};
 use leasequery::requestor::reply::ReportedV4;
 
 use crate::ledger::Entry;
-use crate::requestor::{Conn, Port, QueryKind, Tls};
+use crate::requestor::{Conn, KindExt, Port, QueryKind, Tls};
 
 /// One binding a bulk query returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +221,7 @@ pub fn query_links(
 pub fn query_links_on(conn: &mut Conn, links: &[Ipv6Addr], xid: u32) -> io::Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
     for (n, link) in links.iter().enumerate() {
-        let q = QueryKind::O6Link(*link).encode(xid + n as u32);
+        let q = QueryKind::O6Link(*link).query(xid + n as u32);
         conn.send(&q)?;
         let mut err = None;
         conn.read_stream(|m| match m.first() {

@@ -223,6 +223,12 @@ pub struct Config {
     /// Log line format: `text` (human, the default) or `json` (one JSON object per line, for
     /// log shippers).
     pub log_format: LogFormat,
+    /// Where `GET /metrics` (Prometheus text format) and `GET /healthz` are served, HTTP/1.1 on
+    /// TCP; `off` serves neither (README "Metrics and health").
+    pub metrics_listen: MetricsListen,
+    /// The `[cluster]` table (issue 18): the lease-change stream on NATS JetStream; none =
+    /// no clustering.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The `log_format` key / `--log-format` flag.
@@ -234,6 +240,47 @@ pub enum LogFormat {
     Text,
     /// JSON lines: `timestamp`, `level`, `target`, `fields` (with `message`), and the spans.
     Json,
+}
+
+/// `metrics_listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+/// The default `metrics_listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9967";
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(MetricsListen(None));
+        }
+        s.parse().map(|a| MetricsListen(Some(a))).map_err(|_| {
+            format!("metrics_listen {s:?}: not an address (IP:PORT, [IPv6]:PORT) or \"off\"")
+        })
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Config {
@@ -280,6 +327,8 @@ impl Default for Config {
             tls_handshake_timeout: 10,
             log: "info".into(),
             log_format: LogFormat::Text,
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("literal"),
+            cluster: None,
         }
     }
 }
@@ -365,6 +414,12 @@ pub struct Flags {
     /// fields).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Prometheus `/metrics` and `/healthz` HTTP listen address, or `off` (default 127.0.0.1:9967).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<MetricsListen>,
+    /// Run as a replica of the lease-change stream (`[cluster] role = "replica"`).
+    #[arg(long)]
+    pub replica: bool,
     /// Check the configuration (the file, the flags, the files it names) as a start would,
     /// print the effective configuration as TOML and exit: 0 when it is valid, 2 with the
     /// start's message when not. Binds no port and writes nothing.
@@ -437,7 +492,7 @@ impl Config {
             bulk_lq_data_timeout
         );
         over!(shutdown_deadline, spin_before_park_us, log, dhcp4o6_listen);
-        over!(udp_recv_buffer, log_format, tls);
+        over!(udp_recv_buffer, log_format, tls, metrics_listen);
         for (to, from) in [
             (&mut self.tls_cert, &f.tls_cert),
             (&mut self.tls_key, &f.tls_key),
@@ -464,6 +519,9 @@ impl Config {
         }
         self.active |= f.active;
         self.allow_insecure_active |= f.allow_insecure_active;
+        if f.replica {
+            self.cluster.get_or_insert_with(Default::default).role = crate::cluster::Role::Replica;
+        }
     }
 
     /// Checks limits and combinations; every error names the key.
@@ -571,6 +629,18 @@ impl Config {
             }
             None => {}
         }
+        if let Some(m) = self.metrics_listen.0 {
+            for (key, a) in [
+                ("lq6_listen", self.lq6_listen),
+                ("lq4_listen", self.lq4_listen),
+            ] {
+                if a == m {
+                    return bad(format!(
+                        "metrics_listen {m} is also {key}: give the metrics endpoint its own port (or \"off\")"
+                    ));
+                }
+            }
+        }
         if self.authority_enabled
             && self.authority.is_none()
             && !self.dhcp4o6_listen.ip().to_canonical().is_loopback()
@@ -586,6 +656,10 @@ impl Config {
             self.authority_config()
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("authority: {e}")))?;
+        }
+        if let Some(c) = &self.cluster {
+            c.validate(self.data_dir.is_some())
+                .map_err(ConfigError::Invalid)?;
         }
         Ok(())
     }
@@ -612,6 +686,9 @@ impl Config {
         if self.tls != crate::session::TlsMode::Off {
             // The start loads them the same way (certificate, key, their match, the CA).
             crate::tls::Material::load(self).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.check_files().map_err(ConfigError::Invalid)?;
         }
         // A feed file may appear after the start (it is followed as it grows), and one that
         // cannot be read is logged by the running server, not refused: a warning here too.

@@ -44,10 +44,12 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod authority;
+pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod lease;
 pub mod lwb4;
+pub mod metrics;
 pub mod proto;
 pub mod ratelimit;
 pub mod requestor;

@@ -64,6 +64,7 @@ fn gating_off_by_default_and_insecure_needs_its_own_setting() {
 
     // The flag needs --active too (config validation).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
+        .args(["--metrics-listen", "off"])
         .arg("--allow-insecure-active")
         .output()
         .unwrap();

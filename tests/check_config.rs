@@ -196,6 +196,8 @@ fn a_failed_start_leaves_the_data_dir_untouched() {
             .arg(format!("[::1]:{}", common::free_port()))
             .arg("--dhcp4o6-listen")
             .arg(format!("[::1]:{}", common::free_port()))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", common::free_port()))
             .args(&args)
             .output()
             .expect("run leasequeryd");

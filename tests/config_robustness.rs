@@ -59,6 +59,9 @@ fn listen_args() -> Vec<String> {
         format!("[::1]:{}", free_port()),
         "--shards".into(),
         "1".into(),
+        // Never the default 127.0.0.1:9967: parallel tests would meet there.
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{}", free_port()),
     ]
 }
 

@@ -289,6 +289,7 @@ fn serves_under_memory_deny_write_execute() {
         .arg(&script)
         .arg(env!("CARGO_BIN_EXE_leasequeryd"))
         .args(["--shards", "2", "--lq6-listen", &lq6])
+        .args(["--metrics-listen", "off"])
         .arg("--lq4-listen")
         .arg(format!("127.0.0.1:{}", common::free_port()))
         .arg("--dhcp4o6-listen")

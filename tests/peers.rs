@@ -169,7 +169,7 @@ fn in_netns(dir: &Path, body: &str) -> (bool, String) {
         r#"set -u
 cd "{dir}"
 ip link set lo up
-"$LQD" --shards 2 --import leases.jsonl --lq6-listen "[::1]:547" --lq4-listen 127.0.0.1:67 2>server.log &
+"$LQD" --shards 2 --import leases.jsonl --lq6-listen "[::1]:547" --lq4-listen 127.0.0.1:67 --metrics-listen off 2>server.log &
 SRV=$!
 trap 'kill -TERM $SRV 2>/dev/null; wait $SRV 2>/dev/null' EXIT
 for i in $(seq 200); do grep -q "leasequeryd serving" server.log && break; sleep 0.05; done

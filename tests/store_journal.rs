@@ -500,6 +500,7 @@ fn shard_count_change_keeps_every_binding_once() {
     model.check(&r, 1);
 
     // 1 -> 3.
+    let epoch = leasequery::store::journal_epoch(&dir).unwrap();
     let r = replay(&dir, 3).unwrap();
     assert!(r.resharded);
     assert_eq!(r.old_shards, Some(1));
@@ -513,8 +514,13 @@ fn shard_count_change_keeps_every_binding_once() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["shard-0", "shard-1", "shard-2", "shards"]);
+    assert_eq!(
+        dirs,
+        ["journal-epoch", "shard-0", "shard-1", "shard-2", "shards"]
+    );
     assert_eq!(std::fs::read_to_string(dir.join("shards")).unwrap(), "3\n");
+    // The rewrite renumbered the journals: a new epoch (issue 18, the stream's seq).
+    assert_eq!(leasequery::store::journal_epoch(&dir).unwrap(), epoch + 1);
     // Every new shard's journal opens.
     for k in 0..3 {
         Journal::open(&dir, k, 3).unwrap();

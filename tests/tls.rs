@@ -760,6 +760,7 @@ fn bad_tls_settings_stop_the_start_naming_the_key_and_the_file() {
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasequeryd"))
             .args(args)
+            .args(["--metrics-listen", "off"])
             .output()
             .unwrap();
         (

@@ -43,7 +43,7 @@ for subs in ${SUBS:-1 100 1000}; do
       else
         srv_sec="--allow-insecure-active"; lg_sec=""
       fi
-      "$R/leasequeryd" --shards 2 --config "$CFG" --active $srv_sec \
+      "$R/leasequeryd" --shards 2 --config "$CFG" --metrics-listen off --active $srv_sec \
         --max-connections $((subs + 50)) --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 \
         --dhcp4o6-listen "[::1]:$PU" --log warn ${EXTRA:-} &
       SRV=$!

@@ -10,7 +10,7 @@ for mode in memory durable; do
     D=$(mktemp -d /tmp/lqd-dora.XXXX)
     P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2))
     extra=""; [ $mode = durable ] && extra="--data-dir $D/data"
-    ${PIN_SERVER:-} $R/leasequeryd --shards ${SHARDS:-2} --config "$(dirname "$0")/authority-bigpool.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --log warn $extra ${EXTRA:-} &
+    ${PIN_SERVER:-} $R/leasequeryd --shards ${SHARDS:-2} --config "$(dirname "$0")/authority-bigpool.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --metrics-listen off --log warn $extra ${EXTRA:-} &
     SRV=$!
     sleep 1
     ${PIN_LOADGEN:-} $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients 40000 --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} --threads ${THR:-1} --verify > $D/churn.txt 2>&1

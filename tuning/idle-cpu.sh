@@ -5,7 +5,7 @@ set -u
 R="${LQD_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
 for spin in ${SPINS:-0 50 200 1000}; do
   P6=$((20000 + RANDOM % 20000))
-  "$R/leasequeryd" --shards 2 --spin-before-park-us "$spin" --lq6-listen "[::1]:$P6" \
+  "$R/leasequeryd" --shards 2 --metrics-listen off --spin-before-park-us "$spin" --lq6-listen "[::1]:$P6" \
     --lq4-listen 127.0.0.1:$((P6 + 1)) --dhcp4o6-listen "[::1]:$((P6 + 2))" --log warn &
   SRV=$!
   sleep 2

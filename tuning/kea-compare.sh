@@ -169,7 +169,7 @@ PY
 else
   extra=()
   [ "$MODE" = durable ] && extra=(--data-dir "$D/data")
-  "$BIN/leasequeryd" --shards 2 --config "$HERE/authority-bigpool.toml" --lq6-listen "[::1]:5470" \
+  "$BIN/leasequeryd" --shards 2 --metrics-listen off --config "$HERE/authority-bigpool.toml" --lq6-listen "[::1]:5470" \
     --lq4-listen 127.0.0.1:6700 --dhcp4o6-listen "[::1]:547" --log warn "${extra[@]}" \
     > "$D/server.log" 2>&1 & SRV=$!
   PIDS="$SRV"

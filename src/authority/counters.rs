@@ -1,17 +1,35 @@
 //! The authority's counters: every datagram handed in is either answered, kept silent by rule,
 //! or dropped under exactly one `drop_*` reason.
 
-/// Counters of one shard's authority. Every dropped datagram is counted under exactly one
-/// `drop_*` reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthorityCounters {
+/// Declares [`AuthorityCounters`]; each doc comment is also the counter's help in `/metrics`.
+macro_rules! authority_counters {
+    ($($(#[doc = $doc:literal])* pub $name:ident: u64,)*) => {
+        /// Counters of one shard's authority. Every dropped datagram is counted under exactly
+        /// one `drop_*` reason.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct AuthorityCounters { $( $(#[doc = $doc])* pub $name: u64, )* }
+        impl AuthorityCounters {
+            /// Every counter as (name, value), in declaration order.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name), )*]
+            }
+            /// Every counter as (name, doc comment), in declaration order (the help text of
+            /// `/metrics`).
+            pub fn describe() -> &'static [(&'static str, &'static str)] {
+                &[$( (stringify!($name), concat!($($doc),*)), )*]
+            }
+        }
+    };
+}
+
+authority_counters! {
     /// Datagrams handed to [`Authority::handle`](super::Authority::handle).
     pub received: u64,
     /// Replies produced.
     pub replies: u64,
     /// DHCPOFFERs.
     pub offers: u64,
-    /// DHCPACKs (including INFORM's).
+    /// DHCPACKs of REQUESTs (the DHCPACKs answering DHCPINFORM are counted in `informs`).
     pub acks: u64,
     /// DHCPNAKs.
     pub naks: u64,

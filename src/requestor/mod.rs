@@ -11,6 +11,10 @@
 //!   DHCPLEASEQUERYSTATUS; for DHCP4o6 both layers (the v6 envelope and the DHCPv4 answer in
 //!   option 87). A [`reply::Stream`] follows a whole stream: where it ends, and whether an
 //!   active query's catch-up is complete or must be tried again (DataMissing).
+//! - [`kind`]: the bulk query kinds of the command lines (`v6-link:ADDR` ... `4o6-address:ADDR`),
+//!   parsed and built with [`query`].
+//! - [`lease`]: a binding with every field of the import-file format, decoded from an answer
+//!   (what `lqctl` writes out).
 //! - [`table`]: the bindings a requestor has learnt, keyed by (IPv4, PSID) for v4 and DHCP4o6
 //!   and by (DUID, address) for v6; bulk answers and active updates apply alike, the latest
 //!   state wins.
@@ -20,13 +24,18 @@
 //! tests; a command-line requestor (bulk dump; watch with catch-up, reloading on DataMissing)
 //! is the three steps [`query`] -> [`reply::Stream`] -> [`table::Table`].
 
+pub mod kind;
+pub mod lease;
 pub mod query;
 pub mod reply;
 pub mod table;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
 
+pub use kind::{QueryKind, Request};
+pub use lease::{Lease, LeaseKey};
 pub use query::{ActiveQuery, BulkV4, BulkV6};
 pub use reply::{Answer, Binding, Ending, Stream, Wire};
 pub use table::{Key, Table, Value};

@@ -397,3 +397,26 @@ pub fn tls_answer(wire: Wire, xid: u32, msg: &[u8]) -> TlsAnswer {
         }
     }
 }
+
+/// The server's base time a message carries, in Unix seconds: OPTION_LQ_BASE_TIME of a v6 or
+/// DHCP4o6 message (sent when the query's ORO asked for it, RFC 7653 §6.3.1), else the
+/// base-time option 152 of a DHCPv4 message or of a DHCP4o6 message's DHCPv4 layer (RFC 6926
+/// §6.2.4). `None` when there is none or the message does not decode. Never panics.
+pub fn base_time(wire: Wire, msg: &[u8]) -> Option<u32> {
+    let v4 = |raw: &[u8]| {
+        let m = V4View::parse(raw).ok()?;
+        let b = m.option(v4opt::BASE_TIME)?;
+        Some(u32::from_be_bytes(<[u8; 4]>::try_from(&b[..]).ok()?))
+    };
+    match wire {
+        Wire::V4 => v4(msg),
+        Wire::V6 | Wire::O6 => {
+            let v = V6View::parse(msg).ok()?;
+            if let Some(o) = v.options().get(v6opt::LQ_BASE_TIME) {
+                let t = u32::from_be_bytes(o.data.try_into().ok()?);
+                return u32::try_from(crate::proto::time::v6_to_unix(t)).ok();
+            }
+            v4(v.options().get(v6opt::DHCPV4_MSG)?.data)
+        }
+    }
+}

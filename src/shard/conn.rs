@@ -26,6 +26,7 @@ use crate::session::connection::{
     BulkStream, ChunkStep, Close, Connection, Env, Limits, Refusal, Step, READ_CHUNK,
 };
 use crate::session::{self, ScanPlan, TlsMode};
+use crate::session::Form;
 
 pub use crate::session::Family;
 
@@ -178,6 +179,8 @@ struct Conn {
     reader_done: Rc<Semaphore>,
     /// The requestor's address (for the drop warnings).
     peer: SocketAddr,
+    /// The listener the connection came in on.
+    family: Family,
 }
 
 impl Conn {
@@ -203,6 +206,7 @@ impl Conn {
             signals: Rc::new(Signals::new()),
             reader_done: Rc::new(Semaphore::new(0)),
             peer,
+            family,
         });
         if ctx.shared.config.tls == TlsMode::Off {
             conn.run(stream, None, out_rx, peer, false).await;
@@ -418,13 +422,28 @@ impl Conn {
                         return;
                     }
                 }
-                Step::Active(plan) => self.start_active(plan),
+                Step::Active(plan) => {
+                    let c = match self.family {
+                        Family::V4 => &ctx.stats().queries_active_v4,
+                        _ => &ctx.stats().queries_active_v6,
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    self.start_active(plan)
+                }
                 Step::Scan(plan, stream) => {
+                    let received = Instant::now();
                     let conn = self.clone();
                     let slot = self.slot();
+                    let st = ctx.stats();
+                    match plan.form {
+                        Form::V6(_) => &st.queries_bulk_v6,
+                        Form::V4(_) => &st.queries_bulk_v4,
+                        Form::Dhcp4o6 { .. } => &st.queries_bulk_dhcp4o6,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(async move {
                         let xid = plan.xid;
-                        conn.run_bulk(Arc::from(plan), stream, slot).await;
+                        conn.run_bulk(Arc::from(plan), stream, slot, received).await;
                         conn.state.borrow_mut().handle_stream_end(xid);
                     })
                     .detach();
@@ -573,7 +592,14 @@ impl Conn {
 
     /// The origin side of a bulk query: scatter the scan, gather chunks; the stream's shape
     /// (which message is first, how it ends) is the [`BulkStream`]'s.
-    async fn run_bulk(self: &Rc<Self>, plan: Arc<ScanPlan>, mut stream: BulkStream, slot: Slot) {
+    async fn run_bulk(
+        self: &Rc<Self>,
+        plan: Arc<ScanPlan>,
+        mut stream: BulkStream,
+        slot: Slot,
+        received: Instant,
+    ) {
+        let mut first_binding = true;
         let ctx = &self.ctx;
         let shards = ctx.shared.shards;
         let key = ctx.new_query_key();
@@ -629,6 +655,10 @@ impl Conn {
             if self.signals.is_broken() {
                 break Err(());
             }
+            if first_binding && records > 0 {
+                first_binding = false;
+                ctx.metrics().bulk_first_binding.observe(received.elapsed());
+            }
             let skip = match stream.handle_chunk(&plan, &buf, records, done, failed) {
                 ChunkStep::Cut => break Err(()),
                 ChunkStep::Write { first, skip } => {
@@ -656,6 +686,13 @@ impl Conn {
         ctx.stats()
             .records_sent
             .fetch_add(stream.total(), Ordering::Relaxed);
+        let st = ctx.stats();
+        match plan.form {
+            Form::V6(_) => &st.records_sent_v6,
+            Form::V4(_) => &st.records_sent_v4,
+            Form::Dhcp4o6 { .. } => &st.records_sent_dhcp4o6,
+        }
+        .fetch_add(stream.total(), Ordering::Relaxed);
         match outcome {
             Ok(()) => {
                 ctx.stats().bulk_completed.fetch_add(1, Ordering::Relaxed);
@@ -673,6 +710,7 @@ impl Conn {
                 }
             }
         }
+        ctx.metrics().bulk_duration.observe(received.elapsed());
     }
 }
 

@@ -83,7 +83,11 @@ impl Mail {
 #[derive(Debug)]
 pub enum ActiveMail {
     /// Owning shard -> every shard with subscribers: changes in the order they were made.
-    Changes { changes: Arc<[Change]> },
+    Changes {
+        changes: Arc<[Change]>,
+        /// When the oldest of them was published on the owning shard.
+        published: std::time::Instant,
+    },
     /// Owning shard -> shards with subscribers: changes were dropped (pending over its bound).
     Lost,
     /// Subscriber's shard -> every shard: catch up from `since` for subscription `key`.
@@ -107,6 +111,10 @@ pub enum ActiveMail {
     Feed {
         v4: Vec<V4Binding>,
         v6: Vec<V6Binding>,
+    },
+    /// Replica follower (shard 0) -> owning shard: apply these stream changes and publish them.
+    Replica {
+        msgs: Vec<crate::cluster::contract::Message>,
     },
 }
 

@@ -10,6 +10,7 @@ mod conn;
 mod drops;
 mod io;
 mod mail;
+mod publish;
 mod scan;
 pub mod stats;
 mod udp;
@@ -94,6 +95,11 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on metrics_listen {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start shard {shard}: {message}")]
     Executor { shard: usize, message: String },
     #[error("{0}")]
@@ -104,6 +110,8 @@ pub enum ServerError {
     Store(#[from] crate::store::StoreError),
     #[error("authority: {0}")]
     Authority(#[from] crate::authority::SubnetError),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Capacity of each cross-shard channel of the mesh (messages).
@@ -136,6 +144,13 @@ pub(crate) struct Shared {
     /// Shards that have claimed their restored softwire sources at the owners (none serves
     /// DHCP4o6 before all have).
     pub softwires_registered: AtomicUsize,
+    /// What each shard publishes for `/metrics` beyond `stats`.
+    pub metrics: Vec<crate::metrics::ShardMetrics>,
+    /// The JetStream publisher (`[cluster]`, role authority): the shards' journals tell it
+    /// what is durable.
+    pub cluster: Option<crate::cluster::PublisherHandle>,
+    /// The replica's follower (`[cluster] role = "replica"`): shard 0 takes its channel.
+    pub replica: Option<crate::cluster::replica::ReplicaHandle>,
 }
 
 /// One shard's executor-local state.
@@ -173,6 +188,11 @@ impl std::fmt::Debug for ShardCtx {
 impl ShardCtx {
     pub fn stats(&self) -> &Stats {
         &self.shared.stats[self.id]
+    }
+
+    /// What this shard publishes for `/metrics` beyond [`Stats`].
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        &self.shared.metrics[self.id]
     }
 
     /// A query id unique in the process.
@@ -285,6 +305,12 @@ impl Shared {
                 info!(shard = i, "counters: {summary}");
             }
         }
+        if let Some(p) = &self.cluster {
+            info!("counters: cluster {}", p.stats.line());
+        }
+        if let Some(r) = &self.replica {
+            info!("counters: replica {}", r.stats.line());
+        }
     }
 }
 
@@ -293,15 +319,26 @@ impl Shared {
 pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError> {
     let shards = config.shard_count();
     let mut config = config;
+    // `/metrics` and `/healthz` answer from the start (503 until every shard serves).
+    let exporter = Arc::new(crate::metrics::Exporter::default());
     // Everything that can refuse the start without writing comes first (the settings, the
     // listen addresses, the import file), so a start that fails leaves the data dir untouched.
-    let authority = if config.authority_enabled {
+    let replica_role = config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.role == crate::cluster::Role::Replica);
+    // A replica runs no lease authority: its leases come from the stream.
+    let authority = if config.authority_enabled && !replica_role {
         Some(config.authority_config().validate()?)
     } else {
         None
     };
     // Check every address once here, so a bad one is reported before any executor starts;
     // every shard then binds its own SO_REUSEPORT socket on it.
+    if let Some(addr) = config.metrics_listen.0 {
+        crate::metrics::http::start(addr, exporter.clone())
+            .map_err(|source| ServerError::MetricsListen { addr, source })?;
+    }
     for addr in [config.lq6_listen, config.lq4_listen] {
         precheck(addr, socket2::Type::STREAM)?;
     }
@@ -338,6 +375,13 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             reason: e.to_string(),
         })?;
         let mut replayed = crate::store::replay(dir, shards)?;
+        let st = &exporter.start;
+        st.replayed_v4
+            .store(replayed.v4_count() as u64, Ordering::Relaxed);
+        st.replayed_v6
+            .store(replayed.v6_count() as u64, Ordering::Relaxed);
+        st.torn_tails_cut
+            .store(replayed.torn_tails_cut, Ordering::Relaxed);
         // The start log (README "Start log"): what came from where.
         info!(
             source = "snapshot",
@@ -387,6 +431,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             links.insert_prefix(p, len);
         }
     }
+    exporter
+        .start
+        .imported_v4
+        .store(v4 as u64, Ordering::Relaxed);
+    exporter
+        .start
+        .imported_v6
+        .store(v6 as u64, Ordering::Relaxed);
     if config.import.is_none() && config.data_dir.is_none() {
         info!(
             source = "none",
@@ -403,6 +455,30 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
             "start: bindings loaded (imported bindings)"
         );
     }
+    let subnet_count = authority.as_ref().map_or(0, |a| a.subnets.len());
+    // [cluster] role authority: the publisher thread, started before the shards open their
+    // journals (each journal gets its hook). Validation made sure there is a data_dir.
+    let cluster = match (&config.cluster, &config.data_dir) {
+        (Some(c), Some(dir)) if c.role == crate::cluster::Role::Authority => Some(
+            crate::cluster::publisher::start(
+                c,
+                dir.clone(),
+                shards,
+                c.node_id_or(&identity.server_duid),
+            )
+            .map_err(ServerError::Cluster)?,
+        ),
+        _ => None,
+    };
+    let replica = match &config.cluster {
+        Some(c) if replica_role => {
+            // A replica serves every authority's links, which it cannot know in advance: a
+            // query for a link no binding is on gets an empty answer, not NotConfigured.
+            links.insert_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0);
+            Some(crate::cluster::replica::start(c).map_err(ServerError::Cluster)?)
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         stats: (0..shards).map(|_| Stats::default()).collect(),
         connections: AtomicUsize::new(0),
@@ -418,7 +494,13 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         authority,
         config,
         softwires_registered: AtomicUsize::new(0),
+        metrics: (0..shards)
+            .map(|_| crate::metrics::ShardMetrics::new(subnet_count))
+            .collect(),
+        cluster,
+        replica,
     });
+    exporter.set_server(shared.clone());
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
@@ -495,8 +577,14 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
         }
     }
     log_served(&shared);
+    exporter
+        .start
+        .startup_seconds_ms
+        .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    exporter.serving.store(true, Ordering::Release);
     info!(
         shards,
+        metrics = %shared.config.metrics_listen,
         lq6 = %shared.config.lq6_listen,
         lq4 = %shared.config.lq4_listen,
         dhcp4o6 = %shared
@@ -518,6 +606,12 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     info!("shutting down");
     notify_systemd(sd_notify::NotifyState::Stopping);
     shared.stopping.store(true, Ordering::SeqCst);
+    if let Some(p) = &shared.cluster {
+        p.stop();
+    }
+    if let Some(r) = &shared.replica {
+        r.stop();
+    }
     let deadline = shutdown_deadline(&shared, EXIT_MARGIN);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -765,7 +859,14 @@ async fn shard_main(
         let socket = bind_udp(addr, shared.config.udp_recv_buffer, id)
             .map_err(|source| ServerError::Listen { addr, source })?;
         let journal = match &shared.config.data_dir {
-            Some(dir) => Some(crate::store::Journal::open(dir, id, shared.shards)?),
+            Some(dir) => {
+                let j = crate::store::Journal::open(dir, id, shared.shards)?;
+                j.set_commit_histogram(shared.metrics[id].journal_commit.clone());
+                if let Some(h) = shared.cluster.as_ref().and_then(|p| p.hook(id)) {
+                    j.set_durable_hook(h);
+                }
+                Some(j)
+            }
             None => None,
         };
         Ok::<_, ServerError>(Rc::new(udp::AuthShell::new(a, journal, socket)))
@@ -777,6 +878,21 @@ async fn shard_main(
             return;
         }
     };
+    // [cluster] without an authority (an import-only durable server): what the data directory
+    // holds is all there is to publish; tell the publisher it is durable.
+    if let (None, Some(p), Some(dir)) = (&auth, &shared.cluster, &shared.config.data_dir) {
+        match crate::store::Journal::open(dir, id, shared.shards) {
+            Ok(j) => {
+                if let Some(h) = p.hook(id) {
+                    h(j.durable_seq());
+                }
+            }
+            Err(e) => warn!(
+                shard = id,
+                "cluster: cannot read the journal to publish: {e}"
+            ),
+        }
+    }
     // The history starts now; bindings imported in this second are older than it.
     let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
@@ -843,12 +959,19 @@ async fn shard_main(
         ))),
         _ => None,
     };
+    let replica_rx = match (&shared.replica, id) {
+        (Some(r), 0) => r.rx.lock().ok().and_then(|mut g| g.take()),
+        _ => None,
+    };
+    let replica =
+        replica_rx.map(|rx| glommio::spawn_local(active::follow_replica(ctx.clone(), rx)));
     let authority_tasks = ctx.auth.clone().map(|shell| {
         [
             glommio::spawn_local(udp::recv_loop(ctx.clone(), shell.clone())),
             glommio::spawn_local(udp::timer_loop(ctx.clone(), shell)),
         ]
     });
+    let publisher = glommio::spawn_local(publish::run(ctx.clone()));
     let acceptors = [(l6, conn::Family::V6), (l4, conn::Family::V4)].map(|(l, fam)| {
         let ctx = ctx.clone();
         glommio::spawn_local(async move { conn::accept_loop(ctx, l, fam).await })
@@ -862,12 +985,17 @@ async fn shard_main(
     if let Some(f) = feed {
         f.cancel().await;
     }
+    if let Some(r) = replica {
+        r.cancel().await;
+    }
     for a in acceptors {
         a.cancel().await;
     }
     for t in authority_tasks.into_iter().flatten() {
         t.cancel().await;
     }
+    publisher.cancel().await;
+    publish::publish_counters(&ctx);
     if let Some(shell) = &ctx.auth {
         info!(shard = id, counters = ?shell.authority.borrow().counters(), "authority");
         if let Some(j) = &shell.journal {

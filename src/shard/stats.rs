@@ -2,12 +2,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Declares the counters: each one's doc comment is also its help text in `/metrics`
+/// (`src/metrics/mod.rs` exports every counter listed here; `STATS_MAP` there may rename it).
 macro_rules! counters {
-    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Counters of one shard.
         #[derive(Debug, Default)]
-        pub struct Stats { $( $(#[$m])* pub $name: AtomicU64, )* }
+        pub struct Stats { $( $(#[doc = $doc])* pub $name: AtomicU64, )* }
         impl Stats {
+            /// Every counter as (name, doc comment), in declaration order.
+            pub fn describe() -> &'static [(&'static str, &'static str)] {
+                &[$( (stringify!($name), concat!($($doc),*)), )*]
+            }
             /// `name=value` pairs of every non-zero counter, for the log.
             pub fn summary(&self) -> String {
                 let mut s = String::new();
@@ -75,6 +81,22 @@ counters! {
     bulk_terminated,
     /// Records (bindings) sent.
     records_sent,
+    /// Bindings sent in DHCPv6 bulk leasequery replies (RFC 5460).
+    records_sent_v6,
+    /// Bindings sent in DHCPv4 bulk leasequery replies (RFC 6926).
+    records_sent_v4,
+    /// Bindings sent in DHCPv4-over-DHCPv6 bulk leasequery replies.
+    records_sent_dhcp4o6,
+    /// DHCPv6 bulk leasequeries started.
+    queries_bulk_v6,
+    /// DHCPv4 bulk leasequeries started.
+    queries_bulk_v4,
+    /// DHCPv4-over-DHCPv6 bulk leasequeries started.
+    queries_bulk_dhcp4o6,
+    /// Active leasequeries started on the DHCPv6 listener (DHCPv6 and DHCP4o6).
+    queries_active_v6,
+    /// Active leasequeries started on the DHCPv4 listener.
+    queries_active_v4,
     /// Octets written to requestors.
     bytes_sent,
     /// Records that could not be encoded in 65535 octets (the query ended with QueryTerminated).

@@ -162,15 +162,22 @@ pub(super) fn spawn_handle(
         return;
     };
     let (ctx, shell) = (ctx.clone(), shell.clone());
+    let received = std::time::Instant::now();
     glommio::spawn_local(async move {
-        handle(&ctx, &shell, &datagram, src).await;
+        handle(&ctx, &shell, &datagram, src, received).await;
         drop(permit);
     })
     .detach();
 }
 
 /// Runs the authority on one datagram; makes its changes durable, publishes them, replies.
-async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src: SocketAddr) {
+async fn handle(
+    ctx: &Rc<ShardCtx>,
+    shell: &Rc<AuthShell>,
+    datagram: &[u8],
+    src: SocketAddr,
+    received: std::time::Instant,
+) {
     let IpAddr::V6(src_ip) = src.ip() else {
         ctx.stats()
             .dhcp4o6_dropped_unparsed
@@ -240,11 +247,13 @@ async fn handle(ctx: &Rc<ShardCtx>, shell: &Rc<AuthShell>, datagram: &[u8], src:
         // freed stay held (the leases that hold them are back in the table).
         return;
     }
+    count_new_leases(ctx, &out.changes);
     free_at_owners(ctx, std::mem::take(&mut out.frees)).await;
     if let Some(reply) = out.reply {
         match shell.socket.send_to(&reply, src).await {
             Ok(_) => {
                 ctx.stats().dhcp4o6_replies.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics().dhcp4o6_handling.observe(received.elapsed());
             }
             Err(e) => debug!(%src, "dhcp4o6 send failed: {e}"),
         }
@@ -261,6 +270,31 @@ fn note_drops(ctx: &ShardCtx, shell: &AuthShell, before: &[(&'static str, u64)],
         if a.1 > b.1 {
             if let Some(reason) = drops::authority_reason(a.0) {
                 ctx.drops.note(reason, src);
+            }
+        }
+    }
+}
+
+/// Counts the durable new leases of `changes` per authority subnet (Kea's
+/// cumulative-assigned-addresses).
+fn count_new_leases(ctx: &ShardCtx, changes: &[Change]) {
+    let Some(auth) = &ctx.shared.authority else {
+        return;
+    };
+    for c in changes {
+        if let Change::V4 {
+            kind: crate::lease::ChangeKind::New,
+            binding,
+            ..
+        } = c
+        {
+            if let Some(g) = auth
+                .subnets
+                .iter()
+                .position(|s| s.contains(binding.addr))
+                .and_then(|i| ctx.metrics().subnets.get(i))
+            {
+                g.cumulative_assigned.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -104,7 +104,16 @@ struct Inner {
     st: RefCell<State>,
     generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
+    /// Where each group commit's duration (write and fdatasync) goes, when set.
+    commit_histogram: RefCell<Option<std::sync::Arc<crate::metrics::Histogram>>>,
+    /// Told the durable record sequence after every sync (the cluster publisher).
+    durable_hook: RefCell<Option<DurableHook>>,
 }
+
+/// Called with a journal's durable record sequence number after every sync that advanced it
+/// (and once when set): how the cluster publisher learns what it may read. It runs on the
+/// shard's thread and must not block (store an atomic, wake a thread).
+pub type DurableHook = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// One shard's journal: a cheap handle ([`Clone`] shares it) used by that shard's tasks only.
 ///
@@ -209,6 +218,7 @@ impl Journal {
         }
         Ok(Journal {
             inner: Rc::new(Inner {
+                commit_histogram: RefCell::new(None),
                 dir: sdir,
                 shard,
                 shards,
@@ -230,8 +240,16 @@ impl Journal {
                 }),
                 generation: Cell::new(0),
                 waiters: RefCell::new(Vec::new()),
+                durable_hook: RefCell::new(None),
             }),
         })
+    }
+
+    /// Sets the hook told the durable record sequence number after every sync (and calls it
+    /// now with the current one).
+    pub fn set_durable_hook(&self, hook: DurableHook) {
+        hook(self.durable_seq());
+        *self.inner.durable_hook.borrow_mut() = Some(hook);
     }
 
     /// The shard directory this journal writes.
@@ -385,6 +403,11 @@ impl Journal {
     /// True while a snapshot is being written.
     pub fn snapshot_in_progress(&self) -> bool {
         self.inner.st.borrow().snapshotting
+    }
+
+    /// Records the duration of every later group commit (write and fdatasync) in `h`.
+    pub fn set_commit_histogram(&self, h: std::sync::Arc<crate::metrics::Histogram>) {
+        *self.inner.commit_histogram.borrow_mut() = Some(h);
     }
 
     /// The counters.
@@ -589,6 +612,11 @@ async fn flush_loop(inner: Rc<Inner>) {
                 st.open = open;
                 st.durable = st.durable.max(last_seq);
                 st.stats.written += written;
+                let durable = st.durable;
+                drop(st);
+                if let Some(h) = inner.durable_hook.borrow().as_ref() {
+                    h(durable);
+                }
             }
             Err(e) => {
                 let mut st = inner.st.borrow_mut();
@@ -652,6 +680,7 @@ async fn flush(
             return Err(io_err(&inner.dir, "no open segment"));
         };
         let path = inner.dir.join(journal_name(segment));
+        let commit_started = std::time::Instant::now();
         #[cfg(feature = "fault-injection")]
         if fault::fail_write() {
             return Err(io_err(&path, "fault injection: journal write failed"));
@@ -676,6 +705,9 @@ async fn flush(
             sync_dir_async(&inner.dir).await?;
         }
         inner.st.borrow_mut().stats.commits += 1;
+        if let Some(h) = inner.commit_histogram.borrow().as_ref() {
+            h.observe(commit_started.elapsed());
+        }
     }
     {
         let mut st = inner.st.borrow_mut();

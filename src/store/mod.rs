@@ -15,6 +15,7 @@
 //! ```text
 //! DIR/server-duid                          the server DUID, lower-case hex, one line
 //! DIR/shards                               the shard set: the shard count, one line
+//! DIR/journal-epoch                        the journal epoch (raised by every renumbering)
 //! DIR/shard-K/journal-<seq>.log            journal segments of shard K (seq: 16 hex digits)
 //! DIR/shard-K/snapshot-<seq>.snap          the snapshot of shard K (normally one)
 //! DIR/shard-K/*.tmp                        a snapshot being written (removed by replay)
@@ -65,8 +66,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use journal::{Journal, JournalConfig, SnapshotInfo, StoreStats};
-pub use replay::{replay, write_state, Replayed, SHARDS_FILE};
+pub use journal::{DurableHook, Journal, JournalConfig, SnapshotInfo, StoreStats};
+pub use replay::{journal_epoch, replay, write_state, Replayed, EPOCH_FILE, SHARDS_FILE};
 
 use record::RecordError;
 

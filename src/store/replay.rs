@@ -131,6 +131,26 @@ const RESHARD_DONE_MARK: &str = "old-removed";
 /// The file in the data directory that records its shard set: the shard count, one line.
 pub const SHARDS_FILE: &str = "shards";
 
+/// The file in the data directory that holds the journal epoch: a decimal number, one line,
+/// raised by one each time [`write_state`] renumbers the journals (an import, a shard-count
+/// change); absent means 0. The cluster publisher puts it into every change's stream
+/// sequence, so that sequence grows per binding across a renumbering.
+pub const EPOCH_FILE: &str = "journal-epoch";
+
+/// The journal epoch of `dir` (see [`EPOCH_FILE`]): 0 when the file does not exist.
+pub fn journal_epoch(dir: &Path) -> Result<u32, StoreError> {
+    let path = dir.join(EPOCH_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().map_err(|_| StoreError::Corrupt {
+            file: path.display().to_string(),
+            offset: 0,
+            reason: format!("not a journal epoch: {:?}", t.trim()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
 /// Rebuilds every binding stored under `dir` and returns them grouped by shard for
 /// `shards_now` shards (0 is taken as 1).
 ///
@@ -742,6 +762,8 @@ pub fn write_state(
         sync_dir(&sdir)?;
     }
     write_synced(&tmp.join(SHARDS_FILE), format!("{shards}\n").as_bytes())?;
+    let epoch = journal_epoch(dir)?.saturating_add(1);
+    write_synced(&tmp.join(EPOCH_FILE), format!("{epoch}\n").as_bytes())?;
     sync_dir(&tmp)?;
     let new = dir.join(RESHARD_NEW);
     std::fs::rename(&tmp, &new).map_err(|e| io_err(&new, e))?;
@@ -775,7 +797,7 @@ fn finish_reshard(dir: &Path) -> Result<(), StoreError> {
         let name = entry.file_name();
         if name
             .to_str()
-            .is_some_and(|n| n.starts_with("shard-") || n == SHARDS_FILE)
+            .is_some_and(|n| n.starts_with("shard-") || n == SHARDS_FILE || n == EPOCH_FILE)
         {
             let to = dir.join(&name);
             std::fs::rename(entry.path(), &to).map_err(|e| io_err(&to, e))?;

@@ -52,6 +52,10 @@ pub struct Server {
     pub lq4: SocketAddr,
     /// The DHCP4o6 authority's UDP address.
     pub dhcp4o6: SocketAddr,
+    /// Where `/metrics` and `/healthz` answer (a free port of its own, so parallel servers
+    /// never meet on the default 127.0.0.1:9967; `0.0.0.0:0` when the test passed
+    /// `--metrics-listen off`).
+    pub metrics: SocketAddr,
     pub log: Arc<Mutex<String>>,
     _dir: Option<TempDir>,
 }
@@ -139,6 +143,18 @@ impl ServerBuilder {
         if !self.args.iter().any(|a| a == "--dhcp4o6-listen") {
             cmd.arg("--dhcp4o6-listen").arg(dhcp4o6.to_string());
         }
+        let metrics: SocketAddr = match self.args.iter().position(|a| a == "--metrics-listen") {
+            Some(i) => self
+                .args
+                .get(i + 1)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
+            None => {
+                let m: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                cmd.arg("--metrics-listen").arg(m.to_string());
+                m
+            }
+        };
         cmd.arg("--shards").arg(self.shards.to_string());
         cmd.arg("--lq6-listen")
             .arg(lq6.to_string())
@@ -175,6 +191,7 @@ impl ServerBuilder {
             lq6,
             lq4,
             dhcp4o6,
+            metrics,
             log,
             _dir: Some(dir),
         };

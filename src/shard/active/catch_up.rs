@@ -122,7 +122,7 @@ impl ShardCtx {
                 continue;
             }
             match sub.plan.encode_change(c, now) {
-                Some(e) => sub.queue(self, Some(key), Rc::new(e)),
+                Some(e) => sub.queue(self, Some(key), Rc::new(e), None),
                 None => {
                     self.stats()
                         .records_too_long

@@ -96,11 +96,13 @@ pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: 
         if !items.is_empty() {
             let mut buf = std::mem::take(&mut spare);
             buf.clear();
-            buf.reserve(items.iter().map(|e| e.bytes.len()).sum());
+            buf.reserve(items.iter().map(|q| q.e.bytes.len()).sum());
             let mut updates = 0u64;
-            for e in &items {
-                e.append_to(&mut buf, v6x, v4x);
-                updates += u64::from(e.at.v6_xid_at.is_some() || e.at.v4_xid_at.is_some());
+            let mut published = Vec::new();
+            for q in &items {
+                q.e.append_to(&mut buf, v6x, v4x);
+                updates += u64::from(q.e.at.v6_xid_at.is_some() || q.e.at.v4_xid_at.is_some());
+                published.extend(q.published);
             }
             drop(items);
             ctx.stats()
@@ -118,6 +120,10 @@ pub(in crate::shard) async fn run(ctx: Rc<ShardCtx>, plan: Arc<ActivePlan>, io: 
             .await
             {
                 Ok(mut buf) => {
+                    let h = &ctx.metrics().active_update_latency;
+                    for t in published {
+                        h.observe(t.elapsed());
+                    }
                     // (The writer hands it back cleared.) While more waits the buffer is kept
                     // whatever its size (no allocation and page faults per write); once the
                     // backlog is drained, only a small one is kept.

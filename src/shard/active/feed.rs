@@ -93,3 +93,100 @@ pub(in crate::shard) async fn follow_feed(ctx: Rc<ShardCtx>, path: std::path::Pa
         glommio::timer::sleep(POLL_INTERVAL).await;
     }
 }
+
+impl ShardCtx {
+    /// A replica's changes this shard owns, in stream order: upserted or removed, and published
+    /// with the change's own time (`changed`), so catch-up and time windows answer as the
+    /// authority does.
+    pub(super) fn apply_replica(self: &Rc<Self>, msgs: Vec<crate::cluster::contract::Message>) {
+        use crate::cluster::contract::Op;
+        let mut changes = Vec::with_capacity(msgs.len());
+        {
+            let mut t = self.table.borrow_mut();
+            for m in msgs {
+                let at = m.changed;
+                match (m.op, m.binding) {
+                    (Op::Upsert, FeedBinding::V4(b)) => match t.upsert_v4(b.clone()) {
+                        Ok(()) => changes.push(Change::V4 {
+                            at,
+                            kind: ChangeKind::Feed,
+                            binding: b,
+                        }),
+                        Err(e) => warn!(shard = self.id, "replica: {e}"),
+                    },
+                    (Op::Upsert, FeedBinding::V6(b)) => match t.upsert_v6(b.clone()) {
+                        Ok(()) => changes.push(Change::V6 {
+                            at,
+                            kind: ChangeKind::Feed,
+                            binding: b,
+                        }),
+                        Err(e) => warn!(shard = self.id, "replica: {e}"),
+                    },
+                    (Op::Remove, FeedBinding::V4(b)) => {
+                        if t.remove_v4(b.addr, b.port_params) {
+                            changes.push(Change::V4 {
+                                at,
+                                kind: ChangeKind::Remove,
+                                binding: b,
+                            });
+                        }
+                    }
+                    (Op::Remove, FeedBinding::V6(b)) => {
+                        if t.remove_v6(&b.duid, b.link) {
+                            changes.push(Change::V6 {
+                                at,
+                                kind: ChangeKind::Remove,
+                                binding: b,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.publish(&changes);
+    }
+}
+
+/// A replica's changes (on shard 0): taken from the follower thread's channel and routed to
+/// their owning shards, in order.
+pub(in crate::shard) async fn follow_replica(
+    ctx: Rc<ShardCtx>,
+    rx: std::sync::mpsc::Receiver<crate::cluster::replica::Batch>,
+) {
+    let shards = ctx.shared.shards;
+    loop {
+        let mut per: Vec<Vec<crate::cluster::contract::Message>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let mut got = 0usize;
+        loop {
+            match rx.try_recv() {
+                Ok(batch) => {
+                    for m in batch {
+                        let s = match &m.binding {
+                            FeedBinding::V4(b) => shard_of_addr(b.addr, shards),
+                            FeedBinding::V6(b) => shard_of_duid(&b.duid, shards),
+                        };
+                        if let Some(v) = per.get_mut(s) {
+                            v.push(m);
+                            got += 1;
+                        }
+                    }
+                    if got >= 4096 {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        for (s, msgs) in per.into_iter().enumerate() {
+            if !msgs.is_empty() {
+                ctx.post(s, Mail::Active(ActiveMail::Replica { msgs }))
+                    .await;
+            }
+        }
+        if got == 0 {
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub(crate) struct Hub {
     /// Catch-ups this shard runs (for subscriptions of any shard): where credits go.
     pub(super) catch_ups: RefCell<HashMap<QueryKey, LocalSender<bool>>>,
     pub(super) pending: RefCell<Vec<Change>>,
+    /// When the oldest change in `pending` was published.
+    pub(super) pending_since: Cell<Option<std::time::Instant>>,
     pub(super) lost: Cell<bool>,
     pub(super) flushing: Cell<bool>,
 }
@@ -43,9 +45,20 @@ impl Hub {
             subs: RefCell::new(HashMap::new()),
             catch_ups: RefCell::new(HashMap::new()),
             pending: RefCell::new(Vec::new()),
+            pending_since: Cell::new(None),
             lost: Cell::new(false),
             flushing: Cell::new(false),
         }
+    }
+}
+
+impl Hub {
+    /// The largest backlog over this shard's subscriptions: (distinct bindings, octets).
+    pub(crate) fn backlog_max(&self) -> (usize, usize) {
+        self.subs.borrow().values().fold((0, 0), |(n, b), sub| {
+            let q = sub.backlog.borrow();
+            (n.max(q.bindings()), b.max(q.bytes()))
+        })
     }
 }
 
@@ -91,6 +104,9 @@ impl ShardCtx {
                 hub.lost.set(true);
             } else {
                 p.extend_from_slice(changes);
+                if hub.pending_since.get().is_none() {
+                    hub.pending_since.set(Some(std::time::Instant::now()));
+                }
             }
         }
         if !hub.flushing.replace(true) {
@@ -103,6 +119,11 @@ impl ShardCtx {
     async fn flush(self: Rc<Self>) {
         loop {
             let batch = std::mem::take(&mut *self.hub.pending.borrow_mut());
+            let published = self
+                .hub
+                .pending_since
+                .take()
+                .unwrap_or_else(std::time::Instant::now);
             let lost = self.hub.lost.replace(false);
             if batch.is_empty() && !lost {
                 break;
@@ -117,7 +138,7 @@ impl ShardCtx {
                 }
                 if !batch.is_empty() {
                     let changes = batch.clone();
-                    self.post(d, Mail::Active(ActiveMail::Changes { changes }))
+                    self.post(d, Mail::Active(ActiveMail::Changes { changes, published }))
                         .await;
                 }
             }
@@ -133,7 +154,8 @@ impl ShardCtx {
 
     /// Live changes: encode once per wire key, queue for every matching subscriber; each
     /// change's binding key is built once for all of them ([`fan_out`]).
-    pub(super) fn dispatch(&self, changes: &[Change]) {
+    /// `published`: when the oldest of them was published (the update-latency histogram).
+    pub(super) fn dispatch(&self, changes: &[Change], published: std::time::Instant) {
         let subs: Vec<Rc<Sub>> = self.hub.subs.borrow().values().cloned().collect();
         if subs.is_empty() {
             return;
@@ -142,7 +164,7 @@ impl ShardCtx {
             if s.catching_up.get() > 0 && !s.first_copy(self, key, c) {
                 return;
             }
-            s.queue(self, Some(key.clone()), e.clone());
+            s.queue(self, Some(key.clone()), e.clone(), Some(published));
         });
         if too_long > 0 {
             self.stats()

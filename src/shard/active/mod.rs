@@ -60,14 +60,14 @@ use crate::shard::ShardCtx;
 use sub::SubEnd;
 
 pub(super) use driver::run;
-pub(super) use feed::follow_feed;
+pub(super) use feed::{follow_feed, follow_replica};
 pub(crate) use hub::{history_limits, Hub};
 
 impl ShardCtx {
     /// Handles an active leasequery mail addressed to this shard.
     pub(super) fn deliver_active(self: &Rc<Self>, mail: ActiveMail) {
         match mail {
-            ActiveMail::Changes { changes } => self.dispatch(&changes),
+            ActiveMail::Changes { changes, published } => self.dispatch(&changes, published),
             ActiveMail::Lost => {
                 for s in self.hub.subs.borrow().values() {
                     s.terminate(SubEnd::Fanout);
@@ -91,6 +91,7 @@ impl ShardCtx {
                 }
             }
             ActiveMail::Feed { v4, v6 } => self.apply_feed(v4, v6),
+            ActiveMail::Replica { msgs } => self.apply_replica(msgs),
         }
     }
 }

@@ -30,11 +30,18 @@ pub(super) enum SubEnd {
     Fanout,
 }
 
+/// One message waiting for a subscriber, with when its change was published (live updates;
+/// `None` for catch-up and control messages), for the update-latency histogram.
+pub(super) struct Queued {
+    pub(super) e: Rc<EncodedUpdate>,
+    pub(super) published: Option<std::time::Instant>,
+}
+
 /// One subscription, on its connection's shard.
 pub(super) struct Sub {
     pub(super) plan: Arc<ActivePlan>,
     pub(super) wire: WireKey,
-    pub(super) backlog: RefCell<Backlog<Rc<EncodedUpdate>>>,
+    pub(super) backlog: RefCell<Backlog<Queued>>,
     pub(super) wake: LocalSender<()>,
     pub(super) end: Cell<Option<SubEnd>>,
     /// Shards whose catch-up has not ended.
@@ -66,12 +73,21 @@ impl Sub {
     /// Queues one message; over the backlog bound the subscription is terminated. The driver is
     /// woken only when the backlog was empty: otherwise it has been woken already, or it is
     /// writing and looks at the backlog again when the write completes.
-    pub(super) fn queue(&self, ctx: &ShardCtx, key: Option<Rc<BindingKey>>, e: Rc<EncodedUpdate>) {
+    pub(super) fn queue(
+        &self,
+        ctx: &ShardCtx,
+        key: Option<Rc<BindingKey>>,
+        e: Rc<EncodedUpdate>,
+        published: Option<std::time::Instant>,
+    ) {
         if self.end.get().is_some() {
             return;
         }
         let len = e.bytes.len();
-        let pushed = self.backlog.borrow_mut().push(key, e, len);
+        let pushed = self
+            .backlog
+            .borrow_mut()
+            .push(key, Queued { e, published }, len);
         match pushed {
             Ok(p) => {
                 if p.coalesced > 0 {
@@ -114,7 +130,7 @@ impl Sub {
                 v4_xid_at: None,
             },
         });
-        self.queue(ctx, None, e);
+        self.queue(ctx, None, e, None);
     }
 }
 

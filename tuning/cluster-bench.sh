@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Publisher figures (issue 18). Needs nats-server (Debian). Build first:
+#   cargo build --release --bins        (or LQD_BIN_DIR=target/debug for a dev build)
+# Env: RUNS ("1 2 3"), CLIENTS (20000), CONC (64), SHARDS (2).
+# 1. DORA/s of a durable authority (--data-dir) with [cluster] publishing against without, in the
+#    same script (fresh server, data dir and NATS store per run): the issue's goal is on/off >= 0.9.
+# 2. Publisher drain rate: a churn of CLIENTS DORAs with NATS down (the journal spools), then
+#    nats-server starts: changes acknowledged / seconds from the start until pending=0 (one
+#    publisher thread, the whole backlog read from the journal).
+set -u
+R="${LQD_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
+CFG="$(cd "$(dirname "$0")" && pwd)/authority-bigpool.toml"
+CLIENTS=${CLIENTS:-20000}
+
+counter() { # LOG KEY: the last "counters: cluster" value of KEY
+  grep "counters: cluster" "$1" | tail -n 1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"
+}
+
+start_nats() { # DIR PORT
+  nats-server -js -sd "$1/js" -p "$2" -a 127.0.0.1 > "$1/nats.log" 2>&1 &
+  NATS=$!
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$2) 2>/dev/null && return; sleep 0.05; done
+}
+
+for run in ${RUNS:-1 2 3}; do
+  for mode in off on; do
+    D=$(mktemp -d /tmp/lqd-clb.XXXX)
+    P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2)); PN=$((P6 + 3))
+    cp "$CFG" "$D/cfg.toml"
+    NATS=
+    if [ $mode = on ]; then
+      printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\nnode_id = "bench"\n' $PN >> "$D/cfg.toml"
+      start_nats "$D" $PN
+    fi
+    $R/leasequeryd --shards ${SHARDS:-2} --config "$D/cfg.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --data-dir "$D/data" 2> "$D/srv.log" &
+    SRV=$!
+    sleep 1
+    $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients $CLIENTS --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} > $D/churn.txt 2>&1
+    kill -USR1 $SRV; sleep 0.5
+    pub=$(counter "$D/srv.log" acknowledged)
+    kill -TERM $SRV; wait $SRV
+    [ -n "$NATS" ] && { kill -TERM $NATS; wait $NATS; }
+    python3 - "$D/out/summary.json" "$mode" "$run" "${pub:-0}" <<'PY'
+import json,sys
+j=json.load(open(sys.argv[1])); c=j["counters"]
+print(f'dora publishing={sys.argv[2]} run {sys.argv[3]}: dora/s={c.get("acks",0)/j["elapsed_s"]:.0f} acks={c.get("acks")} elapsed={j["elapsed_s"]:.2f}s timeouts={c.get("timeouts",0)} acknowledged_by_jetstream_at_end={sys.argv[4]}')
+PY
+    rm -rf $D
+  done
+done
+
+for run in ${RUNS:-1 2 3}; do
+  D=$(mktemp -d /tmp/lqd-clb.XXXX)
+  P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2)); PN=$((P6 + 3))
+  cp "$CFG" "$D/cfg.toml"
+  printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\nnode_id = "bench"\n' $PN >> "$D/cfg.toml"
+  $R/leasequeryd --shards ${SHARDS:-2} --config "$D/cfg.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --data-dir "$D/data" 2> "$D/srv.log" &
+  SRV=$!
+  sleep 1
+  $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients $CLIENTS --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} > $D/churn.txt 2>&1
+  t0=$(date +%s.%N)
+  start_nats "$D" $PN
+  while :; do
+    kill -USR1 $SRV; sleep 0.1
+    p=$(counter "$D/srv.log" pending); a=$(counter "$D/srv.log" acknowledged)
+    [ "${p:-1}" = 0 ] && [ "${a:-0}" -gt 0 ] && break
+  done
+  t1=$(date +%s.%N)
+  python3 -c "import sys; a=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'drain run $run: {a} changes published from the journal in {t:.2f}s (NATS start included): {a/t:.0f}/s')" "$a" "$t0" "$t1"
+  kill -TERM $SRV; wait $SRV
+  kill -TERM $NATS; wait $NATS
+  rm -rf $D
+done
