@@ -129,10 +129,12 @@ impl Watcher {
     fn start_with(dir: &Path, tag: &str, args: &[String]) -> Watcher {
         let out = dir.join(format!("{tag}.out"));
         let err = dir.join(format!("{tag}.err"));
+        // Over TLS (the test gives the --tls-* flags) without --insecure.
+        let tls = args.iter().any(|a| a == "--tls-cert");
         let child = Command::new(env!("CARGO_BIN_EXE_lqctl"))
+            .arg("watch")
+            .args((!tls).then_some("--insecure"))
             .args([
-                "watch",
-                "--insecure",
                 "--format",
                 "jsonl",
                 "--verbose",
@@ -807,4 +809,119 @@ fn watch_needs_insecure_and_refuses_snabb_stdout() {
     let o = run(&["watch", "--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(help.contains("TLS is not available yet"), "{help}");
+}
+
+/// A CA, a server certificate for the loopback addresses and a requestor certificate (rcgen),
+/// written under `dir`: the server's config lines for `tls = "required"` and lqctl's flags.
+fn tls_material(dir: &Path) -> (String, Vec<String>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "watch test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = p.self_signed(&ca_key).unwrap();
+    let write = |name: &str, text: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.display().to_string()
+    };
+    let ca_path = write("ca.pem", &ca.pem());
+    let leaf = |name: &str, server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress("::1".parse().unwrap()));
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (
+            write(&format!("{name}.pem"), &cert.pem()),
+            write(&format!("{name}.key"), &key.serialize_pem()),
+        )
+    };
+    let (scert, skey) = leaf("lqd.test", true);
+    let (rcert, rkey) = leaf("requestor1.test", false);
+    let config = format!(
+        "tls = \"required\"\ntls_cert = {scert:?}\ntls_key = {skey:?}\ntls_client_ca = {ca_path:?}\n"
+    );
+    let flags = ["--tls-cert", &rcert, "--tls-key", &rkey, "--tls-ca", &ca_path]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (config, flags)
+}
+
+/// Issue 17 part 1 over TLS (issue 15): against a server in secure mode (`tls = "required"`,
+/// active leasequery without --allow-insecure-active), `lqctl watch` with --tls-cert,
+/// --tls-key, --tls-ca loads, catches up and follows a churn to the ledger, and `lqctl bulk`
+/// over TLS answers the same bindings; plain `lqctl bulk` gets nothing, and `watch` without
+/// TLS and without --insecure is refused with the reason.
+#[test]
+fn watch_and_bulk_over_tls_against_a_server_in_secure_mode() {
+    let dir = TempDir::new("watch-tls");
+    let (config, tls) = tls_material(dir.path());
+    let cfg = dir.path().join("lqd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let srv = ServerBuilder::new()
+        .arg("--active")
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .start();
+    let mut w = Watcher::start(&srv, dir.path(), "tls", &tls);
+    w.wait_for("caught up, following", 1);
+    let want = churn(&srv, dir.path(), 0, 120);
+    w.converge(&BTreeMap::new(), &want);
+    assert_eq!(w.stop(), 0, "{}", w.stderr());
+    assert!(w.stderr().contains("over TLS"), "summary: {}", w.stderr());
+
+    let bulk = |extra: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_lqctl"))
+            .args(["bulk", "--server", &srv.lq6.to_string()])
+            .args(["--query", &format!("4o6-link:{LINK}"), "--format", "jsonl"])
+            .args(["--timeout", "5"])
+            .args(extra)
+            .output()
+            .expect("run lqctl bulk")
+    };
+    let o = bulk(&tls);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut got = BTreeMap::new();
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v.get("state").and_then(|s| s.as_str()).unwrap_or("active") == "active" {
+            got.insert(key_of(&v), state_of(&v));
+        }
+    }
+    assert_eq!(got, want, "{}", diff(&got, &want));
+    // Plain against secure mode: the server closes, lqctl fails with exit 1.
+    let o = bulk(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    // A CA that did not sign the server's certificate: the handshake fails, said.
+    let other = TempDir::new("watch-tls-other");
+    let (_, other_flags) = tls_material(other.path());
+    let mut wrong_ca = tls.clone();
+    wrong_ca[5] = other_flags[5].clone();
+    let o = bulk(&wrong_ca);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("TLS: the TLS handshake failed"), "{err}");
+    // watch without TLS needs --insecure.
+    let o = Command::new(env!("CARGO_BIN_EXE_lqctl"))
+        .args(["watch", "--server", &srv.lq6.to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--insecure is required to subscribe without TLS"), "{err}");
 }

@@ -110,6 +110,8 @@ pub struct Job {
     pub kind: QueryKind,
     /// Connect and read timeout.
     pub timeout: Duration,
+    /// Over TLS (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    pub tls: Option<net::Tls>,
     /// `--verbose`.
     pub verbose: bool,
     /// The shared progress line.
@@ -135,7 +137,13 @@ impl Job {
         let t0 = Instant::now();
         let label = self.label();
         self.say("connecting");
-        let mut conn = net::connect(&self.server, self.kind.default_port(), self.timeout)
+        let mut conn = net::connect(
+            &self.server,
+            self.kind.default_port(),
+            self.timeout,
+            self.tls.as_ref(),
+            self.kind.wire(),
+        )
             .map_err(|e| format!("{label}: connect: {e}"))?;
         self.say(&format!("connected; query {}", self.kind));
         // Any xid will do (one query per connection); a clock-derived one tells runs apart in

@@ -110,6 +110,8 @@ pub struct Common {
     /// Per-server connection state and progress on stderr.
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub tls: net::TlsArgs,
 }
 
 /// `lqctl bulk`.
@@ -147,6 +149,10 @@ fn run_bulk(a: &BulkArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return usage(&e),
     };
+    let tls = match c.tls.tls() {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
+    };
     let t0 = Instant::now();
     let progress = bulk::Progress::new(true);
     let jobs: Vec<bulk::Job> = c
@@ -158,6 +164,7 @@ fn run_bulk(a: &BulkArgs) -> ExitCode {
             server: s.clone(),
             kind: a.query.clone(),
             timeout: Duration::from_secs(c.timeout),
+            tls: tls.clone(),
             verbose: c.verbose,
             progress: progress.clone(),
         })

@@ -2,12 +2,81 @@
 //! reader (RFC 5460 §5.1 / RFC 6926 §6.1: a 2-octet length before each message). Everything a
 //! message means is `leasequery::requestor`'s.
 //!
-//! [`connect`] is the one place a requestor connection is opened: TLS (STARTTLS / DHCPTLS)
-//! slots in there.
+//! [`connect`] is the one place a requestor connection is opened, plain or over TLS
+//! (`--tls-cert`, `--tls-key`, `--tls-ca`: STARTTLS on TCP 547, DHCPTLS on TCP 67, the server's
+//! certificate verified; [`leasequery::tlsclient`]).
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leasequery::requestor::Wire;
+use leasequery::tlsclient;
+use rustls::pki_types::ServerName;
+
+/// The TLS flags of every subcommand: all three, or none (plain TCP).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// The requestor's certificate chain (PEM): leasequery over TLS (STARTTLS on TCP 547,
+    /// DHCPTLS on TCP 67), with --tls-key and --tls-ca.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The requestor's private key (PEM).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The CA bundle (PEM) that the server's certificate must chain to.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the --server host as given).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+/// What a TLS connection needs: the client configuration and the server name to verify.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    name: Option<ServerName<'static>>,
+}
+
+impl TlsArgs {
+    /// `None` without TLS flags; an error naming the flags when only some are given or a file
+    /// is bad.
+    pub fn tls(&self) -> Result<Option<Tls>, String> {
+        let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
+            (None, None, None) if self.server_name.is_none() => return Ok(None),
+            (Some(c), Some(k), Some(a)) => (c, k, a),
+            _ => {
+                let missing: Vec<&str> = [
+                    ("--tls-cert", self.cert.is_none()),
+                    ("--tls-key", self.key.is_none()),
+                    ("--tls-ca", self.ca.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(f, _)| *f)
+                .collect();
+                return Err(format!(
+                    "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {})",
+                    missing.join(", ")
+                ));
+            }
+        };
+        let config = tlsclient::client_config_files(ca, cert, key)
+            .map_err(|e| format!("--tls-cert/--tls-key/--tls-ca: {e}"))?;
+        let name = match &self.server_name {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| format!("--tls-server-name {n:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Some(Tls { config, name }))
+    }
+}
 
 /// A `--server` as given: an address or host name with an optional port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +157,62 @@ impl Server {
     }
 }
 
+/// The connection under [`Conn`].
+enum Stream {
+    Plain(TcpStream),
+    Tls {
+        s: Box<tlsclient::TlsStream>,
+        /// Frames a [`Writer`] handed over, sent by the reading thread between reads.
+        outbox: Option<Receiver<Vec<u8>>>,
+        /// The read timeout the caller asked for (the socket's own is short while an outbox
+        /// is open, so that frames leave promptly).
+        read_timeout: Option<Duration>,
+    },
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Tls { .. } => "Tls",
+        })
+    }
+}
+
+/// How often the reading thread of a TLS connection with a [`Writer`] looks for frames to send.
+const OUTBOX_POLL: Duration = Duration::from_millis(20);
+
+/// The sending side of a connection whose reading runs on another thread (`watch`): plain,
+/// the socket itself; over TLS, frames handed to the reading thread (one TLS session cannot be
+/// written from two threads).
+pub enum Writer {
+    Plain(TcpStream),
+    Tls(SyncSender<Vec<u8>>, TcpStream),
+}
+
+impl Writer {
+    /// Sends `frame` (already framed).
+    pub fn write_all(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Writer::Plain(s) => s.write_all(frame),
+            Writer::Tls(tx, _) => tx
+                .send(frame.to_vec())
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")),
+        }
+    }
+
+    /// Closes the connection (the reading thread then ends).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Writer::Plain(s) | Writer::Tls(_, s) => s.shutdown(how),
+        }
+    }
+}
+
 /// A framed requestor connection to a leasequery server.
 #[derive(Debug)]
 pub struct Conn {
-    s: TcpStream,
+    s: Stream,
     buf: Vec<u8>,
     have: usize,
     pos: usize,
@@ -100,8 +221,16 @@ pub struct Conn {
 }
 
 /// Opens a requestor connection to `server` (the first of its addresses that answers), with
-/// `timeout` for the connect and for every read. TLS will slot in here.
-pub fn connect(server: &Server, default_port: u16, timeout: Duration) -> io::Result<Conn> {
+/// `timeout` for the connect and for every read; with `tls`, asks for TLS (DHCPTLS when
+/// `wire` is V4, STARTTLS otherwise) and runs the handshake, the server's certificate checked
+/// against the CA and the server's name (`--tls-server-name`, else the host as given).
+pub fn connect(
+    server: &Server,
+    default_port: u16,
+    timeout: Duration,
+    tls: Option<&Tls>,
+    wire: Wire,
+) -> io::Result<Conn> {
     let mut last = None;
     for addr in server.resolve(default_port)? {
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -109,6 +238,23 @@ pub fn connect(server: &Server, default_port: u16, timeout: Duration) -> io::Res
                 s.set_read_timeout(Some(timeout))?;
                 s.set_write_timeout(Some(timeout))?;
                 s.set_nodelay(true)?;
+                let s = match tls {
+                    None => Stream::Plain(s),
+                    Some(t) => {
+                        let name = match &t.name {
+                            Some(n) => n.clone(),
+                            None => ServerName::try_from(server.host.clone())
+                                .map_err(|e| io::Error::other(format!("TLS server name: {e}")))?,
+                        };
+                        let s = tlsclient::connect(s, wire, 0x1c71, t.config.clone(), name)
+                            .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+                        Stream::Tls {
+                            s: Box::new(s),
+                            outbox: None,
+                            read_timeout: Some(timeout),
+                        }
+                    }
+                };
                 return Ok(Conn {
                     s,
                     buf: vec![0; 1 << 20],
@@ -124,11 +270,26 @@ pub fn connect(server: &Server, default_port: u16, timeout: Duration) -> io::Res
 }
 
 impl Conn {
-    /// A second handle on the connection's socket, for a writer beside the thread that reads
-    /// (`watch`), after setting the read timeout of a long-lived stream (`None`: none).
-    pub fn writer(&self, read_timeout: Option<Duration>) -> io::Result<TcpStream> {
-        self.s.set_read_timeout(read_timeout)?;
-        self.s.try_clone()
+    /// A writer beside the thread that reads (`watch`), after setting the read timeout of a
+    /// long-lived stream (`None`: none).
+    pub fn writer(&mut self, read_timeout: Option<Duration>) -> io::Result<Writer> {
+        match &mut self.s {
+            Stream::Plain(s) => {
+                s.set_read_timeout(read_timeout)?;
+                Ok(Writer::Plain(s.try_clone()?))
+            }
+            Stream::Tls {
+                s,
+                outbox,
+                read_timeout: rt,
+            } => {
+                s.sock.set_read_timeout(Some(OUTBOX_POLL))?;
+                *rt = read_timeout;
+                let (tx, rx) = mpsc::sync_channel(64);
+                *outbox = Some(rx);
+                Ok(Writer::Tls(tx, s.sock.try_clone()?))
+            }
+        }
     }
 
     /// Sends one framed message (at most 65535 octets).
@@ -138,7 +299,50 @@ impl Conn {
         let mut f = Vec::with_capacity(msg.len() + 2);
         f.extend_from_slice(&len.to_be_bytes());
         f.extend_from_slice(msg);
-        self.s.write_all(&f)
+        match &mut self.s {
+            Stream::Plain(s) => s.write_all(&f),
+            Stream::Tls { s, .. } => {
+                s.write_all(&f)?;
+                s.flush()
+            }
+        }
+    }
+
+    /// One read: plain, or TLS (sending what a [`Writer`] handed over first, and waiting in
+    /// [`OUTBOX_POLL`] steps up to the read timeout).
+    fn read_some(&mut self, at: usize) -> io::Result<usize> {
+        match &mut self.s {
+            Stream::Plain(s) => s.read(&mut self.buf[at..]),
+            Stream::Tls {
+                s,
+                outbox,
+                read_timeout,
+            } => {
+                let Some(rx) = outbox else {
+                    return s.read(&mut self.buf[at..]);
+                };
+                let t0 = Instant::now();
+                loop {
+                    while let Ok(frame) = rx.try_recv() {
+                        s.write_all(&frame)?;
+                        s.flush()?;
+                    }
+                    match s.read(&mut self.buf[at..]) {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            if read_timeout.is_some_and(|t| t0.elapsed() >= t) {
+                                return Err(e);
+                            }
+                        }
+                        r => return r,
+                    }
+                }
+            }
+        }
     }
 
     /// Calls `each` with every message until it returns false (the stream ended) or the server
@@ -165,7 +369,7 @@ impl Conn {
                 self.have -= self.pos;
                 self.pos = 0;
             }
-            let r = self.s.read(&mut self.buf[self.have..])?;
+            let r = self.read_some(self.have)?;
             if r == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -11,7 +11,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::net::{Ipv6Addr, Shutdown, TcpStream};
+use std::net::{Ipv6Addr, Shutdown};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,8 +50,8 @@ pub struct WatchArgs {
     /// connect timeout, --verbose.
     #[command(flatten)]
     pub common: Common,
-    /// Subscribe without TLS. Required: TLS is not available yet in this build, so watch
-    /// only runs with --insecure (the server needs --allow-insecure-active).
+    /// Subscribe without TLS (the server needs --allow-insecure-active). Without it, watch
+    /// needs --tls-cert, --tls-key and --tls-ca (RFC 7653 §9.1: active leasequery over TLS).
     #[arg(long)]
     pub insecure: bool,
     /// Keep the current table in FILE (written atomically after a batch, at most every
@@ -108,8 +108,10 @@ query and emits the difference. A change is emitted only when the table changes,
 emitted twice across reconnects, catch-ups and reloads. Only bound bindings are held: an
 unassigned, released or expired one is a removal.
 
-TLS is not available yet: watch runs only with --insecure, against a server started with
---active --allow-insecure-active.
+Security: with --tls-cert, --tls-key and --tls-ca every connection asks for TLS (STARTTLS on
+TCP 547, DHCPTLS on TCP 67) and verifies the server's certificate (the server in `tls =
+optional` or `required`). Without TLS, --insecure is required and the server needs --active
+--allow-insecure-active; the summary line then says so.
 
 Exit codes: 0 ended by SIGINT/SIGTERM with every server followed, 1 a server refused or
 answered an error status (the others are still followed), a snabb command failed or was left
@@ -123,7 +125,7 @@ pub const DUID: &[u8] = &[0, 2, 0, 0, 0x7e, 0xd9, b'l', b'q', b'c', b't', b'l'];
 const CONFLICT_REPORTS: u64 = 100;
 
 enum Ev {
-    Connected(TcpStream),
+    Connected(net::Writer),
     Failed(String),
     Msg(Vec<u8>),
     Lost(String),
@@ -137,7 +139,7 @@ struct Srv {
     watch: Watch,
     /// The connection's generation: events of an older one are stale.
     gen: u64,
-    stream: Option<TcpStream>,
+    stream: Option<net::Writer>,
     xid: u32,
     failed: bool,
     conflicts: u64,
@@ -476,18 +478,20 @@ fn active_query(wire: Wire, xid: u32, start: u32) -> Vec<u8> {
     }
 }
 
-/// Opens a connection in a thread of its own (through `net::connect`, where TLS will slot in),
+/// Opens a connection in a thread of its own (through `net::connect`, plain or TLS),
 /// hands the main thread a writer and then every message it reads.
 fn spawn_connection(
     server: Server,
     port: u16,
     timeouts: (Duration, Duration),
+    tls: Option<net::Tls>,
+    wire: Wire,
     gen: u64,
     idx: usize,
     tx: SyncSender<(usize, u64, Ev)>,
 ) {
     std::thread::spawn(move || {
-        let mut conn = match net::connect(&server, port, timeouts.0) {
+        let mut conn = match net::connect(&server, port, timeouts.0, tls.as_ref(), wire) {
             Ok(c) => c,
             Err(e) => {
                 let _ = tx.send((idx, gen, Ev::Failed(e.to_string())));
@@ -530,13 +534,24 @@ pub fn run(a: &WatchArgs) -> ExitCode {
 
 fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
     let usage = |m: String| (2u8, m);
-    if !a.insecure {
-        return Err(usage(
-            "--insecure is required: TLS is not available yet in this build, and watch \
-             subscribes without TLS only when told to (the server needs \
-             --allow-insecure-active)"
-                .into(),
-        ));
+    let tls = a.common.tls.tls().map_err(usage)?;
+    match (&tls, a.insecure) {
+        (None, false) => {
+            return Err(usage(
+                "--insecure is required to subscribe without TLS (the server needs \
+                 --allow-insecure-active); give --tls-cert, --tls-key and --tls-ca for TLS"
+                    .into(),
+            ))
+        }
+        (Some(_), true) => {
+            return Err(usage(
+                "--insecure and --tls-cert/--tls-key/--tls-ca together: choose one".into(),
+            ))
+        }
+        (None, true) => {
+            eprintln!("lqctl watch: subscribing without TLS (--insecure)");
+        }
+        (Some(_), false) => {}
     }
     let queries = if a.queries.is_empty() {
         vec![QueryKind::V4All]
@@ -692,6 +707,8 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
                             srvs[i].server.clone(),
                             port,
                             timeouts,
+                            tls.clone(),
+                            wire,
                             srvs[i].gen,
                             i,
                             tx.clone(),
@@ -909,7 +926,12 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         .as_ref()
         .map_or_else(|| srvs[0].watch.table().len(), Table::len);
     let mut summary = format!(
-        "lqctl watch: {held} bindings held, {emitted} changes emitted, {conflicts} conflicts"
+        "lqctl watch: {held} bindings held, {emitted} changes emitted, {conflicts} conflicts, {}",
+        if a.insecure {
+            "without TLS (--insecure)"
+        } else {
+            "over TLS"
+        }
     );
     if a.snabb_apply.is_some() {
         summary.push_str(&format!(
