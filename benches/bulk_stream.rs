@@ -509,7 +509,13 @@ fn main() {
     for &shards in &shard_list {
         let srv = start(&import, shards, pki.as_ref());
         let mut cases = vec![
-            ("4o6 by-link (TCP 547)", srv.lq6, query_4o6(0xabcdef), false, None),
+            (
+                "4o6 by-link (TCP 547)",
+                srv.lq6,
+                query_4o6(0xabcdef),
+                false,
+                None,
+            ),
             ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true, None),
         ];
         if let Some(p) = &pki {

@@ -379,9 +379,8 @@ fn verify_bulk(
     server6_lq: SocketAddr,
     tls: Option<&requestor::Tls>,
 ) {
-    let found = churn_links(args).and_then(|links| {
-        verify::query_links(server6_lq, &links, Duration::from_secs(30), tls)
-    });
+    let found = churn_links(args)
+        .and_then(|links| verify::query_links(server6_lq, &links, Duration::from_secs(30), tls));
     match found {
         Ok(mut found) => {
             // Bindings of non-loadgen clients (an import file) are not compared; another

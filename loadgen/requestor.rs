@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leasequery::requestor::kind::Request;
+use leasequery::requestor::reply::{self, Answer, Wire};
 use leasequery::tlsclient;
 use rustls::pki_types::ServerName;
-use leasequery::requestor::reply::{self, Answer, Wire};
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
 const REQUESTOR: [u8; 10] = [0, 3, 0, 1, 2, 0, 0, 0, 0x4c, 0x47];

@@ -52,7 +52,10 @@ impl Ca {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
@@ -211,11 +214,7 @@ fn bulk_over_tls_streams_every_binding_and_a_wrong_ca_fails_clearly() {
 
     // A requestor certificate from another CA: the server ends the session, loadgen says so.
     let out3 = TempDir::new("lg-tls-bulk-stranger");
-    let o = loadgen(&bulk_args(
-        &srv,
-        &out3,
-        Pki::flags(&pki.stranger, &pki.ca),
-    ));
+    let o = loadgen(&bulk_args(&srv, &out3, Pki::flags(&pki.stranger, &pki.ca)));
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     let j = json(&out3.path().join("summary.json"));
@@ -234,7 +233,10 @@ fn bulk_over_tls_streams_every_binding_and_a_wrong_ca_fails_clearly() {
     // The first run's connections: 2 requestors x 2 ports, each one handshake.
     assert_eq!(log_counter(&log, "tls_handshakes"), 4, "{log}");
     assert!(log_counter(&log, "tls_failed_unknown_ca") >= 1, "{log}");
-    assert!(log_counter(&log, "tls_refused_plain_required") >= 1, "{log}");
+    assert!(
+        log_counter(&log, "tls_refused_plain_required") >= 1,
+        "{log}"
+    );
 }
 
 /// Arguments of an `active` / `mixed` run against `srv` with `tls`.

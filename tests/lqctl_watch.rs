@@ -821,7 +821,8 @@ fn tls_material(dir: &Path) -> (String, Vec<String>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "watch test CA");
+    p.distinguished_name
+        .push(DnType::CommonName, "watch test CA");
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = p.self_signed(&ca_key).unwrap();
     let write = |name: &str, text: &str| {
@@ -854,10 +855,17 @@ fn tls_material(dir: &Path) -> (String, Vec<String>) {
     let config = format!(
         "tls = \"required\"\ntls_cert = {scert:?}\ntls_key = {skey:?}\ntls_client_ca = {ca_path:?}\n"
     );
-    let flags = ["--tls-cert", &rcert, "--tls-key", &rkey, "--tls-ca", &ca_path]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let flags = [
+        "--tls-cert",
+        &rcert,
+        "--tls-key",
+        &rkey,
+        "--tls-ca",
+        &ca_path,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     (config, flags)
 }
 
@@ -905,7 +913,12 @@ fn watch_and_bulk_over_tls_against_a_server_in_secure_mode() {
     assert_eq!(got, want, "{}", diff(&got, &want));
     // Plain against secure mode: the server closes, lqctl fails with exit 1.
     let o = bulk(&[]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.stdout.is_empty());
     // A CA that did not sign the server's certificate: the handshake fails, said.
     let other = TempDir::new("watch-tls-other");
@@ -923,5 +936,8 @@ fn watch_and_bulk_over_tls_against_a_server_in_secure_mode() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--insecure is required to subscribe without TLS"), "{err}");
+    assert!(
+        err.contains("--insecure is required to subscribe without TLS"),
+        "{err}"
+    );
 }

@@ -144,7 +144,7 @@ impl Job {
             self.tls.as_ref(),
             self.kind.wire(),
         )
-            .map_err(|e| format!("{label}: connect: {e}"))?;
+        .map_err(|e| format!("{label}: connect: {e}"))?;
         self.say(&format!("connected; query {}", self.kind));
         // Any xid will do (one query per connection); a clock-derived one tells runs apart in
         // a capture.
