@@ -808,7 +808,10 @@ fn watch_needs_insecure_and_refuses_snabb_stdout() {
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["watch", "--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
-    assert!(help.contains("TLS is not available yet"), "{help}");
+    assert!(
+        help.contains("Without TLS, --insecure is required"),
+        "{help}"
+    );
 }
 
 /// A CA, a server certificate for the loopback addresses and a requestor certificate (rcgen),

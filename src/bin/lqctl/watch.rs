@@ -924,12 +924,7 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
         .as_ref()
         .map_or_else(|| srvs[0].watch.table().len(), Table::len);
     let mut summary = format!(
-        "lqctl watch: {held} bindings held, {emitted} changes emitted, {conflicts} conflicts, {}",
-        if a.insecure {
-            "without TLS (--insecure)"
-        } else {
-            "over TLS"
-        }
+        "lqctl watch: {held} bindings held, {emitted} changes emitted, {conflicts} conflicts"
     );
     if a.snabb_apply.is_some() {
         summary.push_str(&format!(
@@ -954,6 +949,11 @@ fn run_inner(a: &WatchArgs) -> Result<ExitCode, (u8, String)> {
             st.data_missing
         ));
     }
+    summary.push_str(if a.insecure {
+        "; without TLS (--insecure)"
+    } else {
+        "; over TLS"
+    });
     eprintln!("{summary}");
     Ok(ExitCode::from(exit))
 }
