@@ -27,7 +27,6 @@ use crate::session::connection::{
 };
 use crate::session::{self, ScanPlan, TlsMode};
 use crate::session::Form;
-use crate::session::{self, ScanPlan};
 
 pub use crate::session::Family;
 
