@@ -224,7 +224,9 @@ fn yanglint_present(test: &str) -> bool {
 fn yanglint(doc: &str, dir: &TempDir, name: &str) -> Result<(), String> {
     let yang = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/yang");
     assert!(
-        std::path::Path::new(yang).join("snabb-softwire-v3.yang").is_file(),
+        std::path::Path::new(yang)
+            .join("snabb-softwire-v3.yang")
+            .is_file(),
         "{yang}/snabb-softwire-v3.yang missing: the YANG modules live beside the repository"
     );
     let f = dir.path().join(name);

@@ -25,8 +25,8 @@ use super::{unix_now, ShardCtx};
 use crate::session::connection::{
     BulkStream, ChunkStep, Close, Connection, Env, Limits, Refusal, Step, READ_CHUNK,
 };
-use crate::session::{self, ScanPlan, TlsMode};
 use crate::session::Form;
+use crate::session::{self, ScanPlan, TlsMode};
 
 pub use crate::session::Family;
 

@@ -504,12 +504,31 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
     let stop = Arc::new(AtomicBool::new(false));
     // A thread waits for the signals and notes when the first arrived (the shutdown deadline
     // counts from that moment, not from when a poll noticed it).
-    // SIGHUP reloads, SIGUSR1 logs the counters; SIGUSR2 (whose default would end the process
-    // silently) is logged and ignored.
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
-            .map_err(ServerError::Signals)?;
+    // SIGHUP reloads, SIGUSR1 logs the counters; every other signal whose default action would
+    // end the process silently (SIGUSR2, SIGALRM, SIGIO, SIGPROF, SIGVTALRM, SIGPWR, SIGSTKFLT;
+    // SIGPIPE is ignored by the Rust runtime; the real-time signals) is logged and ignored.
+    use libc::{SIGPWR, SIGSTKFLT};
+    use signal_hook::consts::{
+        SIGALRM, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGTERM, SIGUSR1, SIGUSR2, SIGVTALRM,
+    };
+    const IGNORED: [(i32, &str); 7] = [
+        (SIGUSR2, "SIGUSR2"),
+        (SIGALRM, "SIGALRM"),
+        (SIGIO, "SIGIO"),
+        (SIGPROF, "SIGPROF"),
+        (SIGVTALRM, "SIGVTALRM"),
+        (SIGPWR, "SIGPWR"),
+        (SIGSTKFLT, "SIGSTKFLT"),
+    ];
+    // The real-time signals (default action: terminate) too.
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    let mut signals = signal_hook::iterator::Signals::new(
+        [SIGTERM, SIGINT, SIGHUP, SIGUSR1]
+            .into_iter()
+            .chain(IGNORED.iter().map(|s| s.0))
+            .chain(realtime.clone()),
+    )
+    .map_err(ServerError::Signals)?;
     let (signalled_tx, signalled) = std::sync::mpsc::channel::<()>();
     {
         let stop = stop.clone();
@@ -521,13 +540,23 @@ pub fn run(config: Config, mut reload: Option<Reload>) -> Result<(), ServerError
                     match sig {
                         SIGHUP => reload_now(&shared, reload.as_mut()),
                         SIGUSR1 => shared.log_counters(),
-                        SIGUSR2 => {
-                            info!("SIGUSR2 ignored (SIGHUP reloads, SIGUSR1 logs the counters)")
-                        }
-                        _ => {
+                        SIGTERM | SIGINT => {
                             let _ = shared.shutdown_at.set(Instant::now());
                             stop.store(true, Ordering::SeqCst);
                             let _ = signalled_tx.send(());
+                        }
+                        other => {
+                            let name = match IGNORED.iter().find(|s| s.0 == other) {
+                                Some(s) => s.1.to_string(),
+                                None if realtime.contains(&other) => {
+                                    format!("SIGRTMIN+{}", other - realtime.start())
+                                }
+                                None => format!("signal {other}"),
+                            };
+                            info!(
+                                signal = other,
+                                "{name} ignored (SIGHUP reloads, SIGUSR1 logs the counters)"
+                            )
                         }
                     }
                 }
