@@ -957,3 +957,231 @@ fn records_compacted_away_before_publishing_come_from_the_snapshot() {
     assert_same(&stream_state(&msgs), &durable);
     nats.stop();
 }
+
+/// `GET /metrics` of `srv` (Prometheus text).
+fn scrape(srv: &Server) -> String {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect_timeout(&srv.metrics, Duration::from_secs(5))
+        .expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the unlabelled sample `name` (panics when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+/// The sum over shards of `name` (labelled `shard` only).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Scrapes `srv` until `f` holds (bounded); the last scrape.
+fn scrape_until(srv: &Server, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(srv);
+        if f(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held; last scrape:\n{text}\nlog:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `promtool check metrics` (Debian `prometheus`) accepts `text`; a missing promtool fails
+/// under `LQD_REQUIRE_PEERS`, else is reported as skipped.
+fn promtool_check(text: &str) {
+    if !have("promtool --version") {
+        if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
+            panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs it)");
+        }
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED promtool check: promtool missing (bash .ci/run installs Debian's prometheus)"
+        );
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `leasequeryd_cluster_*` figures on the metrics endpoint (issue 18 part 4) move exactly
+/// as the work: after a churn every journal append is published and acknowledged once
+/// (acknowledged = published = journal appends = the stream's messages; nothing pending), and
+/// the replica applied every message once; with NATS stopped, a second churn's changes are
+/// pending, the oldest unacknowledged age and the replica's lag grow between scrapes (computed
+/// at scrape time), the publisher reports itself disconnected; with NATS back, everything is
+/// acknowledged, the reconnect and the replica's resubscribe are counted, and the replica
+/// applied every message of the stream exactly once. Every scrape passes `promtool`.
+#[test]
+fn the_cluster_metrics_follow_the_stream() {
+    if !tools("the_cluster_metrics_follow_the_stream") {
+        return;
+    }
+    let dir = TempDir::new("cluster-m");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-m");
+    let mut auth = authority(&cfg, &data, None);
+    let mut rep = replica(&nats, &dir, "rep");
+    let a0 = scrape_until(&auth, "publisher connected", |t| {
+        metric(t, "leasequeryd_cluster_connected") == 1.0
+    });
+    for m in [
+        "leasequeryd_cluster_published_total",
+        "leasequeryd_cluster_acknowledged_total",
+        "leasequeryd_cluster_pending",
+        "leasequeryd_cluster_oldest_unacknowledged_age_seconds",
+        "leasequeryd_cluster_reconnects_total",
+    ] {
+        assert_eq!(metric(&a0, m), 0.0, "{m} before any change:\n{a0}");
+    }
+    promtool_check(&a0);
+    let r0 = scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    assert_eq!(metric(&r0, "leasequeryd_cluster_replica_applied_total"), 0.0);
+    assert_eq!(metric(&r0, "leasequeryd_cluster_replica_lag_seconds"), 0.0);
+    promtool_check(&r0);
+
+    // A churn with NATS up: everything published once.
+    let run = |tag: &str, n: &str| {
+        let out = TempDir::new(tag);
+        let lg = loadgen_churn(
+            &auth,
+            &out,
+            &["--clients", n, "--renewals", "1", "--release-ratio", "0.2", "--verify"],
+        )
+        .output()
+        .unwrap();
+        ok_verify(&lg);
+    };
+    run("cluster-m-lg1", "150");
+    let a1 = scrape_until(&auth, "everything acknowledged", |t| {
+        let acked = metric(t, "leasequeryd_cluster_acknowledged_total");
+        metric(t, "leasequeryd_cluster_pending") == 0.0
+            && acked > 0.0
+            && acked == metric_sum(t, "leasequeryd_journal_appends_total")
+    });
+    let appended1 = metric_sum(&a1, "leasequeryd_journal_appends_total");
+    assert!(appended1 >= 150.0, "{a1}");
+    assert_eq!(metric(&a1, "leasequeryd_cluster_published_total"), appended1);
+    assert_eq!(metric(&a1, "leasequeryd_cluster_duplicates_total"), 0.0);
+    assert_eq!(metric(&a1, "leasequeryd_cluster_publish_errors_total"), 0.0);
+    assert_eq!(
+        metric(&a1, "leasequeryd_cluster_oldest_unacknowledged_age_seconds"),
+        0.0
+    );
+    promtool_check(&a1);
+    let r1 = scrape_until(&rep, "replica applied the churn", |t| {
+        metric(t, "leasequeryd_cluster_replica_applied_total") == appended1
+    });
+    assert_eq!(metric(&r1, "leasequeryd_cluster_replica_stale_total"), 0.0);
+    assert_eq!(metric(&r1, "leasequeryd_cluster_replica_bad_total"), 0.0);
+    let newest = metric(&r1, "leasequeryd_cluster_replica_newest_change_timestamp_seconds");
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert!(newest > unix - 120.0 && newest <= unix, "{newest} vs {unix}");
+    promtool_check(&r1);
+
+    // NATS stopped: a second churn's changes wait in the journal.
+    nats.stop();
+    scrape_until(&auth, "publisher disconnected", |t| {
+        metric(t, "leasequeryd_cluster_connected") == 0.0
+    });
+    run("cluster-m-lg2", "40");
+    let a2 = scrape_until(&auth, "the second churn pending", |t| {
+        let appended = metric_sum(t, "leasequeryd_journal_appends_total");
+        appended >= appended1 + 40.0
+            && metric(t, "leasequeryd_cluster_pending") == appended - appended1
+            && metric(t, "leasequeryd_cluster_oldest_unacknowledged_age_seconds") > 0.0
+    });
+    assert_eq!(metric(&a2, "leasequeryd_cluster_acknowledged_total"), appended1);
+    let age2 = metric(&a2, "leasequeryd_cluster_oldest_unacknowledged_age_seconds");
+    let r2 = scrape(&rep);
+    let lag2 = metric(&r2, "leasequeryd_cluster_replica_lag_seconds");
+    std::thread::sleep(Duration::from_millis(2100));
+    let a3 = scrape(&auth);
+    let age3 = metric(&a3, "leasequeryd_cluster_oldest_unacknowledged_age_seconds");
+    assert!(age3 >= age2 + 2.0, "the age did not grow: {age2} then {age3}");
+    let r3 = scrape(&rep);
+    let lag3 = metric(&r3, "leasequeryd_cluster_replica_lag_seconds");
+    assert!(lag3 >= lag2 + 1.0 && lag3 >= 2.0, "the lag did not grow: {lag2} then {lag3}");
+    assert_eq!(metric(&r3, "leasequeryd_cluster_replica_applied_total"), appended1);
+    promtool_check(&a3);
+    promtool_check(&r3);
+
+    // NATS back: everything acknowledged once, the replica applied it once.
+    nats.restart();
+    let a4 = scrape_until(&auth, "everything acknowledged after the restart", |t| {
+        let appended = metric_sum(t, "leasequeryd_journal_appends_total");
+        metric(t, "leasequeryd_cluster_pending") == 0.0
+            && metric(t, "leasequeryd_cluster_acknowledged_total")
+                - metric(t, "leasequeryd_cluster_duplicates_total")
+                == appended
+    });
+    let appended = metric_sum(&a4, "leasequeryd_journal_appends_total");
+    assert!(metric(&a4, "leasequeryd_cluster_reconnects_total") >= 1.0, "{a4}");
+    assert_eq!(metric(&a4, "leasequeryd_cluster_connected"), 1.0);
+    assert_eq!(
+        metric(&a4, "leasequeryd_cluster_oldest_unacknowledged_age_seconds"),
+        0.0
+    );
+    promtool_check(&a4);
+    let r4 = scrape_until(&rep, "replica applied both churns", |t| {
+        metric(t, "leasequeryd_cluster_replica_applied_total") == appended
+    });
+    assert!(metric(&r4, "leasequeryd_cluster_replica_resubscribes_total") >= 1.0);
+    assert_eq!(metric(&r4, "leasequeryd_cluster_replica_bad_total"), 0.0);
+    assert!(metric(&r4, "leasequeryd_cluster_replica_lag_seconds") < lag3 + 60.0);
+    promtool_check(&r4);
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    // The stream holds exactly the journal's appends (every message kept).
+    assert_eq!(read_stream(&nats, "auth-m").len() as f64, appended);
+    nats.stop();
+}
