@@ -2,6 +2,11 @@
 # Publisher figures (issue 18). Needs nats-server (Debian). Build first:
 #   cargo build --release --bins        (or LQD_BIN_DIR=target/debug for a dev build)
 # Env: RUNS ("1 2 3"), CLIENTS (20000), CONC (64), SHARDS (2).
+# PIN=1: the authority's one shard alone on CPU 0 (SHARDS=1); loadgen, nats-server and the
+#   publisher thread (cluster-pub) on CPU 1: what publishing costs the shard itself, apart
+#   from the CPU that the publisher and NATS take from a machine already saturated by the
+#   shards and loadgen (the default mode, everything on the same 2 CPUs).
+# Each DORA run also prints the CPU seconds of every leasequeryd thread and of nats-server.
 # 1. DORA/s of a durable authority (--data-dir) with [cluster] publishing against without, in the
 #    same script (fresh server, data dir and NATS store per run): the issue's goal is on/off >= 0.9.
 # 2. Publisher drain rate: a churn of CLIENTS DORAs with NATS down (the journal spools), then
@@ -11,13 +16,31 @@ set -u
 R="${LQD_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
 CFG="$(cd "$(dirname "$0")" && pwd)/authority-bigpool.toml"
 CLIENTS=${CLIENTS:-20000}
+if [ "${PIN:-0}" = 1 ]; then
+  SHARDS=1; ON0="taskset -c 0"; ON1="taskset -c 1"
+else
+  ON0=; ON1=
+fi
 
 counter() { # LOG KEY: the last "counters: cluster" value of KEY
   grep "counters: cluster" "$1" | tail -n 1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"
 }
 
+cpu() { # PID: CPU seconds (user+system) per thread name of PID, summed by name
+  python3 - "$1" <<'PY'
+import os,sys,collections
+pid=sys.argv[1]; hz=os.sysconf('SC_CLK_TCK'); t=collections.Counter()
+for tid in os.listdir(f'/proc/{pid}/task'):
+    try: s=open(f'/proc/{pid}/task/{tid}/stat').read()
+    except OSError: continue
+    name=s[s.index('(')+1:s.rindex(')')]; f=s[s.rindex(')')+2:].split()
+    t[name]+= (int(f[11])+int(f[12]))/hz
+print(' '.join(f'{k}={v:.2f}s' for k,v in sorted(t.items())))
+PY
+}
+
 start_nats() { # DIR PORT
-  nats-server -js -sd "$1/js" -p "$2" -a 127.0.0.1 > "$1/nats.log" 2>&1 &
+  $ON1 nats-server -js -sd "$1/js" -p "$2" -a 127.0.0.1 > "$1/nats.log" 2>&1 &
   NATS=$!
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$2) 2>/dev/null && return; sleep 0.05; done
 }
@@ -32,12 +55,18 @@ for run in ${RUNS:-1 2 3}; do
       printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\nnode_id = "bench"\n' $PN >> "$D/cfg.toml"
       start_nats "$D" $PN
     fi
-    $R/leasequeryd --shards ${SHARDS:-2} --config "$D/cfg.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --data-dir "$D/data" 2> "$D/srv.log" &
+    $ON0 $R/leasequeryd --shards ${SHARDS:-2} --config "$D/cfg.toml" --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --data-dir "$D/data" 2> "$D/srv.log" &
     SRV=$!
     sleep 1
-    $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients $CLIENTS --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} > $D/churn.txt 2>&1
+    if [ -n "$ON1" ]; then
+      for t in /proc/$SRV/task/*; do
+        [ "$(cat $t/comm)" = cluster-pub ] && taskset -p -c 1 "${t##*/}" > /dev/null
+      done
+    fi
+    $ON1 $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients $CLIENTS --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} > $D/churn.txt 2>&1
     kill -USR1 $SRV; sleep 0.5
     pub=$(counter "$D/srv.log" acknowledged)
+    echo "  cpu publishing=$mode run $run: leasequeryd threads: $(cpu $SRV)${NATS:+; nats-server: $(cpu $NATS)}"
     kill -TERM $SRV; wait $SRV
     [ -n "$NATS" ] && { kill -TERM $NATS; wait $NATS; }
     python3 - "$D/out/summary.json" "$mode" "$run" "${pub:-0}" <<'PY'
