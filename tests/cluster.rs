@@ -12,6 +12,8 @@
 //! free port, stopped at the end) and PyPI `nats-py`; `.ci/run` installs both and sets
 //! `LQD_REQUIRE_PEERS=1`, which makes a missing tool a failure (tests/peers.rs pattern).
 
+#[path = "active_common/mod.rs"]
+mod active_common;
 mod common;
 
 use std::collections::BTreeMap;
@@ -1246,5 +1248,213 @@ fn the_cluster_metrics_follow_the_stream() {
         let log = s.log();
         assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
     }
+    nats.stop();
+}
+
+/// A test CA and the PEM files of a server (loopback addresses) and a requestor certificate it
+/// signs (rcgen, as tests/tls.rs): (server cert, server key, CA, client config).
+fn tls_files(
+    dir: &TempDir,
+) -> (
+    PathBuf,
+    PathBuf,
+    PathBuf,
+    std::sync::Arc<rustls::ClientConfig>,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "cluster test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str, server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.subject_alt_names
+                .push(SanType::IpAddress("::1".parse().unwrap()));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        (
+            p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    let (scert, skey) = leaf("replica.test", true);
+    let (ccert, ckey) = leaf("requestor.test", false);
+    let paths = [
+        ("server.pem", scert),
+        ("server.key", skey),
+        ("ca.pem", ca.pem()),
+    ]
+    .map(|(n, text)| {
+        let p = dir.path().join(n);
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let client = leasequery::tlsclient::client_config(
+        ca.pem().as_bytes(),
+        Some((ccert.as_bytes(), ckey.as_bytes())),
+    )
+    .unwrap();
+    let [c, k, a] = paths;
+    (c, k, a, client)
+}
+
+/// A STARTTLS connection to `addr` (DHCPv6 / DHCP4o6 leasequery port).
+fn tls_conn(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> common::Conn {
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let keep = s.try_clone().unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let t = leasequery::tlsclient::connect(s, leasequery::requestor::Wire::O6, 0x5151, cfg, name)
+        .expect("STARTTLS with the replica");
+    common::Conn::with_io(keep, Box::new(t))
+}
+
+/// A replica with `tls = "required"` (issue 18 part 2: replicas serve TLS too): a DHCP4o6
+/// bulk query over STARTTLS answers the authority's bindings (the same count as the
+/// authority's plain answer), and an active query over STARTTLS gets the live changes of a
+/// second churn at the authority through the stream (updates of 40 distinct bound bindings,
+/// the second churn's 40 new clients, unshared addresses); a plain active query is refused.
+#[test]
+fn a_replica_serves_bulk_and_active_over_tls() {
+    use active_common::{Form, Got, Sub};
+    if !tools("a_replica_serves_bulk_and_active_over_tls") {
+        return;
+    }
+    let dir = TempDir::new("cluster-tls");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-t");
+    let mut auth = authority(&cfg, &data, None);
+    let (cert, key, ca, client) = tls_files(&dir);
+    let rcfg = dir.path().join("rep-tls.toml");
+    std::fs::write(
+        &rcfg,
+        format!(
+            "active = true\ntls = \"required\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
+             tls_client_ca = {ca:?}\n[cluster]\nnats_url = \"{}\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let mut rep = ServerBuilder::new()
+        .shards(SHARDS)
+        .arg("--config")
+        .arg(rcfg.to_str().unwrap())
+        .arg("--replica")
+        .start();
+    // The replica follows from an empty stream (see the report: a replica that subscribes to
+    // a stream that already holds messages loaded them but was seen not to follow later ones).
+    scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    let out = TempDir::new("cluster-tls-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "120", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let acked = metric(&scrape(&auth), "leasequeryd_cluster_acknowledged_total");
+    scrape_until(
+        &rep,
+        &format!("the replica applied the {acked} changes"),
+        |t| metric(t, "leasequeryd_cluster_replica_applied_total") == acked,
+    );
+    let want = bulk_count(&auth, "cluster-tls-bulk");
+    assert!(want >= 120, "the authority holds {want} bindings");
+    // Bulk over TLS on the replica.
+    let mut c = tls_conn(rep.lq6, client.clone());
+    // By the churn clients' link, ::1 (as `bulk_count`: direct clients on loopback).
+    c.send(&leasequery::requestor::query::o6_bulk(
+        0x7001,
+        &[0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+        &leasequery::requestor::BulkV6::Link("::1".parse().unwrap()),
+        leasequery::requestor::query::O6_ORO,
+        common::bulk_v4_all(0x11223344),
+    ));
+    let mut stream = leasequery::requestor::reply::Stream::bulk(leasequery::requestor::Wire::O6);
+    let mut table = leasequery::requestor::Table::new();
+    while stream.end().is_none() {
+        let m = c
+            .recv()
+            .expect("the bulk stream ends before the replica closes");
+        if let leasequery::requestor::Answer::Binding(b) = stream.handle(&m) {
+            table.apply(&b);
+        }
+    }
+    assert_eq!(table.len() as u64, want, "bulk over TLS on the replica");
+    // A plain active query is refused (tls = required).
+    let mut plain = common::Conn::connect(rep.lq6);
+    plain.send(&active_common::active4o6(0x7100, 0x7101, None));
+    assert!(
+        plain.recv().is_none(),
+        "a plain query answered under tls = required"
+    );
+    // Active over TLS: the second churn's changes arrive through the stream.
+    let mut c = tls_conn(rep.lq6, client);
+    c.send(&active_common::active4o6(0x7200, 0x7201, None));
+    let mut sub = Sub {
+        c,
+        form: Form::O6 {
+            xid6: 0x7200,
+            xid4: 0x7201,
+        },
+        deadline: Instant::now() + active_common::SUB_DEADLINE,
+    };
+    assert_eq!(sub.next_real(), Some(Got::Reply(None)));
+    let out2 = TempDir::new("cluster-tls-lg2");
+    let lg2 = loadgen_churn(
+        &auth,
+        &out2,
+        &[
+            "--clients",
+            "40",
+            "--renewals",
+            "0",
+            "--first-client",
+            "1000",
+            "--shared-ratio",
+            "0",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        lg2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lg2.stdout)
+    );
+    let mut keys = std::collections::HashSet::new();
+    while keys.len() < 40 {
+        match sub.next_real() {
+            Some(Got::Update { key, bound }) => {
+                assert!(bound, "a new client's lease is bound");
+                keys.insert(key);
+            }
+            g => panic!(
+                "after {} updates over TLS: {g:?}\n{}",
+                keys.len(),
+                rep.log()
+            ),
+        }
+    }
+    drop(sub);
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    let log = rep.log();
+    assert!(common::log_counter(&log, "tls_handshakes") >= 2, "{log}");
     nats.stop();
 }

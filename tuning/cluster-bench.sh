@@ -6,6 +6,11 @@
 #   publisher thread (cluster-pub) on CPU 1: what publishing costs the shard itself, apart
 #   from the CPU that the publisher and NATS take from a machine already saturated by the
 #   shards and loadgen (the default mode, everything on the same 2 CPUs).
+# PARTS ("dora drain latency"): which parts run.
+# 3. latency: change-to-subscriber latency (the DHCPACK at the churn client to the update at an
+#    active subscriber, one monotonic clock, `loadgen active --also-server6-lq`): one DHCP4o6
+#    subscriber on a replica and one on the authority in the same run, at RATES ("1000 10000")
+#    DORA/s open loop (LCLIENTS: 5000 at 1000/s, 20000 otherwise).
 # Each DORA run also prints the CPU seconds of every leasequeryd thread and of nats-server.
 # 1. DORA/s of a durable authority (--data-dir) with [cluster] publishing against without, in the
 #    same script (fresh server, data dir and NATS store per run): the issue's goal is on/off >= 0.9.
@@ -45,7 +50,9 @@ start_nats() { # DIR PORT
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$2) 2>/dev/null && return; sleep 0.05; done
 }
 
-for run in ${RUNS:-1 2 3}; do
+PARTS=${PARTS:-dora drain latency}
+case " $PARTS " in *" dora "*) ;; *) RUNS_DORA=;; esac
+for run in ${RUNS_DORA-${RUNS:-1 2 3}}; do
   for mode in off on; do
     D=$(mktemp -d /tmp/lqd-clb.XXXX)
     P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2)); PN=$((P6 + 3))
@@ -78,7 +85,8 @@ PY
   done
 done
 
-for run in ${RUNS:-1 2 3}; do
+case " $PARTS " in *" drain "*) ;; *) RUNS_DRAIN=;; esac
+for run in ${RUNS_DRAIN-${RUNS:-1 2 3}}; do
   D=$(mktemp -d /tmp/lqd-clb.XXXX)
   P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2)); PN=$((P6 + 3))
   cp "$CFG" "$D/cfg.toml"
@@ -99,4 +107,35 @@ for run in ${RUNS:-1 2 3}; do
   kill -TERM $SRV; wait $SRV
   kill -TERM $NATS; wait $NATS
   rm -rf $D
+done
+
+case " $PARTS " in *" latency "*) ;; *) RATES=;; esac
+for rate in ${RATES-1000 10000}; do
+ for run in ${RUNS:-1 2 3}; do
+  D=$(mktemp -d /tmp/lqd-clb.XXXX)
+  P6=$((20000 + RANDOM % 20000)); P4=$((P6 + 1)); PU=$((P6 + 2)); PN=$((P6 + 3)); Q6=$((P6 + 4)); Q4=$((P6 + 5))
+  cp "$CFG" "$D/cfg.toml"
+  printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\nnode_id = "bench"\n' $PN >> "$D/cfg.toml"
+  printf 'active = true\nallow_insecure_active = true\n[cluster]\nnats_url = "nats://127.0.0.1:%s"\n' $PN > "$D/rep.toml"
+  start_nats "$D" $PN
+  $R/leasequeryd --shards ${SHARDS:-2} --config "$D/cfg.toml" --active --allow-insecure-active --lq6-listen "[::1]:$P6" --lq4-listen 127.0.0.1:$P4 --dhcp4o6-listen "[::1]:$PU" --data-dir "$D/data" --metrics-listen off --log warn 2> "$D/srv.log" &
+  SRV=$!
+  $R/leasequeryd --replica --shards ${SHARDS:-2} --config "$D/rep.toml" --lq6-listen "[::1]:$Q6" --lq4-listen 127.0.0.1:$Q4 --metrics-listen off --log warn 2> "$D/rep.log" &
+  REP=$!
+  sleep 1.5
+  if [ "$rate" = 1000 ]; then n=${LCLIENTS:-5000}; else n=${LCLIENTS:-20000}; fi
+  $R/loadgen --out $D/out active --server "[::1]:$PU" --server6-lq "[::1]:$Q6" --server4-lq 127.0.0.1:$Q4 --also-server6-lq "[::1]:$P6" --clients $n --renewals 0 --release-ratio 0 --rate $rate --subscribers 1 --form 4o6 --settle 30 --verify > $D/lg.txt 2>&1
+  rc=$?
+  kill -TERM $REP $SRV; wait $REP $SRV
+  kill -TERM $NATS; wait $NATS
+  python3 - "$D/out/summary.json" "$rate" "$run" "$rc" <<'PY'
+import json,sys
+j=json.load(open(sys.argv[1])); c=j["counters"]; m=j["metrics"]
+def f(k):
+    u=m.get(k,{}); return f'n={u.get("count")} p50={u.get("p50")} p99={u.get("p99")} p99.9={u.get("p999")} max={u.get("max")}'
+print(f'latency rate={sys.argv[2]} run {sys.argv[3]} rc={sys.argv[4]} dora/s={c.get("acks",0)/j["elapsed_s"]:.0f} timeouts={c.get("timeouts",0)} '
+      f'differing={c.get("error_verify_subscribers_differing","?")}\n  replica   ack->update (us): {f("active_update")}\n  authority ack->update (us): {f("also_active_update")}')
+PY
+  rm -rf $D
+ done
 done
