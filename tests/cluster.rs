@@ -1458,3 +1458,51 @@ fn a_replica_serves_bulk_and_active_over_tls() {
     assert!(common::log_counter(&log, "tls_handshakes") >= 2, "{log}");
     nats.stop();
 }
+
+/// A replica started once the stream holds changes loads them and then follows the later ones:
+/// after a second churn its bulk answer equals the authority's.
+#[test]
+fn a_replica_started_after_changes_follows_later_ones() {
+    if !tools("a_replica_started_after_changes_follows_later_ones") {
+        return;
+    }
+    let dir = TempDir::new("cluster-late");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-late");
+    let mut auth = authority(&cfg, &data, None);
+    let out = TempDir::new("cluster-late-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "100", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let mut rep = replica(&nats, &dir, "rep");
+    scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    let out2 = TempDir::new("cluster-late-lg2");
+    let lg2 = loadgen_churn(
+        &auth,
+        &out2,
+        &["--clients", "40", "--first-client", "1000", "--renewals", "1"],
+    )
+    .output()
+    .unwrap();
+    assert!(lg2.status.success(), "{}", String::from_utf8_lossy(&lg2.stdout));
+    wait_published(&auth);
+    let a = bulk_count(&auth, "late-a");
+    assert!(a >= 140, "the authority holds {a}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut r = bulk_count(&rep, "late-r");
+    while r != a && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        r = bulk_count(&rep, "late-r");
+    }
+    assert_eq!(r, a, "the replica holds {r} bindings, the authority {a}:\n{}", scrape(&rep));
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    nats.stop();
+}
