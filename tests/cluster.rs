@@ -1485,11 +1485,22 @@ fn a_replica_started_after_changes_follows_later_ones() {
     let lg2 = loadgen_churn(
         &auth,
         &out2,
-        &["--clients", "40", "--first-client", "1000", "--renewals", "1"],
+        &[
+            "--clients",
+            "40",
+            "--first-client",
+            "1000",
+            "--renewals",
+            "1",
+        ],
     )
     .output()
     .unwrap();
-    assert!(lg2.status.success(), "{}", String::from_utf8_lossy(&lg2.stdout));
+    assert!(
+        lg2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lg2.stdout)
+    );
     wait_published(&auth);
     let a = bulk_count(&auth, "late-a");
     assert!(a >= 140, "the authority holds {a}");
@@ -1499,7 +1510,52 @@ fn a_replica_started_after_changes_follows_later_ones() {
         std::thread::sleep(Duration::from_millis(300));
         r = bulk_count(&rep, "late-r");
     }
-    assert_eq!(r, a, "the replica holds {r} bindings, the authority {a}:\n{}", scrape(&rep));
+    assert_eq!(
+        r,
+        a,
+        "the replica holds {r} bindings, the authority {a}:\n{}",
+        scrape(&rep)
+    );
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    nats.stop();
+}
+
+/// KNOWN BUG (found 2026-12-07, not fixed): a replica started just before a churn (its
+/// follower subscribed while the authority begins to publish) applies the first ~120 of 249
+/// changes and then nothing more, with no error, no resubscribe and `loaded` = 1; its lag
+/// grows. Reproduced 4 times in 5. A replica that waits until `loaded` before the churn, or
+/// that starts after the changes, follows (the other tests). Following from an explicit start
+/// sequence after the load (instead of the last-per-subject consumer) did not change it, so
+/// the stall may be between the follower and the shards (`send` to shard 0's channel, or
+/// shard 0's `follow_replica` posting to the other shard) rather than in NATS. Run with
+/// `cargo test --test cluster -- --ignored`.
+#[test]
+#[ignore = "known bug: a replica subscribed while the churn starts stops applying"]
+fn a_replica_started_with_the_churn_applies_every_change() {
+    if !tools("a_replica_started_with_the_churn_applies_every_change") {
+        return;
+    }
+    let dir = TempDir::new("cluster-race");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-race");
+    let mut auth = authority(&cfg, &data, None);
+    let mut rep = replica(&nats, &dir, "rep");
+    let out = TempDir::new("cluster-race-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "120", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let acked = metric(&scrape(&auth), "leasequeryd_cluster_acknowledged_total");
+    scrape_until(
+        &rep,
+        &format!("the replica applied the {acked} changes"),
+        |t| metric(t, "leasequeryd_cluster_replica_applied_total") == acked,
+    );
     for s in [&mut rep, &mut auth] {
         let log = s.log();
         assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
