@@ -261,6 +261,12 @@ struct SubOpts {
     subscriber_threads: usize,
     #[command(flatten)]
     tls: TlsOpts,
+    /// A second server's DHCPv6/DHCP4o6 leasequery TCP address (e.g. a cluster replica of the
+    /// churned authority): as many subscribers again there, timed on the same clock; their
+    /// figures are reported with the prefix `also_` (`also_active_update`, ...), and their
+    /// tables are verified too.
+    #[arg(long = "also-server6-lq")]
+    also_server6_lq: Option<SocketAddr>,
 }
 
 fn progress_bar(total: u64, counter: Arc<AtomicU64>) -> Option<std::thread::JoinHandle<()>> {
@@ -463,6 +469,23 @@ fn run_active(
         eprintln!("loadgen: subscribers: {e}");
         ExitCode::from(1)
     })?;
+    let also = match subs.also_server6_lq {
+        Some(a) => Some(
+            active::Running::start(
+                &active::SubArgs {
+                    server6: a,
+                    ..sub_args.clone()
+                },
+                stamps.clone(),
+                t0,
+            )
+            .map_err(|e| {
+                eprintln!("loadgen: subscribers on {a}: {e}");
+                ExitCode::from(1)
+            })?,
+        ),
+        None => None,
+    };
     let set_up = t0.elapsed();
     let bulk_thread =
         bulk.map(|b| std::thread::spawn(move || bulk::run(&b, Arc::new(AtomicU64::new(0)))));
@@ -481,7 +504,26 @@ fn run_active(
         "active"
     }
     .into();
-    let (outcomes, waited) = running.finish(ledger.clone(), Duration::from_secs_f64(subs.settle));
+    let (mut outcomes, waited) =
+        running.finish(ledger.clone(), Duration::from_secs_f64(subs.settle));
+    if let Some(also) = also {
+        let (more, _) = also.finish(ledger.clone(), Duration::from_secs_f64(subs.settle));
+        for mut o in more {
+            o.counters = o
+                .counters
+                .into_iter()
+                .map(|(k, v)| (format!("also_{k}"), v))
+                .collect();
+            for m in &mut o.metrics {
+                m.name = match m.name {
+                    "active_update" => "also_active_update",
+                    "active_from_send" => "also_active_from_send",
+                    n => n,
+                };
+            }
+            outcomes.push(o);
+        }
+    }
     r.rates
         .insert("subscriber_set_up_s".into(), set_up.as_secs_f64());
     r.rates.insert("settle_s".into(), waited.as_secs_f64());

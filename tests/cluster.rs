@@ -12,6 +12,8 @@
 //! free port, stopped at the end) and PyPI `nats-py`; `.ci/run` installs both and sets
 //! `LQD_REQUIRE_PEERS=1`, which makes a missing tool a failure (tests/peers.rs pattern).
 
+#[path = "active_common/mod.rs"]
+mod active_common;
 mod common;
 
 use std::collections::BTreeMap;
@@ -955,5 +957,608 @@ fn records_compacted_away_before_publishing_come_from_the_snapshot() {
     let durable = durable_state(&data, "auth-k");
     assert!(durable.len() > 2000, "only {} leases", durable.len());
     assert_same(&stream_state(&msgs), &durable);
+    nats.stop();
+}
+
+/// `GET /metrics` of `srv` (Prometheus text).
+fn scrape(srv: &Server) -> String {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect_timeout(&srv.metrics, Duration::from_secs(5))
+        .expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the unlabelled sample `name` (panics when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+/// The sum over shards of `name` (labelled `shard` only).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Scrapes `srv` until `f` holds (bounded); the last scrape.
+fn scrape_until(srv: &Server, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(srv);
+        if f(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held; last scrape:\n{text}\nlog:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `promtool check metrics` (Debian `prometheus`) accepts `text`; a missing promtool fails
+/// under `LQD_REQUIRE_PEERS`, else is reported as skipped.
+fn promtool_check(text: &str) {
+    if !have("promtool --version") {
+        if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
+            panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs it)");
+        }
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED promtool check: promtool missing (bash .ci/run installs Debian's prometheus)"
+        );
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `leasequeryd_cluster_*` figures on the metrics endpoint (issue 18 part 4) move exactly
+/// as the work: after a churn every journal append is published and acknowledged once
+/// (acknowledged = published = journal appends = the stream's messages; nothing pending), and
+/// the replica applied every message once; with NATS stopped, a second churn's changes are
+/// pending, the oldest unacknowledged age and the replica's lag grow between scrapes (computed
+/// at scrape time), the publisher reports itself disconnected; with NATS back, everything is
+/// acknowledged once (the stream holds each journal append once), the reconnect and the
+/// replica's resubscribe are counted, and the replica took every subject's last message once
+/// (applied when newer, else stale). Every scrape passes `promtool`.
+#[test]
+fn the_cluster_metrics_follow_the_stream() {
+    if !tools("the_cluster_metrics_follow_the_stream") {
+        return;
+    }
+    let dir = TempDir::new("cluster-m");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-m");
+    let mut auth = authority(&cfg, &data, None);
+    let mut rep = replica(&nats, &dir, "rep");
+    let a0 = scrape_until(&auth, "publisher connected", |t| {
+        metric(t, "leasequeryd_cluster_connected") == 1.0
+    });
+    for m in [
+        "leasequeryd_cluster_published_total",
+        "leasequeryd_cluster_acknowledged_total",
+        "leasequeryd_cluster_pending",
+        "leasequeryd_cluster_oldest_unacknowledged_age_seconds",
+        "leasequeryd_cluster_reconnects_total",
+    ] {
+        assert_eq!(metric(&a0, m), 0.0, "{m} before any change:\n{a0}");
+    }
+    promtool_check(&a0);
+    let r0 = scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    assert_eq!(
+        metric(&r0, "leasequeryd_cluster_replica_applied_total"),
+        0.0
+    );
+    assert_eq!(metric(&r0, "leasequeryd_cluster_replica_lag_seconds"), 0.0);
+    promtool_check(&r0);
+
+    // A churn with NATS up: everything published once.
+    // (Only the first churn verifies: the second one's ledger does not know the first's
+    // clients, which the server still holds.)
+    let run = |tag: &str, n: &str, verify: bool| {
+        let out = TempDir::new(tag);
+        let mut args = vec!["--clients", n, "--renewals", "1", "--release-ratio", "0.2"];
+        if verify {
+            args.push("--verify");
+        }
+        let lg = loadgen_churn(&auth, &out, &args).output().unwrap();
+        if verify {
+            ok_verify(&lg);
+        } else {
+            assert!(
+                lg.status.success(),
+                "{}",
+                String::from_utf8_lossy(&lg.stdout)
+            );
+        }
+    };
+    run("cluster-m-lg1", "150", true);
+    let a1 = scrape_until(&auth, "everything acknowledged", |t| {
+        let acked = metric(t, "leasequeryd_cluster_acknowledged_total");
+        metric(t, "leasequeryd_cluster_pending") == 0.0
+            && acked > 0.0
+            && acked == metric_sum(t, "leasequeryd_journal_appends_total")
+    });
+    let appended1 = metric_sum(&a1, "leasequeryd_journal_appends_total");
+    assert!(appended1 >= 150.0, "{a1}");
+    assert_eq!(
+        metric(&a1, "leasequeryd_cluster_published_total"),
+        appended1
+    );
+    assert_eq!(metric(&a1, "leasequeryd_cluster_duplicates_total"), 0.0);
+    assert_eq!(metric(&a1, "leasequeryd_cluster_publish_errors_total"), 0.0);
+    assert_eq!(
+        metric(&a1, "leasequeryd_cluster_oldest_unacknowledged_age_seconds"),
+        0.0
+    );
+    promtool_check(&a1);
+    let r1 = scrape_until(&rep, "replica applied the churn", |t| {
+        metric(t, "leasequeryd_cluster_replica_applied_total") == appended1
+    });
+    assert_eq!(metric(&r1, "leasequeryd_cluster_replica_stale_total"), 0.0);
+    assert_eq!(metric(&r1, "leasequeryd_cluster_replica_bad_total"), 0.0);
+    let newest = metric(
+        &r1,
+        "leasequeryd_cluster_replica_newest_change_timestamp_seconds",
+    );
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert!(
+        newest > unix - 120.0 && newest <= unix,
+        "{newest} vs {unix}"
+    );
+    promtool_check(&r1);
+
+    // NATS stopped: a second churn's changes wait in the journal.
+    nats.stop();
+    scrape_until(&auth, "publisher disconnected", |t| {
+        metric(t, "leasequeryd_cluster_connected") == 0.0
+    });
+    run("cluster-m-lg2", "40", false);
+    let a2 = scrape_until(&auth, "the second churn pending", |t| {
+        let appended = metric_sum(t, "leasequeryd_journal_appends_total");
+        appended >= appended1 + 40.0
+            && metric(t, "leasequeryd_cluster_pending") == appended - appended1
+            && metric(t, "leasequeryd_cluster_oldest_unacknowledged_age_seconds") > 0.0
+    });
+    assert_eq!(
+        metric(&a2, "leasequeryd_cluster_acknowledged_total"),
+        appended1
+    );
+    let age2 = metric(&a2, "leasequeryd_cluster_oldest_unacknowledged_age_seconds");
+    let r2 = scrape(&rep);
+    let lag2 = metric(&r2, "leasequeryd_cluster_replica_lag_seconds");
+    std::thread::sleep(Duration::from_millis(2100));
+    let a3 = scrape(&auth);
+    let age3 = metric(&a3, "leasequeryd_cluster_oldest_unacknowledged_age_seconds");
+    assert!(
+        age3 >= age2 + 2.0,
+        "the age did not grow: {age2} then {age3}"
+    );
+    let r3 = scrape(&rep);
+    let lag3 = metric(&r3, "leasequeryd_cluster_replica_lag_seconds");
+    assert!(
+        lag3 >= lag2 + 1.0 && lag3 >= 2.0,
+        "the lag did not grow: {lag2} then {lag3}"
+    );
+    assert_eq!(
+        metric(&r3, "leasequeryd_cluster_replica_applied_total"),
+        appended1
+    );
+    promtool_check(&a3);
+    promtool_check(&r3);
+
+    // NATS back: everything acknowledged once, the replica applied it once. (Acknowledgements
+    // are taken in order and a failure rewinds to the last one taken, so each record counts
+    // one acknowledgement: its first, or a "duplicate" one when the first was lost with the
+    // connection and the record was sent again; the stream holds each record once.)
+    nats.restart();
+    let a4 = scrape_until(&auth, "everything acknowledged after the restart", |t| {
+        let appended = metric_sum(t, "leasequeryd_journal_appends_total");
+        metric(t, "leasequeryd_cluster_pending") == 0.0
+            && metric(t, "leasequeryd_cluster_acknowledged_total") == appended
+    });
+    let appended = metric_sum(&a4, "leasequeryd_journal_appends_total");
+    assert!(
+        metric(&a4, "leasequeryd_cluster_reconnects_total") >= 1.0,
+        "{a4}"
+    );
+    assert_eq!(metric(&a4, "leasequeryd_cluster_connected"), 1.0);
+    assert_eq!(
+        metric(&a4, "leasequeryd_cluster_oldest_unacknowledged_age_seconds"),
+        0.0
+    );
+    promtool_check(&a4);
+    // The replica subscribed again after the outage from the last message of every subject
+    // (JetStream's last-per-subject delivery): each subject's last message comes once, applied
+    // when it is newer than what the replica holds, else counted stale; changes a subject had
+    // during the outage are coalesced into its last one.
+    let msgs = read_stream(&nats, "auth-m");
+    assert_eq!(
+        msgs.len() as f64,
+        appended,
+        "the stream holds every journal append"
+    );
+    let subjects = msgs
+        .iter()
+        .map(|m| m.subject.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as f64;
+    let stale1 = metric(&r3, "leasequeryd_cluster_replica_stale_total");
+    let r4 = scrape_until(&rep, "replica applied every subject's last message", |t| {
+        metric(t, "leasequeryd_cluster_replica_applied_total") - appended1
+            + metric(t, "leasequeryd_cluster_replica_stale_total")
+            - stale1
+            == subjects
+    });
+    assert!(
+        metric(&r4, "leasequeryd_cluster_replica_applied_total") > appended1,
+        "the replica applied nothing of the second churn:\n{r4}"
+    );
+    let newest4 = metric(
+        &r4,
+        "leasequeryd_cluster_replica_newest_change_timestamp_seconds",
+    );
+    assert!(newest4 >= newest, "{newest} then {newest4}");
+    assert!(metric(&r4, "leasequeryd_cluster_replica_resubscribes_total") >= 1.0);
+    assert_eq!(metric(&r4, "leasequeryd_cluster_replica_bad_total"), 0.0);
+    assert!(metric(&r4, "leasequeryd_cluster_replica_lag_seconds") < lag3 + 60.0);
+    promtool_check(&r4);
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    nats.stop();
+}
+
+/// A test CA and the PEM files of a server (loopback addresses) and a requestor certificate it
+/// signs (rcgen, as tests/tls.rs): (server cert, server key, CA, client config).
+fn tls_files(
+    dir: &TempDir,
+) -> (
+    PathBuf,
+    PathBuf,
+    PathBuf,
+    std::sync::Arc<rustls::ClientConfig>,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "cluster test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str, server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.subject_alt_names
+                .push(SanType::IpAddress("::1".parse().unwrap()));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        (
+            p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    let (scert, skey) = leaf("replica.test", true);
+    let (ccert, ckey) = leaf("requestor.test", false);
+    let paths = [
+        ("server.pem", scert),
+        ("server.key", skey),
+        ("ca.pem", ca.pem()),
+    ]
+    .map(|(n, text)| {
+        let p = dir.path().join(n);
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let client = leasequery::tlsclient::client_config(
+        ca.pem().as_bytes(),
+        Some((ccert.as_bytes(), ckey.as_bytes())),
+    )
+    .unwrap();
+    let [c, k, a] = paths;
+    (c, k, a, client)
+}
+
+/// A STARTTLS connection to `addr` (DHCPv6 / DHCP4o6 leasequery port).
+fn tls_conn(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> common::Conn {
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let keep = s.try_clone().unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let t = leasequery::tlsclient::connect(s, leasequery::requestor::Wire::O6, 0x5151, cfg, name)
+        .expect("STARTTLS with the replica");
+    common::Conn::with_io(keep, Box::new(t))
+}
+
+/// A replica with `tls = "required"` (issue 18 part 2: replicas serve TLS too): a DHCP4o6
+/// bulk query over STARTTLS answers the authority's bindings (the same count as the
+/// authority's plain answer), and an active query over STARTTLS gets the live changes of a
+/// second churn at the authority through the stream (updates of 40 distinct bound bindings,
+/// the second churn's 40 new clients, unshared addresses); a plain active query is refused.
+#[test]
+fn a_replica_serves_bulk_and_active_over_tls() {
+    use active_common::{Form, Got, Sub};
+    if !tools("a_replica_serves_bulk_and_active_over_tls") {
+        return;
+    }
+    let dir = TempDir::new("cluster-tls");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-t");
+    let mut auth = authority(&cfg, &data, None);
+    let (cert, key, ca, client) = tls_files(&dir);
+    let rcfg = dir.path().join("rep-tls.toml");
+    std::fs::write(
+        &rcfg,
+        format!(
+            "active = true\ntls = \"required\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
+             tls_client_ca = {ca:?}\n[cluster]\nnats_url = \"{}\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let mut rep = ServerBuilder::new()
+        .shards(SHARDS)
+        .arg("--config")
+        .arg(rcfg.to_str().unwrap())
+        .arg("--replica")
+        .start();
+    // The replica follows from an empty stream (see the report: a replica that subscribes to
+    // a stream that already holds messages loaded them but was seen not to follow later ones).
+    scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    let out = TempDir::new("cluster-tls-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "120", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let acked = metric(&scrape(&auth), "leasequeryd_cluster_acknowledged_total");
+    scrape_until(
+        &rep,
+        &format!("the replica applied the {acked} changes"),
+        |t| metric(t, "leasequeryd_cluster_replica_applied_total") == acked,
+    );
+    let want = bulk_count(&auth, "cluster-tls-bulk");
+    assert!(want >= 120, "the authority holds {want} bindings");
+    // Bulk over TLS on the replica.
+    let mut c = tls_conn(rep.lq6, client.clone());
+    // By the churn clients' link, ::1 (as `bulk_count`: direct clients on loopback).
+    c.send(&leasequery::requestor::query::o6_bulk(
+        0x7001,
+        &[0, 3, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+        &leasequery::requestor::BulkV6::Link("::1".parse().unwrap()),
+        leasequery::requestor::query::O6_ORO,
+        common::bulk_v4_all(0x11223344),
+    ));
+    let mut stream = leasequery::requestor::reply::Stream::bulk(leasequery::requestor::Wire::O6);
+    let mut table = leasequery::requestor::Table::new();
+    while stream.end().is_none() {
+        let m = c
+            .recv()
+            .expect("the bulk stream ends before the replica closes");
+        if let leasequery::requestor::Answer::Binding(b) = stream.handle(&m) {
+            table.apply(&b);
+        }
+    }
+    assert_eq!(table.len() as u64, want, "bulk over TLS on the replica");
+    // A plain active query is refused (tls = required).
+    let mut plain = common::Conn::connect(rep.lq6);
+    plain.send(&active_common::active4o6(0x7100, 0x7101, None));
+    assert!(
+        plain.recv().is_none(),
+        "a plain query answered under tls = required"
+    );
+    // Active over TLS: the second churn's changes arrive through the stream.
+    let mut c = tls_conn(rep.lq6, client);
+    c.send(&active_common::active4o6(0x7200, 0x7201, None));
+    let mut sub = Sub {
+        c,
+        form: Form::O6 {
+            xid6: 0x7200,
+            xid4: 0x7201,
+        },
+        deadline: Instant::now() + active_common::SUB_DEADLINE,
+    };
+    assert_eq!(sub.next_real(), Some(Got::Reply(None)));
+    let out2 = TempDir::new("cluster-tls-lg2");
+    let lg2 = loadgen_churn(
+        &auth,
+        &out2,
+        &[
+            "--clients",
+            "40",
+            "--renewals",
+            "0",
+            "--first-client",
+            "1000",
+            "--shared-ratio",
+            "0",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        lg2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lg2.stdout)
+    );
+    let mut keys = std::collections::HashSet::new();
+    while keys.len() < 40 {
+        match sub.next_real() {
+            Some(Got::Update { key, bound }) => {
+                assert!(bound, "a new client's lease is bound");
+                keys.insert(key);
+            }
+            g => panic!(
+                "after {} updates over TLS: {g:?}\n{}",
+                keys.len(),
+                rep.log()
+            ),
+        }
+    }
+    drop(sub);
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    let log = rep.log();
+    assert!(common::log_counter(&log, "tls_handshakes") >= 2, "{log}");
+    nats.stop();
+}
+
+/// A replica started once the stream holds changes loads them and then follows the later ones:
+/// after a second churn its bulk answer equals the authority's.
+#[test]
+fn a_replica_started_after_changes_follows_later_ones() {
+    if !tools("a_replica_started_after_changes_follows_later_ones") {
+        return;
+    }
+    let dir = TempDir::new("cluster-late");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-late");
+    let mut auth = authority(&cfg, &data, None);
+    let out = TempDir::new("cluster-late-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "100", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let mut rep = replica(&nats, &dir, "rep");
+    scrape_until(&rep, "replica loaded", |t| {
+        metric(t, "leasequeryd_cluster_replica_loaded") == 1.0
+    });
+    let out2 = TempDir::new("cluster-late-lg2");
+    let lg2 = loadgen_churn(
+        &auth,
+        &out2,
+        &[
+            "--clients",
+            "40",
+            "--first-client",
+            "1000",
+            "--renewals",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        lg2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lg2.stdout)
+    );
+    wait_published(&auth);
+    let a = bulk_count(&auth, "late-a");
+    assert!(a >= 140, "the authority holds {a}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut r = bulk_count(&rep, "late-r");
+    while r != a && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        r = bulk_count(&rep, "late-r");
+    }
+    assert_eq!(
+        r,
+        a,
+        "the replica holds {r} bindings, the authority {a}:\n{}",
+        scrape(&rep)
+    );
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+    nats.stop();
+}
+
+/// KNOWN BUG (found 2026-12-07, not fixed): a replica started just before a churn (its
+/// follower subscribed while the authority begins to publish) applies the first ~120 of 249
+/// changes and then nothing more, with no error, no resubscribe and `loaded` = 1; its lag
+/// grows. Reproduced 4 times in 5. A replica that waits until `loaded` before the churn, or
+/// that starts after the changes, follows (the other tests). Following from an explicit start
+/// sequence after the load (instead of the last-per-subject consumer) did not change it, so
+/// the stall may be between the follower and the shards (`send` to shard 0's channel, or
+/// shard 0's `follow_replica` posting to the other shard) rather than in NATS. Run with
+/// `cargo test --test cluster -- --ignored`.
+#[test]
+#[ignore = "known bug: a replica subscribed while the churn starts stops applying"]
+fn a_replica_started_with_the_churn_applies_every_change() {
+    if !tools("a_replica_started_with_the_churn_applies_every_change") {
+        return;
+    }
+    let dir = TempDir::new("cluster-race");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, "auth-race");
+    let mut auth = authority(&cfg, &data, None);
+    let mut rep = replica(&nats, &dir, "rep");
+    let out = TempDir::new("cluster-race-lg");
+    let lg = loadgen_churn(&auth, &out, &["--clients", "120", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&auth);
+    let acked = metric(&scrape(&auth), "leasequeryd_cluster_acknowledged_total");
+    scrape_until(
+        &rep,
+        &format!("the replica applied the {acked} changes"),
+        |t| metric(t, "leasequeryd_cluster_replica_applied_total") == acked,
+    );
+    for s in [&mut rep, &mut auth] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
     nats.stop();
 }

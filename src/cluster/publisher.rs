@@ -35,6 +35,10 @@ pub struct PublisherStats {
     /// Milliseconds since the oldest durable record not yet acknowledged became durable (0 when
     /// everything is acknowledged).
     pub oldest_unacknowledged_ms: AtomicU64,
+    /// Unix time (milliseconds) at which the publisher first saw the oldest record not yet
+    /// acknowledged (0 when everything is acknowledged): the metrics endpoint computes the
+    /// age at scrape time from it, so the age grows even while the publisher waits on NATS.
+    pub oldest_unacknowledged_since_unix_ms: AtomicU64,
     /// Connections to NATS made after the first (reconnects).
     pub reconnects: AtomicU64,
     /// Publishes that failed or timed out (each rewinds to the cursor and retries).
@@ -428,10 +432,18 @@ impl Run {
             }
         }
         self.stats.pending.store(pending, Ordering::Relaxed);
-        self.stats.oldest_unacknowledged_ms.store(
-            oldest.map_or(0, |o| o.elapsed().as_millis() as u64),
-            Ordering::Relaxed,
-        );
+        let age_ms = oldest.map_or(0, |o| o.elapsed().as_millis() as u64);
+        self.stats
+            .oldest_unacknowledged_ms
+            .store(age_ms, Ordering::Relaxed);
+        let since = if oldest.is_some() {
+            unix_ms().saturating_sub(age_ms).max(1)
+        } else {
+            0
+        };
+        self.stats
+            .oldest_unacknowledged_since_unix_ms
+            .store(since, Ordering::Relaxed);
     }
 
     fn store_cursor(&mut self) {
@@ -442,4 +454,11 @@ impl Run {
             warn!(dir = %self.data_dir.display(), "cluster: cannot write the published cursor: {e}");
         }
     }
+}
+
+/// Unix time in milliseconds (0 before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -634,6 +634,7 @@ impl Exporter {
                 }
             }
         }
+        cluster_families(&mut f, s);
         if let Some(auth) = &s.authority {
             for (i, sub) in auth.subnets.iter().enumerate() {
                 let sum = |g: fn(&SubnetGauges) -> &AtomicU64| -> u64 {
@@ -679,6 +680,80 @@ impl Exporter {
             }
         }
         f
+    }
+}
+
+/// The `[cluster]` figures (README "Metrics and health", "Cluster"): the publisher's on a
+/// server that publishes, the follower's on a replica. Ages and lag are computed here, at
+/// scrape time, from the timestamps the threads keep.
+fn cluster_families(f: &mut Families, s: &crate::shard::Shared) {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let now_ms = crate::cluster::publisher::unix_ms();
+    if let Some(p) = &s.cluster {
+        let st = &p.stats;
+        for (name, help, v) in [
+            ("cluster_published", "Messages sent to JetStream (a republish after an error counts again).", &st.published),
+            ("cluster_acknowledged", "Messages JetStream acknowledged (duplicates included).", &st.acknowledged),
+            ("cluster_duplicates", "Acknowledgements that said duplicate (a republish JetStream already had).", &st.duplicates),
+            ("cluster_publish_errors", "Publishes that failed or were not acknowledged in time (each rewinds to the cursor and retries).", &st.errors),
+            ("cluster_reconnects", "Connections to NATS made after the first.", &st.reconnects),
+        ] {
+            f.counter(name, help, vec![], g(v));
+        }
+        f.gauge(
+            "cluster_pending",
+            "Durable journal records not yet acknowledged by JetStream, over all shards.",
+            vec![],
+            g(&st.pending),
+        );
+        let since = g(&st.oldest_unacknowledged_since_unix_ms);
+        let age = if since == 0 {
+            0.0
+        } else {
+            now_ms.saturating_sub(since) as f64 / 1e3
+        };
+        f.gauge_f(
+            "cluster_oldest_unacknowledged_age_seconds",
+            "Age of the oldest durable change not yet acknowledged by JetStream (0 when none is pending).",
+            vec![],
+            age,
+        );
+        f.gauge(
+            "cluster_connected",
+            "1 while the publisher is connected to NATS.",
+            vec![],
+            g(&st.connected),
+        );
+    }
+    if let Some(r) = &s.replica {
+        let st = &r.stats;
+        for (name, help, v) in [
+            ("cluster_replica_applied", "Changes from the stream applied to the replica's lease table.", &st.applied),
+            ("cluster_replica_stale", "Stream messages dropped because their seq was not above the binding's applied one.", &st.stale),
+            ("cluster_replica_bad", "Stream messages that did not decode or did not match their subject (skipped).", &st.bad),
+            ("cluster_replica_resubscribes", "Stream consumers made again after a failure or a lost connection.", &st.resubscribes),
+        ] {
+            f.counter(name, help, vec![], g(v));
+        }
+        let newest = g(&st.newest_changed);
+        f.gauge(
+            "cluster_replica_newest_change_timestamp_seconds",
+            "The `changed` time (Unix seconds) of the newest change applied (0 before the first).",
+            vec![],
+            newest,
+        );
+        f.gauge(
+            "cluster_replica_lag_seconds",
+            "Now minus the newest applied change's `changed` time, at scrape time (0 before the first change; it also grows while the authorities make no change).",
+            vec![],
+            if newest == 0 { 0 } else { (now_ms / 1000).saturating_sub(newest) },
+        );
+        f.gauge(
+            "cluster_replica_loaded",
+            "1 once the state that was on the stream when the replica subscribed is applied.",
+            vec![],
+            g(&st.loaded),
+        );
     }
 }
 
