@@ -195,6 +195,23 @@ const LINGER: Duration = Duration::from_millis(5);
 /// How often the cursor file is written at most (and at the end of every burst).
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
 
+/// A NATS client for `cfg`: [`connect_options`] and every address of `nats_url` (a
+/// comma-separated list). The publisher and the replica both connect through it.
+pub async fn connect(
+    cfg: &ClusterConfig,
+    stats: Option<Arc<PublisherStats>>,
+) -> Result<async_nats::Client, String> {
+    let opts = connect_options(cfg, stats).await?;
+    let urls: Vec<async_nats::ServerAddr> = cfg
+        .nats_url
+        .split(',')
+        .filter_map(|u| u.trim().parse().ok())
+        .collect();
+    opts.connect(urls)
+        .await
+        .map_err(|e| format!("cluster: cannot connect to NATS: {e}"))
+}
+
 /// Connect options from the `[cluster]` keys.
 pub async fn connect_options(
     cfg: &ClusterConfig,
@@ -271,23 +288,10 @@ type Flight = (
 
 impl Run {
     async fn run(mut self) {
-        let opts = match connect_options(&self.cfg, Some(self.stats.clone())).await {
-            Ok(o) => o,
-            Err(e) => {
-                warn!("{e}; nothing is published");
-                return;
-            }
-        };
-        let urls: Vec<async_nats::ServerAddr> = self
-            .cfg
-            .nats_url
-            .split(',')
-            .filter_map(|u| u.trim().parse().ok())
-            .collect();
-        let client = match opts.connect(urls).await {
+        let client = match connect(&self.cfg, Some(self.stats.clone())).await {
             Ok(c) => c,
             Err(e) => {
-                warn!("cluster: cannot connect to NATS: {e}; nothing is published");
+                warn!("{e}; nothing is published");
                 return;
             }
         };

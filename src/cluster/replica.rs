@@ -190,22 +190,10 @@ async fn follow(
     stats: Arc<ReplicaStats>,
     stop: Arc<AtomicBool>,
 ) {
-    let opts = match super::publisher::connect_options(&cfg, None).await {
-        Ok(o) => o,
-        Err(e) => {
-            warn!("{e}; the replica follows nothing");
-            return;
-        }
-    };
-    let urls: Vec<async_nats::ServerAddr> = cfg
-        .nats_url
-        .split(',')
-        .filter_map(|u| u.trim().parse().ok())
-        .collect();
-    let client = match opts.connect(urls).await {
+    let client = match super::publisher::connect(&cfg, None).await {
         Ok(c) => c,
         Err(e) => {
-            warn!("cluster: cannot connect to NATS: {e}; the replica follows nothing");
+            warn!("{e}; the replica follows nothing");
             return;
         }
     };
