@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use requestor::{QueryKind, TlsOpts};
+use requestor::{QueryKind, TlsArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", about = "Load generator for leasequeryd", version)]
@@ -85,7 +85,7 @@ enum Cmd {
         #[arg(long, default_value_t = 262_144)]
         write_size: usize,
         #[command(flatten)]
-        tls: TlsOpts,
+        tls: TlsArgs,
     },
     /// N simulated lwB4 clients (DHCPv4-over-DHCPv6, RFC 7341) do DORA, renewals (some with a
     /// new softwire source) and releases over UDP; `--verify` then checks the server's bulk
@@ -106,7 +106,7 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,
         #[command(flatten)]
-        tls: TlsOpts,
+        tls: TlsArgs,
     },
     /// S active-leasequery subscribers (v4, v6, DHCP4o6) bulk-load, then follow the server
     /// while a churn (the `churn` options) changes bindings; measures the change-to-subscriber
@@ -260,7 +260,7 @@ struct SubOpts {
     #[arg(long = "subscriber-threads", default_value_t = 0)]
     subscriber_threads: usize,
     #[command(flatten)]
-    tls: TlsOpts,
+    tls: TlsArgs,
     /// A second server's DHCPv6/DHCP4o6 leasequery TCP address (e.g. a cluster replica of the
     /// churned authority): as many subscribers again there, timed on the same clock; their
     /// figures are reported with the prefix `also_` (`also_active_update`, ...), and their

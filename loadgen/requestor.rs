@@ -5,13 +5,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use leasequery::requestor::kind::Request;
 use leasequery::requestor::reply::{self, Answer, Wire};
 use leasequery::tlsclient;
+pub use leasequery::tlsclient::{Tls, TlsArgs};
 use rustls::pki_types::ServerName;
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
@@ -72,74 +71,6 @@ pub fn classify(port: Port, msg: &[u8]) -> Kind {
         Answer::Binding(_) => Kind::Binding,
         Answer::Reply(_) | Answer::Done(_) => Kind::End,
         Answer::Keepalive | Answer::Status(_) | Answer::Other => Kind::Other,
-    }
-}
-
-/// The TLS flags of `bulk`, `churn`, `active` and `mixed`: with all three, every leasequery
-/// connection asks for TLS (STARTTLS on TCP 547, DHCPTLS on TCP 67) and authenticates with the
-/// requestor certificate; the server's certificate must chain to `--tls-ca` and name the
-/// address connected to (or `--tls-server-name`).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct TlsOpts {
-    /// The requestor's certificate chain (PEM): leasequery over TLS (with --tls-key, --tls-ca).
-    #[arg(long = "tls-cert", value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// The requestor's private key (PEM).
-    #[arg(long = "tls-key", value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// The CA bundle (PEM) that the server's certificate must chain to.
-    #[arg(long = "tls-ca", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// The name the server's certificate must carry (default: the address connected to).
-    #[arg(long = "tls-server-name", value_name = "NAME")]
-    pub server_name: Option<String>,
-}
-
-/// What a TLS connection needs: the client configuration and the server name to verify.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    config: Arc<rustls::ClientConfig>,
-    name: Option<ServerName<'static>>,
-}
-
-impl TlsOpts {
-    /// `None` without TLS flags; an error naming the flag when only some are given or a file
-    /// is bad.
-    pub fn tls(&self) -> Result<Option<Tls>, String> {
-        let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
-            (None, None, None) => {
-                if self.server_name.is_some() {
-                    return Err("--tls-server-name needs --tls-cert, --tls-key and --tls-ca".into());
-                }
-                return Ok(None);
-            }
-            (Some(c), Some(k), Some(a)) => (c, k, a),
-            _ => {
-                let missing: Vec<&str> = [
-                    ("--tls-cert", self.cert.is_none()),
-                    ("--tls-key", self.key.is_none()),
-                    ("--tls-ca", self.ca.is_none()),
-                ]
-                .iter()
-                .filter(|(_, m)| *m)
-                .map(|(f, _)| *f)
-                .collect();
-                return Err(format!(
-                    "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {})",
-                    missing.join(", ")
-                ));
-            }
-        };
-        let config = tlsclient::client_config_files(ca, cert, key)
-            .map_err(|e| format!("--tls-cert/--tls-key/--tls-ca: {e}"))?;
-        let name = match &self.server_name {
-            Some(n) => Some(
-                ServerName::try_from(n.clone())
-                    .map_err(|e| format!("--tls-server-name {n:?}: {e}"))?,
-            ),
-            None => None,
-        };
-        Ok(Some(Tls { config, name }))
     }
 }
 

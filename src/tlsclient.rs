@@ -23,6 +23,77 @@ use crate::requestor::Wire;
 /// The TLS stream a requestor reads and writes framed messages on.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
+/// The requestor's TLS flags, shared by `loadgen` (`bulk`, `churn`, `active`, `mixed`) and
+/// `lqctl` (`bulk`, `watch`): all three files, or none (plain TCP). With them every leasequery
+/// connection asks for TLS (STARTTLS on TCP 547, DHCPTLS on TCP 67) and authenticates with the
+/// requestor certificate; the server's certificate must chain to `--tls-ca` and name the server
+/// connected to (or `--tls-server-name`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// The requestor's certificate chain (PEM): leasequery over TLS (STARTTLS on TCP 547,
+    /// DHCPTLS on TCP 67), with --tls-key and --tls-ca.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The requestor's private key (PEM).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+    /// The CA bundle (PEM) that the server's certificate must chain to.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the server as given).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+/// What a TLS connection needs: the client configuration and the server name to verify
+/// (`None`: the server as given).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub config: Arc<ClientConfig>,
+    pub name: Option<ServerName<'static>>,
+}
+
+impl TlsArgs {
+    /// `None` without TLS flags; an error naming the flags when only some are given or a file
+    /// is bad.
+    pub fn tls(&self) -> Result<Option<Tls>, String> {
+        let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
+            (None, None, None) => {
+                if self.server_name.is_some() {
+                    return Err("--tls-server-name needs --tls-cert, --tls-key and --tls-ca".into());
+                }
+                return Ok(None);
+            }
+            (Some(c), Some(k), Some(a)) => (c, k, a),
+            _ => {
+                let missing: Vec<&str> = [
+                    ("--tls-cert", self.cert.is_none()),
+                    ("--tls-key", self.key.is_none()),
+                    ("--tls-ca", self.ca.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(f, _)| *f)
+                .collect();
+                return Err(format!(
+                    "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {})",
+                    missing.join(", ")
+                ));
+            }
+        };
+        let config = client_config_files(ca, cert, key)
+            .map_err(|e| format!("--tls-cert/--tls-key/--tls-ca: {e}"))?;
+        let name = match &self.server_name {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| format!("--tls-server-name {n:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Some(Tls { config, name }))
+    }
+}
+
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -8,75 +8,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leasequery::requestor::Wire;
 use leasequery::tlsclient;
+pub use leasequery::tlsclient::{Tls, TlsArgs};
 use rustls::pki_types::ServerName;
-
-/// The TLS flags of every subcommand: all three, or none (plain TCP).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct TlsArgs {
-    /// The requestor's certificate chain (PEM): leasequery over TLS (STARTTLS on TCP 547,
-    /// DHCPTLS on TCP 67), with --tls-key and --tls-ca.
-    #[arg(long = "tls-cert", value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// The requestor's private key (PEM).
-    #[arg(long = "tls-key", value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// The CA bundle (PEM) that the server's certificate must chain to.
-    #[arg(long = "tls-ca", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// The name the server's certificate must carry (default: the --server host as given).
-    #[arg(long = "tls-server-name", value_name = "NAME")]
-    pub server_name: Option<String>,
-}
-
-/// What a TLS connection needs: the client configuration and the server name to verify.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    config: Arc<rustls::ClientConfig>,
-    name: Option<ServerName<'static>>,
-}
-
-impl TlsArgs {
-    /// `None` without TLS flags; an error naming the flags when only some are given or a file
-    /// is bad.
-    pub fn tls(&self) -> Result<Option<Tls>, String> {
-        let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
-            (None, None, None) if self.server_name.is_none() => return Ok(None),
-            (Some(c), Some(k), Some(a)) => (c, k, a),
-            _ => {
-                let missing: Vec<&str> = [
-                    ("--tls-cert", self.cert.is_none()),
-                    ("--tls-key", self.key.is_none()),
-                    ("--tls-ca", self.ca.is_none()),
-                ]
-                .iter()
-                .filter(|(_, m)| *m)
-                .map(|(f, _)| *f)
-                .collect();
-                return Err(format!(
-                    "TLS needs --tls-cert, --tls-key and --tls-ca together (missing {})",
-                    missing.join(", ")
-                ));
-            }
-        };
-        let config = tlsclient::client_config_files(ca, cert, key)
-            .map_err(|e| format!("--tls-cert/--tls-key/--tls-ca: {e}"))?;
-        let name = match &self.server_name {
-            Some(n) => Some(
-                ServerName::try_from(n.clone())
-                    .map_err(|e| format!("--tls-server-name {n:?}: {e}"))?,
-            ),
-            None => None,
-        };
-        Ok(Some(Tls { config, name }))
-    }
-}
 
 /// A `--server` as given: an address or host name with an optional port.
 #[derive(Debug, Clone, PartialEq, Eq)]
