@@ -63,11 +63,23 @@ pub struct Server {
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 impl TempDir {
+    /// A new, empty directory no other `TempDir` of any process shares: the name carries the
+    /// process id and a per-process counter (a free port in the name was not unique: two test
+    /// threads can be given the same port one after the other, and the first to finish removed
+    /// the directory the other was still writing, tests/lqctl.rs), and creation fails if the
+    /// path exists.
     pub fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("lqd-{tag}-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("lqd-{tag}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return TempDir(p),
+                // Left by an earlier process with the same id: take the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("cannot create {}: {e}", p.display()),
+            }
+        }
     }
     pub fn path(&self) -> &Path {
         &self.0
