@@ -64,14 +64,7 @@ fn json_lines(log: &str, prefix: &str) -> Vec<serde_json::Value> {
 }
 
 fn wait_for(server: &Server, what: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if server.log().contains(what) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    server.log_when(within, |log| log.contains(what)).is_some()
 }
 
 #[test]
@@ -413,7 +406,17 @@ fn a_flood_of_bad_datagrams_gives_one_line_per_reason_per_window_with_the_suppre
         send_bad(i, &mut no_subnet, &mut needs_159);
     }
     round_trip(&mut sentinel);
-    let after_sleep = server.log();
+    // The three lines were written before the sentinel's answer, but reach this process
+    // through the log pipe: wait for them (bounded) rather than read the log at once.
+    let reasons = ["malformed", "no_subnet", "needs_option_159"];
+    let after_sleep = server
+        .log_when(Duration::from_secs(10), |log| {
+            let lines = drop_lines(log);
+            reasons
+                .iter()
+                .all(|r| lines.iter().filter(|l| l.1 == *r).count() >= 2)
+        })
+        .unwrap_or_else(|| server.log());
     assert!(server.terminate().is_some_and(|s| s.success()));
     let log = server.log();
     let lines = drop_lines(&log);

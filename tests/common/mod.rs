@@ -57,6 +57,8 @@ pub struct Server {
     /// `--metrics-listen off`).
     pub metrics: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// Signalled when the reader thread has taken the last of the log (the pipe closed).
+    log_done: Option<std::sync::mpsc::Receiver<()>>,
     _dir: Option<TempDir>,
 }
 
@@ -186,6 +188,7 @@ impl ServerBuilder {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stderr);
@@ -197,6 +200,7 @@ impl ServerBuilder {
                 log2.lock().unwrap().push_str(&line);
                 line.clear();
             }
+            let _ = done_tx.send(());
         });
         let mut server = Server {
             child: Some(child),
@@ -205,6 +209,7 @@ impl ServerBuilder {
             dhcp4o6,
             metrics,
             log,
+            log_done: Some(done_rx),
             _dir: Some(dir),
         };
         if rx.recv_timeout(Duration::from_secs(30)).is_err() {
@@ -238,6 +243,7 @@ impl Server {
         while Instant::now() < deadline {
             if let Ok(Some(st)) = child.try_wait() {
                 self.child = None;
+                self.drain_log();
                 return Some(st);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -249,6 +255,15 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.drain_log();
+        }
+    }
+    /// Waits (bounded) until the reader thread has taken the whole log of the exited server:
+    /// the exit does not wait for the pipe, and the last lines (the exit flush) may still be
+    /// in it when `wait` returns.
+    fn drain_log(&mut self) {
+        if let Some(done) = self.log_done.take() {
+            let _ = done.recv_timeout(Duration::from_secs(10));
         }
     }
     /// The server's resident set size in KiB (`VmRSS` of /proc/PID/status).
@@ -262,6 +277,22 @@ impl Server {
     }
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+    /// The log once `done` holds for it, or `None` after `within`. The log reaches the test
+    /// through a pipe and a reader thread, so a line the server wrote before it answered a
+    /// datagram may still be on its way when the answer arrives.
+    pub fn log_when(&self, within: Duration, done: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if done(&log) {
+                return Some(log);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     pub fn connect6(&self) -> Conn {
         Conn::connect(self.lq6)
