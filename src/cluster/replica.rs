@@ -5,7 +5,8 @@
 //! subject only a `seq` above the highest applied one passes (nothing is applied twice, nothing
 //! older replaces newer), and what passes goes to shard 0 over a bounded channel, which routes
 //! it to the owning shards (`shard::active::feed`). When the consumer fails (NATS lost) it is
-//! made again from the last message per subject: the `seq` check drops what was applied.
+//! made again after the newest stream message taken ([`resume_policy`]); the `seq` check drops
+//! anything applied already.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -168,6 +169,23 @@ impl Applier {
     }
 }
 
+/// Where a consumer starts. The first one, and one made after the stream went back (deleted
+/// and made again: its last sequence is below what was taken), reads the last message of every
+/// subject: the current state. One made again after a failure goes on after the newest message
+/// taken: every message still on the stream after it (a change superseded meanwhile under
+/// `max_msgs_per_subject = 1` is gone, its successor comes), without reading the whole state
+/// again (on a large table that would be every binding, each then dropped as stale).
+fn resume_policy(taken: u64, stream_last: u64) -> jetstream::consumer::DeliverPolicy {
+    use jetstream::consumer::DeliverPolicy;
+    if taken == 0 || stream_last < taken {
+        DeliverPolicy::LastPerSubject
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: taken + 1,
+        }
+    }
+}
+
 async fn send(tx: &SyncSender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     loop {
         match tx.try_send(batch) {
@@ -207,6 +225,8 @@ async fn follow(
     };
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    // The stream sequence of the newest message taken (0: none yet).
+    let mut taken = 0u64;
     while !stop.load(Ordering::SeqCst) {
         if !first {
             stats.resubscribes.fetch_add(1, Ordering::Relaxed);
@@ -226,10 +246,11 @@ async fn follow(
             Ok(i) => i.state.last_sequence,
             Err(_) => 0,
         };
+        let deliver_policy = resume_policy(taken, target);
         let consumer = match stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
                 filter_subject: format!("{}.>", cfg.subject_prefix),
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -284,6 +305,7 @@ async fn follow(
             };
             backoff = Duration::from_millis(100);
             let stream_seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            taken = taken.max(stream_seq);
             if let Some(c) = applier.accept(m.subject.as_str(), &m.payload) {
                 stats
                     .newest_changed
