@@ -1627,7 +1627,8 @@ fn inject(nats: &Nats, actions: &[Value]) {
     }
     let out = wait_child(&mut c, Duration::from_secs(60));
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == actions.len().to_string(),
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).trim() == actions.len().to_string(),
         "the injector failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -1715,7 +1716,9 @@ fn a_snapshot_republished_after_compaction_removes_what_it_lacks() {
     )
     .unwrap();
     let mut nats = Nats::start(&dir.path().join("js"), port);
-    let mut actions: Vec<Value> = (1..=20).map(|i| ghost(node, i, "upsert", u64::from(i))).collect();
+    let mut actions: Vec<Value> = (1..=20)
+        .map(|i| ghost(node, i, "upsert", u64::from(i)))
+        .collect();
     for i in 21..=23 {
         actions.push(ghost(node, i, "upsert", 1));
         actions.push(ghost(node, i, "remove", 2));
@@ -1803,7 +1806,10 @@ fn a_snapshot_republished_after_compaction_removes_what_it_lacks() {
         got.len(),
         want.len()
     );
-    assert!(got == want, "the replica's bulk answer differs from the authority's");
+    assert!(
+        got == want,
+        "the replica's bulk answer differs from the authority's"
+    );
     for s in [&mut rep, &mut srv] {
         let log = s.log();
         assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
@@ -1839,7 +1845,9 @@ fn an_import_published_whole_removes_the_bindings_it_lacks() {
     let data = dir.path().join("data");
     let cfg = config(&dir, &nats, node);
     let newer = 40u8;
-    let mut actions: Vec<Value> = (1..=30).map(|i| ghost(node, i, "upsert", u64::from(i))).collect();
+    let mut actions: Vec<Value> = (1..=30)
+        .map(|i| ghost(node, i, "upsert", u64::from(i)))
+        .collect();
     for i in 31..=35 {
         actions.push(ghost(node, i, "upsert", 1));
         actions.push(ghost(node, i, "remove", 2));
@@ -1860,7 +1868,11 @@ fn an_import_published_whole_removes_the_bindings_it_lacks() {
     let mut srv = start(common::import_4o6(300));
     wait_published(&srv);
     let log = srv.log();
-    assert_eq!(cluster_counter(&srv, "reconcile_removes"), Some(30), "{log}");
+    assert_eq!(
+        cluster_counter(&srv, "reconcile_removes"),
+        Some(30),
+        "{log}"
+    );
     assert_eq!(cluster_counter(&srv, "reconcile_bad"), Some(3), "{log}");
     assert!(cluster_counter(&srv, "reconciles").unwrap_or(0) >= 1);
     let log = srv.log();
@@ -1888,11 +1900,16 @@ fn an_import_published_whole_removes_the_bindings_it_lacks() {
         assert_eq!(d.op, contract::Op::Remove);
         // The last state it had, no earlier a change than the one it ends.
         assert!(d.changed >= 1_767_225_600, "{}", m.data);
-        assert!(m.msg_id.ends_with(&m.subject[format!("{PREFIX}.{node}.").len()..]));
+        assert!(m
+            .msg_id
+            .ends_with(&m.subject[format!("{PREFIX}.{node}.").len()..]));
     }
     let mut state = stream_state(&msgs);
     let newer_subject = format!("{PREFIX}.{node}.v4.203-0-113-{newer}.0-4-{}", newer % 16);
-    assert!(state.remove(&newer_subject).is_some(), "the newer binding was removed");
+    assert!(
+        state.remove(&newer_subject).is_some(),
+        "the newer binding was removed"
+    );
     assert_same(&state, &durable_state(&data, node));
     nats.stop();
 }

@@ -218,8 +218,11 @@ const LINGER: Duration = Duration::from_millis(5);
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
 /// A reconcile read fails when no message comes for this long while some are pending.
 const RECONCILE_IDLE: Duration = Duration::from_secs(10);
-/// A reconcile read fails when it takes longer than this in all.
+/// A reconcile read fails when it takes longer than this in all, plus one second per
+/// [`RECONCILE_RATE`] messages it has to read.
 const RECONCILE_LIMIT: Duration = Duration::from_secs(300);
+/// Messages per second a reconcile read is allowed to take (far below what it does).
+const RECONCILE_RATE: u64 = 10_000;
 /// Failed reconcile reads in a row, while connected, after which the waiting shards publish
 /// their snapshots without (a stream this server may not read: the README's limits).
 const RECONCILE_TRIES: u32 = 5;
@@ -394,6 +397,7 @@ impl Run {
                                 self.reconcile_failures = 0;
                                 backoff = Duration::from_millis(100);
                             }
+                            Err(_) if self.stop.load(Ordering::SeqCst) => break,
                             Err(e) => {
                                 self.reconcile_failed(&e);
                                 tokio::time::sleep(backoff).await;
@@ -476,7 +480,8 @@ impl Run {
     /// [`shard_of_duid`]) whose last message is not a remove, has a `seq` below the snapshot's
     /// cut and which the snapshot lacks become its removes (at most [`MAX_REMOVES`] per shard
     /// and pass). Messages that are not this contract's are skipped and counted. Bounded: it
-    /// fails after [`RECONCILE_IDLE`] without a message, or [`RECONCILE_LIMIT`] in all.
+    /// fails after [`RECONCILE_IDLE`] without a message, or [`RECONCILE_LIMIT`] plus a second
+    /// per [`RECONCILE_RATE`] messages in all.
     async fn reconcile(&mut self, js: &jetstream::Context) -> Result<(), String> {
         let shards = self.spools.len();
         let waiting: Vec<Option<u64>> = self
@@ -501,13 +506,18 @@ impl Run {
             (0..shards).map(|_| Default::default()).collect();
         let mut more = vec![false; shards];
         let mut read = 0u64;
-        if consumer.cached_info().num_pending > 0 {
+        let to_read = consumer.cached_info().num_pending;
+        if to_read > 0 {
             let mut msgs = consumer
                 .messages()
                 .await
                 .map_err(|e| format!("reading {wildcard}: {e}"))?;
-            let deadline = Instant::now() + RECONCILE_LIMIT;
+            let limit = RECONCILE_LIMIT + Duration::from_secs(to_read / RECONCILE_RATE);
+            let deadline = Instant::now() + limit;
             loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    return Err("stopping".into());
+                }
                 let next = tokio::time::timeout(RECONCILE_IDLE, msgs.next())
                     .await
                     .map_err(|_| format!("no message from {wildcard} for {RECONCILE_IDLE:?}"))?;
@@ -520,9 +530,7 @@ impl Run {
                 let pending = m.info().map(|i| i.pending).unwrap_or(0);
                 let subject = m.subject.as_str();
                 match contract::decode_on_subject(&self.naming.prefix, subject, &m.payload) {
-                    Err(e) => self
-                        .skipped
-                        .skip(&self.stats.reconcile_bad, subject, &e),
+                    Err(e) => self.skipped.skip(&self.stats.reconcile_bad, subject, &e),
                     Ok(msg) => {
                         let k = match &msg.binding {
                             FeedBinding::V4(b) => shard_of_addr(b.addr, shards),
@@ -559,7 +567,9 @@ impl Run {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(format!("reading {wildcard} took over {RECONCILE_LIMIT:?}"));
+                    return Err(format!(
+                        "reading {wildcard} ({to_read} messages) took over {limit:?}"
+                    ));
                 }
             }
         }

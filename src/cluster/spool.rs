@@ -95,7 +95,9 @@ impl SnapshotKeys {
     pub fn holds(&self, b: &FeedBinding) -> bool {
         match b {
             FeedBinding::V4(b) => self.v4.contains(&(b.addr, b.port_params)),
-            FeedBinding::V6(b) => self.v6.contains(&(b.duid.clone().into_boxed_slice(), b.link)),
+            FeedBinding::V6(b) => self
+                .v6
+                .contains(&(b.duid.clone().into_boxed_slice(), b.link)),
         }
     }
 
@@ -257,7 +259,8 @@ impl ShardSpool {
                         return Some(removal_item(self.shard, naming, snap, r));
                     }
                     let more = *more;
-                    let Pos::Removes { snap, .. } = std::mem::replace(&mut self.pos, Pos::NeedSnapshot)
+                    let Pos::Removes { snap, .. } =
+                        std::mem::replace(&mut self.pos, Pos::NeedSnapshot)
                     else {
                         return None;
                     };
@@ -893,7 +896,10 @@ mod tests {
         assert_eq!((m.seq, m.changed), (cut, u32::MAX - 1));
         assert_eq!(m.binding, FeedBinding::V4(ghost.clone()));
         assert!(sp.next(&naming).is_none());
-        assert!(sp.reconcile(&naming).is_some(), "reads again after a full pass");
+        assert!(
+            sp.reconcile(&naming).is_some(),
+            "reads again after a full pass"
+        );
 
         // A failure before the snapshot's end: everything again, the reconcile first.
         sp.removals(vec![removal()], false);
