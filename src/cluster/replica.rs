@@ -120,32 +120,42 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Counts and logs messages skipped because they are not this contract's (they do not decode,
+/// or do not match their subject): logged for the first 10, then every 1000th. The replica and
+/// the publisher's reconcile read both use it.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    logged: u64,
+}
+
+impl Skipped {
+    /// Counts one skipped message in `counter` and logs it (rate-limited).
+    pub(crate) fn skip(&mut self, counter: &AtomicU64, subject: &str, why: &dyn std::fmt::Display) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.logged < 10 || self.logged % 1000 == 0 {
+            warn!(subject, "cluster: message skipped: {why}");
+        }
+        self.logged += 1;
+    }
+}
+
 struct Applier {
-    prefix_tokens: usize,
     prefix: String,
     seqs: HashMap<String, u64>,
     stats: Arc<ReplicaStats>,
-    bad_logged: u64,
+    skipped: Skipped,
 }
 
 impl Applier {
     /// The decoded message when it is valid and newer than what was applied for its subject.
     fn accept(&mut self, subject: &str, payload: &[u8]) -> Option<Message> {
-        let m = match contract::decode_payload(payload) {
+        let m = match contract::decode_on_subject(&self.prefix, subject, payload) {
             Ok(m) => m,
             Err(e) => {
-                self.bad(subject, &e.to_string());
+                self.skipped.skip(&self.stats.bad, subject, &e);
                 return None;
             }
         };
-        let node = subject
-            .split('.')
-            .nth(self.prefix_tokens)
-            .unwrap_or_default();
-        if contract::subject_of(&self.prefix, node, &m.binding) != subject {
-            self.bad(subject, "the payload's binding is not the subject's");
-            return None;
-        }
         match self.seqs.get_mut(subject) {
             Some(s) if *s >= m.seq => {
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
@@ -157,15 +167,6 @@ impl Applier {
             }
         }
         Some(m)
-    }
-
-    fn bad(&mut self, subject: &str, why: &str) {
-        self.stats.bad.fetch_add(1, Ordering::Relaxed);
-        // Logged for the first 10, then every 1000th.
-        if self.bad_logged < 10 || self.bad_logged % 1000 == 0 {
-            warn!(subject, "cluster: message skipped: {why}");
-        }
-        self.bad_logged += 1;
     }
 }
 
@@ -217,11 +218,10 @@ async fn follow(
     };
     let js = jetstream::new(client);
     let mut applier = Applier {
-        prefix_tokens: cfg.subject_prefix.split('.').count(),
         prefix: cfg.subject_prefix.clone(),
         seqs: HashMap::new(),
         stats: stats.clone(),
-        bad_logged: 0,
+        skipped: Skipped::default(),
     };
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
