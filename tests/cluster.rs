@@ -1873,6 +1873,23 @@ fn an_import_published_whole_removes_the_bindings_it_lacks() {
     );
     assert_eq!(cluster_counter(&srv, "reconcile_bad"), Some(3), "{log}");
     assert!(cluster_counter(&srv, "reconciles").unwrap_or(0) >= 1);
+    // The same figures on the metrics endpoint.
+    let m = scrape(&srv);
+    assert_eq!(
+        metric(&m, "leasequeryd_cluster_reconcile_removes_total"),
+        30.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "leasequeryd_cluster_reconcile_bad_total"),
+        3.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "leasequeryd_cluster_reconciles_total") >= 1.0,
+        "{m}"
+    );
+    promtool_check(&m);
     let log = srv.log();
     assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
 

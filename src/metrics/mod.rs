@@ -697,6 +697,9 @@ fn cluster_families(f: &mut Families, s: &crate::shard::Shared) {
             ("cluster_duplicates", "Acknowledgements that said duplicate (a republish JetStream already had).", &st.duplicates),
             ("cluster_publish_errors", "Publishes that failed or were not acknowledged in time (each rewinds to the cursor and retries).", &st.errors),
             ("cluster_reconnects", "Connections to NATS made after the first.", &st.reconnects),
+            ("cluster_reconciles", "Reads of the stream's last message per subject to reconcile a snapshot published whole.", &st.reconciles),
+            ("cluster_reconcile_removes", "Removes published for bindings the stream held and a republished snapshot lacked.", &st.reconcile_removes),
+            ("cluster_reconcile_bad", "Stream messages a reconcile read skipped (not decodable, or not their subject's binding).", &st.reconcile_bad),
         ] {
             f.counter(name, help, vec![], g(v));
         }
