@@ -1251,65 +1251,6 @@ fn the_cluster_metrics_follow_the_stream() {
     nats.stop();
 }
 
-/// A test CA and the PEM files of a server (loopback addresses) and a requestor certificate it
-/// signs (rcgen, as tests/tls.rs): (server cert, server key, CA, client config).
-fn tls_files(
-    dir: &TempDir,
-) -> (
-    PathBuf,
-    PathBuf,
-    PathBuf,
-    std::sync::Arc<rustls::ClientConfig>,
-) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        SanType,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "cluster test CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str, server: bool| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        (
-            p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
-            key.serialize_pem(),
-        )
-    };
-    let (scert, skey) = leaf("replica.test", true);
-    let (ccert, ckey) = leaf("requestor.test", false);
-    let paths = [
-        ("server.pem", scert),
-        ("server.key", skey),
-        ("ca.pem", ca.pem()),
-    ]
-    .map(|(n, text)| {
-        let p = dir.path().join(n);
-        std::fs::write(&p, text).unwrap();
-        p
-    });
-    let client = leasequery::tlsclient::client_config(
-        ca.pem().as_bytes(),
-        Some((ccert.as_bytes(), ckey.as_bytes())),
-    )
-    .unwrap();
-    let [c, k, a] = paths;
-    (c, k, a, client)
-}
-
 /// A STARTTLS connection to `addr` (DHCPv6 / DHCP4o6 leasequery port).
 fn tls_conn(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> common::Conn {
     let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
@@ -1337,13 +1278,14 @@ fn a_replica_serves_bulk_and_active_over_tls() {
     let data = dir.path().join("data");
     let cfg = config(&dir, &nats, "auth-t");
     let mut auth = authority(&cfg, &data, None);
-    let (cert, key, ca, client) = tls_files(&dir);
+    let pki = common::pki::Pki::new(dir.path());
+    let client = pki.client();
     let rcfg = dir.path().join("rep-tls.toml");
     std::fs::write(
         &rcfg,
         format!(
-            "active = true\ntls = \"required\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
-             tls_client_ca = {ca:?}\n[cluster]\nnats_url = \"{}\"\n",
+            "active = true\n{}[cluster]\nnats_url = \"{}\"\n",
+            pki.config("required"),
             nats.url()
         ),
     )

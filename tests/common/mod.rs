@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod pki;
+
 /// Test client `n`'s option 61 payload in RFC 4361 form: type 255, IAID `n`, and a DUID-LL
 /// (type 3, hardware type 1) of the MAC address 02:00:00:00 followed by `n`'s low 16 bits.
 pub fn rfc4361_client_id(n: u32) -> Vec<u8> {
