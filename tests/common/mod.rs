@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod peers;
 pub mod pki;
 
 /// Test client `n`'s option 61 payload in RFC 4361 form: type 255, IAID `n`, and a DUID-LL
