@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::metrics::{metric, metric_sum, promtool_check, scrape, scrape_until};
 use common::{free_port, Server, ServerBuilder, TempDir};
 use leasequery::cluster::contract;
 use serde_json::{Map, Value};
@@ -958,93 +959,6 @@ fn records_compacted_away_before_publishing_come_from_the_snapshot() {
     assert!(durable.len() > 2000, "only {} leases", durable.len());
     assert_same(&stream_state(&msgs), &durable);
     nats.stop();
-}
-
-/// `GET /metrics` of `srv` (Prometheus text).
-fn scrape(srv: &Server) -> String {
-    use std::io::Read as _;
-    let mut s = std::net::TcpStream::connect_timeout(&srv.metrics, Duration::from_secs(5))
-        .expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
-/// The value of the unlabelled sample `name` (panics when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse::<f64>().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
-}
-
-/// The sum over shards of `name` (labelled `shard` only).
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-/// Scrapes `srv` until `f` holds (bounded); the last scrape.
-fn scrape_until(srv: &Server, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = scrape(srv);
-        if f(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held; last scrape:\n{text}\nlog:\n{}",
-            srv.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `promtool check metrics` (Debian `prometheus`) accepts `text`; a missing promtool fails
-/// under `LQD_REQUIRE_PEERS`, else is reported as skipped.
-fn promtool_check(text: &str) {
-    if !have("promtool --version") {
-        if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-            panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs it)");
-        }
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "SKIPPED promtool check: promtool missing (bash .ci/run installs Debian's prometheus)"
-        );
-        return;
-    }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The `leasequeryd_cluster_*` figures on the metrics endpoint (issue 18 part 4) move exactly
