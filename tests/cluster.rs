@@ -1165,17 +1165,6 @@ fn the_cluster_metrics_follow_the_stream() {
     nats.stop();
 }
 
-/// A STARTTLS connection to `addr` (DHCPv6 / DHCP4o6 leasequery port).
-fn tls_conn(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> common::Conn {
-    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let keep = s.try_clone().unwrap();
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let t = leasequery::tlsclient::connect(s, leasequery::requestor::Wire::O6, 0x5151, cfg, name)
-        .expect("STARTTLS with the replica");
-    common::Conn::with_io(keep, Box::new(t))
-}
-
 /// A replica with `tls = "required"` (issue 18 part 2: replicas serve TLS too): a DHCP4o6
 /// bulk query over STARTTLS answers the authority's bindings (the same count as the
 /// authority's plain answer), and an active query over STARTTLS gets the live changes of a
@@ -1230,7 +1219,8 @@ fn a_replica_serves_bulk_and_active_over_tls() {
     let want = bulk_count(&auth, "cluster-tls-bulk");
     assert!(want >= 120, "the authority holds {want} bindings");
     // Bulk over TLS on the replica.
-    let mut c = tls_conn(rep.lq6, client.clone());
+    let mut c = common::Conn::tls(rep.lq6, leasequery::requestor::Wire::O6, client.clone())
+        .expect("STARTTLS with the replica");
     // By the churn clients' link, ::1 (as `bulk_count`: direct clients on loopback).
     c.send(&leasequery::requestor::query::o6_bulk(
         0x7001,
@@ -1258,7 +1248,8 @@ fn a_replica_serves_bulk_and_active_over_tls() {
         "a plain query answered under tls = required"
     );
     // Active over TLS: the second churn's changes arrive through the stream.
-    let mut c = tls_conn(rep.lq6, client);
+    let mut c = common::Conn::tls(rep.lq6, leasequery::requestor::Wire::O6, client)
+        .expect("STARTTLS with the replica");
     c.send(&active_common::active4o6(0x7200, 0x7201, None));
     let mut sub = Sub {
         c,

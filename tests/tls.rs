@@ -71,19 +71,8 @@ fn tcp(addr: SocketAddr) -> TcpStream {
 }
 
 /// A TLS requestor connection (STARTTLS on TCP 547, DHCPTLS on TCP 67).
-fn try_tls(
-    addr: SocketAddr,
-    wire: Wire,
-    cfg: Arc<rustls::ClientConfig>,
-) -> Result<Conn, tlsclient::ConnectError> {
-    let s = tcp(addr);
-    let keep = s.try_clone().unwrap();
-    let t = tlsclient::connect(s, wire, 0x5151, cfg, name_of(addr))?;
-    Ok(Conn::with_io(keep, Box::new(t)))
-}
-
 fn tls(addr: SocketAddr, wire: Wire, cfg: Arc<rustls::ClientConfig>) -> Conn {
-    try_tls(addr, wire, cfg).expect("TLS connection")
+    Conn::tls(addr, wire, cfg).expect("TLS connection")
 }
 
 /// Runs one bulk query on `c`: every message, and the table of bindings they carry.
@@ -307,7 +296,7 @@ fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
     let mut keeper = tls(srv.lq6, Wire::V6, good.clone());
     let attempt = |cfg: Arc<rustls::ClientConfig>, wire: Wire| {
         let addr = if wire == Wire::V4 { srv.lq4 } else { srv.lq6 };
-        match try_tls(addr, wire, cfg) {
+        match Conn::tls(addr, wire, cfg) {
             // TLS 1.3: the client is done before the server judged its certificate; the
             // server's alert (and close) comes on the first read.
             Ok(mut c) => {

@@ -354,6 +354,19 @@ impl Conn {
             io: Some(io),
         }
     }
+    /// A requestor connection over TLS (`leasequery::tlsclient`): STARTTLS (`wire` V6 or O6)
+    /// or DHCPTLS (V4) to `addr`, then the handshake with `cfg`, the server's certificate
+    /// checked for the address connected to.
+    pub fn tls(
+        addr: SocketAddr,
+        wire: leasequery::requestor::Wire,
+        cfg: Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, leasequery::tlsclient::ConnectError> {
+        let c = Conn::connect(addr);
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let t = leasequery::tlsclient::connect(c.s.try_clone()?, wire, 0x5151, cfg, name)?;
+        Ok(Conn::with_io(c.s, Box::new(t)))
+    }
     /// Like [`Conn::connect`], with SO_RCVBUF set to `rcvbuf` octets before connecting (no
     /// receive-window autotuning: a requestor that reads slowly stalls the server's sends soon).
     pub fn connect_small_window(addr: SocketAddr, rcvbuf: usize) -> Conn {
