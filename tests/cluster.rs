@@ -1123,28 +1123,26 @@ fn the_cluster_metrics_follow_the_stream() {
         0.0
     );
     promtool_check(&a4);
-    // The replica subscribed again after the outage from the last message of every subject
-    // (JetStream's last-per-subject delivery): each subject's last message comes once, applied
-    // when it is newer than what the replica holds, else counted stale; changes a subject had
-    // during the outage are coalesced into its last one.
+    // The replica subscribed again after the outage, after the newest stream message it had
+    // taken: the stream keeps every change here (max_msgs_per_subject = 100000), so it applies
+    // each change of the second churn once, and nothing counts as stale.
     let msgs = read_stream(&nats, "auth-m");
     assert_eq!(
         msgs.len() as f64,
         appended,
         "the stream holds every journal append"
     );
-    let subjects = msgs
-        .iter()
-        .map(|m| m.subject.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len() as f64;
     let stale1 = metric(&r3, "leasequeryd_cluster_replica_stale_total");
-    let r4 = scrape_until(&rep, "replica applied every subject's last message", |t| {
-        metric(t, "leasequeryd_cluster_replica_applied_total") - appended1
-            + metric(t, "leasequeryd_cluster_replica_stale_total")
-            - stale1
-            == subjects
-    });
+    let r4 = scrape_until(
+        &rep,
+        "replica applied every change of the second churn",
+        |t| metric(t, "leasequeryd_cluster_replica_applied_total") == appended,
+    );
+    assert_eq!(
+        metric(&r4, "leasequeryd_cluster_replica_stale_total"),
+        stale1,
+        "a change was delivered again after the resubscribe:\n{r4}"
+    );
     assert!(
         metric(&r4, "leasequeryd_cluster_replica_applied_total") > appended1,
         "the replica applied nothing of the second churn:\n{r4}"
@@ -1451,5 +1449,312 @@ fn replicas_started_with_the_churn_hold_the_authoritys_bindings() {
         let log = s.log();
         assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
     }
+    nats.stop();
+}
+
+/// Runs tests/cluster_inject.py: `actions` (publish `{"subject", "data", "msg_id"}` or
+/// `{"purge": SUBJECT}`) against the stream, which it creates when missing.
+fn inject(nats: &Nats, actions: &[Value]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster_inject.py");
+    let mut c = Command::new("python3")
+        .arg(script)
+        .args([&nats.url(), STREAM, PREFIX])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the injector");
+    {
+        let mut stdin = c.stdin.take().unwrap();
+        for a in actions {
+            writeln!(stdin, "{a}").unwrap();
+        }
+    }
+    let out = wait_child(&mut c, Duration::from_secs(60));
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).trim() == actions.len().to_string(),
+        "the injector failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A DHCP4o6 binding of `node` at 203.0.113.`i` on the churn clients' link (`::1`) as a
+/// message the node published once (`op`, `seq`): a binding
+/// the stream holds and the authority's data directory does not (it was removed among records
+/// that were compacted away, or an import's snapshot lacks it).
+fn ghost(node: &str, i: u8, op: &str, seq: u64) -> Value {
+    let subject = format!("{PREFIX}.{node}.v4.203-0-113-{i}.0-4-{}", i % 16);
+    let shard = leasequery::lease::shard_of_addr(std::net::Ipv4Addr::new(203, 0, 113, i), SHARDS);
+    let data = serde_json::json!({
+        "ipv4": format!("203.0.113.{i}"),
+        "psid": {"offset": 0, "len": 4, "id": i % 16},
+        "chaddr": format!("02ee000000{i:02x}"),
+        "client_id": format!("ff000000{i:02x}0003000102ee000000{i:02x}"),
+        "state": "active",
+        "cltt": 1_767_225_600u32,
+        "expires": 1_867_225_600u32,
+        "link": "::1",
+        "softwire_src": format!("2001:db8:fe::{i:x}"),
+        "v": 1, "op": op, "changed": 1_767_225_600u32 + u32::from(i), "seq": seq,
+    });
+    serde_json::json!({
+        "subject": subject,
+        "data": data.to_string(),
+        // `-<n>`: unique, and never an id the authority's own changes take.
+        "msg_id": format!("{node}-{shard}-{seq}-{}", 1000 * u64::from(i) + if op == "remove" { 1 } else { 0 }),
+    })
+}
+
+/// Three messages on `node`'s subjects that are not the contract's: not JSON, another version,
+/// a payload of another binding than its subject's.
+fn malformed(node: &str) -> Vec<Value> {
+    let other = ghost(node, 250, "upsert", 1)["data"].clone();
+    vec![
+        serde_json::json!({"subject": format!("{PREFIX}.{node}.v4.203-0-113-251"), "data": "not json"}),
+        serde_json::json!({"subject": format!("{PREFIX}.{node}.v4.203-0-113-252"),
+            "data": "{\"v\":2,\"op\":\"upsert\"}"}),
+        serde_json::json!({"subject": format!("{PREFIX}.{node}.v4.203-0-113-253"), "data": other}),
+    ]
+}
+
+fn purge(subjects: impl IntoIterator<Item = String>) -> Vec<Value> {
+    subjects
+        .into_iter()
+        .map(|s| serde_json::json!({ "purge": s }))
+        .collect()
+}
+
+/// The last `counters: cluster ...` value of `key` after SIGUSR1.
+fn cluster_counter(srv: &Server, key: &str) -> Option<u64> {
+    srv.signal("USR1");
+    std::thread::sleep(Duration::from_millis(400));
+    counter(&srv.log(), key)
+}
+
+/// The gap this closes: bindings on the stream that the authority no longer has, while the
+/// journal records that removed them were compacted away before they were published (the
+/// stream holds 20 of them, published before this authority's churn, and 3 more already
+/// removed, plus 3 malformed messages). The first churn's publishing leaves them (replica and
+/// authority differ by them); a churn with releases while NATS is down, long enough for the
+/// shards to compact, makes the publisher republish the snapshots, which removes exactly the
+/// 20 (not the removed ones, none of the authority's own), skips and counts the malformed
+/// messages, and then the stream's current state equals the replayed data directory and the
+/// replica answers a bulk query line for line as the authority does.
+#[test]
+fn a_snapshot_republished_after_compaction_removes_what_it_lacks() {
+    if !tools("a_snapshot_republished_after_compaction_removes_what_it_lacks") {
+        return;
+    }
+    let node = "auth-kr";
+    let dir = TempDir::new("cluster-kr");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("kr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "journal_compact_bytes = 1048576\n[cluster]\nnats_url = \"nats://127.0.0.1:{port}\"\n\
+             node_id = \"{node}\"\nmax_msgs_per_subject = 100000\n"
+        ),
+    )
+    .unwrap();
+    let mut nats = Nats::start(&dir.path().join("js"), port);
+    let mut actions: Vec<Value> = (1..=20)
+        .map(|i| ghost(node, i, "upsert", u64::from(i)))
+        .collect();
+    for i in 21..=23 {
+        actions.push(ghost(node, i, "upsert", 1));
+        actions.push(ghost(node, i, "remove", 2));
+    }
+    actions.extend(malformed(node));
+    inject(&nats, &actions);
+    let mut srv = authority(&cfg, &data, None);
+    let mut rep = replica(&nats, &dir, "rep");
+    let out = TempDir::new("cluster-kr-lg");
+    let lg = loadgen_churn(&srv, &out, &["--clients", "200", "--verify"])
+        .output()
+        .unwrap();
+    ok_verify(&lg);
+    wait_published(&srv);
+    // The gap is there: the replica holds the 20 the authority does not.
+    let want = bulk_lines(&srv);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bulk_lines(&rep).len() != want.len() + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the replica does not hold the authority's {} bindings and the 20 ghosts: {}",
+            want.len(),
+            bulk_lines(&rep).len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // (A fresh data directory's first snapshots are at record 0: the ghosts' `seq`s are not
+    // below their cut, so the first start's reconcile leaves them.)
+    assert_eq!(cluster_counter(&srv, "reconcile_removes"), Some(0));
+
+    nats.stop();
+    let out2 = TempDir::new("cluster-kr-lg2");
+    let _ = loadgen_churn(
+        &srv,
+        &out2,
+        &[
+            "--clients",
+            "3000",
+            "--shared-ratio",
+            "1",
+            "--renewals",
+            "3",
+            "--release-ratio",
+            "0.3",
+            "--rate",
+            "3000",
+        ],
+    )
+    .output()
+    .unwrap();
+    // The shards look at their journal size every second.
+    std::thread::sleep(Duration::from_millis(2500));
+    nats.restart();
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(
+        log.contains("compacted away") && log.contains("reconciled the shard's snapshot"),
+        "no snapshot was republished and reconciled:\n{log}"
+    );
+    // Both shards must have compacted (each holds some of the 20).
+    let episodes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("compacted away") || l.contains("reconciled"))
+        .collect();
+    assert_eq!(
+        cluster_counter(&srv, "reconcile_removes"),
+        Some(20),
+        "{episodes:#?}"
+    );
+    assert!(cluster_counter(&srv, "reconcile_bad").unwrap_or(0) >= 3);
+
+    // The replica answers as the authority does, line for line.
+    let want = bulk_lines(&srv);
+    assert!(want.len() > 2000, "only {} bindings", want.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = bulk_lines(&rep);
+    while got != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        got = bulk_lines(&rep);
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "replica {} bindings, authority {}",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        got == want,
+        "the replica's bulk answer differs from the authority's"
+    );
+    for s in [&mut rep, &mut srv] {
+        let log = s.log();
+        assert!(s.terminate().is_some_and(|st| st.success()), "{log}");
+    }
+
+    // The stream's current state is the data directory's (the malformed messages purged
+    // first: the independent consumer refuses them, rightly).
+    inject(
+        &nats,
+        &purge((251..=253).map(|i| format!("{PREFIX}.{node}.v4.203-0-113-{i}"))),
+    );
+    let msgs = read_stream(&nats, node);
+    let removes = msgs.iter().filter(|m| m.msg_id.contains("-rm.")).count();
+    assert_eq!(removes, 20);
+    assert_same(&stream_state(&msgs), &durable_state(&data, node));
+    nats.stop();
+}
+
+/// An import renumbers the journals, so the shard snapshots are published whole; the stream
+/// holds 30 bindings of this node the import's snapshots lack (and 5 already removed, one
+/// with a `seq` above the snapshot's, 3 malformed messages): exactly the 30 get a remove (the
+/// removed ones do not, the newer one is not touched), the malformed ones are skipped and
+/// counted. A second import (another epoch, another republish) finds nothing more to remove.
+/// Then the stream's current state equals the replayed data directory.
+#[test]
+fn an_import_published_whole_removes_the_bindings_it_lacks() {
+    if !tools("an_import_published_whole_removes_the_bindings_it_lacks") {
+        return;
+    }
+    let node = "auth-ir";
+    let dir = TempDir::new("cluster-ir");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&dir, &nats, node);
+    let newer = 40u8;
+    let mut actions: Vec<Value> = (1..=30)
+        .map(|i| ghost(node, i, "upsert", u64::from(i)))
+        .collect();
+    for i in 31..=35 {
+        actions.push(ghost(node, i, "upsert", 1));
+        actions.push(ghost(node, i, "remove", 2));
+    }
+    // Newer than any snapshot this test makes (epoch 9): not this episode's to remove.
+    actions.push(ghost(node, newer, "upsert", 9 << 40));
+    actions.extend(malformed(node));
+    inject(&nats, &actions);
+    let start = |jsonl: String| {
+        ServerBuilder::new()
+            .shards(SHARDS)
+            .data_dir(&data)
+            .import(jsonl)
+            .arg("--config")
+            .arg(cfg.to_str().unwrap())
+            .start()
+    };
+    let mut srv = start(common::import_4o6(300));
+    wait_published(&srv);
+    let log = srv.log();
+    assert_eq!(
+        cluster_counter(&srv, "reconcile_removes"),
+        Some(30),
+        "{log}"
+    );
+    assert_eq!(cluster_counter(&srv, "reconcile_bad"), Some(3), "{log}");
+    assert!(cluster_counter(&srv, "reconciles").unwrap_or(0) >= 1);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+
+    // Another import: epoch 2, the snapshots republished again; nothing more to remove.
+    let mut srv = start(common::import_4o6(100).replace("\"active\"", "\"released\""));
+    wait_published(&srv);
+    let log = srv.log();
+    assert!(log.contains("reconciled the shard's snapshot"), "{log}");
+    assert_eq!(cluster_counter(&srv, "reconcile_removes"), Some(0), "{log}");
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    assert_eq!(leasequery::store::journal_epoch(&data).unwrap(), 2);
+
+    inject(
+        &nats,
+        &purge((251..=253).map(|i| format!("{PREFIX}.{node}.v4.203-0-113-{i}"))),
+    );
+    let msgs = read_stream(&nats, node);
+    let removed: Vec<&Msg> = msgs.iter().filter(|m| m.msg_id.contains("-rm.")).collect();
+    assert_eq!(removed.len(), 30);
+    for m in &removed {
+        let d = contract::decode_payload(m.data.as_bytes()).unwrap();
+        assert_eq!(d.op, contract::Op::Remove);
+        // The last state it had, no earlier a change than the one it ends.
+        assert!(d.changed >= 1_767_225_600, "{}", m.data);
+        assert!(m
+            .msg_id
+            .ends_with(&m.subject[format!("{PREFIX}.{node}.").len()..]));
+    }
+    let mut state = stream_state(&msgs);
+    let newer_subject = format!("{PREFIX}.{node}.v4.203-0-113-{newer}.0-4-{}", newer % 16);
+    assert!(
+        state.remove(&newer_subject).is_some(),
+        "the newer binding was removed"
+    );
+    assert_same(&state, &durable_state(&data, node));
     nats.stop();
 }

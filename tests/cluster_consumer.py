@@ -62,9 +62,14 @@ def check(prefix, node, subject, msg_id, data):
         errs.append(f"seq = {seq!r}")
     # The node id may hold dashes itself: take it off first.
     rest = (msg_id or "")[len(node) + 1:] if (msg_id or "").startswith(node + "-") else ""
-    m = re.match(r"^(\d+)-(\d+)(?:-(\d+))?$", rest)
+    m = re.match(r"^(\d+)-(\d+)(?:-(\d+)|-rm\.(.+))?$", rest)
     if not m or (isinstance(seq, int) and int(m.group(2)) != seq):
-        errs.append(f"Nats-Msg-Id {msg_id!r} is not {node}-<shard>-{seq}[-<n>]")
+        errs.append(f"Nats-Msg-Id {msg_id!r} is not {node}-<shard>-{seq}[-<n>|-rm.<key>]")
+    elif m.group(4) is not None:
+        # A remove found by reconciling a republished snapshot: <key> is the subject after
+        # <prefix>.<node_id>.
+        if f"{prefix}.{node}.{m.group(4)}" != subject or p.get("op") != "remove":
+            errs.append(f"Nats-Msg-Id {msg_id!r}: not a remove of {subject!r}")
     if "ipv4" in p:
         extra = set(p) - V4_KEYS - CONTRACT
         if extra:

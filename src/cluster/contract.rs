@@ -10,7 +10,10 @@
 //! - Header `Nats-Msg-Id: <node_id>-<shard>-<seq>` (the journal sequence of the change: the
 //!   shard's journal and the record's stream sequence `seq`), so JetStream drops a republished
 //!   change inside its duplicate window. A binding is republished from a snapshot with
-//!   `Nats-Msg-Id: <node_id>-<shard>-<seq>-<n>` (`n` numbers the snapshot's entries).
+//!   `Nats-Msg-Id: <node_id>-<shard>-<seq>-<n>` (`n` numbers the snapshot's entries). A
+//!   binding the stream holds and a republished snapshot lacks (removed among compacted
+//!   records, or absent after an import) gets a remove with the snapshot's `seq` and
+//!   `Nats-Msg-Id: <node_id>-<shard>-<seq>-rm.<key>` ([`reconcile_msg_id`]).
 //! - Payload: one JSON object, the binding's import-file line (README "Import file format")
 //!   plus `"v"` (the contract version, [`VERSION`]), `"op"` (`"upsert"` or `"remove"`),
 //!   `"changed"` (Unix seconds of the change) and `"seq"`. `seq` grows with every change of a
@@ -109,6 +112,9 @@ pub enum ContractError {
     /// A `node_id` or `subject_prefix` that is not subject-safe.
     #[error("{0}")]
     Name(String),
+    /// The payload's binding is not the one its subject names.
+    #[error("the payload's binding is not the subject's")]
+    Subject,
 }
 
 /// The stream sequence of journal record `record_seq` in epoch `epoch`: `epoch * 2^40 +
@@ -201,6 +207,26 @@ pub fn msg_id(node_id: &str, shard: usize, seq: u64) -> String {
 /// The `Nats-Msg-Id` of entry `n` of a snapshot republished with stream sequence `seq`.
 pub fn snapshot_msg_id(node_id: &str, shard: usize, seq: u64, n: u64) -> String {
     format!("{node_id}-{shard}-{seq}-{n}")
+}
+
+/// The `Nats-Msg-Id` of the remove a republished snapshot (stream sequence `seq`) implies for
+/// a binding on `subject` it lacks: `<node_id>-<shard>-<seq>-rm.<key>`, `<key>` the subject
+/// after `<prefix>.<node_id>.` (`v4.192-0-2-10.0-4-3`). It names the binding, not a position,
+/// so a retry after a crash carries the same id whatever else changed on the stream.
+pub fn reconcile_msg_id(
+    prefix: &str,
+    node_id: &str,
+    shard: usize,
+    seq: u64,
+    subject: &str,
+) -> String {
+    let key = subject
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| r.strip_prefix(node_id))
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(subject);
+    format!("{node_id}-{shard}-{seq}-rm.{key}")
 }
 
 fn state_name(s: u8) -> &'static str {
@@ -374,6 +400,44 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Message, ContractError> {
     })
 }
 
+/// The payload of a remove of `binding` (its last state) at `changed` with stream sequence
+/// `seq`.
+pub fn encode_remove(binding: &FeedBinding, changed: u32, seq: u64) -> Vec<u8> {
+    let c = match binding {
+        FeedBinding::V4(b) => Change::V4 {
+            at: changed,
+            kind: ChangeKind::Remove,
+            binding: b.clone(),
+        },
+        FeedBinding::V6(b) => Change::V6 {
+            at: changed,
+            kind: ChangeKind::Remove,
+            binding: b.clone(),
+        },
+    };
+    encode_payload(&c, seq)
+}
+
+/// Decodes an untrusted message and checks it against its subject (`<prefix>.<node>.…`, the
+/// node taken from the subject): the payload must decode and its binding must be the one the
+/// subject names. Never panics.
+pub fn decode_on_subject(
+    prefix: &str,
+    subject: &str,
+    payload: &[u8],
+) -> Result<Message, ContractError> {
+    let m = decode_payload(payload)?;
+    let node = subject
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| r.split('.').next())
+        .unwrap_or_default();
+    if subject_of(prefix, node, &m.binding) != subject {
+        return Err(ContractError::Subject);
+    }
+    Ok(m)
+}
+
 /// The subject a decoded message's binding belongs on (to check a message against its
 /// subject).
 pub fn subject_of(prefix: &str, node_id: &str, b: &FeedBinding) -> String {
@@ -465,6 +529,47 @@ mod tests {
             }
             let want: Map<String, Value> = serde_json::from_str(line).unwrap();
             assert_eq!(v, want);
+        }
+    }
+
+    /// A reconcile's remove: the binding's last state with op remove, an id that names the
+    /// binding; a message is checked against its subject.
+    #[test]
+    fn removes_and_messages_on_their_subjects() {
+        for b in [
+            FeedBinding::V4(v4()),
+            match parse_line(V6).unwrap().unwrap() {
+                FeedBinding::V6(b) => FeedBinding::V6(b),
+                other => panic!("{other:?}"),
+            },
+        ] {
+            let subject = subject_of("isp.lq", "node-1", &b);
+            let p = encode_remove(&b, 77, 1 << 41);
+            let m = decode_on_subject("isp.lq", &subject, &p).unwrap();
+            assert_eq!((m.op, m.changed, m.seq), (Op::Remove, 77, 1 << 41));
+            assert_eq!(m.binding, b);
+            let id = reconcile_msg_id("isp.lq", "node-1", 3, 1 << 41, &subject);
+            let key = subject.strip_prefix("isp.lq.node-1.").unwrap();
+            assert_eq!(id, format!("node-1-3-{}-rm.{key}", 1u64 << 41));
+            // Another subject (another binding, node or prefix), or not this contract.
+            for bad in [
+                "isp.lq.node-1.v4.192-0-2-11.0-4-3",
+                "isp.lq.node-1.v6.00.20010db8000200000000000000000000",
+                "isp.lq",
+                "",
+                "other.node-1.v4.192-0-2-10.0-4-3",
+            ] {
+                assert_eq!(
+                    decode_on_subject("isp.lq", bad, &p),
+                    Err(ContractError::Subject),
+                    "{bad}"
+                );
+            }
+            assert!(matches!(
+                decode_on_subject("isp.lq", &subject, b"{\"v\":2}"),
+                Err(ContractError::Version(_))
+            ));
+            assert!(decode_on_subject("isp.lq", &subject, b"\xff").is_err());
         }
     }
 

@@ -5,7 +5,10 @@
 //! JetStream with `Nats-Msg-Id`, and keeps the last acknowledged record per shard in
 //! `DIR/cluster-published`. A NATS outage or a restart loses nothing: publishing resumes from
 //! the journal after the cursor, and JetStream drops what it already had (the message id) inside
-//! its duplicate window; consumers keep the highest `seq` per subject for the rest.
+//! its duplicate window; consumers keep the highest `seq` per subject for the rest. Before a
+//! shard's snapshot is published whole, the thread reconciles the shard with the stream
+//! ([`Run::reconcile`], [`super::spool`]): what the stream holds and the snapshot lacks gets a
+//! remove.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -14,11 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use futures_lite::StreamExt;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::spool::{Cursor, Naming, ShardSpool};
+use super::contract::{self, Op};
+use super::replica::Skipped;
+use super::spool::{Cursor, Naming, Removal, ShardSpool, MAX_REMOVES};
 use super::ClusterConfig;
+use crate::feed::import::FeedBinding;
+use crate::lease::{shard_of_addr, shard_of_duid};
 use crate::store::DurableHook;
 
 /// The publisher's counters (atomics, for the metrics endpoint and the `counters:` log line).
@@ -45,6 +53,13 @@ pub struct PublisherStats {
     pub errors: AtomicU64,
     /// 1 while connected to NATS.
     pub connected: AtomicU64,
+    /// Reads of the stream's last message per subject done to reconcile a republished
+    /// snapshot (completed ones).
+    pub reconciles: AtomicU64,
+    /// Removes those reads found (bindings on the stream the snapshot lacks).
+    pub reconcile_removes: AtomicU64,
+    /// Messages those reads skipped: not this contract's payload, or not matching the subject.
+    pub reconcile_bad: AtomicU64,
 }
 
 impl PublisherStats {
@@ -52,7 +67,7 @@ impl PublisherStats {
     pub fn line(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "published={} acknowledged={} duplicates={} pending={} oldest_unacknowledged_ms={} reconnects={} errors={} connected={}",
+            "published={} acknowledged={} duplicates={} pending={} oldest_unacknowledged_ms={} reconnects={} errors={} connected={} reconciles={} reconcile_removes={} reconcile_bad={}",
             g(&self.published),
             g(&self.acknowledged),
             g(&self.duplicates),
@@ -60,7 +75,10 @@ impl PublisherStats {
             g(&self.oldest_unacknowledged_ms),
             g(&self.reconnects),
             g(&self.errors),
-            g(&self.connected)
+            g(&self.connected),
+            g(&self.reconciles),
+            g(&self.reconcile_removes),
+            g(&self.reconcile_bad)
         )
     }
 }
@@ -151,6 +169,8 @@ pub fn start(
         stop: stop.clone(),
         wake: wake.clone(),
         cursor,
+        skipped: Skipped::default(),
+        reconcile_failures: 0,
     };
     std::thread::Builder::new()
         .name("cluster-pub".into())
@@ -185,6 +205,8 @@ struct Run {
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
     cursor: Cursor,
+    skipped: Skipped,
+    reconcile_failures: u32,
 }
 
 /// How long one acknowledgement may take before the publish counts as failed.
@@ -194,6 +216,16 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_millis(5);
 /// How often the cursor file is written at most (and at the end of every burst).
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
+/// A reconcile read fails when no message comes for this long while some are pending.
+const RECONCILE_IDLE: Duration = Duration::from_secs(10);
+/// A reconcile read fails when it takes longer than this in all, plus one second per
+/// [`RECONCILE_RATE`] messages it has to read.
+const RECONCILE_LIMIT: Duration = Duration::from_secs(300);
+/// Messages per second a reconcile read is allowed to take (far below what it does).
+const RECONCILE_RATE: u64 = 10_000;
+/// Failed reconcile reads in a row, while connected, after which the waiting shards publish
+/// their snapshots without (a stream this server may not read: the README's limits).
+const RECONCILE_TRIES: u32 = 5;
 
 /// A NATS client for `cfg`: [`connect_options`] and every address of `nats_url` (a
 /// comma-separated list). The publisher and the replica both connect through it.
@@ -322,10 +354,15 @@ impl Run {
         let mut next_shard = 0usize;
         let max_in_flight = self.cfg.max_in_flight;
         while !self.stop.load(Ordering::SeqCst) {
-            // Fill the window, round-robin over the shards.
+            // Fill the window, round-robin over the shards; not while a shard waits for its
+            // reconcile read (what is in flight must be on the stream before it is read).
+            let reconciling = self
+                .spools
+                .iter()
+                .any(|s| s.reconcile(&self.naming).is_some());
             let mut failed = false;
             let mut idle = 0;
-            while inflight.len() < max_in_flight && idle < self.spools.len() {
+            while !reconciling && inflight.len() < max_in_flight && idle < self.spools.len() {
                 let k = next_shard;
                 next_shard = (next_shard + 1) % self.spools.len();
                 let Some(item) = self.spools[k].next(&self.naming) else {
@@ -354,6 +391,21 @@ impl Run {
             self.update_gauges(&mut unacked_since);
             if !failed {
                 let Some((shard, advance, fut)) = inflight.pop_front() else {
+                    if reconciling {
+                        match self.reconcile(&js).await {
+                            Ok(()) => {
+                                self.reconcile_failures = 0;
+                                backoff = Duration::from_millis(100);
+                            }
+                            Err(_) if self.stop.load(Ordering::SeqCst) => break,
+                            Err(e) => {
+                                self.reconcile_failed(&e);
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(2));
+                            }
+                        }
+                        continue;
+                    }
                     if dirty {
                         self.store_cursor();
                         dirty = false;
@@ -419,6 +471,146 @@ impl Run {
         }
         if dirty {
             self.store_cursor();
+        }
+    }
+
+    /// One read of the stream's last message per subject of this node (an ordered consumer,
+    /// `DeliverPolicy::LastPerSubject`, filter [`contract::node_wildcard`]) for every shard
+    /// waiting to publish a snapshot: the bindings of such a shard ([`shard_of_addr`],
+    /// [`shard_of_duid`]) whose last message is not a remove, has a `seq` below the snapshot's
+    /// cut and which the snapshot lacks become its removes (at most [`MAX_REMOVES`] per shard
+    /// and pass). Messages that are not this contract's are skipped and counted. Bounded: it
+    /// fails after [`RECONCILE_IDLE`] without a message, or [`RECONCILE_LIMIT`] plus a second
+    /// per [`RECONCILE_RATE`] messages in all.
+    async fn reconcile(&mut self, js: &jetstream::Context) -> Result<(), String> {
+        let shards = self.spools.len();
+        let waiting: Vec<Option<u64>> = self
+            .spools
+            .iter()
+            .map(|s| s.reconcile(&self.naming).map(|(seq, _)| seq))
+            .collect();
+        let wildcard = contract::node_wildcard(&self.naming.prefix, &self.naming.node_id);
+        let stream = js
+            .get_stream(&self.cfg.stream)
+            .await
+            .map_err(|e| format!("stream {}: {e}", self.cfg.stream))?;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: wildcard.clone(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("consumer on {wildcard}: {e}"))?;
+        let mut found: Vec<std::collections::HashMap<String, Removal>> =
+            (0..shards).map(|_| Default::default()).collect();
+        let mut more = vec![false; shards];
+        let mut read = 0u64;
+        let to_read = consumer.cached_info().num_pending;
+        if to_read > 0 {
+            let mut msgs = consumer
+                .messages()
+                .await
+                .map_err(|e| format!("reading {wildcard}: {e}"))?;
+            let limit = RECONCILE_LIMIT + Duration::from_secs(to_read / RECONCILE_RATE);
+            let deadline = Instant::now() + limit;
+            loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    return Err("stopping".into());
+                }
+                let next = tokio::time::timeout(RECONCILE_IDLE, msgs.next())
+                    .await
+                    .map_err(|_| format!("no message from {wildcard} for {RECONCILE_IDLE:?}"))?;
+                let m = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(format!("reading {wildcard}: {e}")),
+                    None => return Err(format!("reading {wildcard}: the consumer ended")),
+                };
+                read += 1;
+                let pending = m.info().map(|i| i.pending).unwrap_or(0);
+                let subject = m.subject.as_str();
+                match contract::decode_on_subject(&self.naming.prefix, subject, &m.payload) {
+                    Err(e) => self.skipped.skip(&self.stats.reconcile_bad, subject, &e),
+                    Ok(msg) => {
+                        let k = match &msg.binding {
+                            FeedBinding::V4(b) => shard_of_addr(b.addr, shards),
+                            FeedBinding::V6(b) => shard_of_duid(&b.duid, shards),
+                        };
+                        if let (Some(Some(cut)), Some(spool)) = (waiting.get(k), self.spools.get(k))
+                        {
+                            let lacks = spool
+                                .reconcile(&self.naming)
+                                .is_some_and(|(_, keys)| !keys.holds(&msg.binding));
+                            // A later message of the same subject (a consumer recreated inside
+                            // the ordered consumer) decides again.
+                            if msg.op != Op::Remove && msg.seq < *cut && lacks {
+                                let subject = subject.to_string();
+                                if found[k].len() < MAX_REMOVES || found[k].contains_key(&subject) {
+                                    found[k].insert(
+                                        subject.clone(),
+                                        Removal {
+                                            subject,
+                                            binding: msg.binding,
+                                            changed: msg.changed,
+                                        },
+                                    );
+                                } else {
+                                    more[k] = true;
+                                }
+                            } else {
+                                found[k].remove(subject);
+                            }
+                        }
+                    }
+                }
+                if pending == 0 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "reading {wildcard} ({to_read} messages) took over {limit:?}"
+                    ));
+                }
+            }
+        }
+        self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
+        for (k, (f, more)) in found.into_iter().zip(more).enumerate() {
+            if waiting[k].is_none() {
+                continue;
+            }
+            let n = f.len();
+            self.stats
+                .reconcile_removes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            info!(
+                shard = k,
+                read,
+                removes = n,
+                more,
+                "cluster: reconciled the shard's snapshot with the stream"
+            );
+            self.spools[k].removals(f.into_values().collect(), more);
+        }
+        Ok(())
+    }
+
+    fn reconcile_failed(&mut self, e: &str) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if self.stats.connected.load(Ordering::Relaxed) == 1 {
+            self.reconcile_failures += 1;
+        }
+        if self.reconcile_failures < RECONCILE_TRIES {
+            warn!("cluster: cannot read the stream to reconcile a snapshot: {e}; retrying");
+            return;
+        }
+        warn!(
+            "cluster: cannot read the stream to reconcile a snapshot: {e}; {RECONCILE_TRIES} \
+             tries failed: publishing the snapshot without (bindings it lacks stay on the \
+             stream)"
+        );
+        self.reconcile_failures = 0;
+        for s in &mut self.spools {
+            s.removals(Vec::new(), false);
         }
     }
 

@@ -5,7 +5,8 @@
 //! subject only a `seq` above the highest applied one passes (nothing is applied twice, nothing
 //! older replaces newer), and what passes goes to shard 0 over a bounded channel, which routes
 //! it to the owning shards (`shard::active::feed`). When the consumer fails (NATS lost) it is
-//! made again from the last message per subject: the `seq` check drops what was applied.
+//! made again after the newest stream message taken ([`resume_policy`]); the `seq` check drops
+//! anything applied already.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -119,32 +120,42 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Counts and logs messages skipped because they are not this contract's (they do not decode,
+/// or do not match their subject): logged for the first 10, then every 1000th. The replica and
+/// the publisher's reconcile read both use it.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    logged: u64,
+}
+
+impl Skipped {
+    /// Counts one skipped message in `counter` and logs it (rate-limited).
+    pub(crate) fn skip(&mut self, counter: &AtomicU64, subject: &str, why: &dyn std::fmt::Display) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.logged < 10 || self.logged % 1000 == 0 {
+            warn!(subject, "cluster: message skipped: {why}");
+        }
+        self.logged += 1;
+    }
+}
+
 struct Applier {
-    prefix_tokens: usize,
     prefix: String,
     seqs: HashMap<String, u64>,
     stats: Arc<ReplicaStats>,
-    bad_logged: u64,
+    skipped: Skipped,
 }
 
 impl Applier {
     /// The decoded message when it is valid and newer than what was applied for its subject.
     fn accept(&mut self, subject: &str, payload: &[u8]) -> Option<Message> {
-        let m = match contract::decode_payload(payload) {
+        let m = match contract::decode_on_subject(&self.prefix, subject, payload) {
             Ok(m) => m,
             Err(e) => {
-                self.bad(subject, &e.to_string());
+                self.skipped.skip(&self.stats.bad, subject, &e);
                 return None;
             }
         };
-        let node = subject
-            .split('.')
-            .nth(self.prefix_tokens)
-            .unwrap_or_default();
-        if contract::subject_of(&self.prefix, node, &m.binding) != subject {
-            self.bad(subject, "the payload's binding is not the subject's");
-            return None;
-        }
         match self.seqs.get_mut(subject) {
             Some(s) if *s >= m.seq => {
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
@@ -157,14 +168,22 @@ impl Applier {
         }
         Some(m)
     }
+}
 
-    fn bad(&mut self, subject: &str, why: &str) {
-        self.stats.bad.fetch_add(1, Ordering::Relaxed);
-        // Logged for the first 10, then every 1000th.
-        if self.bad_logged < 10 || self.bad_logged % 1000 == 0 {
-            warn!(subject, "cluster: message skipped: {why}");
+/// Where a consumer starts. The first one, and one made after the stream went back (deleted
+/// and made again: its last sequence is below what was taken), reads the last message of every
+/// subject: the current state. One made again after a failure goes on after the newest message
+/// taken: every message still on the stream after it (a change superseded meanwhile under
+/// `max_msgs_per_subject = 1` is gone, its successor comes), without reading the whole state
+/// again (on a large table that would be every binding, each then dropped as stale).
+fn resume_policy(taken: u64, stream_last: u64) -> jetstream::consumer::DeliverPolicy {
+    use jetstream::consumer::DeliverPolicy;
+    if taken == 0 || stream_last < taken {
+        DeliverPolicy::LastPerSubject
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: taken + 1,
         }
-        self.bad_logged += 1;
     }
 }
 
@@ -199,14 +218,15 @@ async fn follow(
     };
     let js = jetstream::new(client);
     let mut applier = Applier {
-        prefix_tokens: cfg.subject_prefix.split('.').count(),
         prefix: cfg.subject_prefix.clone(),
         seqs: HashMap::new(),
         stats: stats.clone(),
-        bad_logged: 0,
+        skipped: Skipped::default(),
     };
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    // The stream sequence of the newest message taken (0: none yet).
+    let mut taken = 0u64;
     while !stop.load(Ordering::SeqCst) {
         if !first {
             stats.resubscribes.fetch_add(1, Ordering::Relaxed);
@@ -226,10 +246,11 @@ async fn follow(
             Ok(i) => i.state.last_sequence,
             Err(_) => 0,
         };
+        let deliver_policy = resume_policy(taken, target);
         let consumer = match stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
                 filter_subject: format!("{}.>", cfg.subject_prefix),
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -284,6 +305,7 @@ async fn follow(
             };
             backoff = Duration::from_millis(100);
             let stream_seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            taken = taken.max(stream_seq);
             if let Some(c) = applier.accept(m.subject.as_str(), &m.payload) {
                 stats
                     .newest_changed

@@ -4,14 +4,26 @@
 //! and the cursor file that keeps what was acknowledged (`DIR/cluster-published`).
 //!
 //! When the records after the cursor are gone (a snapshot compacted them away, or nothing was
-//! ever published in this journal epoch), the shard's newest snapshot is published whole (its
-//! bindings as upserts, all with the stream sequence of the snapshot's cut) and the journal
-//! after it follows. The records that were compacted away are then not published one by one;
-//! a binding removed among them stays on the stream with its last published state (README
-//! "Cluster contract", limits).
+//! ever published in this journal epoch: an import or a shard-count change renumbered the
+//! journals), the shard's newest snapshot is published whole (its bindings as upserts, all with
+//! the stream sequence of the snapshot's cut) and the journal after it follows. The records
+//! that were compacted away are not published one by one, so first the shard is reconciled
+//! with the stream ([`Pos::Reconcile`]): the publisher reads the last message of every subject
+//! of this node (`DeliverPolicy::LastPerSubject`), and every binding of this shard whose last
+//! message is not a remove, whose `seq` is below the cut's and which the snapshot lacks (it was
+//! removed among the compacted records, or an import's snapshot does not hold it) gets a
+//! `remove` with the cut's stream sequence, its last state as payload, a `changed` of the
+//! snapshot's write time (never below the last message's) and the id
+//! [`contract::reconcile_msg_id`]. These removes come before the snapshot's upserts, and the
+//! cursor moves only at the snapshot's end, once all of them are acknowledged: a crash or a
+//! failed publish in between does the episode again (JetStream drops the ids it has; the
+//! bindings already removed no longer qualify). A pass keeps at most [`MAX_REMOVES`] removes;
+//! past that the shard reads the stream again after publishing them (README "Cluster").
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +32,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::contract;
+use crate::feed::import::FeedBinding;
 use crate::lease::{Change, ChangeKind};
+use crate::proto::record::PortParams;
 use crate::store::record::{self, FileHeader, FileKind, Frame, Payload, BLOCK, HEADER_LEN};
 use crate::store::{shard_dir, snapshot_name};
 
@@ -29,6 +43,9 @@ pub const CURSOR_FILE: &str = "cluster-published";
 /// A durable sequence number not reported yet.
 pub const UNKNOWN: u64 = u64::MAX;
 const READ_CHUNK: usize = 256 * 1024;
+/// Most removes one reconcile pass of a shard keeps (each with its binding's last state);
+/// more are found by another pass once these are acknowledged.
+pub const MAX_REMOVES: usize = 65_536;
 
 /// How messages are named (the contract's inputs).
 #[derive(Debug, Clone)]
@@ -53,9 +70,82 @@ pub struct Item {
     pub advance: Option<u64>,
 }
 
+/// The keys of the bindings a snapshot holds (about 12 octets per v4 binding, the DUID plus 16
+/// per v6 one, plus the hash table's overhead).
+#[derive(Debug, Default)]
+pub struct SnapshotKeys {
+    v4: HashSet<(Ipv4Addr, Option<PortParams>)>,
+    v6: HashSet<(Box<[u8]>, Ipv6Addr)>,
+}
+
+impl SnapshotKeys {
+    fn insert(&mut self, c: &Change) {
+        match c {
+            Change::V4 { binding, .. } => {
+                self.v4.insert((binding.addr, binding.port_params));
+            }
+            Change::V6 { binding, .. } => {
+                self.v6
+                    .insert((binding.duid.clone().into_boxed_slice(), binding.link));
+            }
+        }
+    }
+
+    /// Whether the snapshot holds a binding with `b`'s key.
+    pub fn holds(&self, b: &FeedBinding) -> bool {
+        match b {
+            FeedBinding::V4(b) => self.v4.contains(&(b.addr, b.port_params)),
+            FeedBinding::V6(b) => self
+                .v6
+                .contains(&(b.duid.clone().into_boxed_slice(), b.link)),
+        }
+    }
+
+    /// Bindings held.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A binding on the stream that the republished snapshot lacks: published as a remove.
+#[derive(Debug)]
+pub struct Removal {
+    /// Its subject.
+    pub subject: String,
+    /// Its last state on the stream (the remove's payload).
+    pub binding: FeedBinding,
+    /// Its last message's `changed`.
+    pub changed: u32,
+}
+
+/// A loaded snapshot waiting to be published.
+struct Snap {
+    data: Vec<u8>,
+    /// The record sequence of the cut (every record up to it is in the snapshot).
+    cut: u64,
+    /// The first journal record after it.
+    next: u64,
+    keys: SnapshotKeys,
+    /// Unix seconds the snapshot file was written (its modification time).
+    written: u32,
+}
+
 enum Pos {
     /// Publish the newest snapshot, then the journal after it.
     NeedSnapshot,
+    /// A snapshot loaded: waiting for the publisher to read the stream ([`ShardSpool::reconcile`]).
+    Reconcile(Box<Snap>),
+    /// The removes the stream read found, then (`more`: another read, else) the snapshot.
+    Removes {
+        snap: Box<Snap>,
+        list: std::vec::IntoIter<Removal>,
+        more: bool,
+    },
     /// Snapshot entries being published.
     Snapshot {
         data: Vec<u8>,
@@ -163,6 +253,32 @@ impl ShardSpool {
                         return None;
                     }
                 },
+                Pos::Reconcile(_) => return None,
+                Pos::Removes { snap, list, more } => {
+                    if let Some(r) = list.next() {
+                        return Some(removal_item(self.shard, naming, snap, r));
+                    }
+                    let more = *more;
+                    let Pos::Removes { snap, .. } =
+                        std::mem::replace(&mut self.pos, Pos::NeedSnapshot)
+                    else {
+                        return None;
+                    };
+                    self.pos = if more {
+                        Pos::Reconcile(snap)
+                    } else {
+                        let Snap {
+                            data, cut, next, ..
+                        } = *snap;
+                        Pos::Snapshot {
+                            data,
+                            off: BLOCK,
+                            n: 0,
+                            seq: cut,
+                            next,
+                        }
+                    };
+                }
                 Pos::Snapshot {
                     data,
                     off,
@@ -268,13 +384,77 @@ impl ShardSpool {
             return Err(format!("{}: not a snapshot", path.display()));
         }
         let cut = h.record_seq.saturating_sub(1);
-        Ok(Pos::Snapshot {
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs().min(u64::from(u32::MAX)) as u32);
+        let mut keys = SnapshotKeys::default();
+        let mut off = BLOCK;
+        while let Some(rest) = data.get(off..) {
+            match record::unframe(rest) {
+                Ok(Frame::Record { payload, total, .. }) => {
+                    off += total;
+                    match record::decode_payload(payload) {
+                        Ok(Payload::Change(c)) => keys.insert(&c),
+                        _ => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(Pos::Reconcile(Box::new(Snap {
             data,
-            off: BLOCK,
-            n: 0,
-            seq: cut,
+            cut,
             next: h.record_seq,
-        })
+            keys,
+            written,
+        })))
+    }
+
+    /// When the shard waits for its reconcile read: the stream sequence of the snapshot's cut
+    /// (a binding's last message with a `seq` below it, not a remove, qualifies) and the
+    /// snapshot's keys.
+    pub fn reconcile(&self, naming: &Naming) -> Option<(u64, &SnapshotKeys)> {
+        match &self.pos {
+            Pos::Reconcile(snap) => Some((cut_seq(naming, snap.cut), &snap.keys)),
+            _ => None,
+        }
+    }
+
+    /// The removes the reconcile read found (`more`: it stopped at [`MAX_REMOVES`]; the shard
+    /// reads again after publishing them). Without a waiting snapshot, nothing.
+    pub fn removals(&mut self, mut list: Vec<Removal>, more: bool) {
+        if let Pos::Reconcile(_) = self.pos {
+            let Pos::Reconcile(snap) = std::mem::replace(&mut self.pos, Pos::NeedSnapshot) else {
+                return;
+            };
+            // In subject order: the same removes in the same order on a retry.
+            list.sort_by(|a, b| a.subject.cmp(&b.subject));
+            self.pos = Pos::Removes {
+                snap,
+                list: list.into_iter(),
+                more,
+            };
+        }
+    }
+}
+
+/// The stream sequence of a snapshot's cut (its entries' and its removes' `seq`).
+fn cut_seq(naming: &Naming, cut: u64) -> u64 {
+    contract::stream_seq(naming.epoch, cut).unwrap_or(u64::MAX >> 11)
+}
+
+/// The remove of a binding the snapshot lacks.
+fn removal_item(shard: usize, naming: &Naming, snap: &Snap, r: Removal) -> Item {
+    let seq = cut_seq(naming, snap.cut);
+    let changed = snap.written.max(r.changed);
+    let id = contract::reconcile_msg_id(&naming.prefix, &naming.node_id, shard, seq, &r.subject);
+    let payload = contract::encode_remove(&r.binding, changed, seq);
+    Item {
+        shard,
+        message: Some((r.subject, id, payload)),
+        advance: None,
     }
 }
 
@@ -304,7 +484,7 @@ fn snapshot_item(
             match record::decode_payload(payload) {
                 Ok(Payload::Change(c)) => {
                     *n += 1;
-                    let seq = contract::stream_seq(naming.epoch, cut).unwrap_or(u64::MAX >> 11);
+                    let seq = cut_seq(naming, cut);
                     let subject = contract::subject(&naming.prefix, &naming.node_id, &c);
                     let id = contract::snapshot_msg_id(&naming.node_id, shard, seq, *n);
                     let payload = contract::encode_payload(&c, seq);
@@ -635,6 +815,114 @@ mod tests {
         // Another epoch or shard count: start over.
         assert_eq!(Cursor::load(&dir, 4, 3).acked, vec![None; 3]);
         assert_eq!(Cursor::load(&dir, 3, 2).acked, vec![None; 2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn v4(line: &str) -> crate::lease::V4Binding {
+        match crate::feed::import::parse_line(line) {
+            Ok(Some(FeedBinding::V4(b))) => b,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn line(a: &str) -> String {
+        format!(
+            r#"{{"ipv4":"{a}","chaddr":"020000000001","state":"active","cltt":100,"expires":200,"link":"::1"}}"#
+        )
+    }
+
+    /// A snapshot published whole waits for its reconcile read; the removes it is given come
+    /// first (no cursor move), then its entries, and only its end moves the cursor; a rewind
+    /// before the end does the reconcile again; `more` reads again after the removes.
+    #[test]
+    fn a_republished_snapshot_publishes_its_removes_before_the_cursor_moves() {
+        let dir = std::env::temp_dir().join(format!("lqd-spool-rec-{}", std::process::id()));
+        let sdir = shard_dir(&dir, 0);
+        std::fs::create_dir_all(&sdir).unwrap();
+        let header = FileHeader {
+            kind: FileKind::Snapshot,
+            shards: 1,
+            shard: 0,
+            seq: 1,
+            record_seq: 6,
+        };
+        let mut data = vec![0u8; BLOCK];
+        data[..HEADER_LEN].copy_from_slice(&header.encode());
+        let held = [v4(&line("192.0.2.1")), v4(&line("192.0.2.2"))];
+        for (i, b) in held.iter().enumerate() {
+            let c = Change::V4 {
+                at: 100,
+                kind: ChangeKind::Feed,
+                binding: b.clone(),
+            };
+            record::encode_change(i as u64 + 1, &c, &mut data).unwrap();
+        }
+        record::encode_snapshot_end(2, &mut data);
+        std::fs::write(sdir.join(snapshot_name(1)), &data).unwrap();
+        let naming = Naming {
+            prefix: "lq".into(),
+            node_id: "n1".into(),
+            epoch: 2,
+        };
+        let cut = contract::stream_seq(2, 5).unwrap();
+        let ghost = v4(&line("192.0.2.9"));
+        let ghost_subject = contract::subject_v4("lq", "n1", &ghost);
+        let removal = || Removal {
+            subject: ghost_subject.clone(),
+            binding: FeedBinding::V4(ghost.clone()),
+            changed: u32::MAX - 1,
+        };
+
+        let mut sp = ShardSpool::new(&dir, 0, None);
+        sp.durable.store(5, Ordering::Release);
+        assert!(sp.next(&naming).is_none(), "waits for the reconcile read");
+        let (seq, keys) = sp.reconcile(&naming).expect("a reconcile is wanted");
+        assert_eq!(seq, cut);
+        assert_eq!(keys.len(), 2);
+        assert!(keys.holds(&FeedBinding::V4(held[1].clone())));
+        assert!(!keys.holds(&FeedBinding::V4(ghost.clone())));
+        // Nothing is published while it waits.
+        assert!(sp.next(&naming).is_none());
+
+        // One pass that stopped at its bound: the remove, then another read.
+        sp.removals(vec![removal()], true);
+        let it = sp.next(&naming).unwrap();
+        assert_eq!(it.advance, None);
+        let (subject, id, payload) = it.message.unwrap();
+        assert_eq!(subject, ghost_subject);
+        assert_eq!(id, format!("n1-0-{cut}-rm.v4.192-0-2-9"));
+        let m = contract::decode_payload(&payload).unwrap();
+        assert_eq!(m.op, contract::Op::Remove);
+        assert_eq!((m.seq, m.changed), (cut, u32::MAX - 1));
+        assert_eq!(m.binding, FeedBinding::V4(ghost.clone()));
+        assert!(sp.next(&naming).is_none());
+        assert!(
+            sp.reconcile(&naming).is_some(),
+            "reads again after a full pass"
+        );
+
+        // A failure before the snapshot's end: everything again, the reconcile first.
+        sp.removals(vec![removal()], false);
+        assert!(sp.next(&naming).unwrap().message.is_some());
+        sp.rewind();
+        assert!(sp.next(&naming).is_none());
+        assert!(sp.reconcile(&naming).is_some());
+
+        sp.removals(vec![removal()], false);
+        let mut items = Vec::new();
+        while let Some(it) = sp.next(&naming) {
+            items.push(it);
+        }
+        // The remove, the two entries, the end marker (the only cursor move, at the cut).
+        assert_eq!(items.len(), 4, "{items:?}");
+        assert!(items[..3].iter().all(|i| i.advance.is_none()));
+        assert!(items[1..3].iter().all(|i| {
+            let (_, _, p) = i.message.as_ref().unwrap();
+            let m = contract::decode_payload(p).unwrap();
+            m.op == contract::Op::Upsert && m.seq == cut
+        }));
+        assert_eq!(items[3].advance, Some(5));
+        assert!(items[3].message.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
