@@ -11,7 +11,7 @@
 //! ratios, not absolute figures (the machine is shared and noisy).
 //!
 //! The TLS case (issue 15): the same DHCP4o6 stream over STARTTLS to one requestor
-//! (`leasequery::tlsclient`, certificates made here with rcgen, the server in `tls =
+//! (`leasequery::tlsclient`, certificates by tests/common/pki.rs with rcgen, the server in `tls =
 //! "optional"` so that the plain cases run against the same server), with the STARTTLS +
 //! handshake time reported apart and the time to first binding counted from the query, after
 //! the handshake; then the ratio of its median bindings/s to the plain stream's.
@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use leasequery::requestor::Wire;
 use leasequery::tlsclient;
+
+/// The test PKI (a CA, the server's and a requestor's certificates), shared with the tests.
+#[path = "../tests/common/pki.rs"]
+mod pki;
 
 /// The server's default chunk_size: octets per socket write.
 const CHUNK: usize = 256 * 1024;
@@ -125,66 +129,7 @@ impl Drop for Srv {
     }
 }
 
-/// The TLS material of the run: the server's config lines and the requestor's client config.
-struct Pki {
-    config_lines: String,
-    client: Arc<rustls::ClientConfig>,
-}
-
-/// A CA, a server certificate for the loopback addresses and a requestor certificate, written
-/// under `dir`.
-fn pki(dir: &std::path::Path) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose, SanType,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "bench CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = p.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str, server: bool| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf("lqd.bench", true);
-    let (req_cert, req_key) = leaf("requestor.bench", false);
-    let path = |f: &str, text: &str| {
-        let p = dir.join(f);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let config_lines = format!(
-        "tls = \"optional\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
-        path("server.pem", &server_cert),
-        path("server.key", &server_key),
-        path("ca.pem", &ca.pem()),
-    );
-    let client = tlsclient::client_config(
-        ca.pem().as_bytes(),
-        Some((req_cert.as_bytes(), req_key.as_bytes())),
-    )
-    .unwrap();
-    Pki {
-        config_lines,
-        client,
-    }
-}
-
-fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
+fn start(import: &std::path::Path, shards: usize, tls: Option<&pki::Pki>) -> Srv {
     let lq6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
     let lq4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -196,7 +141,7 @@ fn start(import: &std::path::Path, shards: usize, tls: Option<&Pki>) -> Srv {
         cfg_text.push_str(&format!("chunk_size = {chunk}\n"));
     }
     if let Some(p) = tls {
-        cfg_text.push_str(&p.config_lines);
+        cfg_text.push_str(&p.config("optional"));
     }
     if let Ok(extra) = std::env::var("BULK_CONFIG") {
         cfg_text.push_str(&extra.replace(';', "\n"));
@@ -496,7 +441,8 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let import = dir.join("leases.jsonl");
     write_import(n, &import);
-    let pki = with_tls.then(|| pki(&dir));
+    let pki = with_tls.then(|| pki::Pki::new(&dir));
+    let client = pki.as_ref().map(|p| p.client());
     println!(
         "bulk_stream: {n} 4o6 bindings, {runs} runs per case, chunk {} octets{}",
         chunk(),
@@ -518,13 +464,13 @@ fn main() {
             ),
             ("v4 all (TCP 67)", srv.lq4, bulk_v4(7), true, None),
         ];
-        if let Some(p) = &pki {
+        if let Some(c) = &client {
             cases.push((
                 "4o6 by-link over TLS (TCP 547)",
                 srv.lq6,
                 query_4o6(0xabcdef),
                 false,
-                Some(&p.client),
+                Some(c),
             ));
         }
         // Median bindings/s of the plain and the TLS 4o6 stream, for their ratio.

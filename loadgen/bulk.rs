@@ -126,7 +126,7 @@ fn requestor(i: usize, a: &BulkArgs, t0: Instant, progress: &AtomicU64) -> (Coun
             conns[slot] = None;
             continue;
         }
-        let before = conn.bytes;
+        let before = conn.bytes();
         let mut bindings = 0u64;
         let mut first_at = None;
         let port = kind.port();
@@ -147,7 +147,7 @@ fn requestor(i: usize, a: &BulkArgs, t0: Instant, progress: &AtomicU64) -> (Coun
             Ok(()) => {
                 add(&mut c, "received", 1);
                 add(&mut c, "bindings", bindings);
-                add(&mut c, "bytes", conn.bytes - before);
+                add(&mut c, "bytes", conn.bytes() - before);
                 if let Some(f) = first_at {
                     first.record(at, f.duration_since(intended).as_micros() as u64);
                 }

@@ -3,14 +3,14 @@
 //! (`--tls-cert`, `--tls-key`, `--tls-ca`: STARTTLS / DHCPTLS and the handshake by
 //! [`leasequery::tlsclient`]).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use leasequery::requestor::kind::Request;
 use leasequery::requestor::reply::{self, Answer, Wire};
-use leasequery::tlsclient;
-pub use leasequery::tlsclient::{Tls, TlsArgs};
+use leasequery::tlsclient::{self, FrameReader};
+pub use leasequery::tlsclient::{Stream, Tls, TlsArgs};
 use rustls::pki_types::ServerName;
 
 /// The requestor's DUID (DUID-LL 02:00:00:00:4c:47, "LG").
@@ -74,46 +74,11 @@ pub fn classify(port: Port, msg: &[u8]) -> Kind {
     }
 }
 
-/// The connection under [`Conn`]: plain TCP or TLS over it.
-#[derive(Debug)]
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tlsclient::TlsStream>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
 /// A framed TCP connection to the server, plain or TLS.
 #[derive(Debug)]
 pub struct Conn {
     s: Stream,
-    buf: Vec<u8>,
-    have: usize,
-    pos: usize,
-    /// Octets read so far.
-    pub bytes: u64,
+    frames: FrameReader,
 }
 
 impl Conn {
@@ -126,10 +91,7 @@ impl Conn {
         timeout: Duration,
         tls: Option<&Tls>,
     ) -> io::Result<Conn> {
-        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
-        tcp.set_read_timeout(Some(timeout))?;
-        tcp.set_write_timeout(Some(timeout))?;
-        tcp.set_nodelay(true)?;
+        let tcp = Stream::connect_tcp(addr, timeout)?;
         let s = match tls {
             None => Stream::Plain(tcp),
             Some(t) => {
@@ -148,57 +110,30 @@ impl Conn {
         };
         Ok(Conn {
             s,
-            buf: vec![0; 1 << 20],
-            have: 0,
-            pos: 0,
-            bytes: 0,
+            frames: FrameReader::new(),
         })
+    }
+
+    /// Octets read so far (the messages handed out, with their length octets).
+    pub fn bytes(&self) -> u64 {
+        self.frames.bytes
     }
 
     /// Sends one framed message.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let mut f = Vec::with_capacity(msg.len() + 2);
-        f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-        f.extend_from_slice(msg);
-        self.s.write_all(&f)?;
-        self.s.flush()
+        tlsclient::send_frame(&mut self.s, msg)
     }
 
     /// The connection and the octets read past the last message handed out.
     pub fn into_parts(self) -> (Stream, Vec<u8>) {
-        (self.s, self.buf[self.pos..self.have].to_vec())
+        let rest = self.frames.rest().to_vec();
+        (self.s, rest)
     }
 
     /// Calls `each` with every message until it returns false (the stream ended) or the server
     /// closes the connection (an error).
-    pub fn read_stream(&mut self, mut each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
-        loop {
-            while self.have - self.pos >= 2 {
-                let n = u16::from_be_bytes([self.buf[self.pos], self.buf[self.pos + 1]]) as usize;
-                if self.have - self.pos < 2 + n {
-                    break;
-                }
-                let start = self.pos + 2;
-                self.pos = start + n;
-                self.bytes += 2 + n as u64;
-                if !each(&self.buf[start..start + n]) {
-                    return Ok(());
-                }
-            }
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos..self.have, 0);
-                self.have -= self.pos;
-                self.pos = 0;
-            }
-            let r = self.s.read(&mut self.buf[self.have..])?;
-            if r == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection mid-stream",
-                ));
-            }
-            self.have += r;
-        }
+    pub fn read_stream(&mut self, each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+        self.frames.read_stream(&mut self.s, each)
     }
 }
 

@@ -7,11 +7,16 @@
 //! The messages and the answer's check are the sans-io requestor's
 //! ([`crate::requestor::query::starttls`], [`crate::requestor::query::dhcptls`],
 //! [`crate::requestor::reply::tls_answer`]).
+//!
+//! Beside it, what `loadgen` and `lqctl` both read and write a requestor connection with:
+//! [`Stream`] (plain TCP or TLS over it), [`send_frame`] and [`FrameReader`] (the 2-octet
+//! length before each message, RFC 5460 §5.1 / RFC 6926 §6.1).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -226,4 +231,207 @@ fn read_exact_or_closed(tcp: &mut impl Read, buf: &mut [u8]) -> Result<(), Conne
             ConnectError::Io(e)
         }
     })
+}
+
+/// A blocking requestor connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// A TCP connection to `addr` with `timeout` for the connect and for every read and write,
+    /// Nagle off (the requestor's messages are small and each one is waited for).
+    pub fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
+    }
+
+    /// The TCP socket (under TLS, the one TLS runs over).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Writes `msg` with its 2-octet length in one write and flushes (TLS sends its record then);
+/// a message over 65535 octets is an `InvalidInput` error and nothing is written.
+pub fn send_frame(w: &mut impl Write, msg: &[u8]) -> io::Result<()> {
+    let mut f = Vec::with_capacity(msg.len() + 2);
+    crate::proto::framing::encode_frame(msg, &mut f)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 65535 octets"))?;
+    w.write_all(&f)?;
+    w.flush()
+}
+
+/// The receive side of the framing: reads into one buffer (1 MiB, allocated once) and hands
+/// out each complete message as a slice of it, with no copy per message.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    have: usize,
+    pos: usize,
+    /// Octets of the messages handed out so far, their length octets included.
+    pub bytes: u64,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader::new()
+    }
+}
+
+impl FrameReader {
+    /// An empty reader with a buffer of 1 MiB (a message is at most 65537 octets framed).
+    pub fn new() -> FrameReader {
+        FrameReader {
+            buf: vec![0; 1 << 20],
+            have: 0,
+            pos: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Calls `each` with every message read from `src` until it returns false (the stream
+    /// ended: `Ok`), or `src` fails or closes (an error; a close is `UnexpectedEof`). What was
+    /// read past the message `each` stopped at stays for the next call and for [`Self::rest`].
+    pub fn read_stream(
+        &mut self,
+        src: &mut impl Read,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> io::Result<()> {
+        loop {
+            while self.have - self.pos >= 2 {
+                let n = usize::from(u16::from_be_bytes([
+                    self.buf[self.pos],
+                    self.buf[self.pos + 1],
+                ]));
+                if self.have - self.pos < 2 + n {
+                    break;
+                }
+                let start = self.pos + 2;
+                self.pos = start + n;
+                self.bytes += 2 + n as u64;
+                if !each(&self.buf[start..start + n]) {
+                    return Ok(());
+                }
+            }
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.have, 0);
+                self.have -= self.pos;
+                self.pos = 0;
+            }
+            let r = src.read(&mut self.buf[self.have..])?;
+            if r == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection mid-stream",
+                ));
+            }
+            self.have += r;
+        }
+    }
+
+    /// The octets read past the last message handed out.
+    pub fn rest(&self) -> &[u8] {
+        &self.buf[self.pos..self.have]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that hands out its octets `step` at a time.
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
+        }
+    }
+
+    fn framed(msgs: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for m in msgs {
+            send_frame(&mut v, m).unwrap();
+        }
+        v
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole_and_the_rest_is_kept() {
+        let big = vec![7u8; 65535];
+        let wire = framed(&[b"one", b"", &big, b"four", b"after"]);
+        for step in [1, 2, 3, 1000, 1 << 21] {
+            let mut src = Trickle(wire.clone(), step);
+            let mut r = FrameReader::new();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            r.read_stream(&mut src, |m| {
+                got.push(m.to_vec());
+                m != b"four"
+            })
+            .unwrap();
+            assert_eq!(
+                got,
+                [b"one".to_vec(), vec![], big.clone(), b"four".to_vec()]
+            );
+            assert_eq!(r.bytes, (2 + 3 + 2 + 2 + 65535 + 2 + 4) as u64);
+            // The next call starts with what was read past "four".
+            let mut rest = r.rest().to_vec();
+            rest.extend_from_slice(&src.0);
+            assert_eq!(rest, framed(&[b"after"]), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_close_mid_stream_is_an_error_and_an_oversized_message_is_refused() {
+        let mut wire = framed(&[b"whole"]);
+        wire.extend_from_slice(&[0, 9, 1, 2]); // 9 announced, 2 sent, then the close
+        let mut r = FrameReader::new();
+        let mut n = 0;
+        let e = r
+            .read_stream(&mut Trickle(wire, 3), |_| {
+                n += 1;
+                true
+            })
+            .unwrap_err();
+        assert_eq!((e.kind(), n), (io::ErrorKind::UnexpectedEof, 1));
+        let mut out = Vec::new();
+        let e = send_frame(&mut out, &vec![0; 65536]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(out.is_empty());
+    }
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::metrics::{metric, metric_sum, promtool_check, scrape, scrape_until};
 use common::{free_port, Server, ServerBuilder, TempDir};
 use leasequery::cluster::contract;
 use serde_json::{Map, Value};
@@ -960,93 +961,6 @@ fn records_compacted_away_before_publishing_come_from_the_snapshot() {
     nats.stop();
 }
 
-/// `GET /metrics` of `srv` (Prometheus text).
-fn scrape(srv: &Server) -> String {
-    use std::io::Read as _;
-    let mut s = std::net::TcpStream::connect_timeout(&srv.metrics, Duration::from_secs(5))
-        .expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
-/// The value of the unlabelled sample `name` (panics when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse::<f64>().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
-}
-
-/// The sum over shards of `name` (labelled `shard` only).
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-/// Scrapes `srv` until `f` holds (bounded); the last scrape.
-fn scrape_until(srv: &Server, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = scrape(srv);
-        if f(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held; last scrape:\n{text}\nlog:\n{}",
-            srv.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `promtool check metrics` (Debian `prometheus`) accepts `text`; a missing promtool fails
-/// under `LQD_REQUIRE_PEERS`, else is reported as skipped.
-fn promtool_check(text: &str) {
-    if !have("promtool --version") {
-        if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-            panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs it)");
-        }
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "SKIPPED promtool check: promtool missing (bash .ci/run installs Debian's prometheus)"
-        );
-        return;
-    }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The `leasequeryd_cluster_*` figures on the metrics endpoint (issue 18 part 4) move exactly
 /// as the work: after a churn every journal append is published and acknowledged once
 /// (acknowledged = published = journal appends = the stream's messages; nothing pending), and
@@ -1249,76 +1163,6 @@ fn the_cluster_metrics_follow_the_stream() {
     nats.stop();
 }
 
-/// A test CA and the PEM files of a server (loopback addresses) and a requestor certificate it
-/// signs (rcgen, as tests/tls.rs): (server cert, server key, CA, client config).
-fn tls_files(
-    dir: &TempDir,
-) -> (
-    PathBuf,
-    PathBuf,
-    PathBuf,
-    std::sync::Arc<rustls::ClientConfig>,
-) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        SanType,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "cluster test CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str, server: bool| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        (
-            p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
-            key.serialize_pem(),
-        )
-    };
-    let (scert, skey) = leaf("replica.test", true);
-    let (ccert, ckey) = leaf("requestor.test", false);
-    let paths = [
-        ("server.pem", scert),
-        ("server.key", skey),
-        ("ca.pem", ca.pem()),
-    ]
-    .map(|(n, text)| {
-        let p = dir.path().join(n);
-        std::fs::write(&p, text).unwrap();
-        p
-    });
-    let client = leasequery::tlsclient::client_config(
-        ca.pem().as_bytes(),
-        Some((ccert.as_bytes(), ckey.as_bytes())),
-    )
-    .unwrap();
-    let [c, k, a] = paths;
-    (c, k, a, client)
-}
-
-/// A STARTTLS connection to `addr` (DHCPv6 / DHCP4o6 leasequery port).
-fn tls_conn(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> common::Conn {
-    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let keep = s.try_clone().unwrap();
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let t = leasequery::tlsclient::connect(s, leasequery::requestor::Wire::O6, 0x5151, cfg, name)
-        .expect("STARTTLS with the replica");
-    common::Conn::with_io(keep, Box::new(t))
-}
-
 /// A replica with `tls = "required"` (issue 18 part 2: replicas serve TLS too): a DHCP4o6
 /// bulk query over STARTTLS answers the authority's bindings (the same count as the
 /// authority's plain answer), and an active query over STARTTLS gets the live changes of a
@@ -1335,13 +1179,14 @@ fn a_replica_serves_bulk_and_active_over_tls() {
     let data = dir.path().join("data");
     let cfg = config(&dir, &nats, "auth-t");
     let mut auth = authority(&cfg, &data, None);
-    let (cert, key, ca, client) = tls_files(&dir);
+    let pki = common::pki::Pki::new(dir.path());
+    let client = pki.client();
     let rcfg = dir.path().join("rep-tls.toml");
     std::fs::write(
         &rcfg,
         format!(
-            "active = true\ntls = \"required\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
-             tls_client_ca = {ca:?}\n[cluster]\nnats_url = \"{}\"\n",
+            "active = true\n{}[cluster]\nnats_url = \"{}\"\n",
+            pki.config("required"),
             nats.url()
         ),
     )
@@ -1372,7 +1217,8 @@ fn a_replica_serves_bulk_and_active_over_tls() {
     let want = bulk_count(&auth, "cluster-tls-bulk");
     assert!(want >= 120, "the authority holds {want} bindings");
     // Bulk over TLS on the replica.
-    let mut c = tls_conn(rep.lq6, client.clone());
+    let mut c = common::Conn::tls(rep.lq6, leasequery::requestor::Wire::O6, client.clone())
+        .expect("STARTTLS with the replica");
     // By the churn clients' link, ::1 (as `bulk_count`: direct clients on loopback).
     c.send(&leasequery::requestor::query::o6_bulk(
         0x7001,
@@ -1400,7 +1246,8 @@ fn a_replica_serves_bulk_and_active_over_tls() {
         "a plain query answered under tls = required"
     );
     // Active over TLS: the second churn's changes arrive through the stream.
-    let mut c = tls_conn(rep.lq6, client);
+    let mut c = common::Conn::tls(rep.lq6, leasequery::requestor::Wire::O6, client)
+        .expect("STARTTLS with the replica");
     c.send(&active_common::active4o6(0x7200, 0x7201, None));
     let mut sub = Sub {
         c,

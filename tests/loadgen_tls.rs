@@ -2,88 +2,34 @@
 //! `bulk` (STARTTLS on TCP 547 and DHCPTLS on TCP 67), `active --verify` and `mixed --verify`
 //! pass with the requestor certificate; a CA that did not sign the server's certificate, a
 //! requestor certificate from another CA and incomplete TLS flags fail with the reason.
-//! Certificates are made here with rcgen, as tests/tls.rs makes them.
+//! Certificates are tests/common/pki.rs's (rcgen).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::pki::{Ca, Leaf, Pki};
 use common::{import_4o6, log_counter, ServerBuilder, TempDir};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 
-/// A CA in `dir`, writing `NAME-ca.pem`, and the leaves it signs.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    path: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p.self_signed(&key).unwrap();
-        let path = dir.join(format!("{name}-ca.pem"));
-        std::fs::write(&path, cert.pem()).unwrap();
-        Ca { cert, key, path }
-    }
-
-    /// A leaf `name` (CN and DNS SAN; a server's also names the loopback addresses); returns
-    /// the certificate and key paths.
-    fn leaf(&self, dir: &Path, name: &str, server: bool) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (c, k) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
-/// The server's CA and certificate, a requestor certificate from that CA, and another CA
-/// with a requestor certificate of its own.
-struct Pki {
+/// The server's PKI (tests/common/pki.rs) and another CA with a requestor certificate of its
+/// own.
+struct Setup {
     dir: TempDir,
-    ca: PathBuf,
-    server: (PathBuf, PathBuf),
-    requestor: (PathBuf, PathBuf),
-    other_ca: PathBuf,
-    stranger: (PathBuf, PathBuf),
+    pki: Pki,
+    other_ca: Ca,
+    stranger: Leaf,
 }
 
-impl Pki {
-    fn new(tag: &str) -> Pki {
+impl Setup {
+    fn new(tag: &str) -> Setup {
         let dir = TempDir::new(tag);
-        let ca = Ca::new(dir.path(), "lq");
-        let other = Ca::new(dir.path(), "other");
-        Pki {
-            server: ca.leaf(dir.path(), "lqd.test", true),
-            requestor: ca.leaf(dir.path(), "requestor1.test", false),
-            stranger: other.leaf(dir.path(), "stranger.test", false),
-            ca: ca.path,
-            other_ca: other.path,
+        let pki = Pki::new(dir.path());
+        let other_ca = Ca::new(dir.path(), "other");
+        Setup {
+            stranger: other_ca.leaf("stranger.test", false),
+            other_ca,
+            pki,
             dir,
         }
     }
@@ -92,34 +38,15 @@ impl Pki {
     /// `allow_insecure_active`) with `builder`'s import and arguments.
     fn server(&self, builder: ServerBuilder) -> common::Server {
         let cfg = self.dir.path().join("lqd.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tls = \"required\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
-                self.server.0, self.server.1, self.ca
-            ),
-        )
-        .unwrap();
+        std::fs::write(&cfg, self.pki.config("required")).unwrap();
         builder
             .arg("--config")
             .arg(cfg.display().to_string())
             .start()
     }
 
-    /// The loadgen TLS flags with the requestor certificate `leaf` and the CA `ca`.
-    fn flags(leaf: &(PathBuf, PathBuf), ca: &Path) -> Vec<String> {
-        vec![
-            "--tls-cert".into(),
-            leaf.0.display().to_string(),
-            "--tls-key".into(),
-            leaf.1.display().to_string(),
-            "--tls-ca".into(),
-            ca.display().to_string(),
-        ]
-    }
-
     fn good(&self) -> Vec<String> {
-        Pki::flags(&self.requestor, &self.ca)
+        self.pki.flags()
     }
 }
 
@@ -179,7 +106,7 @@ fn bulk_args(srv: &common::Server, out: &TempDir, tls: Vec<String>) -> Vec<Strin
 
 #[test]
 fn bulk_over_tls_streams_every_binding_and_a_wrong_ca_fails_clearly() {
-    let pki = Pki::new("lg-tls-bulk");
+    let pki = Setup::new("lg-tls-bulk");
     // No authority: its pools would add their free addresses to "v4-all".
     let mut srv = pki.server(
         ServerBuilder::new()
@@ -202,7 +129,7 @@ fn bulk_over_tls_streams_every_binding_and_a_wrong_ca_fails_clearly() {
     let o = loadgen(&bulk_args(
         &srv,
         &out2,
-        Pki::flags(&pki.requestor, &pki.other_ca),
+        pki.pki.requestor.flags(&pki.other_ca.path),
     ));
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -214,7 +141,11 @@ fn bulk_over_tls_streams_every_binding_and_a_wrong_ca_fails_clearly() {
 
     // A requestor certificate from another CA: the server ends the session, loadgen says so.
     let out3 = TempDir::new("lg-tls-bulk-stranger");
-    let o = loadgen(&bulk_args(&srv, &out3, Pki::flags(&pki.stranger, &pki.ca)));
+    let o = loadgen(&bulk_args(
+        &srv,
+        &out3,
+        pki.stranger.flags(&pki.pki.ca.path),
+    ));
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     let j = json(&out3.path().join("summary.json"));
@@ -271,7 +202,7 @@ fn active_args(
 /// bulk check over TLS too); a wrong CA fails the set-up with the reason.
 #[test]
 fn active_and_mixed_over_tls_verify_and_a_wrong_ca_fails_clearly() {
-    let pki = Pki::new("lg-tls-active");
+    let pki = Setup::new("lg-tls-active");
     let mut srv = pki.server(
         ServerBuilder::new()
             .arg("--active")
@@ -348,7 +279,7 @@ fn active_and_mixed_over_tls_verify_and_a_wrong_ca_fails_clearly() {
         &srv,
         &out3,
         &["--clients", "10", "--subscribers", "2"],
-        Pki::flags(&pki.requestor, &pki.other_ca),
+        pki.pki.requestor.flags(&pki.other_ca.path),
     ));
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -366,8 +297,8 @@ fn active_and_mixed_over_tls_verify_and_a_wrong_ca_fails_clearly() {
 
 #[test]
 fn incomplete_tls_flags_are_refused_naming_the_missing_ones() {
-    let pki = Pki::new("lg-tls-flags");
-    let cert = pki.requestor.0.display().to_string();
+    let pki = Setup::new("lg-tls-flags");
+    let cert = pki.pki.requestor.cert_path.display().to_string();
     for scenario in ["bulk", "active", "mixed", "churn"] {
         let o = loadgen(&[scenario.to_string(), "--tls-cert".into(), cert.clone()]);
         let t = text(&o);
@@ -381,7 +312,7 @@ fn incomplete_tls_flags_are_refused_naming_the_missing_ones() {
         "--tls-key".into(),
         "/nonexistent/key.pem".into(),
         "--tls-ca".into(),
-        pki.ca.display().to_string(),
+        pki.pki.ca.path.display().to_string(),
     ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");

@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -193,33 +192,6 @@ fn round_trip_v6() {
     round_trip(&import_v6(24), "v6-link:2001:db8:2::", false);
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// True when yanglint is there; otherwise fails (LQD_REQUIRE_PEERS=1, CI) or says loudly
-/// that `test` checked nothing (a write to the stderr handle, which libtest does not capture).
-fn yanglint_present(test: &str) -> bool {
-    if have("yanglint") {
-        return true;
-    }
-    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("yanglint missing (Debian libyang-tools; bash .ci/run installs it)");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: yanglint missing (the test reports ok but checked nothing; bash \
-         .ci/run installs libyang-tools, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
-    );
-    false
-}
-
 /// yanglint's verdict on `doc` (a snabb-softwire-v3 config in JSON): Ok, or its message.
 fn yanglint(doc: &str, dir: &TempDir, name: &str) -> Result<(), String> {
     let yang = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/yang");
@@ -318,7 +290,7 @@ fn softwires_of_text(doc: &str) -> BTreeSet<Softwire> {
 /// addresses; `--format snabb` carries the same softwires; each value is the binding's.
 #[test]
 fn snabb_formats_validate_and_agree() {
-    if !yanglint_present("snabb_formats_validate_and_agree") {
+    if !common::peers::tools("snabb_formats_validate_and_agree", &["yanglint"]) {
         return;
     }
     let srv = ServerBuilder::new()

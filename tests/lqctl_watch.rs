@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pki::{Ca, Pki};
 use common::{free_port, Server, ServerBuilder, TempDir};
 
 const LINK: &str = "2001:db8:1::";
@@ -814,64 +815,6 @@ fn watch_needs_insecure_and_refuses_snabb_stdout() {
     );
 }
 
-/// A CA, a server certificate for the loopback addresses and a requestor certificate (rcgen),
-/// written under `dir`: the server's config lines for `tls = "required"` and lqctl's flags.
-fn tls_material(dir: &Path) -> (String, Vec<String>) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose, SanType,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "watch test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = p.self_signed(&ca_key).unwrap();
-    let write = |name: &str, text: &str| {
-        let f = dir.join(name);
-        std::fs::write(&f, text).unwrap();
-        f.display().to_string()
-    };
-    let ca_path = write("ca.pem", &ca.pem());
-    let leaf = |name: &str, server: bool| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        (
-            write(&format!("{name}.pem"), &cert.pem()),
-            write(&format!("{name}.key"), &key.serialize_pem()),
-        )
-    };
-    let (scert, skey) = leaf("lqd.test", true);
-    let (rcert, rkey) = leaf("requestor1.test", false);
-    let config = format!(
-        "tls = \"required\"\ntls_cert = {scert:?}\ntls_key = {skey:?}\ntls_client_ca = {ca_path:?}\n"
-    );
-    let flags = [
-        "--tls-cert",
-        &rcert,
-        "--tls-key",
-        &rkey,
-        "--tls-ca",
-        &ca_path,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    (config, flags)
-}
-
 /// Issue 17 part 1 over TLS (issue 15): against a server in secure mode (`tls = "required"`,
 /// active leasequery without --allow-insecure-active), `lqctl watch` with --tls-cert,
 /// --tls-key, --tls-ca loads, catches up and follows a churn to the ledger, and `lqctl bulk`
@@ -880,9 +823,10 @@ fn tls_material(dir: &Path) -> (String, Vec<String>) {
 #[test]
 fn watch_and_bulk_over_tls_against_a_server_in_secure_mode() {
     let dir = TempDir::new("watch-tls");
-    let (config, tls) = tls_material(dir.path());
+    let pki = Pki::new(dir.path());
+    let tls = pki.flags();
     let cfg = dir.path().join("lqd.toml");
-    std::fs::write(&cfg, config).unwrap();
+    std::fs::write(&cfg, pki.config("required")).unwrap();
     let srv = ServerBuilder::new()
         .arg("--active")
         .arg("--config")
@@ -925,9 +869,8 @@ fn watch_and_bulk_over_tls_against_a_server_in_secure_mode() {
     assert!(o.stdout.is_empty());
     // A CA that did not sign the server's certificate: the handshake fails, said.
     let other = TempDir::new("watch-tls-other");
-    let (_, other_flags) = tls_material(other.path());
-    let mut wrong_ca = tls.clone();
-    wrong_ca[5] = other_flags[5].clone();
+    let other_ca = Ca::new(other.path(), "other");
+    let wrong_ca = pki.requestor.flags(&other_ca.path);
     let o = bulk(&wrong_ca);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");

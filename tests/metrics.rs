@@ -19,129 +19,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::metrics::{get, http, promtool_check, scrape, scrape_until, sum};
 use common::{free_port, query_4o6_link, ServerBuilder, TempDir};
 use leasequery::proto::codes::v6msg;
-
-/// One HTTP exchange: (status, head, body); `None` when the server closed without an answer.
-fn http(addr: SocketAddr, request: &[u8]) -> Option<(u16, String, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(request).ok()?;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, head.to_string(), body.to_string()))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)> {
-    http(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
-    )
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let (status, head, body) = get(addr, "/metrics").expect("an answer to GET /metrics");
-    assert_eq!(status, 200, "{head}");
-    assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    body
-}
-
-/// The sum of every sample of `name` whose labels include all of `labels`.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut total = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (n, ls) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if n != name {
-            continue;
-        }
-        if labels
-            .iter()
-            .all(|(k, v)| ls.split(',').any(|p| p == format!("{k}=\"{v}\"")))
-        {
-            total += value.parse::<f64>().unwrap_or(f64::NAN);
-        }
-    }
-    total
-}
-
-/// Scrapes until `f` holds (shard-local figures are published every second); the last scrape.
-fn scrape_until(addr: SocketAddr, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = scrape(addr);
-        if f(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held; last scrape:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// promtool (Debian package `prometheus`), or `None` after saying why; under
-/// `LQD_REQUIRE_PEERS` (set by `.ci/run`) a missing promtool fails the test (tests/peers.rs's
-/// rule). The skip line goes to the stderr handle itself, which libtest does not capture.
-fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some("promtool");
-    }
-    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("peer tools missing: [\"promtool\"] (bash .ci/run installs Debian's prometheus)");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED promtool check: peer tools missing: [\"promtool\"] (the /metrics lint did not \
-         run; bash .ci/run installs it, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
-    );
-    None
-}
-
-/// Runs `promtool check metrics` on `text`; panics with its complaints.
-fn promtool_check(text: &str) {
-    let Some(tool) = promtool() else {
-        return;
-    };
-    let mut child = Command::new(tool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Sends a DHCP4o6 bulk query by link and reads it to its end: the bindings received.
 fn bulk_4o6(lq6: SocketAddr, xid: u32) -> usize {
@@ -220,7 +100,7 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     let streamed = bulk_4o6(srv.lq6, 0x4d45);
     assert!(streamed >= IMPORTED, "{streamed}");
 
-    let text = scrape_until(m, "the churn's DHCPACKs published", |t| {
+    let text = scrape_until(&srv, "the churn's DHCPACKs published", |t| {
         sum(
             t,
             "leasequeryd_dhcpv4_messages_sent_total",
@@ -288,7 +168,7 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     );
     assert!(s("leasequeryd_journal_appends_total", &[]) >= (2 * CLIENTS) as f64);
     // Gauges: the table holds the imported bindings and the leases the clients hold, active.
-    let text = scrape_until(m, "the binding counts refreshed", |t| {
+    let text = scrape_until(&srv, "the binding counts refreshed", |t| {
         sum(
             t,
             "leasequeryd_bindings",
@@ -312,11 +192,11 @@ fn metrics_follow_a_churn_and_a_bulk_query_and_pass_promtool() {
     assert!(sub("leasequeryd_subnet_total_port_sets", "shared") > 0.0);
     // An open connection is a gauge; it goes back to 0 when closed.
     let c = srv.connect6();
-    scrape_until(m, "one connection open", |t| {
+    scrape_until(&srv, "one connection open", |t| {
         sum(t, "leasequeryd_connections_open", &[]) == 1.0
     });
     drop(c);
-    let last = scrape_until(m, "no connection open", |t| {
+    let last = scrape_until(&srv, "no connection open", |t| {
         sum(t, "leasequeryd_connections_open", &[]) == 0.0
     });
     promtool_check(&last);
@@ -440,7 +320,7 @@ fn slow_garbage_and_oversize_http_clients_get_bounded_answers_while_a_bulk_query
     assert_eq!(status, 431);
     // The server is still whole: a second bulk query and a scrape.
     assert_eq!(bulk_4o6(srv.lq6, 0x52), N);
-    let text = scrape_until(m, "both bulk queries counted", |t| {
+    let text = scrape_until(&srv, "both bulk queries counted", |t| {
         sum(t, "leasequeryd_bulk_bindings_sent_total", &[]) == (2 * N) as f64
     });
     assert_eq!(
@@ -520,9 +400,8 @@ fn active_updates_are_timed_and_subscribers_counted() {
     use active_common::{unix_now, v4_line, Env, Sub};
     const N: u32 = 40;
     let env = Env::start("", None);
-    let m = env.srv.metrics;
     let mut sub = Sub::v4_ready(&env, 0x77);
-    scrape_until(m, "one active subscriber", |t| {
+    scrape_until(&env.srv, "one active subscriber", |t| {
         sum(t, "leasequeryd_active_subscribers", &[]) == 1.0
     });
     let now = unix_now();
@@ -531,7 +410,7 @@ fn active_updates_are_timed_and_subscribers_counted() {
     let want: Vec<u32> = (0..N).collect();
     let seen = sub.until_seen(&want);
     assert!(seen.len() >= N as usize);
-    let text = scrape_until(m, "every update written and timed", |t| {
+    let text = scrape_until(&env.srv, "every update written and timed", |t| {
         sum(t, "leasequeryd_active_updates_sent_total", &[]) == seen.len() as f64
             && sum(t, "leasequeryd_active_update_latency_seconds_count", &[]) == seen.len() as f64
             // (published once a second: the backlog as it stands once everything is written)
@@ -555,7 +434,7 @@ fn active_updates_are_timed_and_subscribers_counted() {
     );
     promtool_check(&text);
     drop(sub);
-    scrape_until(m, "no active subscriber", |t| {
+    scrape_until(&env.srv, "no active subscriber", |t| {
         sum(t, "leasequeryd_active_subscribers", &[]) == 0.0
     });
 }

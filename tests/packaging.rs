@@ -18,33 +18,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// True when `tool` is there; otherwise fails (CI: LQD_REQUIRE_PEERS=1) or reports the skip
-/// on the process's stderr (not captured by libtest).
-fn tool(test: &str, tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("{tool} missing (bash .ci/run installs it)");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: {tool} missing (the test reports ok but checked nothing; bash .ci/run \
-         installs it, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
-    );
-    false
-}
-
 /// The files of a directory, name -> content.
 fn files(dir: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_dir(dir)
@@ -131,7 +104,7 @@ fn unit_passes_systemd_analyze_verify() {
     }
     // No system call filter: glommio needs the io_uring calls.
     assert!(!unit.lines().any(|l| l.starts_with("SystemCallFilter")));
-    if !tool("unit_passes_systemd_analyze_verify", "systemd-analyze") {
+    if !common::peers::tools("unit_passes_systemd_analyze_verify", &["systemd-analyze"]) {
         return;
     }
     // verify checks that ExecStart's binary exists: point it at the one just built. The man
@@ -268,7 +241,7 @@ fn notifies_systemd_ready_when_serving_and_stopping_at_sigterm() {
 /// the same mappings systemd's MemoryDenyWriteExecute= does.
 #[test]
 fn serves_under_memory_deny_write_execute() {
-    if !tool("serves_under_memory_deny_write_execute", "python3") {
+    if !common::peers::tools("serves_under_memory_deny_write_execute", &["python3"]) {
         return;
     }
     let dir = TempDir::new("mdwe");

@@ -16,44 +16,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::TempDir;
 use leasequery::proto::codes::{query_type, v6msg};
 use leasequery::proto::v6::{Message, V6Option};
 
 const RELAY: &str = "000300010a0000000007";
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// True when every tool is there; otherwise fails (CI) or reports that `test` skips.
-fn tools(test: &str, list: &[&str]) -> bool {
-    let missing: Vec<&str> = list.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("peer tools missing: {missing:?} (bash .ci/run installs them)");
-    }
-    // Not eprintln!: libtest captures that and shows it only for a failing test, so the skip
-    // would read as a plain `ok`. A write to the stderr handle itself is not captured.
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: peer tools missing: {missing:?} (the test reports ok but checked \
-         nothing; bash .ci/run installs them, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
-    );
-    false
-}
 
 /// Runs this test binary's `test` alone with no tool on PATH (so every peer tool is missing);
 /// `require` sets LQD_REQUIRE_PEERS. Returns (success, stdout, stderr).
@@ -198,7 +168,7 @@ grep -q "leasequeryd serving" server.log || {{ echo "server did not start"; cat 
 
 #[test]
 fn tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks() {
-    if !tools(
+    if !common::peers::tools(
         "tshark_dissects_captured_v6_and_4o6_bulk_streams_without_malformed_marks",
         &["unshare", "ip", "tshark", "python3", "timeout"],
     ) {
@@ -349,7 +319,7 @@ kill -INT $TS; wait $TS
 
 #[test]
 fn dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address() {
-    if !tools(
+    if !common::peers::tools(
         "dhcpkit_requestor_lists_v6_bindings_by_relay_id_and_link_address",
         &["unshare", "ip", "ipv6-dhcp-test-leasequery", "timeout"],
     ) {
@@ -397,7 +367,7 @@ fn python_ssl_requestor_does_starttls_dhcptls_bulk_and_active() {
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         SanType,
     };
-    if !tools(
+    if !common::peers::tools(
         "python_ssl_requestor_does_starttls_dhcptls_bulk_and_active",
         &["python3", "timeout"],
     ) {

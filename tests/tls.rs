@@ -16,123 +16,44 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use active_common::{o6_line, unix_now, v4_line, v6_line, Env, Form, Got, Sub, EPOCH_2000};
+use common::pki::{Ca, Leaf, Pki};
 use common::{import_4o6, log_counter, query_4o6_link, Conn, ServerBuilder, TempDir};
 use leasequery::proto::codes::{v4status, v6status};
 use leasequery::proto::v6::V6Option;
 use leasequery::requestor::{query, reply, Answer, BulkV6, Table, Wire};
 use leasequery::tlsclient;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::ServerName;
 
-/// A test PKI: a CA, and leaf certificates it (or another CA) signs, written as PEM files.
-struct Pki {
-    dir: TempDir,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-/// A leaf certificate and its key, PEM, and where they are written.
-struct Leaf {
-    cert: String,
-    key: String,
-    cert_path: PathBuf,
-    key_path: PathBuf,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let dir = TempDir::new(tag);
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{tag} test CA"));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = p.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca, ca_key }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn ca_pem(&self) -> Vec<u8> {
-        self.ca.pem().into_bytes()
-    }
-
-    /// A leaf named `name` (CN and DNS SAN), for the server (with the loopback addresses) or
-    /// a requestor; `expired` makes it valid in 2000 only.
-    fn leaf(&self, name: &str, server: bool, expired: bool) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        if server {
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-            p.subject_alt_names
-                .push(SanType::IpAddress("::1".parse().unwrap()));
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2000, 12, 31);
-        }
-        let cert = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let cert_path = self.dir.path().join(format!("{name}.pem"));
-        let key_path = self.dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-            cert_path,
-            key_path,
-        }
-    }
-}
-
-/// The server's PKI, its certificate, the good requestor's and the config lines for them.
+/// The server's PKI (tests/common/pki.rs), in a directory of its own with the config files.
 struct Setup {
+    dir: TempDir,
     pki: Pki,
-    server: Leaf,
-    good: Leaf,
 }
 
 impl Setup {
     fn new(tag: &str) -> Setup {
-        let pki = Pki::new(tag);
-        let server = pki.leaf("lqd.test", true, false);
-        let good = pki.leaf("requestor1.test", false, false);
-        Setup { pki, server, good }
+        let dir = TempDir::new(tag);
+        let pki = Pki::new(dir.path());
+        Setup { dir, pki }
     }
 
     /// Config lines: `tls = mode`, the three files, and `extra` (no DHCP4o6 authority: its
     /// demo pools would add unbound addresses to the DHCPv4 "all configured" answers).
     fn config(&self, mode: &str, extra: &str) -> String {
         format!(
-            "authority_enabled = false\ntls = \"{mode}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n{extra}\n",
-            self.server.cert_path, self.server.key_path, self.pki.ca_path()
+            "authority_enabled = false\n{}{extra}\n",
+            self.pki.config(mode)
         )
     }
 
     /// The client configuration of requestor `leaf` (or none: no certificate).
     fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
-        tlsclient::client_config(
-            &self.pki.ca_pem(),
-            leaf.map(|l| (l.cert.as_bytes(), l.key.as_bytes())),
-        )
-        .unwrap()
+        self.pki.ca.client(leaf)
     }
 
     /// A config file with `text`, kept in the PKI's directory.
     fn write_config(&self, text: &str) -> PathBuf {
-        let p = self.pki.dir.path().join("lqd.toml");
+        let p = self.dir.path().join("lqd.toml");
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -150,19 +71,8 @@ fn tcp(addr: SocketAddr) -> TcpStream {
 }
 
 /// A TLS requestor connection (STARTTLS on TCP 547, DHCPTLS on TCP 67).
-fn try_tls(
-    addr: SocketAddr,
-    wire: Wire,
-    cfg: Arc<rustls::ClientConfig>,
-) -> Result<Conn, tlsclient::ConnectError> {
-    let s = tcp(addr);
-    let keep = s.try_clone().unwrap();
-    let t = tlsclient::connect(s, wire, 0x5151, cfg, name_of(addr))?;
-    Ok(Conn::with_io(keep, Box::new(t)))
-}
-
 fn tls(addr: SocketAddr, wire: Wire, cfg: Arc<rustls::ClientConfig>) -> Conn {
-    try_tls(addr, wire, cfg).expect("TLS connection")
+    Conn::tls(addr, wire, cfg).expect("TLS connection")
 }
 
 /// Runs one bulk query on `c`: every message, and the table of bindings they carry.
@@ -223,7 +133,7 @@ fn bulk_over_tls_gives_the_plain_results_for_v6_dhcp4o6_and_v4() {
         .arg("--config")
         .arg(cfg.display().to_string())
         .start();
-    let client = st.client(Some(&st.good));
+    let client = st.client(Some(&st.pki.requestor));
     for (wire, addr, msg, bindings) in [
         (Wire::V6, srv.lq6, v6_query(0x601), 120),
         (Wire::O6, srv.lq6, query_4o6_link(0x602), 300),
@@ -254,7 +164,7 @@ fn active_over_tls_in_every_form_with_catch_up_and_live_updates() {
         &st.config("required", "allow_insecure_active = false"),
         None,
     );
-    let client = st.client(Some(&st.good));
+    let client = st.client(Some(&st.pki.requestor));
     let sub = |addr, wire, form: Form, msg: Vec<u8>| {
         let mut c = tls(addr, wire, client.clone());
         c.send(&msg);
@@ -358,12 +268,14 @@ fn active_over_tls_in_every_form_with_catch_up_and_live_updates() {
 #[test]
 fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
     let st = Setup::new("tls-refuse");
-    let other_ca = Pki::new("tls-other");
-    let foreign = other_ca.leaf("requestor1.test", false, false);
-    let expired = st.pki.leaf("requestor-old.test", false, true);
-    let stranger = st.pki.leaf("stranger.test", false, false);
+    let other_dir = TempDir::new("tls-other");
+    let other_ca = Ca::new(other_dir.path(), "other");
+    let foreign = other_ca.leaf("requestor1.test", false);
+    let expired = st.pki.ca.expired("requestor-old.test", false);
+    let stranger = st.pki.ca.leaf("stranger.test", false);
     let spki = leasequery::tls::spki_sha256_hex(
-        &rustls::pki_types::CertificateDer::from_pem_slice(st.good.cert.as_bytes()).unwrap(),
+        &rustls::pki_types::CertificateDer::from_pem_slice(st.pki.requestor.cert.as_bytes())
+            .unwrap(),
     )
     .unwrap();
     let cfg = st.write_config(&st.config(
@@ -379,12 +291,12 @@ fn every_refusal_closes_moves_its_counter_and_leaves_others_alone() {
         .arg(cfg.display().to_string())
         .start();
     use rustls::pki_types::pem::PemObject;
-    let good = st.client(Some(&st.good));
+    let good = st.client(Some(&st.pki.requestor));
     // A good requestor keeps a TLS connection open through all the refusals.
     let mut keeper = tls(srv.lq6, Wire::V6, good.clone());
     let attempt = |cfg: Arc<rustls::ClientConfig>, wire: Wire| {
         let addr = if wire == Wire::V4 { srv.lq4 } else { srv.lq6 };
-        match try_tls(addr, wire, cfg) {
+        match Conn::tls(addr, wire, cfg) {
             // TLS 1.3: the client is done before the server judged its certificate; the
             // server's alert (and close) comes on the first read.
             Ok(mut c) => {
@@ -500,7 +412,7 @@ fn optional_mode_refuses_plain_active_and_off_refuses_starttls() {
     // Plain bulk is still served; active over TLS too.
     let mut c = env.srv.connect4();
     assert!(bulk(&mut c, Wire::V4, &common::bulk_v4_all(1)).0.len() == 1);
-    let mut c = tls(env.srv.lq6, Wire::V6, st.client(Some(&st.good)));
+    let mut c = tls(env.srv.lq6, Wire::V6, st.client(Some(&st.pki.requestor)));
     c.send(&active_common::active6(0x62, vec![]));
     assert_eq!(
         active_common::classify6(&c.recv().unwrap(), 0x62, None),
@@ -516,7 +428,13 @@ fn optional_mode_refuses_plain_active_and_off_refuses_starttls() {
     let mut srv = ServerBuilder::new().start();
     for wire in [Wire::V6, Wire::V4] {
         let addr = if wire == Wire::V4 { srv.lq4 } else { srv.lq6 };
-        match tlsclient::connect(tcp(addr), wire, 8, st.client(Some(&st.good)), name_of(addr)) {
+        match tlsclient::connect(
+            tcp(addr),
+            wire,
+            8,
+            st.client(Some(&st.pki.requestor)),
+            name_of(addr),
+        ) {
             Err(tlsclient::ConnectError::Refused(s)) => {
                 assert_eq!(s.v6(), v6status::TLS_CONNECTION_REFUSED)
             }
@@ -547,7 +465,8 @@ fn a_client_hello_in_the_starttls_segment_is_not_lost() {
         (Wire::V4, srv.lq4, common::bulk_v4_all(1)),
     ] {
         let mut conn =
-            rustls::ClientConnection::new(st.client(Some(&st.good)), name_of(addr)).unwrap();
+            rustls::ClientConnection::new(st.client(Some(&st.pki.requestor)), name_of(addr))
+                .unwrap();
         let mut hello = Vec::new();
         conn.write_tls(&mut hello).unwrap();
         assert!(!hello.is_empty());
@@ -583,7 +502,7 @@ fn a_client_hello_in_the_starttls_segment_is_not_lost() {
 fn sighup_reloads_the_server_certificate_and_keeps_running_subscriptions() {
     let st = Setup::new("tls-reload");
     let env = Env::start(&st.config("required", ""), None);
-    let client = st.client(Some(&st.good));
+    let client = st.client(Some(&st.pki.requestor));
     let peer_cert = |addr| {
         let s = tcp(addr);
         let t = tlsclient::connect(s, Wire::V6, 1, client.clone(), name_of(addr)).unwrap();
@@ -607,8 +526,8 @@ fn sighup_reloads_the_server_certificate_and_keeps_running_subscriptions() {
         })
     );
     // A new server certificate in the same files; SIGHUP.
-    let renewed = st.pki.leaf("lqd.test", true, false);
-    assert_eq!(renewed.cert_path, st.server.cert_path);
+    let renewed = st.pki.ca.leaf("lqd.test", true);
+    assert_eq!(renewed.cert_path, st.pki.server.cert_path);
     let reloads = |log: &str| log.matches("reloaded the TLS certificate").count();
     env.srv.signal("HUP");
     wait_for(|| reloads(&env.srv.log()) == 1);
@@ -621,7 +540,7 @@ fn sighup_reloads_the_server_certificate_and_keeps_running_subscriptions() {
             .as_ref()
     );
     // A bad file on reload: logged, the old material kept.
-    std::fs::write(&st.server.cert_path, "not a certificate").unwrap();
+    std::fs::write(&st.pki.server.cert_path, "not a certificate").unwrap();
     env.srv.signal("HUP");
     wait_for(|| env.srv.log().contains("TLS material not reloaded"));
     assert_eq!(peer_cert(env.srv.lq6), second);
@@ -687,15 +606,16 @@ fn tapped_bulk(addr: SocketAddr, wire: Wire, st: &Setup, q: &[u8]) -> (Vec<Vec<u
             .unwrap()
             .with_root_certificates({
                 let mut r = rustls::RootCertStore::empty();
-                r.add(st.pki.ca.der().clone()).unwrap();
+                r.add(st.pki.ca.cert.der().clone()).unwrap();
                 r
             })
             .with_client_auth_cert(
-                vec![
-                    rustls::pki_types::CertificateDer::from_pem_slice(st.good.cert.as_bytes())
-                        .unwrap(),
-                ],
-                rustls::pki_types::PrivateKeyDer::from_pem_slice(st.good.key.as_bytes()).unwrap(),
+                vec![rustls::pki_types::CertificateDer::from_pem_slice(
+                    st.pki.requestor.cert.as_bytes(),
+                )
+                .unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(st.pki.requestor.key.as_bytes())
+                    .unwrap(),
             )
             .unwrap();
         Arc::new(c)
@@ -768,15 +688,15 @@ fn bad_tls_settings_stop_the_start_naming_the_key_and_the_file() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let cert = st.server.cert_path.display().to_string();
-    let key = st.server.key_path.display().to_string();
-    let ca = st.pki.ca_path().display().to_string();
+    let cert = st.pki.server.cert_path.display().to_string();
+    let key = st.pki.server.key_path.display().to_string();
+    let ca = st.pki.ca.path.display().to_string();
     // tls on without the files.
     let (code, err) = run(&["--check-config", "--tls", "required", "--tls-cert", &cert]);
     assert_eq!(code, Some(2));
     assert!(err.contains("tls_key"), "{err}");
     // A missing file.
-    let missing = st.pki.dir.path().join("missing.pem");
+    let missing = st.dir.path().join("missing.pem");
     let m = missing.display().to_string();
     let (code, err) = run(&[
         "--check-config",
@@ -792,7 +712,7 @@ fn bad_tls_settings_stop_the_start_naming_the_key_and_the_file() {
     assert_eq!(code, Some(2));
     assert!(err.contains("tls_cert") && err.contains(&m), "{err}");
     // A key that does not go with the certificate (the requestor's key).
-    let other_key = st.good.key_path.display().to_string();
+    let other_key = st.pki.requestor.key_path.display().to_string();
     let (code, err) = run(&[
         "--check-config",
         "--tls",

@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod metrics;
+pub mod peers;
+pub mod pki;
+
 /// Test client `n`'s option 61 payload in RFC 4361 form: type 255, IAID `n`, and a DUID-LL
 /// (type 3, hardware type 1) of the MAC address 02:00:00:00 followed by `n`'s low 16 bits.
 pub fn rfc4361_client_id(n: u32) -> Vec<u8> {
@@ -349,6 +353,19 @@ impl Conn {
             buf: Vec::new(),
             io: Some(io),
         }
+    }
+    /// A requestor connection over TLS (`leasequery::tlsclient`): STARTTLS (`wire` V6 or O6)
+    /// or DHCPTLS (V4) to `addr`, then the handshake with `cfg`, the server's certificate
+    /// checked for the address connected to.
+    pub fn tls(
+        addr: SocketAddr,
+        wire: leasequery::requestor::Wire,
+        cfg: Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, leasequery::tlsclient::ConnectError> {
+        let c = Conn::connect(addr);
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let t = leasequery::tlsclient::connect(c.s.try_clone()?, wire, 0x5151, cfg, name)?;
+        Ok(Conn::with_io(c.s, Box::new(t)))
     }
     /// Like [`Conn::connect`], with SO_RCVBUF set to `rcvbuf` octets before connecting (no
     /// receive-window autotuning: a requestor that reads slowly stalls the server's sends soon).

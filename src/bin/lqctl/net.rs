@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use leasequery::requestor::Wire;
-use leasequery::tlsclient;
+use leasequery::tlsclient::{self, FrameReader, Stream};
 pub use leasequery::tlsclient::{Tls, TlsArgs};
 use rustls::pki_types::ServerName;
 
@@ -95,24 +95,21 @@ impl Server {
     }
 }
 
-/// The connection under [`Conn`].
-enum Stream {
-    Plain(TcpStream),
-    Tls {
-        s: Box<tlsclient::TlsStream>,
-        /// Frames a [`Writer`] handed over, sent by the reading thread between reads.
-        outbox: Option<Receiver<Vec<u8>>>,
-        /// The read timeout the caller asked for (the socket's own is short while an outbox
-        /// is open, so that frames leave promptly).
-        read_timeout: Option<Duration>,
-    },
+/// The connection under [`Conn`]: the stream, and over TLS the frames a [`Writer`] hands over.
+struct Link {
+    s: Stream,
+    /// Frames a [`Writer`] handed over, sent by the reading thread between reads (TLS only).
+    outbox: Option<Receiver<Vec<u8>>>,
+    /// The read timeout the caller asked for (the socket's own is short while an outbox is
+    /// open, so that frames leave promptly).
+    read_timeout: Option<Duration>,
 }
 
-impl std::fmt::Debug for Stream {
+impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.write_str(match self.s {
             Stream::Plain(_) => "Plain",
-            Stream::Tls { .. } => "Tls",
+            Stream::Tls(_) => "Tls",
         })
     }
 }
@@ -150,12 +147,8 @@ impl Writer {
 /// A framed requestor connection to a leasequery server.
 #[derive(Debug)]
 pub struct Conn {
-    s: Stream,
-    buf: Vec<u8>,
-    have: usize,
-    pos: usize,
-    /// Octets read so far.
-    pub bytes: u64,
+    link: Link,
+    frames: FrameReader,
 }
 
 /// Opens a requestor connection to `server` (the first of its addresses that answers), with
@@ -171,11 +164,8 @@ pub fn connect(
 ) -> io::Result<Conn> {
     let mut last = None;
     for addr in server.resolve(default_port)? {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match Stream::connect_tcp(addr, timeout) {
             Ok(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))?;
-                s.set_nodelay(true)?;
                 let s = match tls {
                     None => Stream::Plain(s),
                     Some(t) => {
@@ -186,19 +176,16 @@ pub fn connect(
                         };
                         let s = tlsclient::connect(s, wire, 0x1c71, t.config.clone(), name)
                             .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
-                        Stream::Tls {
-                            s: Box::new(s),
-                            outbox: None,
-                            read_timeout: Some(timeout),
-                        }
+                        Stream::Tls(Box::new(s))
                     }
                 };
                 return Ok(Conn {
-                    s,
-                    buf: vec![0; 1 << 20],
-                    have: 0,
-                    pos: 0,
-                    bytes: 0,
+                    link: Link {
+                        s,
+                        outbox: None,
+                        read_timeout: Some(timeout),
+                    },
+                    frames: FrameReader::new(),
                 });
             }
             Err(e) => last = Some(e),
@@ -211,20 +198,17 @@ impl Conn {
     /// A writer beside the thread that reads (`watch`), after setting the read timeout of a
     /// long-lived stream (`None`: none).
     pub fn writer(&mut self, read_timeout: Option<Duration>) -> io::Result<Writer> {
-        match &mut self.s {
+        let l = &mut self.link;
+        match &l.s {
             Stream::Plain(s) => {
                 s.set_read_timeout(read_timeout)?;
                 Ok(Writer::Plain(s.try_clone()?))
             }
-            Stream::Tls {
-                s,
-                outbox,
-                read_timeout: rt,
-            } => {
+            Stream::Tls(s) => {
                 s.sock.set_read_timeout(Some(OUTBOX_POLL))?;
-                *rt = read_timeout;
+                l.read_timeout = read_timeout;
                 let (tx, rx) = mpsc::sync_channel(64);
-                *outbox = Some(rx);
+                l.outbox = Some(rx);
                 Ok(Writer::Tls(tx, s.sock.try_clone()?))
             }
         }
@@ -232,89 +216,42 @@ impl Conn {
 
     /// Sends one framed message (at most 65535 octets).
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let len = u16::try_from(msg.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 65535"))?;
-        let mut f = Vec::with_capacity(msg.len() + 2);
-        f.extend_from_slice(&len.to_be_bytes());
-        f.extend_from_slice(msg);
-        match &mut self.s {
-            Stream::Plain(s) => s.write_all(&f),
-            Stream::Tls { s, .. } => {
-                s.write_all(&f)?;
-                s.flush()
-            }
-        }
-    }
-
-    /// One read: plain, or TLS (sending what a [`Writer`] handed over first, and waiting in
-    /// [`OUTBOX_POLL`] steps up to the read timeout).
-    fn read_some(&mut self, at: usize) -> io::Result<usize> {
-        match &mut self.s {
-            Stream::Plain(s) => s.read(&mut self.buf[at..]),
-            Stream::Tls {
-                s,
-                outbox,
-                read_timeout,
-            } => {
-                let Some(rx) = outbox else {
-                    return s.read(&mut self.buf[at..]);
-                };
-                let t0 = Instant::now();
-                loop {
-                    while let Ok(frame) = rx.try_recv() {
-                        s.write_all(&frame)?;
-                        s.flush()?;
-                    }
-                    match s.read(&mut self.buf[at..]) {
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            if read_timeout.is_some_and(|t| t0.elapsed() >= t) {
-                                return Err(e);
-                            }
-                        }
-                        r => return r,
-                    }
-                }
-            }
-        }
+        tlsclient::send_frame(&mut self.link.s, msg)
     }
 
     /// Calls `each` with every message until it returns false (the stream ended) or the server
     /// closes the connection (an error).
-    pub fn read_stream(&mut self, mut each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+    pub fn read_stream(&mut self, each: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+        self.frames.read_stream(&mut self.link, each)
+    }
+}
+
+impl Read for Link {
+    /// One read: plain, or TLS (sending what a [`Writer`] handed over first, and waiting in
+    /// [`OUTBOX_POLL`] steps up to the read timeout).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (Stream::Tls(s), Some(rx)) = (&mut self.s, &self.outbox) else {
+            return self.s.read(buf);
+        };
+        let t0 = Instant::now();
         loop {
-            while self.have - self.pos >= 2 {
-                let n = usize::from(u16::from_be_bytes([
-                    self.buf[self.pos],
-                    self.buf[self.pos + 1],
-                ]));
-                if self.have - self.pos < 2 + n {
-                    break;
+            while let Ok(frame) = rx.try_recv() {
+                s.write_all(&frame)?;
+                s.flush()?;
+            }
+            match s.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.read_timeout.is_some_and(|t| t0.elapsed() >= t) {
+                        return Err(e);
+                    }
                 }
-                let start = self.pos + 2;
-                self.pos = start + n;
-                self.bytes += 2 + n as u64;
-                if !each(&self.buf[start..start + n]) {
-                    return Ok(());
-                }
+                r => return r,
             }
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos..self.have, 0);
-                self.have -= self.pos;
-                self.pos = 0;
-            }
-            let r = self.read_some(self.have)?;
-            if r == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection mid-stream",
-                ));
-            }
-            self.have += r;
         }
     }
 }
