@@ -700,3 +700,85 @@ fn fed_bindings_are_journaled_and_survive_a_restart() {
     assert_eq!(b5.state, dhcp_state::RELEASED);
     drop((feed, dir));
 }
+
+/// True when every shard directory of `data` (2 shards) holds a snapshot.
+fn snapshots_in(data: &std::path::Path) -> bool {
+    (0..2).all(|k| {
+        std::fs::read_dir(data.join(format!("shard-{k}"))).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("snapshot-") && n.ends_with(".snap")
+            })
+        })
+    })
+}
+
+/// A durable server fed only by `--feed` (no authority) compacts its own journal: past
+/// `journal_compact_bytes` each shard writes a snapshot; the data directory then replays to
+/// every fed binding, and a restart that reads the feed file again changes nothing (the next
+/// change a subscriber sees is the line appended after the restart).
+#[test]
+fn a_feed_only_durable_server_compacts_its_journal() {
+    let data = common::TempDir::new("feed-compact");
+    let extra = format!(
+        "data_dir = \"{}\"\nauthority_enabled = false\njournal_compact_bytes = 1048576\n",
+        data.path().display()
+    );
+    let env = Env::start(&extra, None);
+    let now = unix_now();
+    const N: u32 = 40_000;
+    // About 4 MB of journal records over two shards: past 1 MiB on each.
+    env.append(
+        &(0..N)
+            .map(|i| o6_line(i, "active", now))
+            .collect::<Vec<_>>(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !snapshots_in(data.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot on every shard; log:\n{}",
+            env.srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A marker after the bulk: once a subscriber sees it, every earlier line is applied (the
+    // subscriber may see the last of them first: a snapshot came after the first 4 MiB poll).
+    let mut s4 = Sub::v4_ready(&env, 0x61);
+    env.append(&[v4_line(N + 1, "active", now)]);
+    assert_eq!(s4.until_seen(&[N + 1]).last(), Some(&(N + 1, true)));
+    drop(s4);
+    let Env { mut srv, feed, dir } = env;
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    let r = leasequery::store::replay(data.path(), 2).unwrap();
+    assert!(r.snapshot_bindings > 0, "replayed from the snapshots");
+    assert_eq!(r.v4_count(), N as usize + 1);
+
+    let srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(dir.path().join("lqd.toml").display().to_string())
+        .arg("--feed")
+        .arg(feed.display().to_string())
+        .start();
+    let env = Env { srv, feed, dir };
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut s4 = Sub::v4_ready(&env, 0x62);
+    env.append(&[v4_line(N + 2, "active", now)]);
+    let seen = s4.until_seen(&[N + 2]);
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the appended line is a change; first seen: {:?}",
+        &seen[..seen.len().min(10)]
+    );
+    drop(s4);
+    let Env { mut srv, .. } = env;
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    let again = leasequery::store::replay(data.path(), 2).unwrap();
+    assert_eq!(again.v4_count(), N as usize + 2);
+    assert_eq!(
+        again.journal_records,
+        r.journal_records + 1,
+        "only the line appended after the restart was journaled"
+    );
+}
