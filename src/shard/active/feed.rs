@@ -47,7 +47,11 @@ impl FeedShard {
 /// carry several lines for one binding: only its newest state is a change).
 fn coalesce<T, K: std::hash::Hash + Eq>(v: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
     let mut seen = HashSet::with_capacity(v.len());
-    let mut out: Vec<T> = v.into_iter().rev().filter(|b| seen.insert(key(b))).collect();
+    let mut out: Vec<T> = v
+        .into_iter()
+        .rev()
+        .filter(|b| seen.insert(key(b)))
+        .collect();
     out.reverse();
     out
 }
@@ -119,7 +123,9 @@ impl ShardCtx {
             let r = journal_all(j, &changes).await;
             self.feed.unapplied.set(false);
             if let Err(e) = r {
-                self.stats().journal_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats()
+                    .journal_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 if !self.feed.failed.replace(true) {
                     error!(
                         shard = self.id,
@@ -333,5 +339,18 @@ pub(in crate::shard) async fn follow_replica(
         if got == 0 {
             glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce;
+
+    #[test]
+    fn coalesce_keeps_each_keys_last_state_in_the_order_of_those_states() {
+        let v = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (2, 'e')];
+        assert_eq!(coalesce(v, |x| x.0), vec![(1, 'c'), (3, 'd'), (2, 'e')]);
+        assert_eq!(coalesce(Vec::<(u8, u8)>::new(), |x| x.0), vec![]);
+        assert_eq!(coalesce(vec![(7, 1)], |x| x.0), vec![(7, 1)]);
     }
 }
