@@ -754,6 +754,11 @@ fn a_feed_only_durable_server_compacts_its_journal() {
     assert!(r.snapshot_bindings > 0, "replayed from the snapshots");
     assert_eq!(r.v4_count(), N as usize + 1);
 
+    // The feed file is moved away while the server starts (a missing file is waited for) and
+    // put back once a subscriber is there, so the subscriber would see anything the second
+    // reading of the file changed.
+    let held = dir.path().join("feed.held");
+    std::fs::rename(&feed, &held).unwrap();
     let srv = ServerBuilder::new()
         .arg("--config")
         .arg(dir.path().join("lqd.toml").display().to_string())
@@ -763,6 +768,7 @@ fn a_feed_only_durable_server_compacts_its_journal() {
     let env = Env { srv, feed, dir };
     std::thread::sleep(Duration::from_millis(1100));
     let mut s4 = Sub::v4_ready(&env, 0x62);
+    std::fs::rename(&held, &env.feed).unwrap();
     env.append(&[v4_line(N + 2, "active", now)]);
     let seen = s4.until_seen(&[N + 2]);
     assert_eq!(
