@@ -627,7 +627,11 @@ fn fed_bindings_are_journaled_and_survive_a_restart() {
     assert!(seen.contains(&(3, false)), "{seen:?}");
     drop(s4);
     let Env { mut srv, feed, dir } = env;
-    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
 
     let r = leasequery::store::replay(data.path(), 2).unwrap();
     assert_eq!(r.journal_records, 21, "20 v4 changes and one v6 change");
@@ -664,7 +668,11 @@ fn fed_bindings_are_journaled_and_survive_a_restart() {
         };
         assert_eq!(v["state"], want, "{v}");
     }
-    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
 
     // Restarted with the unchanged feed file (read again from its start), then a later line
     // that changes binding 5 and one for a new binding 30: only those two are journaled.
@@ -684,19 +692,22 @@ fn fed_bindings_are_journaled_and_survive_a_restart() {
         v4_line(30, "active", now + 1),
     ]);
     let seen = s4.until_seen(&[5, 30]);
-    assert_eq!(seen, vec![(5, false), (30, true)], "nothing of the old lines again");
+    assert_eq!(
+        seen,
+        vec![(5, false), (30, true)],
+        "nothing of the old lines again"
+    );
     drop(s4);
     let Env { mut srv, feed, dir } = env;
-    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
     let r = leasequery::store::replay(data.path(), 2).unwrap();
     assert_eq!(r.journal_records, 23, "the two later lines only");
     assert_eq!(r.v4_count(), 21);
-    let b5 = r
-        .v4
-        .iter()
-        .flatten()
-        .find(|b| b.addr == addr(5))
-        .unwrap();
+    let b5 = r.v4.iter().flatten().find(|b| b.addr == addr(5)).unwrap();
     assert_eq!(b5.state, dhcp_state::RELEASED);
     drop((feed, dir));
 }
@@ -749,7 +760,11 @@ fn a_feed_only_durable_server_compacts_its_journal() {
     assert_eq!(s4.until_seen(&[N + 1]).last(), Some(&(N + 1, true)));
     drop(s4);
     let Env { mut srv, feed, dir } = env;
-    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
     let r = leasequery::store::replay(data.path(), 2).unwrap();
     assert!(r.snapshot_bindings > 0, "replayed from the snapshots");
     assert_eq!(r.v4_count(), N as usize + 1);
@@ -779,7 +794,11 @@ fn a_feed_only_durable_server_compacts_its_journal() {
     );
     drop(s4);
     let Env { mut srv, .. } = env;
-    assert!(srv.terminate().is_some_and(|s| s.success()), "{}", srv.log());
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
     let again = leasequery::store::replay(data.path(), 2).unwrap();
     assert_eq!(again.v4_count(), N as usize + 2);
     assert_eq!(

@@ -1713,18 +1713,24 @@ fn a_feed_only_server_publishes_each_fed_change_once() {
         let fields: Map<String, Value> = serde_json::from_str(&m.data).unwrap();
         let line = match &d.binding {
             leasequery::feed::FeedBinding::V4(b) => {
-                assert!(m.subject.starts_with(&format!("{PREFIX}.{node}.v4.10-1-0-")));
+                assert!(m
+                    .subject
+                    .starts_with(&format!("{PREFIX}.{node}.v4.10-1-0-")));
                 let i: u32 = b.addr.octets()[3].into();
                 feed_line(i, "active", t0)
             }
             leasequery::feed::FeedBinding::V6(b) => {
-                assert!(m.subject.starts_with(&format!("{PREFIX}.{node}.v6.00030001")));
+                assert!(m
+                    .subject
+                    .starts_with(&format!("{PREFIX}.{node}.v6.00030001")));
                 let i = u32::from_str_radix(&hex(&b.duid)[8..], 16).unwrap();
                 feed_line6(i, t0)
             }
         };
         // The payload is the binding's import line plus the contract fields.
-        let want = leasequery::feed::import::parse_line(&line).unwrap().unwrap();
+        let want = leasequery::feed::import::parse_line(&line)
+            .unwrap()
+            .unwrap();
         let want = match want {
             leasequery::feed::FeedBinding::V4(b) => contract::v4_fields(&b),
             leasequery::feed::FeedBinding::V6(b) => contract::v6_fields(&b),
@@ -1735,7 +1741,10 @@ fn a_feed_only_server_publishes_each_fed_change_once() {
     // Appended lines: binding 3 released, binding 31 new; published once each.
     append_feed(
         &feed,
-        &[feed_line(3, "released", t0 + 1), feed_line(31, "active", t0 + 1)],
+        &[
+            feed_line(3, "released", t0 + 1),
+            feed_line(31, "active", t0 + 1),
+        ],
     );
     let msgs = stream_after(&nats, &srv, node, 31, "active");
     assert_eq!(msgs.len(), 37, "the two appended lines only");
@@ -1751,7 +1760,10 @@ fn a_feed_only_server_publishes_each_fed_change_once() {
     // Binding 3 changes again in a later line: once more, once.
     append_feed(
         &feed,
-        &[feed_line(3, "active", t0 + 3), feed_line(34, "active", t0 + 3)],
+        &[
+            feed_line(3, "active", t0 + 3),
+            feed_line(34, "active", t0 + 3),
+        ],
     );
     let msgs = stream_after(&nats, &srv, node, 34, "active");
     assert_eq!(msgs.len(), 40);
@@ -1772,7 +1784,11 @@ fn a_feed_only_server_publishes_each_fed_change_once() {
     let mut srv = start();
     append_feed(&feed, &[feed_line(33, "active", t0 + 4)]);
     let msgs = stream_after(&nats, &srv, node, 33, "active");
-    assert_eq!(msgs.len(), 41, "only the second marker after the second restart");
+    assert_eq!(
+        msgs.len(),
+        41,
+        "only the second marker after the second restart"
+    );
     let log = srv.log();
     assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
     assert_same(&stream_state(&msgs), &durable_state(&data, node));
