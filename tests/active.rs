@@ -588,3 +588,222 @@ fn fanout_overflow_terminates_subscribers_instead_of_losing_updates() {
     );
     assert_eq!(common::log_counter(&log, "active_subscribers"), 0, "{log}");
 }
+
+/// The v4 bindings a bulk `v4-all` query returns, as `lqctl bulk --format jsonl` lines.
+fn bulk_v4_lines(srv: &common::Server) -> Vec<serde_json::Value> {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lqctl"))
+        .args(["bulk", "--format", "jsonl", "--query", "v4-all", "--server"])
+        .arg(srv.lq4.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 18 part 1, feed + `data_dir`: fed changes are written to the owning shard's journal
+/// (here the DHCP4o6 authority's, which runs too), so a restart without the feed still serves
+/// them (journal replay, kind Feed restores the binding); a restart with the unchanged feed
+/// file journals nothing again (every line is identical to the replayed binding), and a later
+/// line that changes a binding is journaled once.
+#[test]
+fn fed_bindings_are_journaled_and_survive_a_restart() {
+    use leasequery::proto::codes::dhcp_state;
+    let data = common::TempDir::new("feed-durable");
+    let extra = format!("data_dir = \"{}\"\n", data.path().display());
+    let env = Env::start(&extra, None);
+    let mut s4 = Sub::v4_ready(&env, 0x51);
+    let now = unix_now();
+    let mut lines: Vec<String> = (0..20).map(|i| v4_line(i, "active", now)).collect();
+    lines.push(v6_line(7, now));
+    // Binding 3 twice in one poll: only its last state is a change.
+    lines.push(v4_line(3, "released", now));
+    env.append(&lines);
+    let seen = s4.until_seen(&(0..20).collect::<Vec<_>>());
+    assert_eq!(seen.iter().filter(|(k, _)| *k == 3).count(), 1, "{seen:?}");
+    assert!(seen.contains(&(3, false)), "{seen:?}");
+    drop(s4);
+    let Env { mut srv, feed, dir } = env;
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+
+    let r = leasequery::store::replay(data.path(), 2).unwrap();
+    assert_eq!(r.journal_records, 21, "20 v4 changes and one v6 change");
+    let v4: Vec<_> = r.v4.iter().flatten().collect();
+    assert_eq!(v4.len(), 20);
+    for b in &v4 {
+        let i = u32::from(b.addr) - u32::from(addr(0));
+        let want = if i == 3 {
+            dhcp_state::RELEASED
+        } else {
+            dhcp_state::ACTIVE
+        };
+        assert_eq!(b.state, want, "binding {i}");
+    }
+    assert_eq!(r.v6_count(), 1);
+
+    // Restarted without the feed: the journal alone restores what was fed.
+    let cfg = dir.path().join("lqd.toml");
+    let mut srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .start();
+    // (The demo authority's pool answers too: only the fed addresses, 10.0.0.x, count.)
+    let fed: Vec<_> = bulk_v4_lines(&srv)
+        .into_iter()
+        .filter(|v| v["ipv4"].as_str().is_some_and(|a| a.starts_with("10.0.0.")))
+        .collect();
+    assert_eq!(fed.len(), 20, "{fed:?}");
+    for v in &fed {
+        let want = if v["ipv4"] == "10.0.0.3" {
+            "released"
+        } else {
+            "active"
+        };
+        assert_eq!(v["state"], want, "{v}");
+    }
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+
+    // Restarted with the unchanged feed file (read again from its start), then a later line
+    // that changes binding 5 and one for a new binding 30: only those two are journaled.
+    let srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(cfg.display().to_string())
+        .arg("--feed")
+        .arg(feed.display().to_string())
+        .start();
+    let env = Env { srv, feed, dir };
+    // A server that starts with bindings begins its history a second after its start (a
+    // catch-up from before it is DataMissing): the ready subscriber asks from after that.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut s4 = Sub::v4_ready(&env, 0x52);
+    env.append(&[
+        v4_line(5, "released", now + 1),
+        v4_line(30, "active", now + 1),
+    ]);
+    let seen = s4.until_seen(&[5, 30]);
+    assert_eq!(
+        seen,
+        vec![(5, false), (30, true)],
+        "nothing of the old lines again"
+    );
+    drop(s4);
+    let Env { mut srv, feed, dir } = env;
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+    let r = leasequery::store::replay(data.path(), 2).unwrap();
+    assert_eq!(r.journal_records, 23, "the two later lines only");
+    assert_eq!(r.v4_count(), 21);
+    let b5 = r.v4.iter().flatten().find(|b| b.addr == addr(5)).unwrap();
+    assert_eq!(b5.state, dhcp_state::RELEASED);
+    drop((feed, dir));
+}
+
+/// True when every shard directory of `data` (2 shards) holds a snapshot.
+fn snapshots_in(data: &std::path::Path) -> bool {
+    (0..2).all(|k| {
+        std::fs::read_dir(data.join(format!("shard-{k}"))).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("snapshot-") && n.ends_with(".snap")
+            })
+        })
+    })
+}
+
+/// A durable server fed only by `--feed` (no authority) compacts its own journal: past
+/// `journal_compact_bytes` each shard writes a snapshot; the data directory then replays to
+/// every fed binding, and a restart that reads the feed file again changes nothing (the next
+/// change a subscriber sees is the line appended after the restart).
+#[test]
+fn a_feed_only_durable_server_compacts_its_journal() {
+    let data = common::TempDir::new("feed-compact");
+    let extra = format!(
+        "data_dir = \"{}\"\nauthority_enabled = false\njournal_compact_bytes = 1048576\n",
+        data.path().display()
+    );
+    let env = Env::start(&extra, None);
+    let now = unix_now();
+    const N: u32 = 40_000;
+    // About 4 MB of journal records over two shards: past 1 MiB on each.
+    env.append(
+        &(0..N)
+            .map(|i| o6_line(i, "active", now))
+            .collect::<Vec<_>>(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !snapshots_in(data.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot on every shard; log:\n{}",
+            env.srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A marker after the bulk: once a subscriber sees it, every earlier line is applied (the
+    // subscriber may see the last of them first: a snapshot came after the first 4 MiB poll).
+    let mut s4 = Sub::v4_ready(&env, 0x61);
+    env.append(&[v4_line(N + 1, "active", now)]);
+    assert_eq!(s4.until_seen(&[N + 1]).last(), Some(&(N + 1, true)));
+    drop(s4);
+    let Env { mut srv, feed, dir } = env;
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+    let r = leasequery::store::replay(data.path(), 2).unwrap();
+    assert!(r.snapshot_bindings > 0, "replayed from the snapshots");
+    assert_eq!(r.v4_count(), N as usize + 1);
+
+    // The feed file is moved away while the server starts (a missing file is waited for) and
+    // put back once a subscriber is there, so the subscriber would see anything the second
+    // reading of the file changed.
+    let held = dir.path().join("feed.held");
+    std::fs::rename(&feed, &held).unwrap();
+    let srv = ServerBuilder::new()
+        .arg("--config")
+        .arg(dir.path().join("lqd.toml").display().to_string())
+        .arg("--feed")
+        .arg(feed.display().to_string())
+        .start();
+    let env = Env { srv, feed, dir };
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut s4 = Sub::v4_ready(&env, 0x62);
+    std::fs::rename(&held, &env.feed).unwrap();
+    env.append(&[v4_line(N + 2, "active", now)]);
+    let seen = s4.until_seen(&[N + 2]);
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the appended line is a change; first seen: {:?}",
+        &seen[..seen.len().min(10)]
+    );
+    drop(s4);
+    let Env { mut srv, .. } = env;
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+    let again = leasequery::store::replay(data.path(), 2).unwrap();
+    assert_eq!(again.v4_count(), N as usize + 2);
+    assert_eq!(
+        again.journal_records,
+        r.journal_records + 1,
+        "only the line appended after the restart was journaled"
+    );
+}

@@ -138,3 +138,70 @@ fn a_failed_journal_write_leaves_the_table_as_it_was() {
     let again = again.expect("acknowledged once the journal works");
     assert_eq!(active(&srv), HashSet::from([first, again]));
 }
+
+/// Issue 18 part 1, the feed's side: with `data_dir` a fed change is applied only once its
+/// journal record is durable. Every journal write failing (`FAIL_AFTER=0`), a fed line is
+/// logged as a journal failure and never reaches the table (a bulk query does not return it);
+/// the server goes on serving. A restart without the fault reads the feed file again and the
+/// binding is then journaled and served.
+#[test]
+fn a_fed_change_whose_journal_write_fails_is_not_applied() {
+    let dir = TempDir::new("feed-fault");
+    let data = dir.path().join("data");
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(
+        &feed,
+        "{\"ipv4\":\"10.7.0.1\",\"chaddr\":\"02:00:0a:07:00:01\",\"state\":\"active\",\
+         \"cltt\":1767225600,\"expires\":1900000000}\n",
+    )
+    .unwrap();
+    let start = |fault: bool| {
+        let mut b = ServerBuilder::new()
+            .data_dir(&data)
+            .arg("--no-authority")
+            .arg("--feed")
+            .arg(feed.display().to_string());
+        if fault {
+            b = b.env("LEASEQUERYD_FAULT_JOURNAL_FAIL_AFTER", "0");
+        }
+        b.start()
+    };
+    let fed: Ipv4Addr = "10.7.0.1".parse().unwrap();
+    let mut srv = start(true);
+    let log = srv
+        .log_when(Duration::from_secs(20), |l| {
+            l.contains("feed: journal failed")
+        })
+        .unwrap_or_else(|| panic!("no feed journal failure logged:\n{}", srv.log()));
+    assert!(
+        log.contains("fault injection: journal write fails"),
+        "{log}"
+    );
+    assert!(
+        !active(&srv).contains(&fed),
+        "a fed change that is not durable must not be served"
+    );
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+
+    let mut srv = start(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !active(&srv).contains(&fed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fed binding never served after the restart:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        srv.terminate().is_some_and(|s| s.success()),
+        "{}",
+        srv.log()
+    );
+    let r = leasequery::store::replay(&data, 2).unwrap();
+    assert_eq!(r.v4_count(), 1, "durable after the restart");
+}

@@ -1775,3 +1775,202 @@ fn an_import_published_whole_removes_the_bindings_it_lacks() {
     assert_same(&state, &durable_state(&data, node));
     nats.stop();
 }
+
+/// One feed line: a DHCP4o6 binding `i` (full address 10.1.0.i) in `state`.
+fn feed_line(i: u32, state: &str, cltt: u32) -> String {
+    format!(
+        r#"{{"ipv4":"10.1.0.{i}","chaddr":"02:00:00:00:01:{i:02x}","state":"{state}","cltt":{cltt},"expires":1900000000,"link":"2001:db8:1::","softwire_src":"2001:db8:1::{i:x}"}}"#
+    )
+}
+
+/// A plain v6 feed line for client `i` on link 2001:db8:2::.
+fn feed_line6(i: u32, cltt: u32) -> String {
+    format!(
+        r#"{{"duid":"00030001{i:08x}","link":"2001:db8:2::","iana":[{{"addr":"2001:db8:2::{i:x}","preferred":3600,"valid":7200}}],"cltt":{cltt}}}"#
+    )
+}
+
+fn append_feed(feed: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(feed)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+/// Reads the stream until it holds a message of feed binding `i` (10.1.0.i) in `state`
+/// (bounded), then waits until the publisher has nothing pending and reads it again: the
+/// messages, checked as `stream_state` checks them. The feed follower reads no further line
+/// before the earlier ones are durable on every shard, so everything fed before that line is
+/// in the journals, and so on the stream once nothing is pending.
+fn stream_after(nats: &Nats, srv: &Server, node: &str, i: u32, state: &str) -> Vec<Msg> {
+    let subject = format!("{PREFIX}.{node}.v4.10-1-0-{i}");
+    let want = format!("\"state\":\"{state}\"");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let msgs = read_stream(nats, node);
+        if msgs
+            .iter()
+            .any(|m| m.subject == subject && m.data.contains(&want))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subject} {state} not on the stream ({} messages); log:\n{}",
+            msgs.len(),
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_published(srv);
+    let msgs = read_stream(nats, node);
+    stream_state(&msgs);
+    msgs
+}
+
+/// Issue 18 part 1, a server fed by `--feed` (no authority) with `[cluster]` and `data_dir`:
+/// every fed change is journaled and published (subject, `Nats-Msg-Id`, payload with `op`,
+/// `changed` and `seq` as the contract says), a binding identical to the table's is not a
+/// change (a restart reads the unchanged feed file again and publishes nothing of it), and a
+/// later line that changes a binding is published once. The stream ends equal to the data
+/// directory replayed.
+#[test]
+fn a_feed_only_server_publishes_each_fed_change_once() {
+    if !tools("a_feed_only_server_publishes_each_fed_change_once") {
+        return;
+    }
+    let dir = TempDir::new("cluster-feed");
+    let mut nats = Nats::start(&dir.path().join("js"), free_port());
+    let data = dir.path().join("data");
+    let feed = dir.path().join("feed.jsonl");
+    let node = "feed-f";
+    let cfg = config(&dir, &nats, node);
+    let start = || {
+        ServerBuilder::new()
+            .shards(SHARDS)
+            .data_dir(&data)
+            .arg("--no-authority")
+            .arg("--feed")
+            .arg(feed.display().to_string())
+            .arg("--config")
+            .arg(cfg.to_str().unwrap())
+            .start()
+    };
+    let t0 = common_now();
+    let mut lines: Vec<String> = (1..=30).map(|i| feed_line(i, "active", t0)).collect();
+    lines.extend((1..=5).map(|i| feed_line6(i, t0)));
+    append_feed(&feed, &lines);
+    let mut srv = start();
+    let msgs = stream_after(&nats, &srv, node, 30, "active");
+    assert_eq!(msgs.len(), 35, "each fed binding once");
+    let epoch = leasequery::store::journal_epoch(&data).unwrap();
+    for m in &msgs {
+        let d = contract::decode_payload(m.data.as_bytes()).unwrap();
+        assert_eq!(d.op, contract::Op::Upsert, "{}", m.data);
+        assert!(d.changed >= t0 && d.changed <= common_now(), "{}", m.data);
+        assert_eq!(d.seq >> 40, u64::from(epoch), "{}", m.data);
+        let shard = m.msg_id.split('-').nth(2).unwrap();
+        assert_eq!(
+            m.msg_id,
+            format!("{node}-{shard}-{}", d.seq),
+            "a journal record's message id"
+        );
+        let fields: Map<String, Value> = serde_json::from_str(&m.data).unwrap();
+        let line = match &d.binding {
+            leasequery::feed::FeedBinding::V4(b) => {
+                assert!(m
+                    .subject
+                    .starts_with(&format!("{PREFIX}.{node}.v4.10-1-0-")));
+                let i: u32 = b.addr.octets()[3].into();
+                feed_line(i, "active", t0)
+            }
+            leasequery::feed::FeedBinding::V6(b) => {
+                assert!(m
+                    .subject
+                    .starts_with(&format!("{PREFIX}.{node}.v6.00030001")));
+                let i = u32::from_str_radix(&hex(&b.duid)[8..], 16).unwrap();
+                feed_line6(i, t0)
+            }
+        };
+        // The payload is the binding's import line plus the contract fields.
+        let want = leasequery::feed::import::parse_line(&line)
+            .unwrap()
+            .unwrap();
+        let want = match want {
+            leasequery::feed::FeedBinding::V4(b) => contract::v4_fields(&b),
+            leasequery::feed::FeedBinding::V6(b) => contract::v6_fields(&b),
+        };
+        assert_eq!(strip_contract(fields), want, "{}", m.subject);
+    }
+
+    // Appended lines: binding 3 released, binding 31 new; published once each.
+    append_feed(
+        &feed,
+        &[
+            feed_line(3, "released", t0 + 1),
+            feed_line(31, "active", t0 + 1),
+        ],
+    );
+    let msgs = stream_after(&nats, &srv, node, 31, "active");
+    assert_eq!(msgs.len(), 37, "the two appended lines only");
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+
+    // A restart reads the unchanged file from its start: nothing is republished. A marker
+    // line appended after the start shows the old lines were read (they come before it).
+    let mut srv = start();
+    append_feed(&feed, &[feed_line(32, "active", t0 + 2)]);
+    let msgs = stream_after(&nats, &srv, node, 32, "active");
+    assert_eq!(msgs.len(), 38, "only the marker after a restart");
+    // Binding 3 changes again in a later line: once more, once.
+    append_feed(
+        &feed,
+        &[
+            feed_line(3, "active", t0 + 3),
+            feed_line(34, "active", t0 + 3),
+        ],
+    );
+    let msgs = stream_after(&nats, &srv, node, 34, "active");
+    assert_eq!(msgs.len(), 40);
+    let b3 = format!("{PREFIX}.{node}.v4.10-1-0-3");
+    let states: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.subject == b3)
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.data).unwrap();
+            v["state"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(states, ["active", "released", "active"]);
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+
+    // Once more with the file as it is (binding 3 on three lines): nothing new.
+    let mut srv = start();
+    append_feed(&feed, &[feed_line(33, "active", t0 + 4)]);
+    let msgs = stream_after(&nats, &srv, node, 33, "active");
+    assert_eq!(
+        msgs.len(),
+        41,
+        "only the second marker after the second restart"
+    );
+    let log = srv.log();
+    assert!(srv.terminate().is_some_and(|s| s.success()), "{log}");
+    assert_same(&stream_state(&msgs), &durable_state(&data, node));
+    nats.stop();
+}
+
+fn common_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

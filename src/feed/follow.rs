@@ -3,7 +3,9 @@
 //!
 //! Every complete line is one binding's new state: it is routed to its owning shard, upserted
 //! there and published as a [`crate::lease::Change`] of kind `Feed` (active leasequery
-//! subscribers see it). The shell polls every 100 ms ([`POLL_INTERVAL`]).
+//! subscribers see it); with a data directory it is journaled first and applied once durable,
+//! and a line identical to the binding held is no change (`shard::active` feed). The shell
+//! polls every 100 ms ([`POLL_INTERVAL`]).
 //!
 //! - A partial last line (no newline yet) waits for its newline.
 //! - A bad line is logged with `FILE:LINE: reason`, counted ([`FeedFollower::bad_lines`]) and

@@ -107,10 +107,13 @@ pub enum ActiveMail {
     CatchUpCredit { key: QueryKey },
     /// Subscriber's shard -> shard: stop the catch-up.
     CatchUpCancel { key: QueryKey },
-    /// Feed follower -> owning shard: upsert these bindings and publish them.
+    /// Feed follower -> owning shard: upsert these bindings and publish them (with `data_dir`:
+    /// journal them first). `done` is dropped once the batch is applied (or refused): the
+    /// follower reads no further before every shard has dropped its ticket.
     Feed {
         v4: Vec<V4Binding>,
         v6: Vec<V6Binding>,
+        done: FeedTicket,
     },
     /// Replica follower (shard 0) -> owning shard: apply these stream changes and publish them.
     Replica {
@@ -125,4 +128,24 @@ pub enum CatchUpEnd {
     Done,
     /// History was lost (DataMissing).
     Lost,
+}
+
+/// One owning shard's share of a feed poll, not yet applied: counted in an atomic the follower
+/// waits on; the count goes down when the ticket is dropped (applied, refused, or the mail lost
+/// at shutdown).
+#[derive(Debug)]
+pub struct FeedTicket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl FeedTicket {
+    /// A ticket counted in `count` (incremented now).
+    pub fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> FeedTicket {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        FeedTicket(count.clone())
+    }
+}
+
+impl Drop for FeedTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }

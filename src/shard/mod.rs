@@ -170,6 +170,11 @@ pub(crate) struct ShardCtx {
     hub: active::Hub,
     /// The DHCP4o6 lease authority of this shard, when it runs.
     auth: Option<Rc<udp::AuthShell>>,
+    /// This shard's one journal writer (with `data_dir`): the authority's when it runs,
+    /// otherwise one of its own for the feed and the cluster publisher.
+    pub journal: Option<crate::store::Journal>,
+    /// The feed's batches on this shard (`shard::active` feed).
+    feed: active::FeedShard,
     /// Drop warnings, rate-limited per reason (README "Drop warnings").
     pub drops: drops::DropLog,
     /// Softwire claims this shard asked other shards for: where each answer goes.
@@ -907,21 +912,28 @@ async fn shard_main(
             return;
         }
     };
-    // [cluster] without an authority (an import-only durable server): what the data directory
-    // holds is all there is to publish; tell the publisher it is durable.
-    if let (None, Some(p), Some(dir)) = (&auth, &shared.cluster, &shared.config.data_dir) {
-        match crate::store::Journal::open(dir, id, shared.shards) {
-            Ok(j) => {
-                if let Some(h) = p.hook(id) {
-                    h(j.durable_seq());
+    // The shard's one journal writer. Without an authority, a durable server fed by `--feed`
+    // or publishing (`[cluster]`) opens its own: fed changes are journaled before they are
+    // applied, and the publisher reads them (or, import only, what the data directory holds).
+    let journal = match (&auth, &shared.config.data_dir) {
+        (Some(shell), _) => shell.journal.clone(),
+        (None, Some(dir)) if shared.config.feed.is_some() || shared.cluster.is_some() => {
+            match crate::store::Journal::open(dir, id, shared.shards) {
+                Ok(j) => {
+                    j.set_commit_histogram(shared.metrics[id].journal_commit.clone());
+                    if let Some(h) = shared.cluster.as_ref().and_then(|p| p.hook(id)) {
+                        j.set_durable_hook(h);
+                    }
+                    Some(j)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e.into()));
+                    return;
                 }
             }
-            Err(e) => warn!(
-                shard = id,
-                "cluster: cannot read the journal to publish: {e}"
-            ),
         }
-    }
+        _ => None,
+    };
     // The history starts now; bindings imported in this second are older than it.
     let history_start = unix_now().saturating_add(u32::from(imported));
     let (senders, mut receivers) = match mesh.join().await {
@@ -945,6 +957,8 @@ async fn shard_main(
         shutdown: Semaphore::new(0),
         hub: active::Hub::new(active::history_limits(&shared.config), history_start),
         auth,
+        journal,
+        feed: active::FeedShard::default(),
         drops: drops::DropLog::new(id),
         claims_pending: RefCell::new(HashMap::new()),
         next_claim: std::cell::Cell::new(0),
@@ -1027,10 +1041,10 @@ async fn shard_main(
     publish::publish_counters(&ctx);
     if let Some(shell) = &ctx.auth {
         info!(shard = id, counters = ?shell.authority.borrow().counters(), "authority");
-        if let Some(j) = &shell.journal {
-            if let Err(e) = j.close().await {
-                warn!(shard = id, "journal close: {e}");
-            }
+    }
+    if let Some(j) = &ctx.journal {
+        if let Err(e) = j.close().await {
+            warn!(shard = id, "journal close: {e}");
         }
     }
     // Wait (bounded by the process-wide deadline) for connections of this shard to finish

@@ -26,9 +26,9 @@ pub(super) fn publish_counters(ctx: &ShardCtx) {
     let m = ctx.metrics();
     if let Some(shell) = &ctx.auth {
         m.publish_authority(shell.authority.borrow().counters());
-        if let Some(j) = &shell.journal {
-            m.publish_journal(&j.stats());
-        }
+    }
+    if let Some(j) = &ctx.journal {
+        m.publish_journal(&j.stats());
     }
     let (bindings, bytes) = ctx.hub.backlog_max();
     m.backlog_bindings_max

@@ -140,7 +140,7 @@ counters! {
     /// DHCPV4-RESPONSEs sent.
     dhcp4o6_replies,
     /// Journal appends or commits that failed (no reply was sent for them; their table changes
-    /// were undone).
+    /// were undone; a fed batch was not applied).
     journal_failures,
     /// DHCP4o6 datagrams dropped because this shard's journal failed earlier (its authority is
     /// stopped until a restart).

@@ -560,7 +560,11 @@ pub(super) async fn timer_loop(ctx: Rc<ShardCtx>, shell: Rc<AuthShell>) {
 }
 
 /// Starts a snapshot of this shard's table (the cut is taken now, with no await in between).
-fn snapshot(ctx: &Rc<ShardCtx>, j: &Journal) {
+/// Put off while fed changes are journaled but not yet applied (the cut would miss them).
+pub(super) fn snapshot(ctx: &Rc<ShardCtx>, j: &Journal) {
+    if ctx.feed.unapplied() {
+        return;
+    }
     let (v4, v6) = {
         let table = ctx.table.borrow();
         let mut v4 = Vec::with_capacity(table.len_v4());

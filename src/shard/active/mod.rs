@@ -60,7 +60,7 @@ use crate::shard::ShardCtx;
 use sub::SubEnd;
 
 pub(super) use driver::run;
-pub(super) use feed::{follow_feed, follow_replica};
+pub(super) use feed::{follow_feed, follow_replica, FeedShard};
 pub(crate) use hub::{history_limits, Hub};
 
 impl ShardCtx {
@@ -90,7 +90,7 @@ impl ShardCtx {
                     let _ = tx.try_send(false);
                 }
             }
-            ActiveMail::Feed { v4, v6 } => self.apply_feed(v4, v6),
+            ActiveMail::Feed { v4, v6, done } => self.apply_feed(v4, v6, done),
             ActiveMail::Replica { msgs } => self.apply_replica(msgs),
         }
     }
