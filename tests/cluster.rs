@@ -31,38 +31,23 @@ const PREFIX: &str = "leasequeryd";
 const STREAM: &str = "LEASEQUERYD";
 const SHARDS: usize = 2;
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
+/// True when nats-server and nats-py are there; otherwise fails (CI) or reports the skip
+/// (`common::peers::present`).
+fn tools(test: &str) -> bool {
+    let mut missing = Vec::new();
+    if !common::peers::have("nats-server") {
+        missing.push("nats-server (Debian)");
+    }
+    let nats_py = Command::new("python3")
+        .args(["-c", "import nats.js"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// True when nats-server and nats-py are there; otherwise fails (CI) or reports the skip.
-fn tools(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !have("command -v nats-server") {
-        missing.push("nats-server (Debian)");
-    }
-    if !have("python3 -c 'import nats.js'") {
+        .is_ok_and(|s| s.success());
+    if !nats_py {
         missing.push("nats-py (PyPI)");
     }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("LQD_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("peer tools missing: {missing:?} (bash .ci/run installs them)");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: peer tools missing: {missing:?} (the test reports ok but checked \
-         nothing; bash .ci/run installs them, LQD_REQUIRE_PEERS=1 makes a missing tool fail)"
-    );
-    false
+    common::peers::present(test, &missing)
 }
 
 /// A nats-server with JetStream on a loopback port, killed when dropped.
