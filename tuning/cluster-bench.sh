@@ -16,7 +16,10 @@
 #    same script (fresh server, data dir and NATS store per run): the issue's goal is on/off >= 0.9.
 # 2. Publisher drain rate: a churn of CLIENTS DORAs with NATS down (the journal spools), then
 #    nats-server starts: changes acknowledged / seconds from the start until pending=0 (one
-#    publisher thread, the whole backlog read from the journal).
+#    publisher thread, the whole backlog read from the journal), and the publisher thread's CPU
+#    in that time (its share of one core, and the changes/s one core of it would sustain).
+#    With PIN=1 the publisher thread is alone on CPU 1 and nats-server (and the idle shards) on
+#    CPU 0: the publisher on a core of its own.
 set -u
 R="${LQD_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}"
 CFG="$(cd "$(dirname "$0")" && pwd)/authority-bigpool.toml"
@@ -95,15 +98,29 @@ for run in ${RUNS_DRAIN-${RUNS:-1 2 3}}; do
   SRV=$!
   sleep 1
   $R/loadgen --out $D/out churn --server "[::1]:$PU" --server6-lq "[::1]:$P6" --clients $CLIENTS --shared-ratio 0.5 --renewals 0 --release-ratio 0 --concurrency ${CONC:-64} > $D/churn.txt 2>&1
+  if [ "${PIN:-0}" = 1 ]; then
+    # The publisher thread alone on CPU 1; the shards (idle now) and nats-server on CPU 0.
+    for t in /proc/$SRV/task/*; do
+      if [ "$(cat $t/comm)" = cluster-pub ]; then taskset -p -c 1 "${t##*/}" > /dev/null; PUBTID=${t##*/}
+      else taskset -p -c 0 "${t##*/}" > /dev/null; fi
+    done
+  fi
+  pubcpu() { # the cluster-pub thread's CPU seconds
+    for t in /proc/$SRV/task/*; do
+      [ "$(cat $t/comm)" = cluster-pub ] && awk -v hz=$(getconf CLK_TCK) '{ print ($14 + $15) / hz }' "$t/stat"
+    done
+  }
+  c0=$(pubcpu)
   t0=$(date +%s.%N)
-  start_nats "$D" $PN
+  if [ "${PIN:-0}" = 1 ]; then ON1_SAVED=$ON1; ON1=$ON0; start_nats "$D" $PN; ON1=$ON1_SAVED; else start_nats "$D" $PN; fi
   while :; do
     kill -USR1 $SRV; sleep 0.1
     p=$(counter "$D/srv.log" pending); a=$(counter "$D/srv.log" acknowledged)
     [ "${p:-1}" = 0 ] && [ "${a:-0}" -gt 0 ] && break
   done
   t1=$(date +%s.%N)
-  python3 -c "import sys; a=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'drain run $run: {a} changes published from the journal in {t:.2f}s (NATS start included): {a/t:.0f}/s')" "$a" "$t0" "$t1"
+  c1=$(pubcpu)
+  python3 -c "import sys; a=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); c=float(sys.argv[5])-float(sys.argv[4]); print(f'drain run $run: {a} changes published from the journal in {t:.2f}s (NATS start included): {a/t:.0f}/s; cluster-pub CPU {c:.2f}s ({c/t*100:.0f}% of one core, {c/a*1e6:.1f} us per change: {a/c if c else 0:.0f}/s of one core)')" "$a" "$t0" "$t1" "$c0" "$c1"
   kill -TERM $SRV; wait $SRV
   kill -TERM $NATS; wait $NATS
   rm -rf $D
