@@ -177,12 +177,36 @@ fn counter(log: &str, key: &str) -> Option<u64> {
         .lines()
         .rev()
         .find(|l| l.contains("counters: cluster"))?;
+    field(line, key)
+}
+
+/// The value of `key=` in a counters line.
+fn field(line: &str, key: &str) -> Option<u64> {
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
     line[at..]
         .split(|c: char| !c.is_ascii_digit())
         .next()?
         .parse()
         .ok()
+}
+
+/// Sends SIGUSR1 and returns the `counters: KIND ...` line that signal produced, never an
+/// older one: it waits (bounded) until one more such line than before is in the log (the log
+/// reaches the test through a pipe; a fixed sleep could read the previous line).
+fn fresh_counters(srv: &Server, kind: &str) -> String {
+    let tag = format!("counters: {kind} ");
+    let before = srv.log().matches(&tag).count();
+    srv.signal("USR1");
+    let log = srv
+        .log_when(Duration::from_secs(30), |l| {
+            l.matches(&tag).count() > before
+        })
+        .unwrap_or_else(|| panic!("no new `{tag}` line after SIGUSR1:\n{}", srv.log()));
+    log.lines()
+        .rev()
+        .find(|l| l.contains(&tag))
+        .unwrap()
+        .to_string()
 }
 
 /// Waits (bounded) until the publisher reports nothing pending twice in a row (SIGUSR1 logs
@@ -196,10 +220,8 @@ fn wait_published(srv: &Server) {
             "the publisher did not catch up; log:\n{}",
             srv.log()
         );
-        srv.signal("USR1");
-        std::thread::sleep(Duration::from_millis(400));
-        let log = srv.log();
-        if counter(&log, "pending") == Some(0) && counter(&log, "acknowledged").unwrap_or(0) > 0 {
+        let line = fresh_counters(srv, "cluster");
+        if field(&line, "pending") == Some(0) && field(&line, "acknowledged").unwrap_or(0) > 0 {
             zeros += 1;
         } else {
             zeros = 0;
@@ -644,21 +666,9 @@ fn bulk_count(srv: &Server, tag: &str) -> u64 {
         .unwrap_or_else(|| panic!("{v}")) as u64
 }
 
-/// The last `counters: replica ...` value of `key` (SIGUSR1 first).
+/// The value of `key` in the `counters: replica ...` line a SIGUSR1 produces now.
 fn replica_counter(srv: &Server, key: &str) -> Option<u64> {
-    srv.signal("USR1");
-    std::thread::sleep(Duration::from_millis(300));
-    let log = srv.log();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("counters: replica"))?;
-    let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    field(&fresh_counters(srv, "replica"), key)
 }
 
 /// Authority + 1 replica: the churn against the authority, verification through the replica
@@ -687,6 +697,7 @@ fn replicas_serve_what_the_authority_leased() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while replica_counter(&rep2, "loaded") != Some(1) {
         assert!(Instant::now() < deadline, "{}", rep2.log());
+        std::thread::sleep(Duration::from_millis(100));
     }
     let (a, r1) = (bulk_count(&auth, "bulk-a"), bulk_count(&rep1, "bulk-r1"));
     // rep2 may still be applying the last batch its follower handed over: bounded retries.
@@ -1404,6 +1415,7 @@ fn replicas_started_with_the_churn_hold_the_authoritys_bindings() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while replica_counter(&early, "loaded") != Some(1) {
         assert!(Instant::now() < deadline, "{}", early.log());
+        std::thread::sleep(Duration::from_millis(100));
     }
     let mut racing = replica(&nats, &dir, "racing");
     let out = TempDir::new("cluster-race-lg");
@@ -1511,11 +1523,9 @@ fn purge(subjects: impl IntoIterator<Item = String>) -> Vec<Value> {
         .collect()
 }
 
-/// The last `counters: cluster ...` value of `key` after SIGUSR1.
+/// The value of `key` in the `counters: cluster ...` line a SIGUSR1 produces now.
 fn cluster_counter(srv: &Server, key: &str) -> Option<u64> {
-    srv.signal("USR1");
-    std::thread::sleep(Duration::from_millis(400));
-    counter(&srv.log(), key)
+    field(&fresh_counters(srv, "cluster"), key)
 }
 
 /// The gap this closes: bindings on the stream that the authority no longer has, while the
