@@ -11,8 +11,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 target/debug/leasequeryd --man-page "$tmp"
 target/debug/loadgen --man-page "$tmp"
+target/debug/lqctl --man-page "$tmp"
 if ! diff -r "$tmp" dist/man >/dev/null; then
-    echo "dist/man/ is stale: run target/debug/leasequeryd --man-page dist/man && target/debug/loadgen --man-page dist/man" >&2
+    echo "dist/man/ is stale: run target/debug/leasequeryd --man-page dist/man && target/debug/loadgen --man-page dist/man && target/debug/lqctl --man-page dist/man" >&2
     exit 1
 fi
 deb=$(cargo deb "$@" | tail -n 1)

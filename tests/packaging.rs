@@ -38,6 +38,7 @@ fn committed_man_pages_are_what_the_code_generates() {
     for bin in [
         env!("CARGO_BIN_EXE_leasequeryd"),
         env!("CARGO_BIN_EXE_loadgen"),
+        env!("CARGO_BIN_EXE_lqctl"),
     ] {
         let st = Command::new(bin)
             .arg("--man-page")
@@ -49,11 +50,18 @@ fn committed_man_pages_are_what_the_code_generates() {
     let generated = files(out.path());
     let committed = files(&root().join("dist/man"));
     assert!(generated.contains_key("leasequeryd.1") && generated.contains_key("loadgen.1"));
-    assert!(
-        generated.contains_key("loadgen-churn.1"),
-        "{:?}",
-        generated.keys()
-    );
+    for page in [
+        "loadgen-churn.1",
+        "lqctl.1",
+        "lqctl-bulk.1",
+        "lqctl-watch.1",
+    ] {
+        assert!(
+            generated.contains_key(page),
+            "{page}: {:?}",
+            generated.keys()
+        );
+    }
     let names =
         |m: &std::collections::BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
@@ -65,7 +73,8 @@ fn committed_man_pages_are_what_the_code_generates() {
         assert_eq!(
             &committed[name], text,
             "dist/man/{name} is stale: regenerate it with `target/debug/leasequeryd --man-page \
-             dist/man && target/debug/loadgen --man-page dist/man` (README \"Packaging\")"
+             dist/man && target/debug/loadgen --man-page dist/man && target/debug/lqctl \
+             --man-page dist/man` (README \"Packaging\")"
         );
     }
     // The page documents the flags, including this issue's.

@@ -127,6 +127,25 @@ pub struct BulkArgs {
 }
 
 fn main() -> ExitCode {
+    // `lqctl --man-page DIR`: the man pages (lqctl.1 and one per subcommand) generated from the
+    // clap definitions into DIR (dist/man/; tests/packaging.rs keeps them equal). Not a clap
+    // flag, so that it stays out of the pages themselves (as leasequeryd's and loadgen's).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--man-page")
+    {
+        use clap::CommandFactory;
+        let Some(dir) = std::env::args_os().nth(2) else {
+            return usage("--man-page needs a directory");
+        };
+        return match clap_mangen::generate_to(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lqctl: cannot write the man pages: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Bulk(a) => run_bulk(&a),
