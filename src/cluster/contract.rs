@@ -32,7 +32,6 @@ use thiserror::Error;
 
 use crate::feed::import::{parse_line, FeedBinding};
 use crate::lease::{Change, ChangeKind, V4Binding, V6Binding};
-use crate::proto::codes::dhcp_state;
 
 /// The contract version in every payload's `"v"`. A consumer refuses another.
 pub const VERSION: u64 = 1;
@@ -229,19 +228,10 @@ pub fn reconcile_msg_id(
     format!("{node_id}-{shard}-{seq}-rm.{key}")
 }
 
+/// The import format's name of a dhcp-state; it has no name for other codes, and
+/// "transitioning" is RFC 6926's "in between".
 fn state_name(s: u8) -> &'static str {
-    match s {
-        dhcp_state::AVAILABLE => "available",
-        dhcp_state::ACTIVE => "active",
-        dhcp_state::EXPIRED => "expired",
-        dhcp_state::RELEASED => "released",
-        dhcp_state::ABANDONED => "abandoned",
-        dhcp_state::RESET => "reset",
-        dhcp_state::REMOTE => "remote",
-        dhcp_state::TRANSITIONING => "transitioning",
-        // The import format has no name for others; "transitioning" is RFC 6926's "in between".
-        _ => "transitioning",
-    }
+    crate::requestor::lease::state_name(s).unwrap_or("transitioning")
 }
 
 /// A v4/4o6 binding as its import-file line's fields.

@@ -165,16 +165,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn wire_name(w: Wire) -> &'static str {
     match w {
         Wire::V4 => "v4",
@@ -233,13 +223,13 @@ fn binding_of_json(m: &serde_json::Value) -> Option<(Key, Value)> {
         }
     } else {
         Key::V6 {
-            duid: unhex(m.get("duid")?.as_str()?)?,
+            duid: leasequery::config::hex_decode(m.get("duid")?.as_str()?)?,
             addr: m.get("addr")?.as_str()?.parse().ok()?,
         }
     };
     let value = Value {
         client_id: match m.get("client_id") {
-            Some(c) => Some(unhex(c.as_str()?)?),
+            Some(c) => Some(leasequery::config::hex_decode(c.as_str()?)?),
             None => None,
         },
         softwire: match m.get("softwire_src") {
